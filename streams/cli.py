@@ -1,0 +1,72 @@
+"""The ``cadence`` command: one entry point whose subcommands delegate to the packages.
+
+Each subcommand lives in its own module under :mod:`streams.commands` and exposes
+``configure(parser)`` and ``run(args) -> int``. Command modules import their heavy
+dependencies (faust, river, confluent-kafka, pynput) inside ``run`` so that
+``cadence --help`` works on a workstation that has only the ``collector`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (command path, module under streams.commands, one-line help)
+COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("collect",), "collect", "run the workstation capture agent"),
+    (("worker",), "worker", "run a stream-processing worker (faust)"),
+    (("topics", "create"), "topics_create", "create cadence's topics idempotently"),
+    (("replay", "mouse"), "replay_mouse", "publish recorded mouse sessions as raw batches"),
+    (("replay", "keystrokes"), "replay_keystrokes", "publish recorded keystroke sessions"),
+    (("simulate",), "simulate", "publish a synthetic workload of users, with takeovers"),
+    (("evaluate", "mouse"), "evaluate_mouse", "global ROC AUC on Balabit-layout recordings"),
+    (("evaluate", "keystrokes"), "evaluate_keystrokes", "per-user EER on free-text keystrokes"),
+    (("evaluate", "takeover"), "evaluate_takeover", "time-to-detection and false alarms"),
+    (("bench", "pipeline"), "bench_pipeline", "throughput and latency of one worker"),
+    (("verdicts", "tail"), "verdicts_tail", "show verdicts as they arrive"),
+    (("demo",), "demo", "the live demo: workload -> Kafka -> worker -> verdict table"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cadence",
+        description="Continuous behavioural-biometric authentication over Kafka.",
+    )
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {
+        (): parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    }
+    for path, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"streams.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"streams.commands.{module_name}":
+                raise
+            continue  # not built yet on this branch
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            if prefix not in groups:
+                group_parser = groups[path[: depth - 1]].add_parser(
+                    prefix[-1], help=f"{prefix[-1]} commands"
+                )
+                groups[prefix] = group_parser.add_subparsers(
+                    dest="_".join(prefix), metavar="SUBCOMMAND", required=True
+                )
+        sub = groups[path[:-1]].add_parser(path[-1], help=help_text, description=help_text)
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
