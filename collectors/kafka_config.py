@@ -1,0 +1,48 @@
+"""librdkafka client settings from the environment, shared by every cadence client.
+
+Defaults work against ``make kafka-up`` on this machine. Point cadence at another
+cluster with ``CADENCE_KAFKA_BOOTSTRAP`` and, for TLS/SASL,
+``CADENCE_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``CADENCE_KAFKA_SASL_MECHANISM``
+(e.g. ``SCRAM-SHA-512``), ``CADENCE_KAFKA_SASL_USERNAME``,
+``CADENCE_KAFKA_SASL_PASSWORD_FILE``, ``CADENCE_KAFKA_SSL_CA``,
+``CADENCE_KAFKA_SSL_CERT`` and ``CADENCE_KAFKA_SSL_KEY``. Secrets come from files,
+never from flags (they would show in ``ps``), and are never logged.
+
+>>> kafka_client_config("broker:9093", env={"CADENCE_KAFKA_SECURITY_PROTOCOL": "SSL"})
+{'bootstrap.servers': 'broker:9093', 'security.protocol': 'SSL'}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+_PASS_THROUGH = {
+    "CADENCE_KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "CADENCE_KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "CADENCE_KAFKA_SASL_USERNAME": "sasl.username",
+    "CADENCE_KAFKA_SSL_CA": "ssl.ca.location",
+    "CADENCE_KAFKA_SSL_CERT": "ssl.certificate.location",
+    "CADENCE_KAFKA_SSL_KEY": "ssl.key.location",
+}
+
+
+def bootstrap_servers(env: Mapping[str, str] | None = None) -> str:
+    return (os.environ if env is None else env).get("CADENCE_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+
+
+def kafka_client_config(
+    bootstrap: str | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """librdkafka settings for a producer, consumer or admin client."""
+    env = os.environ if env is None else env
+    config = {"bootstrap.servers": bootstrap or bootstrap_servers(env)}
+    for variable, setting in _PASS_THROUGH.items():
+        if value := env.get(variable):
+            config[setting] = value
+    if password_file := env.get("CADENCE_KAFKA_SASL_PASSWORD_FILE"):
+        config["sasl.password"] = Path(password_file).read_text().strip()
+    return config

@@ -1,0 +1,30 @@
+"""Command-line access to the shared Kafka settings (see :mod:`collectors.kafka_config`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from collectors.kafka_config import DEFAULT_BOOTSTRAP, kafka_client_config
+
+
+class _KafkaConfigAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.kafka_config = kafka_client_config(str(values))
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap HOST:PORT``; fills ``args.kafka_config`` with the client settings."""
+    parser.add_argument(
+        "--bootstrap",
+        action=_KafkaConfigAction,
+        metavar="HOST:PORT",
+        help=f"Kafka bootstrap servers (env CADENCE_KAFKA_BOOTSTRAP, default {DEFAULT_BOOTSTRAP})",
+    )
+    parser.set_defaults(kafka_config=kafka_client_config())

@@ -1,0 +1,71 @@
+"""Every Kafka topic cadence owns, with its partitions, retention and cleanup policy.
+
+One declaration, used by ``cadence topics create``, the worker, the deployment
+manifests' tests and the docs. Record schemas are owned by each topic's producer:
+``collectors.wire`` for raw events, ``streams.verdict`` for verdicts.
+
+Raw events are behavioural data about identifiable people: they are kept for
+hours, only long enough to survive a worker outage and reprocess. Verdicts are
+the SOC's evidence and are kept for weeks.
+
+>>> [t.name for t in TOPICS]
+['cadence.events.v1', 'cadence.verdicts.v1', 'cadence.deadletter.v1']
+>>> EVENTS.config["retention.ms"]
+'21600000'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Final
+
+from collectors.wire import EVENTS_TOPIC
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    description: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+EVENTS: Final = TopicSpec(
+    name=EVENTS_TOPIC,
+    partitions=_env_int("CADENCE_EVENTS_PARTITIONS", 12),
+    description="raw input batches from collectors, keyed by user pseudonym",
+    config={
+        "cleanup.policy": "delete",
+        "retention.ms": str(_env_int("CADENCE_EVENTS_RETENTION_HOURS", 6) * HOUR_MS),
+        "compression.type": "producer",
+        "max.message.bytes": str(1 << 20),
+    },
+)
+VERDICTS: Final = TopicSpec(
+    name="cadence.verdicts.v1",
+    partitions=_env_int("CADENCE_VERDICTS_PARTITIONS", 6),
+    description="one verdict per user window, keyed by user pseudonym",
+    config={
+        "cleanup.policy": "delete",
+        "retention.ms": str(_env_int("CADENCE_VERDICTS_RETENTION_DAYS", 30) * DAY_MS),
+    },
+)
+DEADLETTER: Final = TopicSpec(
+    name="cadence.deadletter.v1",
+    partitions=_env_int("CADENCE_DEADLETTER_PARTITIONS", 3),
+    description="records the worker could not accept, with the reason in headers",
+    config={
+        "cleanup.policy": "delete",
+        "retention.ms": str(_env_int("CADENCE_DEADLETTER_RETENTION_DAYS", 7) * DAY_MS),
+    },
+)
+
+TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER)

@@ -1,0 +1,218 @@
+"""Property tests of the raw-event wire contract: round trip, and every malformed variant rejected."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors.keyclass import N_CLASSES
+from collectors.wire import (
+    MAX_EVENTS_PER_BATCH,
+    EventBatch,
+    KeyEvent,
+    MouseEvent,
+    UnsupportedSchemaVersion,
+    WireError,
+    decode_batch,
+    encode_batch,
+)
+
+NOW_MS = 1_763_900_000_000.0
+t_ms = st.floats(min_value=0.0, max_value=500_000.0, allow_nan=False)
+coord = st.integers(min_value=-5000, max_value=5000)
+flags = st.integers(min_value=0, max_value=1)
+
+key_events = st.builds(
+    KeyEvent,
+    kind=st.sampled_from(["kd", "ku"]),
+    t_ms=t_ms,
+    key_class=st.integers(min_value=0, max_value=N_CLASSES - 1),
+    flags=flags,
+    key_hash=st.none(),
+)
+mouse_events = st.one_of(
+    st.builds(
+        MouseEvent,
+        kind=st.just("mm"),
+        t_ms=t_ms,
+        x=coord,
+        y=coord,
+        button=st.just(0),
+        dx=st.just(0),
+        dy=st.just(0),
+        flags=flags,
+    ),
+    st.builds(
+        MouseEvent,
+        kind=st.sampled_from(["md", "mu"]),
+        t_ms=t_ms,
+        x=coord,
+        y=coord,
+        button=st.integers(min_value=0, max_value=3),
+        dx=st.just(0),
+        dy=st.just(0),
+        flags=flags,
+    ),
+    st.builds(
+        MouseEvent,
+        kind=st.just("ms"),
+        t_ms=t_ms,
+        x=coord,
+        y=coord,
+        button=st.just(0),
+        dx=coord,
+        dy=coord,
+        flags=flags,
+    ),
+)
+identifiers = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=64
+)
+batches = st.builds(
+    EventBatch,
+    device=identifiers,
+    user=identifiers,
+    session=identifiers,
+    seq=st.integers(min_value=0, max_value=2**53),
+    sent_at_ms=st.just(NOW_MS),
+    clock_offset_ms=st.just(NOW_MS - 600_000.0),
+    events=st.lists(st.one_of(key_events, mouse_events), max_size=40).map(tuple),
+)
+
+
+@given(batches)
+def test_round_trip(batch: EventBatch) -> None:
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+def test_key_identity_mode_carries_a_hash_never_a_character() -> None:
+    batch = EventBatch(
+        device="d",
+        user="u",
+        session="s",
+        seq=0,
+        sent_at_ms=NOW_MS,
+        clock_offset_ms=NOW_MS - 1000,
+        events=(KeyEvent("kd", 1.0, 1, 0, "ab" * 32),),
+        key_identity=True,
+    )
+    assert decode_batch(encode_batch(batch)).events[0].key_hash == "ab" * 32
+    raw = orjson.loads(encode_batch(batch))
+    raw["events"][0][4] = "a"
+    with pytest.raises(WireError, match=r"events\[0\]\[4\]"):
+        decode_batch(orjson.dumps(raw))
+
+
+def _valid() -> dict[str, Any]:
+    return orjson.loads(
+        encode_batch(
+            EventBatch(
+                device="dev",
+                user="user",
+                session="sess",
+                seq=3,
+                sent_at_ms=NOW_MS,
+                clock_offset_ms=NOW_MS - 1000,
+                events=(
+                    KeyEvent("kd", 1.0, 2),
+                    MouseEvent("md", 2.0, 10, 20, button=1),
+                    MouseEvent("ms", 3.0, 1, 1, dx=0, dy=-1),
+                ),
+            )
+        )
+    )
+
+
+# Each mutation breaks one thing; the decoder must name the field it broke.
+MUTATIONS: list[tuple[str, Any, str]] = [
+    ("v", None, "v"),
+    ("v", "1", "v"),
+    ("device", "", "device"),
+    ("device", 5, "device"),
+    ("user", "x" * 500, "user"),
+    ("user", "a\nb", "user"),
+    ("session", None, "session"),
+    ("seq", -1, "seq"),
+    ("seq", 1.5, "seq"),
+    ("seq", True, "seq"),
+    ("sent_at_ms", "now", "sent_at_ms"),
+    ("sent_at_ms", 12.0, "sent_at_ms"),
+    ("sent_at_ms", 1e300, "sent_at_ms"),
+    ("clock_offset_ms", None, "clock_offset_ms"),
+    ("key_identity", "yes", "key_identity"),
+    ("events", {}, "events"),
+    ("events", [[]], "events[0]"),
+    ("events", [["zz", 1.0]], "events[0][0]"),
+    ("events", [["kd", 1.0, 2]], "events[0]"),
+    ("events", [["kd", -1.0, 2, 0]], "events[0][1]"),
+    ("events", [["kd", 1e15, 2, 0]], "events[0][1]"),
+    ("events", [["kd", 1.0, N_CLASSES, 0]], "events[0][2]"),
+    ("events", [["kd", 1.0, 2, 0, "ab" * 32]], "events[0]"),
+    ("events", [["mm", 1.0, "1", 2, 0]], "events[0][2]"),
+    ("events", [["md", 1.0, 1, 2, 9, 0]], "events[0][4]"),
+    ("events", [["ms", 1.0, 1, 2, 0, 1 << 30, 0]], "events[0][5]"),
+    ("events", [["mm", 1.0, 1, 2, 256]], "events[0][4]"),
+    ("events", [["mm", 0.0, 1, 2, 0], ["mm", 3_600_000.0, 1, 2, 0]], "events"),
+    ("events", [["mm", 1.0, 1, 2, 0]] * (MAX_EVENTS_PER_BATCH + 1), "events"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "field"), MUTATIONS)
+def test_malformed_batches_name_the_field(name: str, value: Any, field: str) -> None:
+    raw = _valid()
+    if value is None:
+        del raw[name]
+    else:
+        raw[name] = value
+    with pytest.raises(WireError) as info:
+        decode_batch(orjson.dumps(raw))
+    assert info.value.field == field
+
+
+def test_unknown_schema_version_is_its_own_error() -> None:
+    raw = _valid()
+    raw["v"] = 2
+    with pytest.raises(UnsupportedSchemaVersion):
+        decode_batch(orjson.dumps(raw))
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_escape_as_other_exceptions(data: bytes) -> None:
+    try:
+        batch = decode_batch(data)
+    except WireError as exc:
+        assert exc.field and exc.reason
+    else:
+        assert isinstance(batch, EventBatch)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(_valid())), json_values)
+def test_any_field_replaced_by_any_json_is_decoded_or_rejected(name: str, value: Any) -> None:
+    raw = _valid()
+    raw[name] = value
+    try:
+        batch = decode_batch(orjson.dumps(raw))
+    except WireError:
+        return
+    assert isinstance(batch, EventBatch)
+    assert math.isfinite(batch.sent_at_ms)
