@@ -1,0 +1,87 @@
+"""The verdict: what cadence says about one user window, on ``cadence.verdicts.v1``.
+
+This module owns the record; the SOC tooling, ``cadence verdicts tail`` and the
+tests import it. Records are JSON (orjson), keyed by the user pseudonym.
+
+The verdict id is derived from the window's identity (user, device, session and
+the sequence numbers of its first and last batch), so a window reprocessed after
+a crash or a rebalance yields a verdict with the same id: consumers deduplicate
+on ``verdict_id`` (at-least-once delivery).
+
+>>> v = Verdict(verdict_id=verdict_id("u", "d", "s", 1, 4), user="u", device="d",
+...     session="s", window_start_ms=1.7e12, window_end_ms=1.7e12 + 5000,
+...     keyboard_score=0.2, mouse_score=None, trust=93.5, level="trusted",
+...     reasons=(), enrollment="active", model_version="m1", emitted_at_ms=1.7e12 + 5100,
+...     events=42)
+>>> decode_verdict(encode_verdict(v)) == v
+True
+>>> verdict_id("u", "d", "s", 1, 4) == verdict_id("u", "d", "s", 1, 4)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import orjson
+
+VERDICT_SCHEMA_VERSION: Final = 1
+LEVELS: Final = ("trusted", "uncertain", "suspicious", "impostor")
+ENROLLMENT_STATES: Final = ("enrolling", "active")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One decision about one window of one user's activity.
+
+    Scores are calibrated so that one threshold means the same false-alarm rate
+    for every user: 0 is typical of the owner, 1 is beyond anything the owner
+    did during enrollment. ``None`` means the window had too little of that
+    modality to judge, or the profile is still enrolling.
+    """
+
+    verdict_id: str
+    user: str
+    device: str
+    session: str
+    window_start_ms: float
+    window_end_ms: float
+    keyboard_score: float | None
+    mouse_score: float | None
+    trust: float
+    level: str
+    reasons: tuple[str, ...]
+    enrollment: str
+    model_version: str
+    emitted_at_ms: float
+    events: int
+    v: int = VERDICT_SCHEMA_VERSION
+
+
+def verdict_id(user: str, device: str, session: str, first_seq: int, last_seq: int) -> str:
+    """Deterministic id of the window made of batches ``first_seq..last_seq``."""
+    digest = hashlib.sha256(
+        f"{user}\x1f{device}\x1f{session}\x1f{first_seq}\x1f{last_seq}".encode()
+    )
+    return digest.hexdigest()[:32]
+
+
+def encode_verdict(verdict: Verdict) -> bytes:
+    return orjson.dumps(asdict(verdict))
+
+
+def decode_verdict(data: bytes | str) -> Verdict:
+    """Parse a verdict; raises ``ValueError`` on anything that is not a v1 verdict."""
+    obj: Any = orjson.loads(data)
+    if not isinstance(obj, dict) or obj.get("v") != VERDICT_SCHEMA_VERSION:
+        raise ValueError("not a v1 verdict")
+    obj["reasons"] = tuple(obj.get("reasons", ()))
+    try:
+        verdict = Verdict(**obj)
+    except TypeError as exc:
+        raise ValueError(f"not a v1 verdict: {exc}") from None
+    if verdict.level not in LEVELS:
+        raise ValueError(f"unknown level {verdict.level!r}")
+    return verdict

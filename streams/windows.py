@@ -1,0 +1,175 @@
+"""Per-user windows of raw events, with per-device sequence tracking.
+
+A window gathers the batches of one user session (one device, one session id)
+until its events span ``window_ms`` of event time; then it closes and is judged.
+The closing rule depends only on the batches themselves, so after a crash the
+redelivered batches close into the same windows and yield the same verdict ids.
+
+Sequence numbers come from the collector, one counter per device. Within a
+session a number at or below the last one seen is a duplicate (a redelivery) and
+is dropped; a jump is a gap (batches lost upstream) and is reported. A device
+whose counter restarts (agent reinstalled) shows up with a new session and a
+lower number: that is accepted and counted as a reset, not dropped forever.
+
+>>> w = Windower(window_ms=5000)
+>>> cursors: dict[str, Cursor] = {}
+>>> def batch(seq, t0):
+...     return EventBatch(device="d", user="u", session="s", seq=seq, sent_at_ms=1.7e12,
+...         clock_offset_ms=1.7e12 - 1e6, events=(KeyEvent("kd", t0, 1), KeyEvent("ku", t0 + 80, 1)))
+>>> [c.reason for c in w.add(batch(1, 0.0), cursors, token=1).closed]
+[]
+>>> w.add(batch(1, 0.0), cursors, token=2).status
+'duplicate'
+>>> out = w.add(batch(3, 6000.0), cursors, token=3)
+>>> out.status, out.gap, [(c.first_seq, c.last_seq, c.tokens) for c in out.closed]
+('accepted', 1, [(1, 3, [1, 3])])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from collectors.wire import EventBatch, KeyEvent, MouseEvent
+
+T = TypeVar("T")
+
+MAX_CURSORS_PER_USER = 8
+
+
+@dataclass(slots=True)
+class Cursor:
+    """The last batch of a device accepted into a closed window of this user."""
+
+    session: str
+    last_seq: int
+
+
+@dataclass(slots=True)
+class Window(Generic[T]):
+    """Events of one user session between two closings; ``tokens`` are acked on close."""
+
+    user: str
+    device: str
+    session: str
+    first_seq: int
+    last_seq: int
+    clock_offset_ms: float
+    start_ms: float = float("inf")
+    end_ms: float = float("-inf")
+    key_events: list[KeyEvent] = field(default_factory=list)
+    mouse_events: list[MouseEvent] = field(default_factory=list)
+    tokens: list[T] = field(default_factory=list)
+    gaps: int = 0
+    reason: str = ""
+
+    @property
+    def events(self) -> int:
+        return len(self.key_events) + len(self.mouse_events)
+
+    @property
+    def wall_start_ms(self) -> float:
+        return self.start_ms + self.clock_offset_ms
+
+    @property
+    def wall_end_ms(self) -> float:
+        return self.end_ms + self.clock_offset_ms
+
+
+@dataclass(slots=True)
+class AddResult(Generic[T]):
+    status: str  # "accepted" | "duplicate" | "empty"
+    closed: list[Window[T]] = field(default_factory=list)
+    gap: int = 0
+    reset: bool = False
+
+
+class Windower(Generic[T]):
+    """Open windows of the users one worker owns (in memory; closed ones are persisted)."""
+
+    def __init__(self, window_ms: float = 5000.0, idle_gap_ms: float = 60_000.0) -> None:
+        self.window_ms = window_ms
+        self.idle_gap_ms = idle_gap_ms
+        self.open: dict[str, Window[T]] = {}
+
+    def add(self, batch: EventBatch, cursors: dict[str, Cursor], token: T) -> AddResult[T]:
+        """Take one batch of ``batch.user``; ``cursors`` is that user's persisted state."""
+        result: AddResult[T] = AddResult("accepted")
+        window = self.open.get(batch.user)
+        same_window = window is not None and (window.device, window.session) == (
+            batch.device,
+            batch.session,
+        )
+        cursor = cursors.get(batch.device)
+        same_session = same_window or (cursor is not None and cursor.session == batch.session)
+        last: int | None = None
+        if window is not None and same_window:
+            last = window.last_seq
+        elif cursor is not None:
+            last = cursor.last_seq
+        if last is not None and batch.seq <= last:
+            if same_session:
+                result.status = "duplicate"
+                return result
+            result.reset = True  # the device's counter restarted: a new agent install
+        elif last is not None and batch.seq > last + 1 and same_session:
+            result.gap = batch.seq - last - 1
+        if window is not None and not same_window:
+            result.closed.append(self._close(batch.user, "session_change"))
+            window = None
+        if not batch.events:
+            # A heartbeat carries no behaviour; it still moves the cursor via the window.
+            result.status = "empty"
+        times = [ev.t_ms for ev in batch.events]
+        if window is not None and times and min(times) - window.end_ms > self.idle_gap_ms:
+            result.closed.append(self._close(batch.user, "idle_gap"))
+            window = None
+        if window is None:
+            window = Window(
+                user=batch.user,
+                device=batch.device,
+                session=batch.session,
+                first_seq=batch.seq,
+                last_seq=batch.seq,
+                clock_offset_ms=batch.clock_offset_ms,
+            )
+            self.open[batch.user] = window
+        window.last_seq = batch.seq
+        window.gaps += result.gap
+        window.tokens.append(token)
+        for ev in batch.events:
+            if isinstance(ev, KeyEvent):
+                window.key_events.append(ev)
+            else:
+                window.mouse_events.append(ev)
+        if times:
+            window.start_ms = min(window.start_ms, min(times))
+            window.end_ms = max(window.end_ms, max(times))
+        if window.end_ms - window.start_ms >= self.window_ms:
+            result.closed.append(self._close(batch.user, "span"))
+        return result
+
+    def flush(self, user: str, reason: str = "flush") -> Window[T] | None:
+        """Close the user's open window now (idle user, shutdown), if there is one."""
+        if user not in self.open:
+            return None
+        return self._close(user, reason)
+
+    def drop(self, users: set[str]) -> list[Window[T]]:
+        """Forget open windows (partitions revoked): their batches will be redelivered."""
+        return [self.open.pop(u) for u in list(self.open) if u in users]
+
+    def _close(self, user: str, reason: str) -> Window[T]:
+        window = self.open.pop(user)
+        window.reason = reason
+        window.key_events.sort(key=lambda ev: ev.t_ms)
+        window.mouse_events.sort(key=lambda ev: ev.t_ms)
+        return window
+
+
+def advance(cursors: dict[str, Cursor], window: Window[T]) -> None:
+    """Record a closed window in the user's cursors, keeping the most recent devices."""
+    cursors.pop(window.device, None)
+    cursors[window.device] = Cursor(window.session, window.last_seq)
+    while len(cursors) > MAX_CURSORS_PER_USER:
+        cursors.pop(next(iter(cursors)))
