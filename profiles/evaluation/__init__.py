@@ -1,0 +1,1 @@
+"""Offline evaluation of the profiles on recorded data (no Kafka, no collectors)."""

@@ -1,0 +1,66 @@
+"""Discretisation of a window's timings into histogram cells, one cell per event.
+
+Every timing event of a window becomes one integer cell index
+``kind * N_BINS + bin``, where the *kind* says what was timed and the *bin*
+how long it took:
+
+- kinds ``0 .. n_classes-1``: the dwell of a press of that class;
+- then one kind per (previous class, next class) pair for the down-down flight;
+- then one kind per pair for the up-down flight.
+
+Bins are fixed (not learnt), so that every user's histogram and the population
+histogram share cells and can be compared cell by cell. Dwell and down-down
+bins are geometric, because timing noise grows with the duration; up-down
+bins are linear because overlapping keys make them negative.
+
+>>> from profiles.keystrokes.events import KeystrokePresses
+>>> from profiles.keystrokes.windows import KeystrokeWindow
+>>> w = KeystrokeWindow.from_presses(KeystrokePresses(
+...     t_down_ms=np.array([0.0, 150.0]), dwell_ms=np.array([90.0, np.nan]),
+...     key_class=np.array([1, 7], dtype=np.int8)))
+>>> cells = window_cells(w)
+>>> [(int(c) // N_BINS, int(c) % N_BINS) for c in cells]  # dwell of class 1, dd and ud of pair 1->7
+[(1, 5), (33, 5), (202, 3)]
+>>> n_kinds(13)
+351
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from profiles.keystrokes.windows import KeystrokeWindow
+
+__all__ = ["DD_EDGES_MS", "DWELL_EDGES_MS", "N_BINS", "UD_EDGES_MS", "n_kinds", "window_cells"]
+
+# Inner bin edges in ms; values below the first or above the last edge fall
+# in the two outer bins. 11 edges -> 12 bins per kind.
+DWELL_EDGES_MS: Final = np.geomspace(25.0, 400.0, 11)
+DD_EDGES_MS: Final = np.geomspace(40.0, 1000.0, 11)
+UD_EDGES_MS: Final = np.linspace(-150.0, 800.0, 11)
+N_BINS: Final = 12
+
+
+def n_kinds(n_classes: int) -> int:
+    """Number of timed kinds: dwell per class, then down-down and up-down per class pair."""
+    return n_classes + 2 * n_classes * n_classes
+
+
+def window_cells(window: KeystrokeWindow) -> np.ndarray:
+    """Cell index (int64) of every usable timing event of ``window``; NaN timings are skipped."""
+    nc = window.n_classes
+    dwell = window.dwell_ms
+    ok = ~np.isnan(dwell)
+    dwell_cells = window.key_class[ok].astype(np.int64) * N_BINS + np.searchsorted(
+        DWELL_EDGES_MS, dwell[ok]
+    )
+    pair = window.pair_code.astype(np.int64)
+    ok_dd = ~np.isnan(window.dd_ms)
+    dd_cells = (nc + pair[ok_dd]) * N_BINS + np.searchsorted(DD_EDGES_MS, window.dd_ms[ok_dd])
+    ok_ud = ~np.isnan(window.ud_ms)
+    ud_cells = (nc + nc * nc + pair[ok_ud]) * N_BINS + np.searchsorted(
+        UD_EDGES_MS, window.ud_ms[ok_ud]
+    )
+    return np.concatenate([dwell_cells, dd_cells, ud_cells])

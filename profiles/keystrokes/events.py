@@ -1,0 +1,159 @@
+"""Keystroke events as the product sees them, and their pairing into key presses.
+
+A capture yields ``down``/``up`` events carrying a time and a coarse key class,
+never the key itself. Pairing a ``down`` with its ``up`` therefore happens per
+class: inside one class, a run of downs is followed by a run of ups, and the
+ups are matched to the *last* downs of the run. That single rule absorbs the
+usual capture mess:
+
+- key repeat (``down down down up``): the first down is the press; the
+  auto-repeated downs in between are dropped;
+- a lost ``up`` (``down ... down up``): the earlier down stays a press, without
+  a dwell, and the later one gets the up;
+- a lost ``down``: the orphan ``up`` is ignored;
+- rollover inside one class (``a↓ s↓ a↑ s↑``): first-in, first-out, as typed.
+
+>>> ev = KeystrokeEvents(
+...     t_ms=np.array([0.0, 80.0, 150.0, 240.0, 260.0, 330.0]),
+...     is_down=np.array([True, False, True, True, False, False]),
+...     key_class=np.array([1, 1, 7, 3, 7, 3], dtype=np.int8),
+... )
+>>> p = pair_presses(ev)
+>>> p.t_down_ms.tolist(), p.dwell_ms.tolist(), p.key_class.tolist()
+([0.0, 150.0, 240.0], [80.0, 110.0, 90.0], [1, 7, 3])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+__all__ = [
+    "ERASE",
+    "MODIFIER",
+    "N_CLASSES",
+    "SPACE",
+    "KeystrokeEvents",
+    "KeystrokePresses",
+    "pair_presses",
+]
+
+# These mirror the class table of ``collectors/keyclass.py`` (13 classes: six
+# letter zones, digit, space, enter, erase, modifier, navigation, other).
+# profiles/ must not import collectors/, so the codes are restated here.
+N_CLASSES: Final = 13
+SPACE: Final = 7
+ERASE: Final = 9
+MODIFIER: Final = 10
+
+# A key held longer than this is a held modifier, a stuck key or a lost up:
+# not a dwell worth modelling.
+MAX_DWELL_MS: Final = 1500.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeystrokeEvents:
+    """Raw key events, in time order: the input of the keystroke profiles.
+
+    Attributes
+    ----------
+    t_ms
+        Event times in milliseconds (float64, any origin).
+    is_down
+        ``True`` for a key press, ``False`` for a release.
+    key_class
+        Coarse key class (int8), never the key itself.
+    """
+
+    t_ms: np.ndarray
+    is_down: np.ndarray
+    key_class: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (self.t_ms.shape == self.is_down.shape == self.key_class.shape):
+            raise ValueError("t_ms, is_down and key_class must have the same shape")
+
+    def __len__(self) -> int:
+        return int(self.t_ms.size)
+
+    @classmethod
+    def from_ns(
+        cls, t_ns: np.ndarray, is_down: np.ndarray, key_class: np.ndarray
+    ) -> KeystrokeEvents:
+        """Build from integer nanoseconds (wall clock); times become ms since the first event."""
+        t = np.asarray(t_ns, dtype=np.int64)
+        t_ms = (t - t[0]).astype(np.float64) / 1e6 if t.size else np.zeros(0)
+        return cls(
+            t_ms=t_ms,
+            is_down=np.asarray(is_down, dtype=bool),
+            key_class=np.asarray(key_class, dtype=np.int8),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeystrokePresses:
+    """Key presses in order of their ``down``: the unit that windows count.
+
+    ``dwell_ms`` is NaN when the press has no usable release.
+    """
+
+    t_down_ms: np.ndarray
+    dwell_ms: np.ndarray
+    key_class: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t_down_ms.size)
+
+    def __getitem__(self, index: slice) -> KeystrokePresses:
+        return KeystrokePresses(self.t_down_ms[index], self.dwell_ms[index], self.key_class[index])
+
+
+def pair_presses(events: KeystrokeEvents, max_dwell_ms: float = MAX_DWELL_MS) -> KeystrokePresses:
+    """Pair downs with ups per key class (see the module docstring), vectorised.
+
+    Events need not be sorted; ties keep their given order.
+    """
+    n = len(events)
+    if n == 0:
+        empty = np.zeros(0)
+        return KeystrokePresses(empty, empty.copy(), np.zeros(0, dtype=np.int8))
+    time_order = np.argsort(events.t_ms, kind="stable")
+    t = events.t_ms[time_order]
+    cls = events.key_class[time_order]
+    down = events.is_down[time_order]
+
+    # Events grouped by class, in time order inside each class.
+    order = np.argsort(cls, kind="stable")
+    c, d = cls[order], down[order]
+    starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1])])
+    run_len = np.diff(np.r_[starts, n])
+    run_of = np.repeat(np.arange(starts.size), run_len)
+    pos = np.arange(n) - starts[run_of]
+
+    # Number of ups available to each down run: the run right after it, if it
+    # is the same class and made of ups.
+    run_c, run_d = c[starts], d[starts]
+    next_is_ups = np.r_[(run_c[1:] == run_c[:-1]) & ~run_d[1:], False] & run_d
+    ups = np.where(next_is_ups, np.r_[run_len[1:], 0], 0)
+    matched_runs = np.minimum(run_len, ups)
+
+    first_matched = (run_len - matched_runs)[run_of]
+    is_matched = d & (pos >= first_matched)
+    keep = d & (is_matched | (pos == 0))
+
+    dwell = np.full(n, np.nan)
+    idx = np.flatnonzero(is_matched)
+    up_run = run_of[idx] + 1
+    up_idx = starts[up_run] + pos[idx] - first_matched[idx]
+    tc = t[order]
+    dwell[idx] = tc[up_idx] - tc[idx]
+    dwell[dwell > max_dwell_ms] = np.nan
+
+    kept = np.sort(order[keep])  # back to time order (order maps grouped -> time index)
+    dwell_time = np.empty(n)
+    dwell_time[order] = dwell
+    return KeystrokePresses(
+        t_down_ms=t[kept], dwell_ms=dwell_time[kept], key_class=cls[kept].astype(np.int8)
+    )

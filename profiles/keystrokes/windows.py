@@ -1,0 +1,100 @@
+"""Windows of N consecutive key presses, with the flight times between them.
+
+The stream processor scores a user every N presses; a :class:`KeystrokeWindow`
+holds exactly what a score may use: per press the class, the down time and the
+dwell, and per consecutive pair the down-down and up-down flights.
+
+A gap longer than ``pause_ms`` between two presses is a pause (reading,
+thinking, switching task), not a digraph: its flights are NaN, and it only
+counts towards the pause rate.
+
+>>> from profiles.keystrokes.events import KeystrokePresses
+>>> p = KeystrokePresses(
+...     t_down_ms=np.array([0.0, 200.0, 350.0, 5000.0, 5180.0]),
+...     dwell_ms=np.array([90.0, 80.0, 100.0, 85.0, np.nan]),
+...     key_class=np.array([1, 3, 7, 0, 9], dtype=np.int8),
+... )
+>>> [w.n_presses for w in iter_windows(p, 2)]
+[2, 2]
+>>> w = KeystrokeWindow.from_presses(p)
+>>> w.dd_ms.tolist()
+[200.0, 150.0, nan, 180.0]
+>>> w.ud_ms.tolist()
+[110.0, 70.0, nan, 95.0]
+>>> w.pair_code.tolist()  # previous class * 13 + next class
+[16, 46, 91, 9]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from profiles.keystrokes.events import N_CLASSES, KeystrokePresses
+
+__all__ = ["PAUSE_MS", "KeystrokeWindow", "iter_windows"]
+
+# Digraph latencies above ~1 s reflect composing, not motor rhythm.
+PAUSE_MS: Final = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeystrokeWindow:
+    """N presses and the N - 1 transitions between them."""
+
+    presses: KeystrokePresses
+    dd_ms: np.ndarray  # down-to-down flight, NaN across a pause
+    ud_ms: np.ndarray  # up-to-down flight (negative on rollover), NaN across a pause or w/o up
+    pair_code: np.ndarray  # int16: previous class * n_classes + next class
+    n_pauses: int
+    n_classes: int = N_CLASSES
+
+    @property
+    def n_presses(self) -> int:
+        return len(self.presses)
+
+    @property
+    def dwell_ms(self) -> np.ndarray:
+        return self.presses.dwell_ms
+
+    @property
+    def key_class(self) -> np.ndarray:
+        return self.presses.key_class
+
+    @classmethod
+    def from_presses(
+        cls, presses: KeystrokePresses, pause_ms: float = PAUSE_MS, n_classes: int = N_CLASSES
+    ) -> KeystrokeWindow:
+        t = presses.t_down_ms
+        dd = np.diff(t)
+        ud = t[1:] - (t[:-1] + presses.dwell_ms[:-1])
+        pause = dd > pause_ms
+        dd = np.where(pause, np.nan, dd)
+        ud = np.where(pause, np.nan, ud)
+        k = presses.key_class.astype(np.int16)
+        return cls(
+            presses=presses,
+            dd_ms=dd,
+            ud_ms=ud,
+            pair_code=k[:-1] * n_classes + k[1:],
+            n_pauses=int(pause.sum()),
+            n_classes=n_classes,
+        )
+
+
+def iter_windows(
+    presses: KeystrokePresses,
+    n_presses: int,
+    pause_ms: float = PAUSE_MS,
+    n_classes: int = N_CLASSES,
+) -> Iterator[KeystrokeWindow]:
+    """Consecutive, non-overlapping windows of ``n_presses``; a shorter tail is left out."""
+    if n_presses < 2:
+        raise ValueError("a window needs at least two presses")
+    for start in range(0, len(presses) - n_presses + 1, n_presses):
+        yield KeystrokeWindow.from_presses(
+            presses[start : start + n_presses], pause_ms=pause_ms, n_classes=n_classes
+        )
