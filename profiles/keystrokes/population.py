@@ -56,6 +56,7 @@ class KeystrokePopulation:
         self.n_classes = n_classes
         self.pseudo_count = pseudo_count
         self.counts = np.zeros((n_kinds(n_classes), N_BINS), dtype=np.float64)
+        self._p: np.ndarray | None = None
         self._log_p: np.ndarray | None = None
 
     @property
@@ -67,13 +68,23 @@ class KeystrokePopulation:
 
     def learn_cells(self, cells: np.ndarray) -> None:
         self.counts += np.bincount(cells, minlength=self.counts.size).reshape(self.counts.shape)
+        self._p = None
         self._log_p = None
+
+    def prob_table(self) -> np.ndarray:
+        """P(bin | kind) for every cell, flat; cached until the next update."""
+        if self._p is None:
+            c = self.counts + self.pseudo_count
+            self._p = (c / c.sum(axis=1, keepdims=True)).ravel()
+        return self._p
+
+    def prob(self, cells: np.ndarray) -> np.ndarray:
+        return self.prob_table()[cells]
 
     def log_prob_table(self) -> np.ndarray:
         """log P(bin | kind) for every cell, flat; cached until the next update."""
         if self._log_p is None:
-            c = self.counts + self.pseudo_count
-            self._log_p = np.log(c / c.sum(axis=1, keepdims=True)).ravel()
+            self._log_p = np.log(self.prob_table())
         return self._log_p
 
     def log_prob(self, cells: np.ndarray) -> np.ndarray:
