@@ -1,0 +1,269 @@
+"""Deliver batches to Kafka through the spool, so that nothing is lost on the way.
+
+Every batch is written to the spool *before* it is handed to the producer, and
+removed only after its delivery report succeeded. The producer is fed from the
+spool in spool order through a bounded window, so
+
+* a broker outage only grows the spool (on disk, bounded), never the producer's
+  memory; on reconnect the backlog drains oldest first;
+* a crash or ``kill -9`` loses nothing: the next start resends what was left;
+* order per device holds: the idempotent producer (``max.in.flight`` <= 5) keeps
+  order per partition, and every resend starts again from the oldest unacknowledged
+  batch, so a later batch never overtakes an earlier *first* arrival. Resends can
+  duplicate batches; consumers deduplicate on ``(device, seq)``.
+
+``message.timeout.ms`` defaults to 0 (infinite): with idempotence a local timeout
+would fail a batch while later ones might still succeed, i.e. reorder them; the
+spool bound, not a timeout, is what limits an outage's cost.
+
+The sender is not thread-safe: one thread calls ``send``, ``poll`` and ``flush``
+(delivery callbacks run inside ``poll``/``flush`` on that thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from collectors.kafka_config import kafka_client_config
+from collectors.metrics import CollectorMetrics
+from collectors.spool import MemorySpool, Spool, SqliteSpool
+from collectors.wire import EVENTS_TOPIC, SCHEMA_VERSION, EventBatch, encode_batch
+
+log = logging.getLogger(__name__)
+
+SCHEMA_HEADER = "cadence-schema"
+_HEADERS: list[tuple[str, str | bytes | None]] = [(SCHEMA_HEADER, str(SCHEMA_VERSION).encode())]
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "max.in.flight.requests.per.connection": 5,
+    "compression.type": "zstd",
+    "linger.ms": 5,
+    "message.timeout.ms": 0,
+}
+# Settings the delivery guarantees depend on: extra config may not weaken them.
+_REQUIRED = {"acks": "all", "enable.idempotence": True}
+
+# Rewinding after a failed delivery report re-produces the backlog; at most this often.
+_REWIND_INTERVAL_S = 1.0
+
+
+@dataclass
+class SenderCounters:
+    produced: int = 0  # produce() calls, including resends
+    acked: int = 0  # successful delivery reports
+    delivery_errors: int = 0  # failed delivery reports and producer errors
+    resends: int = 0  # rewinds to the oldest unacknowledged batch
+    producer_restarts: int = 0  # producers recreated after a fatal error
+    rejected: int = 0  # batches removed because the broker can never accept them
+
+
+class BatchSender:
+    """Send :class:`EventBatch` records to ``cadence.events.v1`` without losing any."""
+
+    def __init__(
+        self,
+        spool: Spool | None = None,
+        *,
+        bootstrap: str | None = None,
+        topic: str = EVENTS_TOPIC,
+        extra_config: Mapping[str, Any] | None = None,
+        metrics: CollectorMetrics | None = None,
+        window: int = 2000,
+    ) -> None:
+        self.metrics = metrics if metrics is not None else CollectorMetrics()
+        self.spool: Spool = spool if spool is not None else MemorySpool(metrics=self.metrics)
+        if spool is not None and getattr(spool, "metrics", None) is None:
+            self.metrics.track_spool(lambda: spool.batches, lambda: spool.nbytes)
+        self.topic = topic
+        self.window = window
+        self.counters = SenderCounters()
+        self._config: dict[str, Any] = {
+            **kafka_client_config(bootstrap),
+            **PRODUCER_DEFAULTS,
+            **(extra_config or {}),
+            **_REQUIRED,
+            "error_cb": self._on_error,
+        }
+        self._generation = 0
+        self._producer = Producer(self._config)
+        self._inflight = 0  # produced by the current producer, report not yet seen
+        self._cursor = 0  # spool id of the last batch handed to the current producer
+        self._backlog = True  # spool may hold batches past the cursor: read them from disk
+        self._acked: list[int] = []
+        self._rewind_to: int | None = None
+        self._last_rewind = 0.0
+        self._fatal: KafkaError | None = None
+        self._closed = False
+        self._pump()
+
+    # -- public API -------------------------------------------------------------
+
+    def next_seq(self, device: str) -> int:
+        """The next sequence number for ``device`` (persisted with a durable spool)."""
+        return self.spool.next_seq(device)
+
+    def send(self, batch: EventBatch) -> None:
+        """Spool ``batch`` and hand it to the producer; returns without waiting."""
+        key = batch.user.encode()
+        value = encode_batch(batch)
+        spool_id = self.spool.put(batch.device, batch.seq, key, value)
+        if not self._backlog and self._inflight < self.window:
+            # Common path: nothing older is waiting, produce from memory.
+            self._produce(spool_id, key, value)
+        else:
+            self._backlog = True
+            self._pump()
+        self._producer.poll(0)
+        self._settle()
+
+    def poll(self, timeout: float = 0) -> None:
+        """Serve delivery reports (removing acknowledged batches) and feed the backlog."""
+        self._producer.poll(timeout)
+        self._settle()
+
+    def flush(self, timeout: float) -> int:
+        """Try to deliver everything spooled within ``timeout`` s; return how many remain."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._settle()
+            if self.spool.batches == 0:
+                return 0
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.spool.batches
+            self._producer.flush(min(left, 0.1))
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Flush for up to ``timeout`` s and release the producer and spool.
+
+        Returns the number of batches left on the spool; a durable spool keeps them
+        for the next start.
+        """
+        if self._closed:
+            return self.spool.batches
+        remaining = self.flush(timeout)
+        self._closed = True
+        self._producer.purge(in_queue=True, in_flight=False)
+        self._producer.poll(0)
+        self._settle()
+        remaining = self.spool.batches
+        self.spool.close()
+        return remaining
+
+    @property
+    def pending(self) -> int:
+        """Batches on the spool, not yet acknowledged."""
+        return self.spool.batches
+
+    @property
+    def dropped(self) -> int:
+        return self.spool.dropped
+
+    # -- internals --------------------------------------------------------------
+
+    def _produce(self, spool_id: int, key: bytes, value: bytes) -> None:
+        generation = self._generation
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(generation, spool_id, err)
+
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=_HEADERS, on_delivery=on_delivery
+                )
+                break
+            except BufferError:
+                # librdkafka's queue is full (window larger than its buffer): drain a little.
+                self._producer.poll(0.05)
+        self._inflight += 1
+        self._cursor = spool_id
+        self.counters.produced += 1
+
+    def _pump(self) -> None:
+        while self._backlog and self._inflight < self.window:
+            rows = self.spool.pending(self._cursor, min(500, self.window - self._inflight))
+            if not rows:
+                self._backlog = False
+                return
+            for row in rows:
+                self._produce(row.id, row.key, row.value)
+
+    def _on_delivery(self, generation: int, spool_id: int, err: KafkaError | None) -> None:
+        if generation != self._generation:
+            return  # a report from a producer we already replaced
+        self._inflight -= 1
+        if err is None:
+            self._acked.append(spool_id)
+            self.counters.acked += 1
+            self.metrics.batches_sent.inc()
+            return
+        self.counters.delivery_errors += 1
+        self.metrics.delivery_errors.inc()
+        if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD):
+            # Retrying can never succeed; keeping it would block the spool forever.
+            log.error(
+                "broker rejected batch (spool id %d) for good: %s; dropping it", spool_id, err
+            )
+            self._acked.append(spool_id)
+            self.counters.rejected += 1
+            self.metrics.dropped_batches.inc()
+            return
+        if err.code() == KafkaError._PURGE_QUEUE:
+            return  # our own purge on close/restart: the spool still holds it
+        log.warning("delivery of spool id %d failed: %s; will resend from the spool", spool_id, err)
+        if self._rewind_to is None or spool_id < self._rewind_to:
+            self._rewind_to = spool_id
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+        elif err.code() not in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            # Broker-down noise is expected during an outage and already logged by librdkafka.
+            log.warning("kafka producer error: %s", err)
+
+    def _settle(self) -> None:
+        """Apply what the callbacks collected: removals, rewinds, producer restarts."""
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.spool.remove(acked)
+        if self._fatal is not None:
+            self._restart_producer()
+        elif (
+            self._rewind_to is not None
+            and time.monotonic() - self._last_rewind >= _REWIND_INTERVAL_S
+        ):
+            self._cursor = min(self._cursor, self._rewind_to - 1)
+            self._rewind_to = None
+            self._last_rewind = time.monotonic()
+            self._backlog = True
+            self.counters.resends += 1
+        self._pump()
+
+    def _restart_producer(self) -> None:
+        err, self._fatal = self._fatal, None
+        self.counters.delivery_errors += 1
+        self.counters.producer_restarts += 1
+        self.metrics.delivery_errors.inc()
+        log.error("fatal producer error: %s; recreating the producer and resending the spool", err)
+        old = self._producer
+        self._generation += 1
+        with contextlib.suppress(KafkaException):
+            old.purge(in_queue=True, in_flight=True)
+        self._producer = Producer(self._config)
+        self._inflight = 0
+        self._cursor = 0
+        self._rewind_to = None
+        self._backlog = True
+
+
+__all__ = ["BatchSender", "SenderCounters", "SqliteSpool", "MemorySpool", "PRODUCER_DEFAULTS"]

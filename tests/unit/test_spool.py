@@ -1,0 +1,125 @@
+"""The spool: order, bound and drop counting, crash safety, persistent sequence numbers."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collectors.metrics import CollectorMetrics
+from collectors.spool import MemorySpool, SqliteSpool, open_spool
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def spool(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteSpool | MemorySpool:
+    if request.param == "sqlite":
+        return SqliteSpool(tmp_path / "spool.db", fsync=False, max_batches=10, max_bytes=10_000)
+    return MemorySpool(max_batches=10, max_bytes=10_000)
+
+
+def test_pending_is_oldest_first_and_resumes_after_cursor(spool: SqliteSpool | MemorySpool) -> None:
+    ids = [spool.put("d", seq, b"k", f"v{seq}".encode()) for seq in range(5)]
+    assert ids == sorted(ids)
+    assert [r.seq for r in spool.pending()] == [0, 1, 2, 3, 4]
+    assert [r.seq for r in spool.pending(after_id=ids[1], limit=2)] == [2, 3]
+    spool.remove([ids[2], ids[0]])
+    assert [r.seq for r in spool.pending()] == [1, 3, 4]
+    assert spool.batches == 3
+    assert spool.nbytes == 3 * 3
+
+
+def test_duplicate_remove_is_harmless(spool: SqliteSpool | MemorySpool) -> None:
+    i = spool.put("d", 0, b"k", b"v")
+    spool.remove([i])
+    spool.remove([i])
+    assert (spool.batches, spool.nbytes) == (0, 0)
+
+
+def test_bound_drops_oldest_and_counts(
+    spool: SqliteSpool | MemorySpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="collectors.spool"):
+        for seq in range(15):
+            spool.put("d", seq, b"k", b"v")
+    assert spool.batches == 10
+    assert spool.dropped == 5
+    assert [r.seq for r in spool.pending()] == list(range(5, 15))
+    assert "spool full" in caplog.text and "dropped" in caplog.text
+
+
+def test_byte_bound(tmp_path: Path) -> None:
+    metrics = CollectorMetrics()
+    spool = SqliteSpool(tmp_path / "s.db", fsync=False, max_bytes=1000, metrics=metrics)
+    for seq in range(10):
+        spool.put("d", seq, b"", b"x" * 300)
+    assert spool.nbytes <= 1000 and spool.batches == 3
+    assert [r.seq for r in spool.pending()] == [7, 8, 9]
+    assert metrics.registry.get_sample_value("cadence_collector_dropped_batches_total") == 7
+    assert metrics.registry.get_sample_value("cadence_collector_spool_batches") == 3
+    assert metrics.registry.get_sample_value("cadence_collector_spool_bytes") == 900
+
+
+def test_reopen_keeps_batches_sizes_and_sequences(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path)
+    for _seq in range(4):
+        spool.put("dev-a", spool.next_seq("dev-a"), b"k", b"vv")
+    spool.put("dev-b", spool.next_seq("dev-b"), b"k", b"vv")
+    spool.remove([r.id for r in spool.pending(limit=2)])
+    spool.close()
+
+    again = SqliteSpool(path)
+    assert [(r.device, r.seq) for r in again.pending()] == [
+        ("dev-a", 2),
+        ("dev-a", 3),
+        ("dev-b", 0),
+    ]
+    assert (again.batches, again.nbytes) == (3, 9)
+    # Numbering continues where it stopped, also for batches already acknowledged.
+    assert again.next_seq("dev-a") == 4
+    assert again.next_seq("dev-b") == 1
+    assert again.next_seq("dev-new") == 0
+
+
+def test_sequence_survives_removal_of_every_batch(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db")
+    for _ in range(3):
+        spool.put("d", spool.next_seq("d"), b"", b"v")
+    spool.remove([r.id for r in spool.pending()])
+    spool.close()
+    assert SqliteSpool(tmp_path / "s.db").next_seq("d") == 3
+
+
+_WRITER = """
+import os, sys
+from collectors.spool import SqliteSpool
+spool = SqliteSpool(sys.argv[1], fsync=False)
+for seq in range(200):
+    spool.put("d", spool.next_seq("d"), b"k", b"v" * 100)
+    if seq == 149:
+        print("ready", flush=True)
+        os.kill(os.getpid(), 9)  # no close, no atexit: what kill -9 leaves behind
+"""
+
+
+def test_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRITER, str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == -9 and "ready" in proc.stdout
+    spool = SqliteSpool(path)
+    assert [r.seq for r in spool.pending(limit=1000)] == list(range(150))
+    assert spool.next_seq("d") == 150
+
+
+def test_open_spool_without_path_is_in_memory() -> None:
+    assert isinstance(open_spool(None), MemorySpool)
+
+
+def test_bounds_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        MemorySpool(max_batches=0)
