@@ -1,1 +1,1 @@
-"""Offline evaluation of the profiles on recorded data (no Kafka, no collectors)."""
+"""Offline evaluation of the per-user profiles on labelled recordings."""

@@ -1,0 +1,175 @@
+"""Reader for the Balabit Mouse Dynamics Challenge layout.
+
+A session file is a CSV with the header
+``record timestamp,client timestamp,button,state,x,y``: seconds since the
+session start, the button (``NoButton``/``Left``/``Right``/``Middle``/``Scroll``/
+``XButton``), the state (``Move``/``Pressed``/``Released``/``Drag``/``Down``/``Up``)
+and screen coordinates. The recordings come from an RDP monitor and carry the
+usual mess, which :func:`read_session` cleans:
+
+- rows are stably sorted by client timestamp (a few are out of order);
+- duplicated rows (same time, same event, same position) are dropped;
+- sentinel coordinates (``65535`` while dragging off-screen) are replaced by the
+  last valid position, so they never become a 60 000-pixel jump;
+- scroll rows keep their button/state codes; their ``x, y`` (often ``0, 0``) are
+  replaced by the current pointer position.
+
+Nothing here imports :mod:`profiles`: the arrays are plain numpy so that the
+evaluation and the stream processor can wrap them in their own types.
+
+>>> import io
+>>> text = '''record timestamp,client timestamp,button,state,x,y
+... 0.0,0.0,NoButton,Move,10,10
+... 0.1,0.1,NoButton,Move,20,10
+... 0.1,0.1,NoButton,Move,20,10
+... 0.2,0.2,Left,Pressed,20,10
+... 0.3,0.25,NoButton,Drag,65535,65535
+... 0.3,0.3,Left,Released,30,12
+... 0.4,0.4,Scroll,Down,0,0
+... '''
+>>> s = parse_session(io.StringIO(text))
+>>> s.t_ms.tolist()
+[0.0, 100.0, 200.0, 250.0, 300.0, 400.0]
+>>> s.x.tolist(), s.y.tolist()
+([10, 20, 20, 20, 30, 30], [10, 10, 10, 10, 12, 12])
+>>> [BUTTONS[b] for b in s.button], [STATES[k] for k in s.state]
+(['NoButton', 'NoButton', 'Left', 'NoButton', 'Left', 'Scroll'], ['Move', 'Move', 'Pressed', 'Drag', 'Released', 'Down'])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+#: Button codes, index = code stored in :attr:`BalabitSession.button`.
+BUTTONS: tuple[str, ...] = ("NoButton", "Left", "Right", "Middle", "Scroll", "XButton")
+#: State codes, index = code stored in :attr:`BalabitSession.state`.
+STATES: tuple[str, ...] = ("Move", "Pressed", "Released", "Drag", "Down", "Up")
+
+_BUTTON_CODE = {name: code for code, name in enumerate(BUTTONS)}
+_STATE_CODE = {name: code for code, name in enumerate(STATES)}
+_SCROLL = _BUTTON_CODE["Scroll"]
+
+# RDP reports 65535 (and occasionally other out-of-range values) when the
+# pointer leaves the remote desktop while a button is held.
+MAX_COORDINATE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BalabitSession:
+    """One cleaned session: parallel arrays, one entry per event."""
+
+    session_id: str
+    t_ms: np.ndarray  # float64, client time since session start
+    x: np.ndarray  # int32
+    y: np.ndarray  # int32
+    button: np.ndarray  # int8, index into BUTTONS
+    state: np.ndarray  # int8, index into STATES
+
+    def __len__(self) -> int:
+        return int(self.t_ms.size)
+
+
+def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
+    """Parse and clean one session from an open text stream."""
+    rows = [r for r in csv.reader(source) if len(r) == 6 and r[0][:1].isdigit()]
+    n = len(rows)
+    if n == 0:
+        empty = np.empty(0)
+        return BalabitSession(
+            session_id,
+            empty,
+            empty.astype(np.int32),
+            empty.astype(np.int32),
+            empty.astype(np.int8),
+            empty.astype(np.int8),
+        )
+    cols = list(zip(*rows, strict=True))
+    t = np.asarray(cols[1], dtype=np.float64) * 1000.0
+    button = np.fromiter((_BUTTON_CODE.get(b, 0) for b in cols[2]), np.int8, n)
+    state = np.fromiter((_STATE_CODE.get(s, 0) for s in cols[3]), np.int8, n)
+    x = np.asarray(cols[4], dtype=np.float64)
+    y = np.asarray(cols[5], dtype=np.float64)
+
+    order = np.argsort(t, kind="stable")
+    t, button, state, x, y = t[order], button[order], state[order], x[order], y[order]
+
+    # Positions that carry no information: sentinels and scroll rows.
+    invalid = (x < 0) | (y < 0) | (x > MAX_COORDINATE) | (y > MAX_COORDINATE)
+    invalid |= button == _SCROLL
+    x = _carry_forward(x, invalid)
+    y = _carry_forward(y, invalid)
+
+    keep = np.ones(n, dtype=bool)
+    keep[1:] = (
+        (t[1:] != t[:-1])
+        | (x[1:] != x[:-1])
+        | (y[1:] != y[:-1])
+        | (button[1:] != button[:-1])
+        | (state[1:] != state[:-1])
+    )
+    return BalabitSession(
+        session_id,
+        t[keep],
+        x[keep].astype(np.int32),
+        y[keep].astype(np.int32),
+        button[keep],
+        state[keep],
+    )
+
+
+def _carry_forward(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
+    """Replace invalid entries by the last valid one (the first valid one at the start)."""
+    if not invalid.any():
+        return values
+    idx = np.where(~invalid, np.arange(values.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    if invalid.all():
+        return np.zeros_like(values)
+    first_valid = int(np.argmax(~invalid))
+    out[: first_valid + 1] = values[first_valid]
+    return out
+
+
+def read_session(path: str | os.PathLike[str]) -> BalabitSession:
+    """Read and clean one session file."""
+    p = Path(path)
+    with p.open(newline="") as fh:
+        return parse_session(io.StringIO(fh.read()), session_id=p.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """Where a session file lives and whose account it was recorded under."""
+
+    account: str
+    session_id: str
+    path: Path
+
+
+def iter_sessions(root: str | os.PathLike[str], split: str) -> Iterator[SessionRef]:
+    """Session files under ``root/<split>/<account>/session_*``, in a stable order.
+
+    ``split`` is ``"training_files"`` or ``"test_files"``.
+    """
+    base = Path(root) / split
+    for account_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for f in sorted(account_dir.glob("session_*")):
+            yield SessionRef(account_dir.name, f.name, f)
+
+
+def read_labels(path: str | os.PathLike[str]) -> dict[str, int]:
+    """``filename,is_illegal`` rows -> ``{session_id: 0 or 1}`` (1 = not the owner)."""
+    labels: dict[str, int] = {}
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            labels[row["filename"].strip()] = int(row["is_illegal"])
+    return labels
