@@ -80,9 +80,9 @@ def test_create_produce_consume(kafka_bootstrap: str) -> None:
             if msg is None:
                 continue
             assert msg.error() is None, msg.error()
-            key, value = msg.key(), msg.value()
-            assert isinstance(key, bytes) and isinstance(value, bytes)
-            received[key] = value
+            mkey, mvalue = msg.key(), msg.value()
+            assert isinstance(mkey, bytes) and isinstance(mvalue, bytes)
+            received[mkey] = mvalue
         consumer.commit(asynchronous=False)
     finally:
         consumer.close()
