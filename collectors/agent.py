@@ -1,0 +1,229 @@
+"""The capture agent: listeners -> batcher -> spool -> Kafka, until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectors.batcher import MAX_AGE_MS, MAX_EVENTS, Batcher
+from collectors.capture import Capture, KeyHasher
+from collectors.delivery import BatchSender
+from collectors.identity import (
+    DEFAULT_IDLE_MS,
+    SessionTracker,
+    current_login,
+    device_id,
+    key_identity_key,
+    load_pseudonym_key,
+    pseudonym,
+)
+from collectors.metrics import CollectorMetrics
+from collectors.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, open_spool
+from collectors.wire import EVENTS_TOPIC, Event, EventBatch
+
+log = logging.getLogger(__name__)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cadence"
+
+
+@dataclass
+class AgentConfig:
+    bootstrap: str | None = None
+    kafka_extra: Mapping[str, Any] = field(default_factory=dict)
+    topic: str = EVENTS_TOPIC
+    state_dir: Path = field(default_factory=default_state_dir)
+    spool_path: Path | None = None  # None: <state_dir>/spool.db
+    memory_spool: bool = False  # non-durable: for tests and benchmarks only
+    spool_max_bytes: int = DEFAULT_MAX_BYTES
+    spool_max_batches: int = DEFAULT_MAX_BATCHES
+    fsync: bool = True
+    metrics_port: int | None = None
+    key_identity: bool = False
+    idle_ms: float = DEFAULT_IDLE_MS
+    max_events: int = MAX_EVENTS
+    max_age_ms: float = MAX_AGE_MS
+    login: str | None = None
+    flush_timeout: float = 10.0
+
+
+class LockWatcher:
+    """Notices screen unlocks through logind's ``LockedHint`` (Linux desktops).
+
+    Polled every few seconds with ``loginctl`` rather than subscribing on D-Bus, to
+    keep the agent free of a D-Bus dependency; unavailable elsewhere, where the idle
+    rule still starts a new session after a lock long enough to matter.
+    """
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self._session_id = os.environ.get("XDG_SESSION_ID")
+        self._loginctl = shutil.which("loginctl")
+        self._locked = False
+        self._next = 0.0
+
+    @property
+    def available(self) -> bool:
+        return bool(self._session_id and self._loginctl)
+
+    def unlocked(self) -> bool:
+        """True once per lock -> unlock transition."""
+        now = time.monotonic()
+        if not self.available or now < self._next:
+            return False
+        self._next = now + self.interval_s
+        assert self._loginctl is not None and self._session_id is not None
+        try:
+            out = subprocess.run(
+                [self._loginctl, "show-session", self._session_id, "-p", "LockedHint", "--value"],
+                capture_output=True,
+                text=True,
+                timeout=2.0,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return False
+        locked = out == "yes"
+        was_locked, self._locked = self._locked, locked
+        return was_locked and not locked
+
+
+class Agent:
+    def __init__(
+        self,
+        sender: BatchSender,
+        *,
+        device: str,
+        user: str,
+        metrics: CollectorMetrics,
+        key_identity: bool = False,
+        idle_ms: float = DEFAULT_IDLE_MS,
+        batcher: Batcher | None = None,
+        lock_watcher: LockWatcher | None = None,
+    ) -> None:
+        self.sender = sender
+        self.device = device
+        self.user = user
+        self.metrics = metrics
+        self.key_identity = key_identity
+        self.sessions = SessionTracker(idle_ms)
+        self.batcher = batcher if batcher is not None else Batcher()
+        self.lock_watcher = lock_watcher
+        self.batches = 0
+
+    def send_events(self, events: tuple[Event, ...]) -> None:
+        if self.sessions.observe(events[0].t_ms, events[-1].t_ms):
+            log.info("input resumed after idle: new session")
+        wall_ms = time.time() * 1000.0
+        # Once per batch: maps this batch's monotonic t_ms to wall-clock time.
+        offset = wall_ms - time.monotonic_ns() / 1e6
+        batch = EventBatch(
+            device=self.device,
+            user=self.user,
+            session=self.sessions.session,
+            seq=self.sender.next_seq(self.device),
+            sent_at_ms=wall_ms,
+            clock_offset_ms=offset,
+            events=events,
+            key_identity=self.key_identity,
+        )
+        self.sender.send(batch)
+        self.metrics.events_captured.inc(len(events))
+        self.batches += 1
+
+    def step(self, max_wait_s: float = 0.1) -> None:
+        deadline = self.batcher.next_deadline_s()
+        self.batcher.wait(max_wait_s if deadline is None else min(deadline, max_wait_s))
+        for events in self.batcher.due():
+            self.send_events(events)
+        if self.lock_watcher is not None and self.lock_watcher.unlocked():
+            self.sessions.new_session("unlock")
+            log.info("screen unlocked: new session")
+        self.sender.poll(0)
+
+    def run(self, stop: threading.Event, capture: Capture, flush_timeout: float = 10.0) -> int:
+        """Capture until ``stop`` is set; return the batches left on the spool."""
+        capture.start()
+        log.info(
+            "capturing: device %s, session %s, %d batches waiting on the spool",
+            self.device,
+            self.sessions.session,
+            self.sender.pending,
+        )
+        try:
+            while not stop.is_set():
+                self.step()
+                if not capture.alive:
+                    log.error("an input listener died; stopping")
+                    break
+        finally:
+            capture.stop()
+            for events in self.batcher.drain():
+                self.send_events(events)
+            remaining = self.sender.close(flush_timeout)
+        if remaining:
+            log.warning("%d batches stay on the spool for the next start", remaining)
+        else:
+            log.info("stopped; spool empty")
+        return remaining
+
+
+def build_agent(
+    config: AgentConfig, metrics: CollectorMetrics | None = None
+) -> tuple[Agent, Capture]:
+    """Wire identity, spool, sender, batcher and listeners from ``config``."""
+    metrics = metrics if metrics is not None else CollectorMetrics()
+    key = load_pseudonym_key()
+    device = device_id(key, config.state_dir)
+    user = pseudonym(config.login or current_login(), key)
+    spool_path = (
+        None if config.memory_spool else (config.spool_path or config.state_dir / "spool.db")
+    )
+    spool = open_spool(
+        spool_path,
+        max_bytes=config.spool_max_bytes,
+        max_batches=config.spool_max_batches,
+        fsync=config.fsync,
+        metrics=metrics,
+    )
+    sender = BatchSender(
+        spool,
+        bootstrap=config.bootstrap,
+        topic=config.topic,
+        extra_config=config.kafka_extra,
+        metrics=metrics,
+    )
+    hasher = None
+    if config.key_identity:
+        hasher = KeyHasher(key_identity_key(key))
+        metrics.key_identity_enabled.set(1)
+        log.warning(
+            "audit: key-identity mode enabled by operator setting: key events of device %s, "
+            "user %s carry a keyed hash of the key identity (never the character)",
+            device,
+            user,
+        )
+    watcher = LockWatcher()
+    agent = Agent(
+        sender,
+        device=device,
+        user=user,
+        metrics=metrics,
+        key_identity=config.key_identity,
+        idle_ms=config.idle_ms,
+        batcher=Batcher(config.max_events, config.max_age_ms),
+        lock_watcher=watcher if watcher.available else None,
+    )
+    capture = Capture(agent.batcher.add, hasher)
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port)
+    return agent, capture

@@ -1,0 +1,77 @@
+"""Cut the stream of captured events into batches: every 250 ms or 128 events.
+
+The listener threads call :meth:`Batcher.add`; the agent's thread collects closed
+chunks with :meth:`Batcher.due`. Keeping the Kafka side off the listener threads
+matters: a slow callback delays the user's input on some platforms (Windows hooks).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from collectors.identity import monotonic_ms
+from collectors.wire import Event
+
+MAX_EVENTS = 128
+MAX_AGE_MS = 250.0
+
+
+class Batcher:
+    def __init__(
+        self,
+        max_events: int = MAX_EVENTS,
+        max_age_ms: float = MAX_AGE_MS,
+        clock: Callable[[], float] = monotonic_ms,
+    ) -> None:
+        self.max_events = max_events
+        self.max_age_ms = max_age_ms
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: list[Event] = []
+        self._opened_ms = 0.0
+        self._closed: list[tuple[Event, ...]] = []
+        self._full = threading.Event()
+
+    def add(self, event: Event) -> None:
+        """Append one event (thread-safe); closes the batch at ``max_events``."""
+        with self._lock:
+            if not self._current:
+                self._opened_ms = self._clock()
+            self._current.append(event)
+            if len(self._current) >= self.max_events:
+                self._closed.append(tuple(self._current))
+                self._current = []
+                self._full.set()
+
+    def due(self, now_ms: float | None = None) -> list[tuple[Event, ...]]:
+        """Closed batches, oldest first; also closes the open one once it is old enough."""
+        now = self._clock() if now_ms is None else now_ms
+        with self._lock:
+            if self._current and now - self._opened_ms >= self.max_age_ms:
+                self._closed.append(tuple(self._current))
+                self._current = []
+            out, self._closed = self._closed, []
+            self._full.clear()
+        return out
+
+    def drain(self) -> list[tuple[Event, ...]]:
+        """Everything, the open batch included: for shutdown."""
+        with self._lock:
+            if self._current:
+                self._closed.append(tuple(self._current))
+                self._current = []
+            out, self._closed = self._closed, []
+        return out
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a batch fills up or ``timeout`` seconds pass."""
+        self._full.wait(timeout)
+
+    def next_deadline_s(self, now_ms: float | None = None) -> float | None:
+        """Seconds until the open batch is due, None when none is open."""
+        with self._lock:
+            if not self._current:
+                return None
+            now = self._clock() if now_ms is None else now_ms
+            return max(0.0, (self._opened_ms + self.max_age_ms - now) / 1000.0)

@@ -1,0 +1,135 @@
+"""Who and where: the user pseudonym, the device id and the session id.
+
+The login name never leaves the workstation: batches carry HMAC-SHA256(login) under a
+deployment secret, so the pipeline can group a user's batches while nobody without
+the secret can name the user (and nobody can brute-force a directory of logins
+against the pseudonyms, as they could against a plain hash). The secret has no
+default on purpose: a default would be the same in every deployment, i.e. public.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+KEY_FILE_ENV = "CADENCE_PSEUDONYM_KEY_FILE"
+KEY_ENV = "CADENCE_PSEUDONYM_KEY"
+MIN_KEY_BYTES = 16
+DEFAULT_IDLE_MS = 15 * 60 * 1000.0
+
+_MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
+class MissingPseudonymKey(RuntimeError):
+    """No deployment secret configured (or one too short to be a secret)."""
+
+
+def load_pseudonym_key(env: Mapping[str, str] | None = None) -> bytes:
+    """The deployment secret, from ``CADENCE_PSEUDONYM_KEY_FILE`` or ``CADENCE_PSEUDONYM_KEY``."""
+    env = os.environ if env is None else env
+    if path := env.get(KEY_FILE_ENV):
+        try:
+            key = Path(path).read_bytes().strip()
+        except OSError as exc:
+            raise MissingPseudonymKey(f"cannot read {KEY_FILE_ENV}={path}: {exc}") from None
+        source = f"{KEY_FILE_ENV}={path}"
+    elif value := env.get(KEY_ENV):
+        key = value.strip().encode()
+        source = KEY_ENV
+    else:
+        raise MissingPseudonymKey(
+            f"no pseudonymisation secret: set {KEY_FILE_ENV} to a file holding the deployment's "
+            f"secret (preferred), or {KEY_ENV}; e.g. create one with "
+            "`python3 -c 'import secrets; print(secrets.token_hex(32))' > /etc/cadence/pseudonym.key`"
+        )
+    if len(key) < MIN_KEY_BYTES:
+        raise MissingPseudonymKey(f"the secret from {source} is shorter than {MIN_KEY_BYTES} bytes")
+    return key
+
+
+def pseudonym(login: str, key: bytes) -> str:
+    """HMAC-SHA256 of the login name under the deployment secret, as 64 hex digits."""
+    return hmac.new(key, login.encode(), hashlib.sha256).hexdigest()
+
+
+def current_login() -> str:
+    return getpass.getuser()
+
+
+def _machine_fingerprint() -> str:
+    for candidate in _MACHINE_ID_FILES:
+        try:
+            value = Path(candidate).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return socket.gethostname()
+
+
+def device_id(key: bytes, state_dir: Path) -> str:
+    """A stable opaque id for this workstation, stored under ``state_dir``.
+
+    Derived from the machine id (or host name) under the deployment secret, so the
+    pipeline cannot map it back to a host name; stored so that it stays the same when
+    the host is renamed.
+    """
+    path = state_dir / "device-id"
+    try:
+        stored = path.read_text().strip()
+    except OSError:
+        stored = ""
+    if stored:
+        return stored
+    digest = hmac.new(key, b"device:" + _machine_fingerprint().encode(), hashlib.sha256)
+    value = "dev-" + digest.hexdigest()[:32]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    os.replace(tmp, path)
+    return value
+
+
+def key_identity_key(key: bytes) -> bytes:
+    """Sub-key for the key-identity hashes, so they never equal a pseudonym computation."""
+    return hmac.new(key, b"cadence-key-identity-v1", hashlib.sha256).digest()
+
+
+class SessionTracker:
+    """The session id: new on agent start (login), on unlock and on resume after idle."""
+
+    def __init__(self, idle_ms: float = DEFAULT_IDLE_MS) -> None:
+        self.idle_ms = idle_ms
+        self.session = ""
+        self.reason = ""
+        self._last_input_ms: float | None = None
+        self.new_session("login")
+
+    def new_session(self, reason: str) -> str:
+        self.session = secrets.token_hex(16)
+        self.reason = reason
+        return self.session
+
+    def observe(self, first_ms: float, last_ms: float) -> bool:
+        """Record input seen between ``first_ms`` and ``last_ms`` (monotonic ms).
+
+        Returns True when this input resumes after an idle period and so starts a new
+        session.
+        """
+        resumed = self._last_input_ms is not None and first_ms - self._last_input_ms >= self.idle_ms
+        if resumed:
+            self.new_session("idle-resume")
+        if self._last_input_ms is None or last_ms > self._last_input_ms:
+            self._last_input_ms = last_ms
+        return resumed
+
+
+def monotonic_ms() -> float:
+    return time.monotonic_ns() / 1e6
