@@ -264,7 +264,8 @@ def action_features(
     # First differences (within an action only).
     same1 = seg[1:] == seg[:-1]
     s1 = seg[1:][same1]
-    dt = np.diff(t)[same1]
+    # Clock resolution floor: sub-millisecond steps are timestamp noise, not speed.
+    dt = np.maximum(np.diff(t)[same1], 1.0)
     dx = np.diff(x)[same1]
     dy = np.diff(y)[same1]
     ds = np.hypot(dx, dy)
@@ -276,7 +277,7 @@ def action_features(
     # Second differences.
     same2 = s1[1:] == s1[:-1]
     s2 = s1[1:][same2]
-    dt2 = np.diff(tm1)[same2]
+    dt2 = np.maximum(np.diff(tm1)[same2], 1.0)
     accel = np.diff(speed)[same2] / dt2
     dtheta = np.diff(theta)[same2]
     dtheta = (dtheta + np.pi) % (2 * np.pi) - np.pi
@@ -289,7 +290,7 @@ def action_features(
     # Third differences.
     same3 = s2[1:] == s2[:-1]
     s3 = s2[1:][same3]
-    jerk = np.diff(accel)[same3] / np.diff(tm2)[same3]
+    jerk = np.diff(accel)[same3] / np.maximum(np.diff(tm2)[same3], 1.0)
 
     def mean(v: np.ndarray, s: np.ndarray) -> np.ndarray:
         return np.bincount(s, weights=v, minlength=k) / np.maximum(np.bincount(s, minlength=k), 1)

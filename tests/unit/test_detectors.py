@@ -1,0 +1,115 @@
+"""Learn/score semantics and pickle-free serialisation of the profile detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from profiles.detectors.gaussian import GaussianNLL, RunningGaussian
+from profiles.detectors.gaussian_ratio import GaussianRatio
+from profiles.detectors.histogram_ratio import HistogramRatio
+from profiles.detectors.manhattan import ScaledManhattan
+from profiles.mouse import N_FEATURES
+from profiles.population import Population
+
+RNG = np.random.default_rng(42)
+POP = Population.fit(RNG.normal(0.0, 2.0, size=(3000, N_FEATURES)))
+
+FACTORIES: dict[str, Callable[[], Any]] = {
+    "manhattan": ScaledManhattan,
+    "gaussian": GaussianNLL,
+    "diagonal_gaussian": lambda: GaussianNLL(diagonal=True),
+    "gaussian_ratio": lambda: GaussianRatio(POP),
+    "histogram_ratio": lambda: HistogramRatio(POP),
+}
+MOUSE_BYTES_BUDGET = 8 * 1024
+
+
+def restore(det: Any) -> Any:
+    if isinstance(det, GaussianRatio | HistogramRatio):
+        return type(det).from_bytes(det.to_bytes(), population=POP)
+    return type(det).from_bytes(det.to_bytes())
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def trained(request: pytest.FixtureRequest) -> Any:
+    det = FACTORIES[request.param]()
+    for x in np.random.default_rng(0).normal(1.0, 0.5, size=(400, N_FEATURES)):
+        det.learn_one(x)
+    return det
+
+
+def test_owner_like_vectors_score_lower_than_outliers(trained: Any) -> None:
+    rng = np.random.default_rng(1)
+    owner = [trained.score_one(x) for x in rng.normal(1.0, 0.5, size=(100, N_FEATURES))]
+    other = [trained.score_one(x) for x in rng.normal(-2.0, 1.5, size=(100, N_FEATURES))]
+    assert np.mean(other) > np.mean(owner)
+
+
+def test_round_trip_preserves_scores_and_fits_the_budget(trained: Any) -> None:
+    b = trained.to_bytes()
+    assert isinstance(b, bytes)
+    assert len(b) <= MOUSE_BYTES_BUDGET
+    again = restore(trained)
+    X = np.random.default_rng(2).normal(size=(20, N_FEATURES))
+    np.testing.assert_allclose(again.score_many(X), trained.score_many(X), rtol=1e-3, atol=1e-3)
+    # A restored detector keeps learning where the original left off.
+    trained.learn_one(X[0])
+    again.learn_one(X[0])
+    np.testing.assert_allclose(again.score_many(X), trained.score_many(X), rtol=1e-3, atol=1e-3)
+
+
+def test_score_one_matches_score_many(trained: Any) -> None:
+    X = np.random.default_rng(3).normal(size=(5, N_FEATURES))
+    np.testing.assert_allclose([trained.score_one(x) for x in X], trained.score_many(X))
+
+
+def test_ratio_detectors_are_neutral_before_enrollment() -> None:
+    x = np.random.default_rng(4).normal(size=N_FEATURES)
+    assert HistogramRatio(POP).score_one(x) == 0.0
+    assert GaussianRatio(POP).score_one(x) == 0.0
+
+
+def test_wrong_magic_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        GaussianNLL.from_bytes(ScaledManhattan().to_bytes())
+    with pytest.raises(ValueError):
+        HistogramRatio.from_bytes(HistogramRatio(POP).to_bytes())  # population missing
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(2, 40), st.integers(1, 5)), elements=st.floats(-1e3, 1e3)
+    ),
+    st.integers(1, 39),
+)
+def test_running_gaussian_batches_equal_one_by_one(X: np.ndarray, split: int) -> None:
+    one = RunningGaussian()
+    for x in X:
+        one.update(x)
+    batched = RunningGaussian()
+    batched.update_many(X[:split])
+    batched.update_many(X[split:])
+    np.testing.assert_allclose(batched.mean, one.mean, atol=1e-6)
+    np.testing.assert_allclose(batched.scatter, one.scatter, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(one.mean, X.mean(axis=0), atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 30), st.just(N_FEATURES)), elements=st.floats(-50, 50)
+    )
+)
+def test_histogram_counts_every_vector_once_per_feature(X: np.ndarray) -> None:
+    det = HistogramRatio(POP)
+    det.learn_many(X)
+    assert (det.counts.sum(axis=1) == X.shape[0]).all()
+    assert np.isfinite(det.score_many(X)).all()
