@@ -1,0 +1,501 @@
+"""One person's behavioural profile: both modalities, enrollment, calibration, trust.
+
+The stream processor hands a :class:`UserProfile` each closed window of that
+user's activity (key events and pointer events, a few seconds' worth) and gets
+back an :class:`Assessment`. The profile keeps, per modality, a short rolling
+memory of recent evidence, so that a verdict every few seconds still rests on
+enough typing (the last ``keyboard_presses`` presses) and enough pointer actions
+(the last ``mouse_actions`` action scores).
+
+Life cycle of a modality:
+
+1. ``enrolling``: every window is learned; once the model has some data, each
+   window is also scored *before* it is learned, and that honest score feeds
+   the calibration (the owner's own score distribution).
+2. ``active`` once it has learned enough units, over enough sessions and has
+   calibration scores. Now windows are judged; a window is learned only if it
+   looks like the owner (calibrated score under the gate) and trust is not
+   already low, so an impostor cannot teach the profile to accept them, while
+   a slow drift of the owner's own behaviour is still followed.
+
+Serialised state is compact bytes (no pickle): a few KB per user.
+
+>>> import numpy as np
+>>> from profiles.mouse import MouseEvents
+>>> from profiles.keystrokes import KeystrokeEvents
+>>> p = UserProfile(Background.uniform(), EnrollmentPolicy(min_presses=20, min_actions=2,
+...     min_sessions=1, min_calibration=2))
+>>> t = np.arange(40) * 150.0
+>>> keys = KeystrokeEvents(t_ms=np.sort(np.r_[t, t + 90.0]), is_down=np.tile([True, False], 40),
+...     key_class=np.repeat(np.arange(40) % 6, 2).astype(np.int8))
+>>> a = p.assess(keys, None, session="s1")
+>>> a.enrollment, a.keyboard_score is None
+('enrolling', True)
+>>> UserProfile.from_bytes(p.to_bytes(), Background.uniform()).presses_learned == p.presses_learned
+True
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from profiles.calibration import GenuineQuantile
+from profiles.detectors.gaussian import GaussianNLL
+from profiles.keystrokes import (
+    ERASE,
+    KeystrokeEvents,
+    KeystrokePopulation,
+    KeystrokePresses,
+    KeystrokeProfile,
+    KeystrokeWindow,
+    pair_presses,
+    window_cells,
+)
+from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
+from profiles.mouse import MouseEvents, extract
+from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
+
+MODEL_VERSION: Final = "cadence-profile-1"
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentPolicy:
+    """How much of the owner a modality must have seen before it judges anyone."""
+
+    min_presses: int = 1500
+    min_actions: int = 300
+    min_sessions: int = 2
+    min_calibration: int = 16
+    keyboard_presses: int = 100  # rolling context a keyboard score rests on
+    min_keyboard_presses: int = 40
+    mouse_actions: int = 20  # rolling context a mouse score rests on
+    min_mouse_actions: int = 5
+    learn_gate: float = 0.95  # calibrated score above which an active profile does not learn
+    learn_min_trust: float = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    """What people in general do: shared by every profile, never serialised per user."""
+
+    keystrokes: KeystrokePopulation
+
+    @classmethod
+    def uniform(cls) -> Background:
+        return cls(keystrokes=KeystrokePopulation())
+
+    def to_bytes(self) -> bytes:
+        return self.keystrokes.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Background:
+        return cls(keystrokes=KeystrokePopulation.from_bytes(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What one window says about the person at the keyboard."""
+
+    keyboard_score: float | None  # calibrated, 0 typical .. 1 beyond the owner's range
+    mouse_score: float | None
+    trust: float
+    level: str
+    reasons: tuple[str, ...]
+    enrollment: str
+    learned: bool
+    keyboard_raw: float | None = None
+    mouse_raw: float | None = None
+
+
+# Summaries behind the reasons a verdict gives: plain quantities an analyst can read.
+KEYBOARD_SUMMARY: Final = ("dwell_ms", "flight_ms", "typing_rate_per_s", "erase_rate")
+_MOUSE_SUMMARY_SOURCES: Final = {
+    "speed": "log_mean_speed",
+    "straightness": "straightness",
+    "click_hold": "log_click_hold_ms",
+    "duration": "log_duration_ms",
+}
+MOUSE_SUMMARY: Final = tuple(n for n, f in _MOUSE_SUMMARY_SOURCES.items() if f in MOUSE_FEATURES)
+_MOUSE_SUMMARY_COLUMNS: Final = tuple(
+    MOUSE_FEATURES.index(_MOUSE_SUMMARY_SOURCES[n]) for n in MOUSE_SUMMARY
+)
+
+
+@dataclass(slots=True)
+class RunningSummary:
+    """Exponentially weighted mean and variance of a few readable quantities."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    n: int = 0
+    alpha: float = 0.05
+
+    @classmethod
+    def zeros(cls, d: int) -> RunningSummary:
+        return cls(np.zeros(d, np.float32), np.ones(d, np.float32))
+
+    def learn(self, x: np.ndarray) -> None:
+        ok = np.isfinite(x)
+        a = max(self.alpha, 1.0 / (self.n + 1))
+        diff = np.where(ok, x - self.mean, 0.0)
+        self.mean = (self.mean + a * diff).astype(np.float32)
+        self.var = ((1 - a) * (self.var + a * diff * diff)).astype(np.float32)
+        self.n += 1
+
+    def z(self, x: np.ndarray) -> np.ndarray:
+        sd = np.sqrt(np.maximum(self.var, 1e-6))
+        return np.where(np.isfinite(x), (x - self.mean) / sd, 0.0)
+
+
+@dataclass(slots=True)
+class _Keyboard:
+    model: KeystrokeProfile
+    recent: KeystrokePresses  # last presses, times relative to the newest
+    calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
+    summary: RunningSummary = field(
+        default_factory=lambda: RunningSummary.zeros(len(KEYBOARD_SUMMARY))
+    )
+    presses: int = 0
+    sessions: int = 0
+    last_t_ms: float = 0.0  # time of the newest remembered press (``recent`` is relative to it)
+
+
+@dataclass(slots=True)
+class _Mouse:
+    model: GaussianNLL
+    recent: np.ndarray  # float32 scores of the last actions
+    calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
+    summary: RunningSummary = field(
+        default_factory=lambda: RunningSummary.zeros(len(MOUSE_SUMMARY))
+    )
+    actions: int = 0
+    sessions: int = 0
+
+
+def _no_presses() -> KeystrokePresses:
+    return KeystrokePresses(np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
+
+
+class UserProfile:
+    """Profile of one account owner; see the module docstring for its life cycle."""
+
+    def __init__(
+        self,
+        background: Background,
+        enrollment: EnrollmentPolicy | None = None,
+        trust_policy: TrustPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self.background = background
+        self.policy = enrollment or EnrollmentPolicy()
+        self.trust = TrustScore(policy=trust_policy)
+        self.keyboard = _Keyboard(KeystrokeProfile(background.keystrokes), _no_presses())
+        self.mouse = _Mouse(GaussianNLL(diagonal=True), np.zeros(0, np.float32))
+        self.last_session = ""
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def presses_learned(self) -> int:
+        return self.keyboard.presses
+
+    def keyboard_active(self) -> bool:
+        p, k = self.policy, self.keyboard
+        return (
+            k.presses >= p.min_presses
+            and k.sessions >= p.min_sessions
+            and len(k.calibration) >= p.min_calibration
+        )
+
+    def mouse_active(self) -> bool:
+        p, m = self.policy, self.mouse
+        return (
+            m.actions >= p.min_actions
+            and m.sessions >= p.min_sessions
+            and len(m.calibration) >= p.min_calibration
+        )
+
+    @property
+    def enrollment(self) -> str:
+        return "active" if self.keyboard_active() or self.mouse_active() else "enrolling"
+
+    # -- the one entry point --------------------------------------------------
+
+    def assess(
+        self, keys: KeystrokeEvents | None, mouse: MouseEvents | None, session: str = ""
+    ) -> Assessment:
+        """Judge one window of the owner's account, then learn from it if it is trusted."""
+        new_session = session != self.last_session
+        self.last_session = session
+        reasons: list[str] = []
+        kb = self._keyboard_evidence(keys, new_session)
+        ms = self._mouse_evidence(mouse, new_session)
+        kb_cal = ms_cal = None
+        kb_active, ms_active = self.keyboard_active(), self.mouse_active()
+        if kb is not None and kb[0] is not None and kb_active:
+            kb_cal = self.keyboard.calibration.calibrate(kb[0])
+            self.trust.update(kb_cal)
+            reasons += _reasons("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
+        if ms is not None and ms[0] is not None and ms_active:
+            ms_cal = self.mouse.calibration.calibrate(ms[0])
+            self.trust.update(ms_cal)
+            reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
+        learned = self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
+        level = self.trust.level if (kb_active or ms_active) else "uncertain"
+        if level in ("trusted", "uncertain"):
+            reasons = []
+        return Assessment(
+            keyboard_score=kb_cal,
+            mouse_score=ms_cal,
+            trust=round(self.trust.value, 2),
+            level=level,
+            reasons=tuple(
+                sorted(reasons, key=lambda r: -abs(float(r.rsplit("z=", 1)[1][:-1])))[:3]
+            ),
+            enrollment=self.enrollment,
+            learned=learned,
+            keyboard_raw=None if kb is None else kb[0],
+            mouse_raw=None if ms is None else ms[0],
+        )
+
+    # -- evidence per modality ------------------------------------------------
+
+    def _keyboard_evidence(
+        self, keys: KeystrokeEvents | None, new_session: bool
+    ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
+        """(raw score or None while too little data, cells of new presses, summary)."""
+        if keys is None or len(keys) == 0:
+            return None
+        fresh = pair_presses(keys)
+        if len(fresh) == 0:
+            return None
+        k = self.keyboard
+        if new_session:
+            k.recent = _no_presses()
+            k.sessions += 1
+        recent = _concat_presses(k.recent, k.last_t_ms, fresh)
+        # Cells of the new presses, including the flight from the last remembered press.
+        context = recent[max(0, len(recent) - len(fresh) - 1) :]
+        new_cells = window_cells(KeystrokeWindow.from_presses(context))
+        keep = self.policy.keyboard_presses
+        k.last_t_ms = float(recent.t_down_ms[-1])
+        k.recent = _rebase(recent[max(0, len(recent) - keep) :])
+        summary = _keyboard_summary(KeystrokeWindow.from_presses(recent))
+        raw: float | None = None
+        if len(k.recent) >= self.policy.min_keyboard_presses and k.presses > 0:
+            raw = k.model.score_cells(window_cells(KeystrokeWindow.from_presses(k.recent)))
+        return (raw, new_cells, summary)
+
+    def _mouse_evidence(
+        self, mouse: MouseEvents | None, new_session: bool
+    ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
+        if mouse is None or len(mouse) == 0:
+            return None
+        actions = extract(mouse)
+        if actions.shape[0] == 0:
+            return None
+        m = self.mouse
+        if new_session:
+            m.recent = np.zeros(0, np.float32)
+            m.sessions += 1
+        raw: float | None = None
+        if m.actions >= max(self.policy.min_mouse_actions, 2 * actions.shape[1] // 4):
+            scores = m.model.score_many(actions).astype(np.float32)
+            m.recent = np.r_[m.recent, scores][-self.policy.mouse_actions :]
+            if m.recent.size >= self.policy.min_mouse_actions:
+                raw = float(np.mean(m.recent))
+        cols = list(_MOUSE_SUMMARY_COLUMNS)
+        summary = np.nanmedian(actions[:, cols], axis=0) if cols else np.zeros(0)
+        return (raw, actions, summary)
+
+    def _learn(
+        self,
+        kb: tuple[float | None, np.ndarray, np.ndarray] | None,
+        kb_cal: float | None,
+        kb_active: bool,
+        ms: tuple[float | None, np.ndarray, np.ndarray] | None,
+        ms_cal: float | None,
+        ms_active: bool,
+    ) -> bool:
+        p = self.policy
+        trusted_enough = self.trust.value >= p.learn_min_trust
+        learned = False
+        if kb is not None:
+            raw, cells, summary = kb
+            if not kb_active or (kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough):
+                if raw is not None:
+                    self.keyboard.calibration.learn_one(raw)
+                self.keyboard.model.learn_cells(cells)
+                self.keyboard.presses += _count_presses(cells)
+                self.keyboard.summary.learn(summary)
+                learned = True
+        if ms is not None:
+            raw, actions, summary = ms
+            if not ms_active or (ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough):
+                if raw is not None:
+                    self.mouse.calibration.learn_one(raw)
+                self.mouse.model.learn_many(actions)
+                self.mouse.actions += actions.shape[0]
+                self.mouse.summary.learn(summary)
+                learned = True
+        return learned
+
+    # -- bytes ------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        k, m = self.keyboard, self.mouse
+        parts = [
+            k.model.to_bytes(),
+            k.calibration.to_bytes(),
+            _pack_presses(k.recent),
+            _pack_summary(k.summary),
+            m.model.to_bytes(),
+            m.calibration.to_bytes(),
+            m.recent.astype(np.float32).tobytes(),
+            _pack_summary(m.summary),
+            self.last_session.encode(),
+        ]
+        head = _STATE.pack(
+            _MAGIC,
+            self.trust.value,
+            k.last_t_ms,
+            k.presses,
+            k.sessions,
+            m.actions,
+            m.sessions,
+            len(parts),
+        )
+        return head + b"".join(struct.pack("<I", len(x)) + x for x in parts)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        background: Background,
+        enrollment: EnrollmentPolicy | None = None,
+        trust_policy: TrustPolicy = DEFAULT_POLICY,
+    ) -> UserProfile:
+        magic, trust, last_t, presses, k_sessions, actions, m_sessions, n = _STATE.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not a cadence user profile of this version")
+        parts: list[bytes] = []
+        offset = _STATE.size
+        for _ in range(n):
+            (size,) = struct.unpack_from("<I", data, offset)
+            parts.append(bytes(data[offset + 4 : offset + 4 + size]))
+            offset += 4 + size
+        profile = cls(background, enrollment, trust_policy)
+        profile.trust.value = trust
+        profile.keyboard = _Keyboard(
+            KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
+            _unpack_presses(parts[2]),
+            GenuineQuantile.from_bytes(parts[1]),
+            _unpack_summary(parts[3]),
+            presses,
+            k_sessions,
+            last_t,
+        )
+        profile.mouse = _Mouse(
+            GaussianNLL.from_bytes(parts[4]),
+            np.frombuffer(parts[6], dtype=np.float32).copy(),
+            GenuineQuantile.from_bytes(parts[5]),
+            _unpack_summary(parts[7]),
+            actions,
+            m_sessions,
+        )
+        profile.last_session = parts[8].decode()
+        return profile
+
+
+_MAGIC: Final = b"CUP1"
+_STATE: Final = struct.Struct("<4sfdIIIIB")
+
+
+def _reasons(modality: str, names: tuple[str, ...], z: np.ndarray) -> list[str]:
+    out = []
+    for name, value in zip(names, z.tolist(), strict=False):
+        if abs(value) >= 2.0:
+            direction = "higher" if value > 0 else "lower"
+            out.append(f"{modality}: {name} {direction} than usual (z={value:+.1f})")
+    return out
+
+
+def _count_presses(cells: np.ndarray) -> int:
+    # Dwell cells (kinds below the class count) are one per timed press.
+    from profiles.keystrokes.binning import N_BINS
+    from profiles.keystrokes.events import N_CLASSES
+
+    return int(np.count_nonzero(cells // N_BINS < N_CLASSES))
+
+
+def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
+    dwell = window.dwell_ms
+    dd = window.dd_ms
+    span_s = (
+        (window.presses.t_down_ms[-1] - window.presses.t_down_ms[0]) / 1000.0
+        if window.n_presses > 1
+        else np.nan
+    )
+    rate = (window.n_presses - 1 - window.n_pauses) / span_s if span_s and span_s > 0 else np.nan
+    with np.errstate(all="ignore"):
+        return np.array(
+            [
+                np.nanmedian(dwell) if np.isfinite(dwell).any() else np.nan,
+                np.nanmedian(dd) if np.isfinite(dd).any() else np.nan,
+                rate,
+                float(np.mean(window.key_class == ERASE)) if window.n_presses else np.nan,
+            ],
+            dtype=np.float64,
+        )
+
+
+def _concat_presses(a: KeystrokePresses, a_end_ms: float, b: KeystrokePresses) -> KeystrokePresses:
+    """Remembered presses (relative to ``a_end_ms``) followed by new ones (absolute)."""
+    if len(a) == 0:
+        return b
+    return KeystrokePresses(
+        np.r_[a.t_down_ms + a_end_ms, b.t_down_ms],
+        np.r_[a.dwell_ms, b.dwell_ms],
+        np.r_[a.key_class, b.key_class].astype(np.int8),
+    )
+
+
+def _rebase(p: KeystrokePresses) -> KeystrokePresses:
+    if len(p) == 0:
+        return p
+    return KeystrokePresses(p.t_down_ms - p.t_down_ms[-1], p.dwell_ms, p.key_class)
+
+
+def _pack_presses(p: KeystrokePresses) -> bytes:
+    return (
+        p.t_down_ms.astype(np.float32).tobytes()
+        + p.dwell_ms.astype(np.float32).tobytes()
+        + p.key_class.astype(np.int8).tobytes()
+    )
+
+
+def _unpack_presses(data: bytes) -> KeystrokePresses:
+    n = len(data) // 9
+    t = np.frombuffer(data, np.float32, n, 0).astype(np.float64)
+    d = np.frombuffer(data, np.float32, n, 4 * n).astype(np.float64)
+    c = np.frombuffer(data, np.int8, n, 8 * n).copy()
+    return KeystrokePresses(t, d, c)
+
+
+def _pack_summary(s: RunningSummary) -> bytes:
+    return (
+        struct.pack("<I", s.n)
+        + s.mean.astype(np.float32).tobytes()
+        + s.var.astype(np.float32).tobytes()
+    )
+
+
+def _unpack_summary(data: bytes) -> RunningSummary:
+    (n,) = struct.unpack_from("<I", data)
+    d = (len(data) - 4) // 8
+    mean = np.frombuffer(data, np.float32, d, 4).copy()
+    var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
+    return RunningSummary(mean, var, n)

@@ -1,0 +1,37 @@
+"""``cadence worker``: run one stream-processing worker until SIGINT/SIGTERM.
+
+Configuration comes from the environment (see README, "Configuration"); the
+flags override the most common settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    parser.add_argument("--web-port", type=int, help="port of /metrics and /health (6066)")
+    parser.add_argument("--store", help="table store: memory:// (default) or rocksdb://")
+    parser.add_argument("--data-dir", help="where the worker keeps local table data")
+    parser.add_argument("--loglevel", default="info", help="debug, info, warning, error")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        "CADENCE_KAFKA_BOOTSTRAP": args.bootstrap,
+        "CADENCE_WEB_PORT": args.web_port,
+        "CADENCE_STORE": args.store,
+        "CADENCE_DATA_DIR": args.data_dir,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    from faust.worker import Worker as FaustWorker
+
+    from streams.app import create_app
+
+    worker = create_app()
+    FaustWorker(worker.app, loglevel=args.loglevel).execute_from_commandline()
+    return 0

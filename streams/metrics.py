@@ -1,0 +1,97 @@
+"""Prometheus metrics of a stream worker, served at ``/metrics`` on its web port.
+
+Each worker app gets its own registry, so several apps can live in one process
+(tests) without clashing registrations.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
+PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class WorkerMetrics:
+    """Every metric the worker exports; names follow Prometheus conventions."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.batches_consumed = Counter(
+            "cadence_batches_consumed_total", "Raw event batches read from Kafka", registry=r
+        )
+        self.events_consumed = Counter(
+            "cadence_events_consumed_total", "Input events in accepted batches", registry=r
+        )
+        self.decode_errors = Counter(
+            "cadence_decode_errors_total",
+            "Records that could not be decoded as event batches",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "cadence_dead_letters_total",
+            "Records sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.processing_errors = Counter(
+            "cadence_processing_errors_total",
+            "Windows whose judging failed; their batches went to the dead-letter topic",
+            registry=r,
+        )
+        self.sequence_gaps = Counter(
+            "cadence_sequence_gap_batches_total",
+            "Batches missing between consecutive sequence numbers of a device session",
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "cadence_duplicate_batches_total",
+            "Batches dropped because their sequence number was already processed",
+            registry=r,
+        )
+        self.sequence_resets = Counter(
+            "cadence_sequence_resets_total",
+            "Devices whose sequence counter restarted (new agent install)",
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "cadence_windows_closed_total", "User windows closed and judged", ["reason"], registry=r
+        )
+        self.verdicts = Counter("cadence_verdicts_total", "Verdicts emitted", ["level"], registry=r)
+        self.users = Gauge(
+            "cadence_users", "Users seen by this worker, by enrollment state", ["state"], registry=r
+        )
+        self.verdict_latency = Histogram(
+            "cadence_verdict_latency_seconds",
+            "Wall time from the last event of a window to its verdict",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.window_processing = Histogram(
+            "cadence_window_processing_seconds",
+            "CPU time to extract features, score, update and serialise one window",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.profile_bytes = Histogram(
+            "cadence_profile_bytes",
+            "Serialised per-user state size",
+            buckets=(256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "cadence_consumer_lag_messages",
+            "Messages between the committed offset and the end of each assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.recovery_in_progress = Gauge(
+            "cadence_table_recovery_in_progress",
+            "1 while the worker restores tables from their changelogs",
+            registry=r,
+        )
+        self.open_windows = Gauge(
+            "cadence_open_windows", "User windows currently accumulating events", registry=r
+        )

@@ -1,0 +1,46 @@
+"""What the worker keeps per user in its changelog-backed table.
+
+The value is compact bytes, never a pickle: a small JSON header (sequence
+cursors, counters) followed by the profile's own binary encoding.
+
+>>> s = UserState(cursors={"d": Cursor("s", 9)}, windows=3, profile=b"\\x01\\x02")
+>>> UserState.from_bytes(s.to_bytes()) == s
+True
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import orjson
+
+from streams.windows import Cursor
+
+_MAGIC = b"CUS1"
+_HEADER = struct.Struct("<4sI")
+
+
+@dataclass(slots=True)
+class UserState:
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+    windows: int = 0
+    profile: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        meta = orjson.dumps(
+            {"c": [[d, c.session, c.last_seq] for d, c in self.cursors.items()], "w": self.windows}
+        )
+        return _HEADER.pack(_MAGIC, len(meta)) + meta + self.profile
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UserState:
+        magic, size = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not a cadence user state")
+        meta = orjson.loads(data[_HEADER.size : _HEADER.size + size])
+        return cls(
+            cursors={d: Cursor(s, int(q)) for d, s, q in meta["c"]},
+            windows=int(meta["w"]),
+            profile=bytes(data[_HEADER.size + size :]),
+        )
