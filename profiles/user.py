@@ -23,7 +23,7 @@ Serialised state is compact bytes (no pickle): a few KB per user.
 >>> import numpy as np
 >>> from profiles.mouse import MouseEvents
 >>> from profiles.keystrokes import KeystrokeEvents
->>> p = UserProfile(Background.uniform(), EnrollmentPolicy(min_presses=20, min_actions=2,
+>>> p = UserProfile(Background.default(), EnrollmentPolicy(min_presses=20, min_actions=2,
 ...     min_sessions=1, min_calibration=2))
 >>> t = np.arange(40) * 150.0
 >>> keys = KeystrokeEvents(t_ms=np.sort(np.r_[t, t + 90.0]), is_down=np.tile([True, False], 40),
@@ -31,7 +31,7 @@ Serialised state is compact bytes (no pickle): a few KB per user.
 >>> a = p.assess(keys, None, session="s1")
 >>> a.enrollment, a.keyboard_score is None
 ('enrolling', True)
->>> UserProfile.from_bytes(p.to_bytes(), Background.uniform()).presses_learned == p.presses_learned
+>>> UserProfile.from_bytes(p.to_bytes(), Background.default()).presses_learned == p.presses_learned
 True
 """
 
@@ -43,12 +43,12 @@ from typing import Final
 
 import numpy as np
 
+from profiles.background import Background
 from profiles.calibration import GenuineQuantile
-from profiles.detectors.gaussian import GaussianNLL
+from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.keystrokes import (
     ERASE,
     KeystrokeEvents,
-    KeystrokePopulation,
     KeystrokePresses,
     KeystrokeProfile,
     KeystrokeWindow,
@@ -56,7 +56,7 @@ from profiles.keystrokes import (
     window_cells,
 )
 from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
-from profiles.mouse import MouseEvents, extract
+from profiles.mouse import PAUSE_MS, MouseEvents, State, extract
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
 MODEL_VERSION: Final = "cadence-profile-1"
@@ -76,24 +76,6 @@ class EnrollmentPolicy:
     min_mouse_actions: int = 5
     learn_gate: float = 0.95  # calibrated score above which an active profile does not learn
     learn_min_trust: float = 50.0
-
-
-@dataclass(frozen=True, slots=True)
-class Background:
-    """What people in general do: shared by every profile, never serialised per user."""
-
-    keystrokes: KeystrokePopulation
-
-    @classmethod
-    def uniform(cls) -> Background:
-        return cls(keystrokes=KeystrokePopulation())
-
-    def to_bytes(self) -> bytes:
-        return self.keystrokes.to_bytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Background:
-        return cls(keystrokes=KeystrokePopulation.from_bytes(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +148,9 @@ class _Keyboard:
 
 @dataclass(slots=True)
 class _Mouse:
-    model: GaussianNLL
+    model: HistogramRatio
     recent: np.ndarray  # float32 scores of the last actions
+    tail: MouseEvents  # events after the last finished action, carried to the next window
     calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
     summary: RunningSummary = field(
         default_factory=lambda: RunningSummary.zeros(len(MOUSE_SUMMARY))
@@ -193,7 +176,7 @@ class UserProfile:
         self.policy = enrollment or EnrollmentPolicy()
         self.trust = TrustScore(policy=trust_policy)
         self.keyboard = _Keyboard(KeystrokeProfile(background.keystrokes), _no_presses())
-        self.mouse = _Mouse(GaussianNLL(diagonal=True), np.zeros(0, np.float32))
+        self.mouse = _Mouse(HistogramRatio(background.mouse), np.zeros(0, np.float32), _no_mouse())
         self.last_session = ""
 
     # -- state ---------------------------------------------------------------
@@ -292,23 +275,32 @@ class UserProfile:
     def _mouse_evidence(
         self, mouse: MouseEvents | None, new_session: bool
     ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
+        """(raw score or None while too little data, rows of finished actions, summary)."""
         if mouse is None or len(mouse) == 0:
-            return None
-        actions = extract(mouse)
-        if actions.shape[0] == 0:
             return None
         m = self.mouse
         if new_session:
             m.recent = np.zeros(0, np.float32)
+            m.tail = _no_mouse()
             m.sessions += 1
+        events = _concat_mouse(m.tail, mouse)
+        # An action still in progress at the window's end is finished by the next
+        # window: score only what ends at a release or a pause, carry the rest.
+        cut = _finished_prefix(events)
+        if len(events) - cut > MAX_MOUSE_TAIL:
+            cut = len(events)
+        m.tail = events[cut:]
+        actions = extract(events[:cut]) if cut else np.zeros((0, 0))
+        if actions.shape[0] == 0:
+            return None
         raw: float | None = None
-        if m.actions >= max(self.policy.min_mouse_actions, 2 * actions.shape[1] // 4):
+        if m.actions >= self.policy.min_mouse_actions:
             scores = m.model.score_many(actions).astype(np.float32)
             m.recent = np.r_[m.recent, scores][-self.policy.mouse_actions :]
             if m.recent.size >= self.policy.min_mouse_actions:
                 raw = float(np.mean(m.recent))
         cols = list(_MOUSE_SUMMARY_COLUMNS)
-        summary = np.nanmedian(actions[:, cols], axis=0) if cols else np.zeros(0)
+        summary = np.nanmedian(actions[:, cols], axis=0)
         return (raw, actions, summary)
 
     def _learn(
@@ -357,6 +349,7 @@ class UserProfile:
             m.recent.astype(np.float32).tobytes(),
             _pack_summary(m.summary),
             self.last_session.encode(),
+            _pack_mouse(m.tail),
         ]
         head = _STATE.pack(
             _MAGIC,
@@ -399,8 +392,9 @@ class UserProfile:
             last_t,
         )
         profile.mouse = _Mouse(
-            GaussianNLL.from_bytes(parts[4]),
+            HistogramRatio.from_bytes(parts[4], population=background.mouse),
             np.frombuffer(parts[6], dtype=np.float32).copy(),
+            _unpack_mouse(parts[9]),
             GenuineQuantile.from_bytes(parts[5]),
             _unpack_summary(parts[7]),
             actions,
@@ -412,6 +406,64 @@ class UserProfile:
 
 _MAGIC: Final = b"CUP1"
 _STATE: Final = struct.Struct("<4sfdIIIIB")
+
+
+MAX_MOUSE_TAIL: Final = 512
+
+
+def _no_mouse() -> MouseEvents:
+    return MouseEvents(
+        np.zeros(0),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int8),
+        np.zeros(0, np.int8),
+    )
+
+
+def _concat_mouse(a: MouseEvents, b: MouseEvents) -> MouseEvents:
+    if len(a) == 0:
+        return b
+    return MouseEvents(
+        np.r_[a.t_ms, b.t_ms],
+        np.r_[a.x, b.x].astype(np.int32),
+        np.r_[a.y, b.y].astype(np.int32),
+        np.r_[a.button, b.button].astype(np.int8),
+        np.r_[a.state, b.state].astype(np.int8),
+    )
+
+
+def _finished_prefix(ev: MouseEvents) -> int:
+    """Length of the prefix made of finished actions (ends at a release or a long pause)."""
+    ends = np.flatnonzero(ev.state == State.RELEASED) + 1
+    gaps = np.flatnonzero(np.diff(ev.t_ms) > PAUSE_MS) + 1
+    last = max(int(ends[-1]) if ends.size else 0, int(gaps[-1]) if gaps.size else 0)
+    return last
+
+
+def _pack_mouse(ev: MouseEvents) -> bytes:
+    # Absolute times are large (monotonic clock); store the newest in float64 and
+    # the rest relative to it, so float32 keeps sub-millisecond precision.
+    end = float(ev.t_ms[-1]) if len(ev) else 0.0
+    return (
+        struct.pack("<dI", end, len(ev))
+        + (ev.t_ms - end).astype(np.float32).tobytes()
+        + ev.x.astype(np.int32).tobytes()
+        + ev.y.astype(np.int32).tobytes()
+        + ev.button.astype(np.int8).tobytes()
+        + ev.state.astype(np.int8).tobytes()
+    )
+
+
+def _unpack_mouse(data: bytes) -> MouseEvents:
+    end, n = struct.unpack_from("<dI", data)
+    o = 12
+    t = np.frombuffer(data, np.float32, n, o).astype(np.float64) + end
+    x = np.frombuffer(data, np.int32, n, o + 4 * n).copy()
+    y = np.frombuffer(data, np.int32, n, o + 8 * n).copy()
+    b = np.frombuffer(data, np.int8, n, o + 12 * n).copy()
+    st = np.frombuffer(data, np.int8, n, o + 13 * n).copy()
+    return MouseEvents(t, x, y, b, st)
 
 
 def _reasons(modality: str, names: tuple[str, ...], z: np.ndarray) -> list[str]:

@@ -26,6 +26,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("evaluate", "takeover"), "evaluate_takeover", "time-to-detection and false alarms"),
     (("bench", "pipeline"), "bench_pipeline", "throughput and latency of one worker"),
     (("verdicts", "tail"), "verdicts_tail", "show verdicts as they arrive"),
+    (("profiles", "fit-background"), "profiles_fit_background", "fit the population models"),
     (("demo",), "demo", "the live demo: workload -> Kafka -> worker -> verdict table"),
 )
 

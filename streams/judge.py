@@ -15,20 +15,21 @@ from typing import Any
 import numpy as np
 
 from collectors.wire import KeyEvent, MouseEvent
+from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import Button, MouseEvents, State
-from profiles.user import MODEL_VERSION, Background, EnrollmentPolicy, UserProfile
+from profiles.user import MODEL_VERSION, EnrollmentPolicy, UserProfile
 from streams.verdict import Verdict, verdict_id
 from streams.windows import Window
 
 
 @cache
 def background() -> Background:
-    """The shared population model: ``CADENCE_BACKGROUND`` file, else uniform."""
+    """The shared population model: the ``CADENCE_BACKGROUND`` file, else the shipped one."""
     path = os.environ.get("CADENCE_BACKGROUND")
     if path:
         return Background.from_bytes(Path(path).read_bytes())
-    return Background.uniform()
+    return Background.default()
 
 
 @cache

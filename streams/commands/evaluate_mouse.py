@@ -26,26 +26,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    import numpy as np
     from tqdm import tqdm
 
-    from collectors.datasets.balabit import (
-        BUTTONS,
-        STATES,
-        BalabitSession,
-        iter_sessions,
-        read_labels,
-        read_session,
-    )
+    from collectors.datasets.balabit import iter_sessions, read_labels, read_session
     from profiles.evaluation.mouse import METHODS, LabelledSession, evaluate_mouse
-    from profiles.mouse import Button, MouseEvents, State
+    from profiles.mouse import MouseEvents
+    from streams.recordings import balabit_to_mouse_events
 
-    # Map the reader's codes to the library's by name, so neither depends on the other.
-    button_map = np.array([Button[_BUTTON_NAMES.get(n, "NONE")] for n in BUTTONS], np.int8)
-    state_map = np.array([State[n.upper()] for n in STATES], np.int8)
-
-    def to_events(s: BalabitSession) -> MouseEvents:
-        return MouseEvents(s.t_ms, s.x, s.y, button_map[s.button], state_map[s.state])
+    to_events = balabit_to_mouse_events
 
     methods = list(METHODS) if args.method == "all" else args.method.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -102,16 +90,6 @@ def run(args: argparse.Namespace) -> int:
         _plot(results, args.plot)
     print(results[0].summary())
     return 0
-
-
-_BUTTON_NAMES = {
-    "NoButton": "NONE",
-    "Left": "LEFT",
-    "Right": "RIGHT",
-    "Middle": "MIDDLE",
-    "Scroll": "SCROLL",
-    "XButton": "X",
-}
 
 
 def _plot(results: list, path: Path) -> None:

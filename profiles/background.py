@@ -1,0 +1,70 @@
+"""The background: how people in general type and move, shared by every profile.
+
+Both modalities score a window by how much more it looks like its owner than
+like anyone (GMM-UBM style), so every profile needs the same population models:
+the keystroke timing histograms (:class:`KeystrokePopulation`) and the mouse
+action feature quantiles (:class:`Population`). They are fitted on *enrollment*
+recordings of many people, never on what is being judged, and shipped as one
+small artifact (``profiles/data/background.bin``); an operator can refit it on
+their own enrollment data with ``cadence profiles fit-background`` and point
+``CADENCE_BACKGROUND`` at the result.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final
+
+import numpy as np
+
+from profiles.keystrokes import KeystrokeEvents, KeystrokePopulation, iter_windows, pair_presses
+from profiles.keystrokes import window_cells as keystroke_cells
+from profiles.mouse import MouseEvents, extract
+from profiles.population import Population
+
+_MAGIC: Final = b"CBG1"
+_HEADER: Final = struct.Struct("<4sII")
+#: Windows the keystroke population is learned from; the same length the
+#: evaluation uses, so the population sees the same cell mix as the profiles.
+ENROLL_WINDOW_PRESSES: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Background:
+    keystrokes: KeystrokePopulation
+    mouse: Population
+
+    def to_bytes(self) -> bytes:
+        k, m = self.keystrokes.to_bytes(), self.mouse.to_bytes()
+        return _HEADER.pack(_MAGIC, len(k), len(m)) + k + m
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Background:
+        magic, nk, nm = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError("not a cadence background model")
+        k = data[_HEADER.size : _HEADER.size + nk]
+        m = data[_HEADER.size + nk : _HEADER.size + nk + nm]
+        return cls(KeystrokePopulation.from_bytes(k), Population.from_bytes(m))
+
+    @classmethod
+    def default(cls) -> Background:
+        """The shipped background, fitted on public enrollment recordings (see docs)."""
+        data = resources.files("profiles").joinpath("data/background.bin").read_bytes()
+        return cls.from_bytes(data)
+
+
+def fit_background(
+    keystroke_sessions: Iterable[KeystrokeEvents], mouse_sessions: Iterable[MouseEvents]
+) -> Background:
+    """Fit both population models on enrollment sessions of many people."""
+    keystrokes = KeystrokePopulation()
+    for events in keystroke_sessions:
+        for window in iter_windows(pair_presses(events), ENROLL_WINDOW_PRESSES):
+            keystrokes.learn_cells(keystroke_cells(window))
+    rows = [extract(events) for events in mouse_sessions]
+    actions = np.vstack([r for r in rows if r.shape[0]])
+    return Background(keystrokes, Population.fit(actions))
