@@ -41,21 +41,13 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
+from collectors.episodes import KD, KU, MD, MM, MS, MU, Episode
 from collectors.keyclass import CLASS_CODES, N_CLASSES
-
-# Event kind codes of the columnar episode arrays, in the order of ``KIND_NAMES``.
-KD: Final = 0
-KU: Final = 1
-MM: Final = 2
-MD: Final = 3
-MU: Final = 4
-MS: Final = 5
-KIND_NAMES: Final = ("kd", "ku", "mm", "md", "mu", "ms")
 
 _L_TOP, _L_HOME, _L_BOTTOM = CLASS_CODES["L_top"], CLASS_CODES["L_home"], CLASS_CODES["L_bottom"]
 _R_TOP, _R_HOME, _R_BOTTOM = CLASS_CODES["R_top"], CLASS_CODES["R_home"], CLASS_CODES["R_bottom"]
@@ -247,52 +239,6 @@ class Device:
         return cls(hz, width, height)
 
 
-@dataclass(slots=True)
-class Episode:
-    """A stretch of events as parallel arrays, ordered by time.
-
-    ``a, b`` are the key class and 0 for key events and ``x, y`` for mouse events;
-    ``c`` is the button; ``d, e`` are the scroll ``dx, dy``.
-    """
-
-    t_ms: np.ndarray  # float64, time since the workload started
-    kind: np.ndarray  # int8 codes KD..MS
-    a: np.ndarray
-    b: np.ndarray
-    c: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    d: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    e: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return int(self.t_ms.size)
-
-    @property
-    def end_ms(self) -> float:
-        return float(self.t_ms[-1]) if self.t_ms.size else 0.0
-
-
-def _columns(
-    t: np.ndarray,
-    kind: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    c: np.ndarray | None = None,
-    d: np.ndarray | None = None,
-    e: np.ndarray | None = None,
-) -> Episode:
-    order = np.argsort(t, kind="stable")
-    zeros = np.zeros(t.size, np.int64)
-    return Episode(
-        t[order],
-        kind[order].astype(np.int8),
-        a[order].astype(np.int64),
-        b[order].astype(np.int64),
-        (zeros if c is None else c[order]).astype(np.int64),
-        (zeros if d is None else d[order]).astype(np.int64),
-        (zeros if e is None else e[order]).astype(np.int64),
-    )
-
-
 # -- typing --------------------------------------------------------------------
 
 
@@ -383,7 +329,7 @@ def typing_episode(
         up[shifted], up[shifted + 1] + np.exp(persona.shift_lag_mu + 0.4 * z[2][shifted])
     )
     zeros = np.zeros(n, np.int64)
-    return _columns(
+    return Episode.sorted_from(
         np.concatenate([down, up]),
         np.concatenate([np.full(n, KD), np.full(n, KU)]),
         np.concatenate([cls, cls]),
@@ -523,9 +469,9 @@ def mouse_episode(
         now += math.exp(persona.move_pause_mu + 0.6 * rng.normal())
     if not ts:
         empty = np.zeros(0)
-        return _columns(empty, empty.astype(np.int8), empty, empty), pos
+        return Episode.sorted_from(empty, empty.astype(np.int8), empty, empty), pos
     t_all = np.concatenate(ts)
-    ep = _columns(
+    ep = Episode.sorted_from(
         t_all,
         np.concatenate(kinds),
         np.concatenate(xs),

@@ -30,32 +30,25 @@ True
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from collectors.persona import (
-    KD,
-    KIND_NAMES,
-    KU,
-    MD,
-    MU,
-    Device,
+from collectors.episodes import (
+    BATCH_MAX_AGE_MS,
+    BATCH_MAX_EVENTS,
+    DeviceStream,
     Episode,
-    Persona,
-    mouse_episode,
-    typing_episode,
+    cut_at,
+    merge_streams,
 )
-from collectors.wire import Event, EventBatch, KeyEvent, MouseEvent
-
-_KIND_NAMES: Final = np.array(KIND_NAMES)
+from collectors.persona import Device, Persona, mouse_episode, typing_episode
+from collectors.wire import EventBatch
 
 __all__ = [
     "BATCH_MAX_EVENTS",
@@ -67,9 +60,6 @@ __all__ = [
     "pace",
     "persona_seed",
 ]
-
-BATCH_MAX_EVENTS: Final = 128
-BATCH_MAX_AGE_MS: Final = 250.0
 
 T = TypeVar("T")
 
@@ -148,198 +138,52 @@ class _Actor:
     session: str
 
 
-class _DeviceStream:
-    """The batches of one simulated device, generated lazily in event-time order."""
-
-    def __init__(
-        self,
-        device_id: str,
-        user: str,
-        actors: list[_Actor],
-        rng: np.random.Generator,
-        until_ms: float,
-        start_wall_ms: float,
-    ) -> None:
-        self.device_id = device_id
-        self.user = user
-        self.actors = actors
-        self.rng = rng
-        self.until_ms = until_ms
-        self.device = Device.from_rng(rng)
-        # Monotonic clocks count from boot: give every device its own uptime.
-        self.boot_ms = float(rng.uniform(1e5, 1e9))
-        self.clock_offset_ms = start_wall_ms - self.boot_ms
-        self.start_wall_ms = start_wall_ms
-        self.seq = 0
-        self.position = (self.device.width / 2.0, self.device.height / 2.0)
-        # First activity a moment after the first actor arrives, so users do not all
-        # start on the same millisecond.
-        self.next_start_ms = actors[0].from_ms + float(rng.uniform(0.0, 2000.0))
-        self.actor_index = 0
-        self.done = False
-        # The buffer of generated, not yet batched events, as plain lists: batches
-        # are small, and list slicing beats numpy's per-call overhead at that size.
-        self._t: list[float] = []  # event time since the start, ms
-        self._events: list[Event] = []
-        self._sess: list[int] = []  # actor index, non-decreasing
-        self._i = 0
-
-    # -- generation --------------------------------------------------------------
-
-    def _generate(self) -> None:
-        """Append the next episode to the buffer (or mark the stream done)."""
-        start = self.next_start_ms
-        while (
-            self.actor_index + 1 < len(self.actors)
-            and start >= self.actors[self.actor_index + 1].from_ms
-        ):
-            self.actor_index += 1
+def _activity(
+    actors: list[_Actor], device: Device, rng: np.random.Generator, until_ms: float
+) -> Iterator[tuple[Episode, str]]:
+    """A device's episodes: each actor in turn, alternating typing and mousing."""
+    position = (device.width / 2.0, device.height / 2.0)
+    # A moment after the first actor arrives, so users do not all start on one millisecond.
+    start = actors[0].from_ms + float(rng.uniform(0.0, 2000.0))
+    index = 0
+    while True:
+        while index + 1 < len(actors) and start >= actors[index + 1].from_ms:
+            index += 1
             # A new person sits down: a short gap after the switch before they start.
-            start = max(start, self.actors[self.actor_index].from_ms + self._walkup_ms())
-        if start >= self.until_ms:
-            self.done = True
+            start = max(start, actors[index].from_ms + float(rng.uniform(300.0, 3000.0)))
+        if start >= until_ms:
             return
-        actor = self.actors[self.actor_index]
-        nxt = (
-            self.actors[self.actor_index + 1].from_ms
-            if self.actor_index + 1 < len(self.actors)
-            else math.inf
-        )
-        boundary = min(nxt, self.until_ms)
+        actor = actors[index]
+        boundary = min(actors[index + 1].from_ms if index + 1 < len(actors) else math.inf, until_ms)
         persona = actor.persona
-        if self.rng.random() < persona.typing_share:
-            ep = typing_episode(persona, self.rng, start, n_words=int(self.rng.geometric(1 / 10)))
+        if rng.random() < persona.typing_share:
+            ep = typing_episode(persona, rng, start, n_words=int(rng.geometric(1 / 10)))
         else:
-            ep, self.position = mouse_episode(
-                persona,
-                self.device,
-                self.rng,
-                start,
-                self.position,
-                n_actions=int(self.rng.geometric(1 / 4)),
-            )
-        ep = _cut(ep, boundary)
+            n_actions = int(rng.geometric(1 / 4))
+            ep, position = mouse_episode(persona, device, rng, start, position, n_actions)
+        ep = cut_at(ep, boundary)
         end = ep.end_ms if len(ep) else start
-        self.next_start_ms = end + math.exp(persona.move_pause_mu + 0.4 + 0.6 * self.rng.normal())
-        if len(ep):
-            self._append(ep, self.actor_index)
-
-    def _walkup_ms(self) -> float:
-        return float(self.rng.uniform(300.0, 3000.0))
-
-    def _append(self, ep: Episode, actor_index: int) -> None:
-        if self._i > 0:
-            del self._t[: self._i], self._events[: self._i], self._sess[: self._i]
-            self._i = 0
-        t_wire = np.round(ep.t_ms + self.boot_ms, 3).tolist()
-        names = _KIND_NAMES[ep.kind].tolist()
-        # An episode is all keys or all mouse (see persona), so one constructor fits.
-        if int(ep.kind.max()) <= KU:
-            self._events.extend(map(KeyEvent, names, t_wire, ep.a.tolist()))
-        else:
-            self._events.extend(
-                map(
-                    MouseEvent,
-                    names,
-                    t_wire,
-                    ep.a.tolist(),
-                    ep.b.tolist(),
-                    ep.c.tolist(),
-                    ep.d.tolist(),
-                    ep.e.tolist(),
-                )
-            )
-        self._t.extend(ep.t_ms.tolist())
-        self._sess.extend([actor_index] * len(ep))
-
-    # -- batching ----------------------------------------------------------------
-
-    def next_batch(self) -> tuple[float, EventBatch] | None:
-        """The next batch and the event time (ms) it closes at, or None at the end."""
-        while True:
-            t, sess, i = self._t, self._sess, self._i
-            n = len(t)
-            if i >= n:
-                if self.done:
-                    return None
-                self._generate()
-                continue
-            open_ms = t[i]
-            close_by_age = open_ms + BATCH_MAX_AGE_MS
-            # The open batch is complete once something later than its cut is buffered.
-            if not (
-                self.done
-                or n - i >= BATCH_MAX_EVENTS
-                or t[-1] >= close_by_age
-                or sess[-1] != sess[i]
-            ):
-                self._generate()
-                continue
-            j = min(
-                bisect.bisect_left(t, close_by_age, i),
-                i + BATCH_MAX_EVENTS,
-                bisect.bisect_right(sess, sess[i], i),
-            )
-            if j - i == BATCH_MAX_EVENTS or (j < n and sess[j] != sess[i]):
-                close_ms = t[j - 1]  # full, or closed by a session change
-            else:
-                close_ms = close_by_age
-            if self.done and j == n:
-                close_ms = min(close_ms, max(t[j - 1], self.until_ms))
-            events = tuple(self._events[i:j])
-            # Never before the last event's wall time, whatever the rounding of t_ms.
-            sent_at_ms = max(self.start_wall_ms + close_ms, events[-1].t_ms + self.clock_offset_ms)
-            batch = EventBatch(
-                device=self.device_id,
-                user=self.user,
-                session=self.actors[sess[i]].session,
-                seq=self.seq,
-                sent_at_ms=sent_at_ms,
-                clock_offset_ms=self.clock_offset_ms,
-                events=events,
-            )
-            self.seq += 1
-            self._i = j
-            return close_ms, batch
+        start = end + math.exp(persona.move_pause_mu + 0.4 + 0.6 * rng.normal())
+        yield ep, actor.session
 
 
-def _cut(ep: Episode, boundary_ms: float) -> Episode:
-    """Events before ``boundary_ms``; keys and buttons still held are released just before it.
-
-    Used where one person's activity must end: at a takeover and at the end of a run.
-    """
-    if not len(ep) or ep.end_ms < boundary_ms:
-        return ep
-    keep = ep.t_ms < boundary_ms
-    t, kind = ep.t_ms[keep], ep.kind[keep]
-    a, b, c, d, e = ep.a[keep], ep.b[keep], ep.c[keep], ep.d[keep], ep.e[keep]
-    extra_t: list[float] = []
-    extra: list[tuple[int, int, int, int]] = []  # kind, a, b, c
-    last = float(t[-1]) if t.size else boundary_ms - 1.0
-    release_at = last + min(1.0, (boundary_ms - last) / 2.0)
-    for cls in np.unique(a[kind == KD]).tolist():
-        held = int(((kind == KD) & (a == cls)).sum() - ((kind == KU) & (a == cls)).sum())
-        for _ in range(max(held, 0)):
-            extra_t.append(release_at)
-            extra.append((KU, cls, 0, 0))
-    for button in np.unique(c[kind == MD]).tolist():
-        held = int(((kind == MD) & (c == button)).sum() - ((kind == MU) & (c == button)).sum())
-        if held > 0:
-            x, y = (int(a[-1]), int(b[-1])) if a.size else (0, 0)
-            extra_t.extend([release_at] * held)
-            extra.extend([(MU, x, y, button)] * held)
-    if not extra:
-        return Episode(t, kind, a, b, c, d, e)
-    cols = np.asarray(extra, np.int64).T
-    zeros = np.zeros(len(extra), np.int64)
-    return Episode(
-        np.concatenate([t, np.asarray(extra_t)]),
-        np.concatenate([kind, cols[0].astype(np.int8)]),
-        np.concatenate([a, cols[1]]),
-        np.concatenate([b, cols[2]]),
-        np.concatenate([c, cols[3]]),
-        np.concatenate([d, zeros]),
-        np.concatenate([e, zeros]),
+def _device_stream(
+    device_id: str,
+    user: str,
+    actors: list[_Actor],
+    rng: np.random.Generator,
+    until_ms: float,
+    start_wall_ms: float,
+) -> DeviceStream:
+    device = Device.from_rng(rng)
+    # Monotonic clocks count from boot: every device has its own uptime.
+    boot_ms = float(rng.uniform(1e5, 1e9))
+    return DeviceStream(
+        device_id,
+        user,
+        _activity(actors, device, rng, until_ms),
+        start_wall_ms=start_wall_ms,
+        boot_ms=boot_ms,
     )
 
 
@@ -439,36 +283,23 @@ class Workload:
         """
         wall = self.start_wall_ms if start_wall_ms is None else start_wall_ms
         until_ms = until_s * 1000.0
-        streams: list[_DeviceStream] = []
+        streams: list[DeviceStream] = []
         for u in self.users:
             actors = [_Actor(0.0, u.persona, u.session)]
             for tk, impostor, _, session in self._impostors:
                 if tk.user_index == u.index and not tk.new_device:
                     actors.append(_Actor(tk.at_s * 1000.0, impostor, session))
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, u.index, 0xD5]))
-            streams.append(_DeviceStream(u.device, u.user, actors, rng, until_ms, wall))
+            streams.append(_device_stream(u.device, u.user, actors, rng, until_ms, wall))
         for k, (tk, impostor, device, session) in enumerate(self._impostors):
             if tk.new_device:
                 rng = np.random.default_rng(
                     np.random.SeedSequence([self.seed, tk.user_index, 0xD5, k + 1])
                 )
-                owner = self.users[tk.user_index]
                 actors = [_Actor(tk.at_s * 1000.0, impostor, session)]
-                streams.append(_DeviceStream(device, owner.user, actors, rng, until_ms, wall))
-        heap: list[tuple[float, int, EventBatch]] = []
-        for order, stream in enumerate(streams):
-            first = stream.next_batch()
-            if first is not None:
-                heap.append((first[0], order, first[1]))
-        heapq.heapify(heap)
-        while heap:
-            close_ms, order, batch = heap[0]
-            nxt = streams[order].next_batch()
-            if nxt is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (nxt[0], order, nxt[1]))
-            yield close_ms / 1000.0, batch
+                owner = self.users[tk.user_index].user
+                streams.append(_device_stream(device, owner, actors, rng, until_ms, wall))
+        return merge_streams(streams)
 
 
 def pace(
