@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,7 +98,11 @@ class _Bounded:
         handed out but never put (a crash in between) is simply handed out again.
         """
         with self._lock:
-            return self._last_seq.get(device, -1) + 1
+            last = self._last_seq.get(device)
+            return self._first_seq() if last is None else last + 1
+
+    def _first_seq(self) -> int:
+        return 0
 
     def _report_drop(self, dropped: list[tuple[str, int, int]]) -> None:
         n = len(dropped)
@@ -156,6 +161,13 @@ class SqliteSpool(_Bounded):
         self._count, self._bytes = int(count), int(size)
         for device, last in self._db.execute("SELECT device, last_seq FROM sequences"):
             self._last_seq[device] = int(last)
+
+    def _first_seq(self) -> int:
+        # A device id is derived from the machine, so a reinstalled agent (state lost)
+        # reuses it; starting from wall-clock milliseconds puts its numbers above any
+        # it used before (a desk closes ~4 batches/s, far below 1000/s), so consumers
+        # deduplicating on (device, seq) never take new batches for old ones.
+        return int(time.time() * 1000)
 
     def put(self, device: str, seq: int, key: bytes, value: bytes) -> int:
         size = len(key) + len(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,32 +66,36 @@ def test_byte_bound(tmp_path: Path) -> None:
 def test_reopen_keeps_batches_sizes_and_sequences(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     spool = SqliteSpool(path)
+    a0 = spool.next_seq("dev-a")
     for _seq in range(4):
         spool.put("dev-a", spool.next_seq("dev-a"), b"k", b"vv")
-    spool.put("dev-b", spool.next_seq("dev-b"), b"k", b"vv")
+    b0 = spool.next_seq("dev-b")  # a first number is time-based: take it when used
+    spool.put("dev-b", b0, b"k", b"vv")
     spool.remove([r.id for r in spool.pending(limit=2)])
     spool.close()
 
     again = SqliteSpool(path)
     assert [(r.device, r.seq) for r in again.pending()] == [
-        ("dev-a", 2),
-        ("dev-a", 3),
-        ("dev-b", 0),
+        ("dev-a", a0 + 2),
+        ("dev-a", a0 + 3),
+        ("dev-b", b0),
     ]
     assert (again.batches, again.nbytes) == (3, 9)
     # Numbering continues where it stopped, also for batches already acknowledged.
-    assert again.next_seq("dev-a") == 4
-    assert again.next_seq("dev-b") == 1
-    assert again.next_seq("dev-new") == 0
+    assert again.next_seq("dev-a") == a0 + 4
+    assert again.next_seq("dev-b") == b0 + 1
+    # A device never seen here starts above any number it could have used before.
+    assert again.next_seq("dev-new") >= int(time.time() * 1000) - 1000
 
 
 def test_sequence_survives_removal_of_every_batch(tmp_path: Path) -> None:
     spool = SqliteSpool(tmp_path / "s.db")
+    first = spool.next_seq("d")
     for _ in range(3):
         spool.put("d", spool.next_seq("d"), b"", b"v")
     spool.remove([r.id for r in spool.pending()])
     spool.close()
-    assert SqliteSpool(tmp_path / "s.db").next_seq("d") == 3
+    assert SqliteSpool(tmp_path / "s.db").next_seq("d") == first + 3
 
 
 _WRITER = """
@@ -112,8 +117,9 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     )
     assert proc.returncode == -9 and "ready" in proc.stdout
     spool = SqliteSpool(path)
-    assert [r.seq for r in spool.pending(limit=1000)] == list(range(150))
-    assert spool.next_seq("d") == 150
+    seqs = [r.seq for r in spool.pending(limit=1000)]
+    assert seqs == list(range(seqs[0], seqs[0] + 150))
+    assert spool.next_seq("d") == seqs[0] + 150
 
 
 def test_open_spool_without_path_is_in_memory() -> None:

@@ -1,0 +1,201 @@
+"""The real agent under Xvfb, driven by xdotool, publishing to a real broker.
+
+Checks what a reviewer would: events arrive in order with plausible timing, and not
+one typed character (nor key identity) is anywhere in the published bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.keyclass import classify_char
+from collectors.wire import EVENTS_TOPIC, EventBatch, KeyEvent, MouseEvent, decode_batch
+from tests.integration.collector_support import read_topic
+from tests.kafka_broker import REPO_ROOT
+
+pytestmark = [
+    pytest.mark.x11,
+    pytest.mark.skipif(
+        shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
+        reason="needs Xvfb and xdotool (Debian: apt-get install xvfb xdotool; `make x11-tools`)",
+    ),
+]
+
+TEXT = "the quick brown fox jumps over the lazy dog quiz"
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+def ensure_topics(bootstrap: str) -> None:
+    from streams.admin import create_topics
+
+    # The project's own topic definitions (partitions, retention), created idempotently.
+    create_topics({"bootstrap.servers": bootstrap})
+
+
+def _free_display() -> int:
+    for n in range(90, 300):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    n = _free_display()
+    proc = subprocess.Popen(
+        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip(f"Xvfb :{n} did not start")
+        time.sleep(0.05)
+    try:
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _xdotool(display: str, *args: str) -> None:
+    subprocess.run(
+        ["xdotool", *args], env={**os.environ, "DISPLAY": display}, check=True, timeout=60
+    )
+
+
+def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[str, str]:
+    """Start ``cadence collect``, type and move, stop it; return (session id, agent log)."""
+    log_path = state / "agent.log"
+    env = {
+        **os.environ,
+        "DISPLAY": display,
+        "CADENCE_PSEUDONYM_KEY": SECRET,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    with open(log_path, "w") as log:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "collect", "--bootstrap", bootstrap]
+            + ["--state-dir", str(state), "--login", "tester", "--no-fsync", *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "capturing" not in log_path.read_text():
+            assert agent.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "agent did not start: " + log_path.read_text()
+            time.sleep(0.05)
+        _xdotool(display, "mousemove", "50", "60")
+        _xdotool(display, "type", "--delay", "90", TEXT)
+        for x, y in ((100, 100), (200, 150), (300, 200), (640, 400)):
+            _xdotool(display, "mousemove", str(x), str(y))
+            time.sleep(0.05)
+        _xdotool(display, "click", "1")
+        time.sleep(0.6)  # > one batch age, so the last batch closes on its own
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0, log_path.read_text()
+    text = log_path.read_text()
+    # Filter on the session: the device id is the machine's, shared by every run here.
+    session = text.split("session ", 1)[1].split(",", 1)[0]
+    return session, text
+
+
+def agent_batches(bootstrap: str, session: str) -> tuple[list[EventBatch], list[bytes]]:
+    batches, raw = [], []
+    for r in read_topic(bootstrap, EVENTS_TOPIC):
+        b = decode_batch(r.value)
+        if b.session == session:
+            batches.append(b)
+            raw.extend([r.key, r.value, *(v for _, v in r.headers)])
+    return batches, raw
+
+
+def assert_no_typed_text(raw: list[bytes]) -> None:
+    blob = b"\n".join(raw)
+    assert TEXT.encode() not in blob
+    for word in set(TEXT.split()):
+        assert word.encode() not in blob, f"typed word {word!r} found in published bytes"
+    for i in range(len(TEXT) - 2):  # every 3-character window of what was typed
+        assert TEXT[i : i + 3].encode() not in blob
+    for letter in "qzxjkw":  # ("v" is the schema-version field name)
+        assert f'"{letter}"'.encode() not in blob
+
+
+def assert_keys_match_text(batches: list[EventBatch]) -> None:
+    keys = [e for b in batches for e in b.events if isinstance(e, KeyEvent)]
+    downs = [e for e in keys if e.kind == "kd"]
+    assert [e.key_class for e in downs] == [classify_char(c) for c in TEXT]
+    # Pair each down with the next up of the same class: dwell > 0, flight plausible.
+    open_downs: dict[int, float] = {}
+    dwells, flights, last_up = [], [], None
+    for e in keys:
+        if e.kind == "kd":
+            if last_up is not None:
+                flights.append(e.t_ms - last_up)
+            open_downs[e.key_class] = e.t_ms
+        else:
+            dwells.append(e.t_ms - open_downs.pop(e.key_class))
+            last_up = e.t_ms
+    assert len(dwells) == len(TEXT)
+    assert all(0 < d < 1000 for d in dwells), dwells
+    assert all(0 < f < 1000 for f in flights), flights
+
+
+def test_agent_publishes_classes_in_order_and_no_characters(
+    display: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    ensure_topics(kafka_bootstrap)
+    session, log = run_agent(display, kafka_bootstrap, tmp_path)
+    assert "spool empty" in log
+    batches, raw = agent_batches(kafka_bootstrap, session)
+    assert batches
+    assert [b.seq for b in batches] == list(range(batches[0].seq, batches[0].seq + len(batches)))
+    assert len({b.session for b in batches}) == 1 and len({b.user for b in batches}) == 1
+    events = [e for b in batches for e in b.events]
+    times = [e.t_ms for e in events]
+    assert times == sorted(times), "events out of order"
+    assert all(len(b.events) <= 128 for b in batches)
+    assert not any(b.key_identity for b in batches)
+    assert_keys_match_text(batches)
+    moves = [(e.x, e.y) for e in events if isinstance(e, MouseEvent) and e.kind == "mm"]
+    for target in ((100, 100), (200, 150), (300, 200), (640, 400)):
+        assert target in moves
+    clicks = [e for e in events if isinstance(e, MouseEvent) and e.kind in ("md", "mu")]
+    assert [(c.kind, c.button, c.x, c.y) for c in clicks] == [
+        ("md", 1, 640, 400),
+        ("mu", 1, 640, 400),
+    ]
+    for b in batches:  # wall-clock mapping is sane
+        assert abs(b.events[-1].t_ms + b.clock_offset_ms - b.sent_at_ms) < 2000
+    assert_no_typed_text(raw)
+
+
+def test_key_identity_mode_is_audited_and_sends_only_hashes(
+    display: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    ensure_topics(kafka_bootstrap)
+    session, log = run_agent(display, kafka_bootstrap, tmp_path, "--key-identity")
+    assert "WARNING" in log and "audit: key-identity mode enabled" in log
+    batches, raw = agent_batches(kafka_bootstrap, session)
+    assert batches and all(b.key_identity for b in batches)
+    downs = [e for b in batches for e in b.events if isinstance(e, KeyEvent) and e.kind == "kd"]
+    hashes = [e.key_hash for e in downs]
+    assert all(h is not None and len(h) == 64 for h in hashes)
+    # Same key, same hash: 'e' (3rd char) and 'e' in "over"; different keys differ.
+    assert hashes[TEXT.index("e")] == hashes[TEXT.index("over") + 2]
+    assert hashes[TEXT.index("q")] != hashes[TEXT.index("z")]
+    assert_no_typed_text(raw)
