@@ -1,0 +1,218 @@
+"""Capture agent footprint: CPU % of one core and RSS under continuous typing and mousing.
+
+Runs the real ``cadence collect`` (durable spool, fsync on, a real broker) under Xvfb
+while xdotool types and moves the pointer without pause, and samples the agent's
+/proc entries. Not a test: it prints a summary and writes JSON.
+
+    python bench/collector_footprint.py --bootstrap 127.0.0.1:9092 [--seconds 30]
+
+Needs Xvfb and xdotool (``make x11-tools``) and a broker (``make kafka-up``).
+Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEXT = (
+    "thank you for calling, could you confirm the last four digits of the account and "
+    "the postcode please, i will check the balance and the recent payments for you now "
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_display() -> int:
+    for n in range(120, 400):
+        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
+            return n
+    raise SystemExit("no free X display")
+
+
+def cpu_seconds(pid: int) -> float:
+    # Fields after the ")" of the command name: utime and stime are fields 14 and 15.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"^(cadence_collector_\w+?)(?:_total)? ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def mouse_script(seconds: float) -> list[str]:
+    """One long xdotool chain: a move every 5 ms along a circle, no process per move."""
+    import math
+
+    args: list[str] = []
+    steps = int(seconds / 0.005)
+    for i in range(steps):
+        a = i / 200 * 2 * math.pi
+        args += ["mousemove", str(int(640 + 300 * math.cos(a))), str(int(400 + 250 * math.sin(a)))]
+        args += ["sleep", "0.005"]
+    return args
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("CADENCE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--type-delay-ms", type=int, default=80, help="xdotool delay between keys")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "bench" / "results" / "collector_footprint.json"
+    )
+    args = parser.parse_args()
+    for tool in ("Xvfb", "xdotool"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: run `make x11-tools`")
+
+    n = free_display()
+    display = f":{n}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+    state = Path(tempfile.mkdtemp(prefix="cadence-footprint-"))
+    procs: list[subprocess.Popen[Any]] = [xvfb]
+    try:
+        while not Path(f"/tmp/.X11-unix/X{n}").exists():
+            time.sleep(0.05)
+        env = {
+            **os.environ,
+            "DISPLAY": display,
+            "CADENCE_PSEUDONYM_KEY": os.environ.get(
+                "CADENCE_PSEUDONYM_KEY", "footprint-bench-secret-0000"
+            ),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        with socket_port() as port:
+            metrics_port = port
+        log = open(state / "agent.log", "w")  # noqa: SIM115 - closed with the agent below
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "collect", "--bootstrap", args.bootstrap]
+            + [
+                "--state-dir",
+                str(state),
+                "--metrics-port",
+                str(metrics_port),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        procs.append(agent)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                scrape(metrics_port)
+                break
+            except OSError:
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        "agent did not start:\n" + (state / "agent.log").read_text()
+                    ) from None
+                time.sleep(0.1)
+        total = args.warmup + args.seconds + 2
+        reps = int(total * 1000 / args.type_delay_ms / len(TEXT)) + 1
+        typing = subprocess.Popen(
+            ["xdotool", "type", "--delay", str(args.type_delay_ms), TEXT * reps],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        mouse = subprocess.Popen(
+            ["xdotool", *mouse_script(total)], env=env, stdout=subprocess.DEVNULL
+        )
+        procs += [typing, mouse]
+
+        time.sleep(args.warmup)
+        before = scrape(metrics_port)
+        cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+        rss: list[int] = []
+        while time.monotonic() - t0 < args.seconds:
+            rss.append(rss_bytes(agent.pid))
+            time.sleep(0.5)
+        cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
+        after = scrape(metrics_port)
+        wall = t1 - t0
+        events = after.get("cadence_collector_events_captured", 0) - before.get(
+            "cadence_collector_events_captured", 0
+        )
+        batches = after.get("cadence_collector_batches_sent", 0) - before.get(
+            "cadence_collector_batches_sent", 0
+        )
+        result = {
+            "seconds": round(wall, 2),
+            "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / wall, 2),
+            "rss_mib_max": round(max(rss) / 2**20, 1),
+            "rss_mib_mean": round(sum(rss) / len(rss) / 2**20, 1),
+            "events_per_s": round(events / wall, 1),
+            "batches_per_s": round(batches / wall, 2),
+            "spool_batches_at_end": after.get("cadence_collector_spool_batches"),
+            "delivery_errors": after.get("cadence_collector_delivery_errors"),
+            "type_delay_ms": args.type_delay_ms,
+            "mouse_move_interval_ms": 5,
+            "spool": "sqlite, fsync on",
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(state, ignore_errors=True)
+
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.out}", file=sys.stderr)
+    return 0
+
+
+class socket_port:
+    """A free TCP port on loopback (closed before use; fine for a benchmark)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        return int(self._sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
