@@ -1,0 +1,118 @@
+"""What ``cadence replay mouse`` and ``cadence replay keystrokes`` share: options and the send loop."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streams.config import add_kafka_arguments
+
+if TYPE_CHECKING:
+    from collectors.replay import Recording
+
+
+def configure_common(parser: argparse.ArgumentParser) -> None:
+    add_kafka_arguments(parser)
+    parser.add_argument("dir", type=Path, metavar="DIR", help="dataset root directory")
+    parser.add_argument(
+        "--user-map",
+        action="append",
+        default=[],
+        metavar="USER=PSEUDONYM|@FILE",
+        help="publish a dataset user under this pseudonym (repeatable; FILE: user,pseudonym "
+        "rows); default sha256('replay:<user>')",
+    )
+    parser.add_argument(
+        "--users", default=None, metavar="U1,U2", help="replay only these dataset users"
+    )
+    pacing = parser.add_mutually_exclusive_group()
+    pacing.add_argument(
+        "--speed", type=float, default=1.0, metavar="X", help="X times real time (default 1)"
+    )
+    pacing.add_argument("--fast", action="store_true", help="as fast as possible")
+    parser.add_argument(
+        "--limit-sessions", type=int, default=None, metavar="N", help="first N sessions per user"
+    )
+    parser.add_argument(
+        "--max-idle-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="shorten idle gaps inside a recording to S seconds (default 60; 'inf' keeps them)",
+    )
+    parser.add_argument(
+        "--gap-s", type=float, default=1.0, help="pause between a user's sessions (default 1)"
+    )
+    parser.add_argument(
+        "--run-id",
+        default=None,
+        help="names this run's devices (default: the start time), so reruns are not deduplicated",
+    )
+    parser.add_argument("--topic", default=None, help="default: cadence.events.v1")
+    parser.add_argument("--flush-timeout", type=float, default=60.0, help="seconds to flush")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run_replay(
+    args: argparse.Namespace,
+    name: str,
+    recordings: Callable[[Path, int | None, Iterable[str] | None], Iterable[Recording]],
+) -> int:
+    import time
+
+    from collectors.delivery import BatchSender
+    from collectors.publish import PublishStats, publish
+    from collectors.replay import load_user_map, replay_timed
+    from collectors.wire import EVENTS_TOPIC
+
+    if not args.dir.is_dir():
+        print(f"cadence replay {name}: {args.dir} is not a directory", file=sys.stderr)
+        return 2
+    if args.speed <= 0:
+        print("--speed must be positive", file=sys.stderr)
+        return 2
+    try:
+        user_map = load_user_map(args.user_map)
+    except (OSError, ValueError) as exc:
+        print(f"cadence replay {name}: {exc}", file=sys.stderr)
+        return 2
+    users = args.users.split(",") if args.users else None
+    max_idle = None if math.isinf(args.max_idle_s) else args.max_idle_s
+    timed = replay_timed(
+        recordings(args.dir, args.limit_sessions, users),
+        user_map=user_map,
+        start_wall_ms=time.time() * 1000.0,
+        gap_s=args.gap_s,
+        max_idle_s=max_idle,
+        run=args.run_id if args.run_id is not None else str(int(time.time())),
+    )
+    sender = BatchSender(
+        bootstrap=args.kafka_config["bootstrap.servers"],
+        topic=args.topic or EVENTS_TOPIC,
+        extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
+    )
+
+    def report(stats: PublishStats) -> None:
+        if not args.quiet:
+            print(
+                f"replay {name}: t={stats.last_t_s:.1f}s batches={stats.batches} "
+                f"events={stats.events} ({stats.events_per_s:.0f}/s) pending={sender.pending}",
+                file=sys.stderr,
+            )
+
+    speed = math.inf if args.fast else args.speed
+    try:
+        stats: PublishStats | None = publish(timed, sender, speed=speed, progress=report)
+    except KeyboardInterrupt:
+        stats = None
+    remaining = sender.close(args.flush_timeout)
+    if stats is not None:
+        report(stats)
+    if remaining:
+        print(f"replay {name}: {remaining} batches not delivered", file=sys.stderr)
+        return 1
+    return 0 if stats is not None else 130
