@@ -1,0 +1,254 @@
+"""The synthetic workload: determinism, agent-like batches, takeovers, distinguishable personas."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from statistics import median
+
+import numpy as np
+import pytest
+
+from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS
+from collectors.persona import Persona
+from collectors.publish import publish
+from collectors.simulate import Takeover, Workload, pace, persona_seed
+from collectors.wire import EventBatch, KeyEvent, MouseEvent, decode_batch, encode_batch
+
+WALL = 1.75e12
+
+
+def _batches(wl: Workload, until_s: float) -> list[tuple[float, EventBatch]]:
+    return list(wl.batches(until_s))
+
+
+def _sim_s(batch: EventBatch, t_ms: float) -> float:
+    """Workload time (s) of a wire event time."""
+    return (t_ms + batch.clock_offset_ms - WALL) / 1000.0
+
+
+def _dwells(batches: Iterable[EventBatch]) -> list[float]:
+    """Letter-key hold times, pairing each key up with the oldest open down of its class."""
+    open_downs: dict[int, list[float]] = defaultdict(list)
+    dwells: list[float] = []
+    for b in batches:
+        for e in b.events:
+            if not isinstance(e, KeyEvent) or e.key_class > 5:
+                continue
+            if e.kind == "kd":
+                open_downs[e.key_class].append(e.t_ms)
+            elif open_downs[e.key_class]:
+                dwells.append(e.t_ms - open_downs[e.key_class].pop(0))
+    return dwells
+
+
+def _speeds(batches: Iterable[EventBatch]) -> list[float]:
+    """Pointer speeds (px/ms) between consecutive moves less than 50 ms apart."""
+    speeds: list[float] = []
+    last: MouseEvent | None = None
+    for b in batches:
+        for e in b.events:
+            if isinstance(e, MouseEvent) and e.kind == "mm":
+                if last is not None and 0 < e.t_ms - last.t_ms < 50:
+                    speeds.append(math.hypot(e.x - last.x, e.y - last.y) / (e.t_ms - last.t_ms))
+                last = e
+    return speeds
+
+
+def test_same_seed_same_batches_other_seed_other_batches() -> None:
+    a = _batches(Workload(users=4, seed=11, start_wall_ms=WALL), 20.0)
+    b = _batches(Workload(users=4, seed=11, start_wall_ms=WALL), 20.0)
+    c = _batches(Workload(users=4, seed=12, start_wall_ms=WALL), 20.0)
+    assert a == b
+    assert [x[1].events for x in a] != [x[1].events for x in c]
+
+
+def test_iterating_twice_gives_the_same_batches() -> None:
+    wl = Workload(users=3, seed=5, start_wall_ms=WALL)
+    assert _batches(wl, 10.0) == _batches(wl, 10.0)
+
+
+def test_run_renames_devices_not_behaviour() -> None:
+    a = _batches(Workload(users=2, seed=1, run="a", start_wall_ms=WALL), 10.0)
+    b = _batches(Workload(users=2, seed=1, run="b", start_wall_ms=WALL), 10.0)
+    assert {x[1].device for x in a}.isdisjoint({x[1].device for x in b})
+    assert [x[1].user for x in a] == [x[1].user for x in b]
+    assert [x[1].events for x in a] == [x[1].events for x in b]
+
+
+def test_batches_are_agent_like_and_round_trip() -> None:
+    wl = Workload(users=6, seed=2, start_wall_ms=WALL)
+    timed = _batches(wl, 60.0)
+    assert timed, "no batches at all"
+    seqs: dict[str, list[int]] = defaultdict(list)
+    kinds: set[str] = set()
+    previous = -math.inf
+    for close_s, batch in timed:
+        assert close_s >= previous, "not in close-time order"
+        previous = close_s
+        assert decode_batch(encode_batch(batch)) == batch
+        seqs[batch.device].append(batch.seq)
+        assert 1 <= len(batch.events) <= BATCH_MAX_EVENTS
+        times = [e.t_ms for e in batch.events]
+        assert times == sorted(times)
+        assert times[-1] - times[0] < BATCH_MAX_AGE_MS
+        first_wall = times[0] + batch.clock_offset_ms
+        last_wall = times[-1] + batch.clock_offset_ms
+        assert last_wall <= batch.sent_at_ms <= first_wall + BATCH_MAX_AGE_MS + 1e-3
+        assert batch.sent_at_ms == pytest.approx(WALL + close_s * 1000.0, abs=1e-3)
+        assert not batch.key_identity
+        kinds.update(e.kind for e in batch.events)
+    for device, numbers in seqs.items():
+        assert numbers == list(range(len(numbers))), device
+    assert {"kd", "ku", "mm", "md", "mu"} <= kinds
+    assert len(seqs) == 6
+    assert all(len(b.user) == 64 and int(b.user, 16) >= 0 for _, b in timed)
+
+
+def test_keys_are_released_and_buttons_balanced() -> None:
+    timed = _batches(Workload(users=3, seed=4, start_wall_ms=WALL), 40.0)
+    downs: dict[tuple[str, str], int] = defaultdict(int)
+    for _, b in timed:
+        for e in b.events:
+            if e.kind in ("kd", "md"):
+                downs[(b.device, e.kind)] += 1
+            elif e.kind in ("ku", "mu"):
+                downs[(b.device, "kd" if e.kind == "ku" else "md")] -= 1
+    assert all(v == 0 for v in downs.values()), downs
+
+
+def test_batches_end_at_until() -> None:
+    timed = _batches(Workload(users=3, seed=3, start_wall_ms=WALL), 15.0)
+    assert all(_sim_s(b, b.events[-1].t_ms) < 15.0 for _, b in timed)
+    assert max(t for t, _ in timed) <= 15.0 + BATCH_MAX_AGE_MS / 1000.0
+
+
+def _distinct_impostor(owner: Persona) -> int:
+    """An impostor seed whose typing is clearly slower or faster than the owner's."""
+    for seed in range(1000, 2000):
+        other = Persona.from_seed(seed)
+        ratio = other.median_dwell_ms / owner.median_dwell_ms
+        if ratio > 1.4 or ratio < 1 / 1.4:
+            return seed
+    raise AssertionError("no distinct impostor found")
+
+
+def test_takeover_switches_persona_at_the_scheduled_time() -> None:
+    seed, victim, at_s, until_s = 21, 1, 150.0, 300.0
+    owner = Persona.from_seed(persona_seed(seed, victim))
+    impostor_seed = _distinct_impostor(owner)
+    takeover = Takeover(user_index=victim, at_s=at_s, impostor_seed=impostor_seed)
+    wl = Workload(users=3, seed=seed, takeovers=[takeover], start_wall_ms=WALL)
+    plain = Workload(users=3, seed=seed, start_wall_ms=WALL)
+    device = wl.users[victim].device
+
+    mine = [b for _, b in _batches(wl, until_s) if b.device == device]
+    ref = [b for _, b in _batches(plain, until_s) if b.device == device]
+    before = [b for b in mine if _sim_s(b, b.events[-1].t_ms) < at_s]
+    after = [b for b in mine if _sim_s(b, b.events[0].t_ms) > at_s]
+    assert len(before) + len(after) == len(mine), "a batch straddles the takeover"
+    # Up to the takeover the account behaves exactly as without it.
+    assert [b.events for b in before] == [b.events for b in ref[: len(before)]]
+    assert all(b.user == wl.users[victim].user for b in mine)
+    assert all(b.session == wl.users[victim].session for b in mine)  # same session by default
+    assert [b.seq for b in mine] == list(range(len(mine)))
+
+    owner_dwell, impostor_dwell = median(_dwells(before)), median(_dwells(after))
+    assert abs(math.log(owner_dwell / owner.median_dwell_ms)) < 0.2
+    assert abs(math.log(impostor_dwell / Persona.from_seed(impostor_seed).median_dwell_ms)) < 0.2
+
+    [truth] = wl.truth
+    assert (truth.user, truth.device, truth.at_s) == (wl.users[victim].user, device, at_s)
+    assert truth.at_wall_ms == WALL + at_s * 1000.0
+    assert (truth.owner_seed, truth.impostor_seed) == (owner.seed, impostor_seed)
+    assert wl.persona_at(victim, at_s - 1) == owner
+    assert wl.persona_at(victim, at_s + 1) == Persona.from_seed(impostor_seed)
+    assert wl.persona_at(0, at_s + 1) == wl.users[0].persona
+
+
+def test_takeover_in_a_new_session_and_on_a_new_device() -> None:
+    takeovers = [
+        Takeover(user_index=0, at_s=10.0, new_session=True),
+        Takeover(user_index=1, at_s=10.0, new_device=True, impostor_user=2),
+    ]
+    wl = Workload(users=3, seed=8, takeovers=takeovers, start_wall_ms=WALL)
+    timed = _batches(wl, 25.0)
+    sessions = {b.session for _, b in timed if b.device == wl.users[0].device}
+    assert sessions == {wl.users[0].session, wl.truth[0].session}
+    new_device = [b for _, b in timed if b.device == wl.truth[1].device]
+    assert new_device and all(b.user == wl.users[1].user for b in new_device)
+    assert all(_sim_s(b, b.events[0].t_ms) > 10.0 for b in new_device)
+    assert [b.seq for b in new_device] == list(range(len(new_device)))
+    owner_after = [
+        b for _, b in timed if b.device == wl.users[1].device and _sim_s(b, b.events[0].t_ms) > 10.0
+    ]
+    assert owner_after, "the owner keeps working on their own device"
+    assert wl.persona_at(1, 11.0, device=wl.truth[1].device) == wl.users[2].persona
+    assert wl.persona_at(1, 11.0) == wl.users[1].persona
+
+
+def test_invalid_takeovers_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Workload(users=2, takeovers=[Takeover(user_index=2, at_s=1.0)])
+    with pytest.raises(ValueError):
+        Takeover.parse("3")
+    assert Takeover.parse("3@60") == Takeover(user_index=3, at_s=60.0)
+
+
+def test_personas_differ_measurably_but_overlap() -> None:
+    wl = Workload(users=8, seed=31, start_wall_ms=WALL)
+    timed = _batches(wl, 240.0)
+    dwell_medians, speed_medians = [], []
+    for u in wl.users:
+        mine = [b for _, b in timed if b.device == u.device]
+        dwell_medians.append(median(_dwells(mine)))
+        speed_medians.append(median(_speeds(mine)))
+        # Measured behaviour follows the persona's parameters.
+        assert abs(math.log(dwell_medians[-1] / u.persona.median_dwell_ms)) < 0.2
+    assert max(dwell_medians) / min(dwell_medians) > 1.3
+    assert max(speed_medians) / min(speed_medians) > 1.3
+    # ... yet no single statistic separates everyone: some pair is within 10 %.
+    gaps = np.diff(np.sort(np.log(dwell_medians)))
+    assert gaps.min() < math.log(1.1)
+
+
+def test_pace_waits_for_each_close_time() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    items = list(pace([(0.5, "a"), (1.5, "b"), (1.5, "c")], 2.0, wait=wait, clock=lambda: now[0]))
+    assert items == ["a", "b", "c"]
+    assert waits == pytest.approx([0.25, 0.5])
+    assert list(pace([(1e9, "x")], math.inf, wait=lambda s: pytest.fail("waited"))) == ["x"]
+
+
+class _SlowSender:
+    """Acknowledges one batch per poll: lets the test see publish's backpressure."""
+
+    def __init__(self) -> None:
+        self.sent: list[EventBatch] = []
+        self.pending = 0
+        self.max_pending = 0
+
+    def send(self, batch: EventBatch) -> None:
+        self.sent.append(batch)
+        self.pending += 1
+        self.max_pending = max(self.max_pending, self.pending)
+
+    def poll(self, timeout: float = 0) -> None:
+        self.pending = max(0, self.pending - 1)
+
+
+def test_publish_sends_everything_and_holds_back() -> None:
+    wl = Workload(users=3, seed=1, start_wall_ms=WALL)
+    sender = _SlowSender()
+    stats = publish(wl.batches(10.0), sender, speed=math.inf, max_pending=5)
+    assert [b for _, b in wl.batches(10.0)] == sender.sent
+    assert stats.batches == len(sender.sent)
+    assert stats.events == sum(len(b.events) for b in sender.sent)
+    assert sender.max_pending <= 5
