@@ -99,7 +99,10 @@ class _Bounded:
         """
         with self._lock:
             last = self._last_seq.get(device)
-            return self._first_seq() if last is None else last + 1
+            if last is None:
+                # Fixed on first ask, so asking twice before a put gives the same number.
+                last = self._last_seq[device] = self._first_seq() - 1
+            return last + 1
 
     def _first_seq(self) -> int:
         return 0

@@ -129,3 +129,13 @@ def test_open_spool_without_path_is_in_memory() -> None:
 def test_bounds_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         MemorySpool(max_batches=0)
+
+
+def test_next_seq_is_stable_until_used(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db")
+    first = spool.next_seq("d")
+    time.sleep(0.01)
+    assert spool.next_seq("d") == first
+    spool.put("d", first, b"", b"v")
+    assert spool.next_seq("d") == first + 1
+    assert MemorySpool().next_seq("d") == 0
