@@ -102,12 +102,21 @@ class KeystrokeProfile:
         """
         if cells.size == 0:
             return 0.0
+        return float(np.mean(self.cell_scores(cells)))
+
+    def cell_scores(self, cells: np.ndarray) -> np.ndarray:
+        """Log-ratio ``log P_population - log P_user`` of each timing event.
+
+        A streaming profile scores each event once, when it arrives and before it
+        is learned, and averages a rolling set of these: every score it relies on
+        is then out-of-sample, during enrollment as much as afterwards.
+        """
         p_pop = self.population.prob(cells)
         tau = self.prior_events
         p_user = (self.counts.reshape(-1)[cells] + tau * p_pop) / (
             self._totals[cells // N_BINS] + tau
         )
-        return float(np.mean(np.log(p_pop / p_user)))
+        return np.log(p_pop / p_user)
 
     def to_bytes(self) -> bytes:
         header = _HEADER.pack(
