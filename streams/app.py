@@ -31,12 +31,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collectors.kafka_config import bootstrap_servers
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
-from streams.judge import judge_window
 from streams.metrics import WorkerMetrics
+from streams.pipeline import Judged, Pipeline
 from streams.state import UserState
 from streams.topics import DEADLETTER, EVENTS, VERDICTS
 from streams.verdict import encode_verdict
-from streams.windows import Window, Windower, advance
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +122,12 @@ class Worker:
             ),
             partitions=settings.table_partitions,
         )
-        self.windower: Windower[EventT] = Windower(window_ms=settings.window_seconds * 1000.0)
-        self.states: dict[str, UserState] = {}
+        self.pipeline: Pipeline[EventT] = Pipeline(
+            self._load_state, window_ms=settings.window_seconds * 1000.0
+        )
         self.user_partition: dict[str, int] = {}
         self.opened_at: dict[str, float] = {}
+        self.enrollment: dict[str, str] = {}
         self.stream: StreamT | None = None
         self._register()
 
@@ -173,13 +174,10 @@ class Worker:
     async def _on_revoked(self, sender: Any, revoked: set[TP], *args: Any, **kwargs: Any) -> None:
         # Open windows of users we no longer own are forgotten unacked: the new
         # owner receives their batches again from the last commit.
-        if not revoked:
-            return
         partitions = {tp.partition for tp in revoked if tp.topic == EVENTS.name}
         users = {u for u, p in self.user_partition.items() if p in partitions}
-        self.windower.drop(users)
+        self.pipeline.forget(users)
         for user in users:
-            self.states.pop(user, None)
             self.user_partition.pop(user, None)
             self.opened_at.pop(user, None)
 
@@ -213,9 +211,8 @@ class Worker:
 
     async def accept(self, batch: EventBatch, event: EventT) -> None:
         user = batch.user
-        state = self.state_of(user)
         self.user_partition[user] = event.message.partition
-        result = self.windower.add(batch, state.cursors, token=event)
+        result, judged = self.pipeline.add(batch, event)
         if result.gap:
             self.metrics.sequence_gaps.inc(result.gap)
         if result.reset:
@@ -225,44 +222,41 @@ class Worker:
             await self.ack(event)
         else:
             self.metrics.events_consumed.inc(len(batch.events))
+        for item in judged:
+            await self.publish(item)
+        if user in self.pipeline.windower.open:
             self.opened_at.setdefault(user, time.monotonic())
-        for window in result.closed:
-            await self.close(window, state)
-        if user in self.windower.open and result.closed:
-            self.opened_at[user] = time.monotonic()
+        self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
-    async def close(self, window: Window[EventT], state: UserState) -> None:
-        started = time.process_time()
-        try:
-            verdict, profile = judge_window(window, state.profile)
-        except Exception as exc:  # noqa: BLE001 - one bad window must not stop every user
-            log.exception(
-                "judging window %s..%s of %s failed",
+    async def publish(self, judged: Judged[EventT]) -> None:
+        """Persist the user's state, emit the verdict, ack the window's batches."""
+        window, verdict = judged.window, judged.verdict
+        self.opened_at.pop(window.user, None)
+        key = window.user.encode()
+        value = judged.state.to_bytes()
+        # Written once per closed window, not per batch: the table's changelog
+        # carries one record per verdict. The partition is the user's own.
+        self.user_profiles.data[key] = value
+        self.user_profiles.send_changelog(
+            self.user_partition[window.user], key, value, "raw", "raw"
+        )
+        self.metrics.windows_closed.labels(window.reason).inc()
+        if verdict is None:
+            log.error(
+                "judging window %s..%s of %s failed: %r",
                 window.first_seq,
                 window.last_seq,
                 window.user[:12],
+                judged.error,
             )
             self.metrics.processing_errors.inc()
-            self.opened_at.pop(window.user, None)
-            advance(state.cursors, window)
             for token in window.tokens:
-                await self.dead_letter(token, "processing_error", "window", repr(exc))
+                await self.dead_letter(token, "processing_error", "window", repr(judged.error))
             return
-        advance(state.cursors, window)
-        state.windows += 1
-        state.profile = profile
-        value = state.to_bytes()
-        partition = window.tokens[-1].message.partition
-        key = window.user.encode()
-        # Written once per closed window, not per batch: the table's changelog
-        # carries one record per verdict.
-        self.user_profiles.data[key] = value
-        self.user_profiles.send_changelog(partition, key, value, "raw", "raw")
-        self.metrics.window_processing.observe(time.process_time() - started)
+        self.metrics.window_processing.observe(judged.cpu_seconds)
         self.metrics.profile_bytes.observe(len(value))
-        self.metrics.windows_closed.labels(window.reason).inc()
         self.metrics.verdicts.labels(verdict.level).inc()
-        self.opened_at.pop(window.user, None)
+        self.enrollment[window.user] = verdict.enrollment
         await self.verdicts_topic.send(key=key, value=encode_verdict(verdict))
         self.metrics.verdict_latency.observe(
             max(0.0, (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0)
@@ -273,12 +267,12 @@ class Worker:
     async def flush_idle(self) -> None:
         now = time.monotonic()
         for user, opened in list(self.opened_at.items()):
-            if now - opened < self.settings.idle_flush_seconds:
-                continue
-            window = self.windower.flush(user, "idle_flush")
-            self.opened_at.pop(user, None)
-            if window is not None:
-                await self.close(window, self.state_of(user))
+            if now - opened >= self.settings.idle_flush_seconds:
+                self.opened_at.pop(user, None)
+                judged = self.pipeline.flush(user)
+                if judged is not None:
+                    await self.publish(judged)
+        self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def dead_letter(self, event: EventT, reason: str, field: str, detail: str) -> None:
         message = event.message
@@ -310,16 +304,15 @@ class Worker:
         assert self.stream is not None
         await self.stream.ack(event)
 
-    def state_of(self, user: str) -> UserState:
-        state = self.states.get(user)
-        if state is None:
-            raw = self.user_profiles.data.get(user.encode())
-            state = UserState.from_bytes(raw) if raw else UserState()
-            self.states[user] = state
-        return state
+    def _load_state(self, user: str) -> UserState | None:
+        raw = self.user_profiles.data.get(user.encode())
+        return UserState.from_bytes(raw) if raw else None
 
     def update_gauges(self) -> None:
-        self.metrics.open_windows.set(len(self.windower.open))
+        self.metrics.open_windows.set(len(self.pipeline.windower.open))
+        for state in ("enrolling", "active"):
+            count = sum(1 for e in self.enrollment.values() if e == state)
+            self.metrics.users.labels(state).set(count)
         self.metrics.recovery_in_progress.set(1 if self.app.in_recovery else 0)
         consumer = self.app.consumer
         for tp in consumer.assignment():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ def load_profile(data: bytes) -> UserProfile:
     return UserProfile.from_bytes(data, background(), enrollment_policy())
 
 
-def judge_window(window: Window[Any], profile_bytes: bytes) -> tuple[Verdict, bytes]:
+def judge_window(
+    window: Window[Any], profile_bytes: bytes, now_ms: Callable[[], float] | None = None
+) -> tuple[Verdict, bytes]:
     """Assess ``window`` against the stored profile; return the verdict and the new profile."""
     profile = load_profile(profile_bytes)
     assessment = profile.assess(
@@ -104,7 +107,7 @@ def judge_window(window: Window[Any], profile_bytes: bytes) -> tuple[Verdict, by
         reasons=assessment.reasons,
         enrollment=assessment.enrollment,
         model_version=MODEL_VERSION,
-        emitted_at_ms=time.time() * 1000.0,
+        emitted_at_ms=now_ms() if now_ms else time.time() * 1000.0,
         events=window.events,
     )
     return verdict, profile.to_bytes()

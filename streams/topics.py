@@ -4,6 +4,10 @@ One declaration, used by ``cadence topics create``, the worker, the deployment
 manifests' tests and the docs. Record schemas are owned by each topic's producer:
 ``collectors.wire`` for raw events, ``streams.verdict`` for verdicts.
 
+Names can be overridden with ``CADENCE_EVENTS_TOPIC``, ``CADENCE_VERDICTS_TOPIC`` and
+``CADENCE_DEADLETTER_TOPIC`` (several deployments on one cluster, tests); the
+schema version stays in the default names.
+
 Raw events are behavioural data about identifiable people: they are kept for
 hours, only long enough to survive a worker outage and reprocess. Verdicts are
 the SOC's evidence and are kept for weeks.
@@ -39,7 +43,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 EVENTS: Final = TopicSpec(
-    name=EVENTS_TOPIC,
+    name=os.environ.get("CADENCE_EVENTS_TOPIC", EVENTS_TOPIC),
     partitions=_env_int("CADENCE_EVENTS_PARTITIONS", 12),
     description="raw input batches from collectors, keyed by user pseudonym",
     config={
@@ -50,7 +54,7 @@ EVENTS: Final = TopicSpec(
     },
 )
 VERDICTS: Final = TopicSpec(
-    name="cadence.verdicts.v1",
+    name=os.environ.get("CADENCE_VERDICTS_TOPIC", "cadence.verdicts.v1"),
     partitions=_env_int("CADENCE_VERDICTS_PARTITIONS", 6),
     description="one verdict per user window, keyed by user pseudonym",
     config={
@@ -59,7 +63,7 @@ VERDICTS: Final = TopicSpec(
     },
 )
 DEADLETTER: Final = TopicSpec(
-    name="cadence.deadletter.v1",
+    name=os.environ.get("CADENCE_DEADLETTER_TOPIC", "cadence.deadletter.v1"),
     partitions=_env_int("CADENCE_DEADLETTER_PARTITIONS", 3),
     description="records the worker could not accept, with the reason in headers",
     config={

@@ -1,0 +1,229 @@
+"""Real workers for integration tests: start `cadence worker` processes, feed them, read them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from collectors.delivery import BatchSender
+from collectors.wire import EventBatch
+from streams.admin import create_topics
+from streams.topics import TopicSpec
+from streams.verdict import Verdict, decode_verdict
+from tests.kafka_broker import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CADENCE = [sys.executable, "-m", "streams.cli"]
+
+# Profiles become active after a few minutes of simulated activity, not hours.
+FAST_ENROLLMENT = {
+    "CADENCE_ENROLL_MIN_PRESSES": "200",
+    "CADENCE_ENROLL_MIN_ACTIONS": "40",
+    "CADENCE_ENROLL_MIN_SESSIONS": "1",
+}
+
+
+@dataclass
+class Deployment:
+    """One isolated cadence deployment on the shared test broker: its own topics and group."""
+
+    bootstrap: str
+    tmp: Path
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+
+    @property
+    def events(self) -> str:
+        return f"{self.name}.events.v1"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.name}.verdicts.v1"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.name}.deadletter.v1"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "CADENCE_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CADENCE_APP_ID": f"{self.name}-worker",
+            "CADENCE_EVENTS_TOPIC": self.events,
+            "CADENCE_VERDICTS_TOPIC": self.verdicts,
+            "CADENCE_DEADLETTER_TOPIC": self.deadletter,
+            "CADENCE_EVENTS_PARTITIONS": "4",
+            "CADENCE_IDLE_FLUSH_SECONDS": "4",
+            "PYTHONUNBUFFERED": "1",
+            **FAST_ENROLLMENT,
+        }
+        env.update(extra)
+        return env
+
+    def create_topics(self) -> None:
+        specs = [
+            TopicSpec(self.events, 4, "events"),
+            TopicSpec(self.verdicts, 2, "verdicts"),
+            TopicSpec(self.deadletter, 1, "dead letters"),
+        ]
+        create_topics({"bootstrap.servers": self.bootstrap}, specs, timeout=30)
+
+    def sender(self) -> BatchSender:
+        return BatchSender(bootstrap=self.bootstrap, topic=self.events)
+
+    def send(self, batches: Iterable[EventBatch]) -> int:
+        sender = self.sender()
+        n = 0
+        for batch in batches:
+            sender.send(batch)
+            sender.poll(0)
+            n += 1
+        assert sender.flush(60) == 0, "batches not acknowledged by the broker"
+        sender.close()
+        return n
+
+    def produce_raw(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+        for key, value in records:
+            producer.produce(self.events, key=key, value=value)
+        assert producer.flush(30) == 0
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics as ``{'name{labels}': value}``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        with suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextmanager
+def running_worker(deployment: Deployment, label: str = "w", **env: str) -> Iterator[WorkerProcess]:
+    """A `cadence worker` subprocess, ready (table recovered, partitions assigned)."""
+    port = free_port()
+    data_dir = deployment.tmp / f"{label}-data"
+    log = deployment.tmp / f"{label}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*CADENCE, "worker", "--web-port", str(port), "--data-dir", str(data_dir)],
+            cwd=REPO,
+            env=deployment.env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(process, port, log)
+    try:
+        wait_until(lambda: _ready(worker), timeout=90, what=f"worker {label} ready ({log})")
+        yield worker
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+def _ready(worker: WorkerProcess) -> bool:
+    if worker.process.poll() is not None:
+        raise RuntimeError(f"worker exited with {worker.process.returncode}: {worker.log}")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/health", timeout=2) as r:
+            return r.status == 200 and b'"ready":true' in r.read()
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning, keeping everything seen so far."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+
+    def poll(self, seconds: float = 1.0) -> int:
+        got = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            self.records.append((msg.key(), msg.value() or b"", list(msg.headers() or [])))
+            got += 1
+        return got
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def read_verdicts(reader: TopicReader) -> list[Verdict]:
+    return [decode_verdict(value) for _, value, _ in reader.records]
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in tps]
+    finally:
+        consumer.close()
+
+
+def comparable(v: Verdict) -> tuple[object, ...]:
+    """A verdict without its emission time (which differs on every run)."""
+    return (
+        v.verdict_id,
+        v.user,
+        v.window_start_ms,
+        v.window_end_ms,
+        v.keyboard_score,
+        v.mouse_score,
+        v.trust,
+        v.level,
+        v.enrollment,
+        v.events,
+    )
