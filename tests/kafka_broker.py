@@ -58,6 +58,26 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+_PRIVATE_PREFIX = "cadence-kafka-test-"
+
+
+def _remove_stale_private_brokers(launcher: ModuleType, min_age: float = 600.0) -> None:
+    """Delete data dirs of private brokers whose session was SIGKILLed (no finally ran).
+
+    Their JVM is already gone (PR_SET_PDEATHSIG); only the directory is left. A directory
+    with a live broker, or too young to have one yet, belongs to a concurrent session.
+    """
+    now = time.time()
+    for root in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*"):
+        try:
+            if now - root.stat().st_mtime < min_age:
+                continue
+        except OSError:
+            continue
+        if launcher.running_pid(launcher.Instance(root=root)) is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def private_broker(timeout: float = 120.0) -> Iterator[Broker]:
     """Start a throw-away broker on free ports in a temp dir; stop and delete it on exit.
@@ -73,7 +93,8 @@ def private_broker(timeout: float = 120.0) -> Iterator[Broker]:
         if shutil.which("java") is None or "mvn not found" in str(exc):
             raise BrokerUnavailable(str(exc)) from exc
         raise
-    root = Path(tempfile.mkdtemp(prefix="cadence-kafka-test-"))
+    _remove_stale_private_brokers(launcher)
+    root = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))
     inst = launcher.Instance(
         root=root,
         port=free_port(),
