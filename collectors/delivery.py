@@ -48,6 +48,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "zstd",
     "linger.ms": 5,
     "message.timeout.ms": 0,
+    "log.connection.close": False,  # idle disconnects are normal; don't log them as errors
 }
 # Settings the delivery guarantees depend on: extra config may not weaken them.
 _REQUIRED = {"acks": "all", "enable.idempotence": True}
@@ -92,6 +93,9 @@ class BatchSender:
             **(extra_config or {}),
             **_REQUIRED,
             "error_cb": self._on_error,
+            # librdkafka's own lines go through logging (served from poll()) instead of
+            # raw stderr, so they share the agent's format and level settings.
+            "logger": logging.getLogger("collectors.librdkafka"),
         }
         self._generation = 0
         self._producer = Producer(self._config)
