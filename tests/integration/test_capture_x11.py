@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from collectors.keyclass import classify_char
+from collectors.spool import SqliteSpool
 from collectors.wire import EVENTS_TOPIC, EventBatch, KeyEvent, MouseEvent, decode_batch
 from tests.integration.collector_support import read_topic
-from tests.kafka_broker import REPO_ROOT
+from tests.kafka_broker import REPO_ROOT, free_port
 
 pytestmark = [
     pytest.mark.x11,
@@ -199,3 +200,12 @@ def test_key_identity_mode_is_audited_and_sends_only_hashes(
     assert hashes[TEXT.index("e")] == hashes[TEXT.index("over") + 2]
     assert hashes[TEXT.index("q")] != hashes[TEXT.index("z")]
     assert_no_typed_text(raw)
+
+
+def test_agent_keeps_running_when_its_spool_overflows(display: str, tmp_path: Path) -> None:
+    # A port nobody listens on: a broker that is down for the whole run.
+    dead = f"127.0.0.1:{free_port()}"
+    _, log = run_agent(display, dead, tmp_path, "--spool-max-batches", "3", "--flush-timeout", "1")
+    assert "spool full" in log and "dropped" in log
+    assert "batches stay on the spool for the next start" in log  # clean exit, spool kept
+    assert SqliteSpool(tmp_path / "spool.db").batches == 3
