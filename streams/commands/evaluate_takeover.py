@@ -1,0 +1,188 @@
+"""``cadence evaluate takeover``: time to detection and false alarms on real recordings.
+
+``--keystrokes DIR`` takes the free-text layout ``<user>/<session>.csv``: each
+recording is cut in time, the first ``--enroll-fraction`` of its active windows
+enrol and the rest is the owner's held-out genuine activity. ``--mouse DIR``
+takes the Balabit layout (``DIR/training_files/<user>/session_*``, or directly
+``DIR/<user>/session_*``): the last ``--holdout`` sessions of each account (in
+name order) are held out, the others enrol. Modalities are evaluated separately
+(the recordings are of different people). Progress goes to stderr; the last
+stdout line is the one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from profiles.evaluation.takeover import Account
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keystrokes", type=Path, help="free-text DIR/<user>/<session>.csv")
+    parser.add_argument("--mouse", type=Path, help="Balabit DIR[/training_files]/<user>/session_*")
+    parser.add_argument(
+        "--window-seconds", type=float, default=5.0, help="event time per verdict (default 5)"
+    )
+    parser.add_argument(
+        "--enroll-fraction",
+        type=float,
+        default=0.7,
+        help="keystrokes: share of each recording's active windows that enrols (default 0.7)",
+    )
+    parser.add_argument(
+        "--holdout", type=int, default=1, help="mouse: sessions per account held out (default 1)"
+    )
+    parser.add_argument(
+        "--max-impostor-seconds",
+        type=float,
+        default=600.0,
+        help="active attacker time fed per takeover before it counts as missed (default 600)",
+    )
+    parser.add_argument("--users", type=int, default=0, help="only the first N accounts (0 = all)")
+    parser.add_argument("--json", type=Path, help="write figures and per-pair results here")
+    parser.add_argument("--plot", type=Path, help="write the time-to-detection CDF (PNG) here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from profiles.background import Background
+    from profiles.evaluation.takeover import TakeoverResult, evaluate_takeover
+
+    if not args.keystrokes and not args.mouse:
+        print("give --keystrokes DIR and/or --mouse DIR", file=sys.stderr)
+        return 2
+    background = Background.default()
+    results: list[TakeoverResult] = []
+    for modality, root, load in (
+        ("keystrokes", args.keystrokes, _keystroke_accounts),
+        ("mouse", args.mouse, _mouse_accounts),
+    ):
+        if root is None:
+            continue
+        if not root.is_dir():
+            print(f"not a directory: {root}", file=sys.stderr)
+            return 2
+        accounts = load(root, args)
+        if args.users:
+            accounts = accounts[: args.users]
+        if len(accounts) < 2:
+            print(f"{modality}: need at least two accounts under {root}", file=sys.stderr)
+            return 2
+        result = evaluate_takeover(
+            accounts,
+            background,
+            modality,  # type: ignore[arg-type]
+            window_s=args.window_seconds,
+            max_impostor_s=args.max_impostor_seconds,
+            progress=functools.partial(_progress, desc=modality),
+        )
+        results.append(result)
+        print(json.dumps(result.figures()), file=sys.stderr)
+
+    if args.json:
+        args.json.write_text(json.dumps([_payload(r) for r in results], indent=1))
+    if args.plot:
+        _plot(results, args.plot)
+    print(" | ".join(r.summary() for r in results))
+    return 0
+
+
+def _progress(items: Iterable[Account], desc: str) -> Iterable[Account]:
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(list(items), desc=desc, file=sys.stderr)
+
+
+def _keystroke_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
+    import sys
+
+    from tqdm import tqdm
+
+    from collectors.datasets.freetext import iter_sessions
+    from profiles.evaluation.takeover import split_by_time
+    from profiles.keystrokes import KeystrokeEvents
+
+    by_user: dict[str, list[tuple[str, KeystrokeEvents]]] = {}
+    for user, session, s in tqdm(iter_sessions(root), desc="read keystrokes", file=sys.stderr):
+        if s.t_ns.size:
+            events = KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class)
+            by_user.setdefault(user, []).append((session, events))
+    return [
+        split_by_time(u, recs, args.window_seconds, args.enroll_fraction)
+        for u, recs in sorted(by_user.items())
+    ]
+
+
+def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
+    import sys
+
+    from tqdm import tqdm
+
+    from collectors.datasets.balabit import iter_sessions, read_session
+    from profiles.evaluation.takeover import split_by_session
+    from profiles.mouse import MouseEvents
+    from streams.recordings import balabit_to_mouse_events
+
+    if (root / "training_files").is_dir():
+        refs = list(iter_sessions(root, "training_files"))
+    else:
+        refs = list(iter_sessions(root.parent, root.name))
+    by_user: dict[str, list[tuple[str, MouseEvents]]] = {}
+    for ref in tqdm(refs, desc="read mouse", file=sys.stderr):
+        events = balabit_to_mouse_events(read_session(ref.path))
+        if len(events):
+            by_user.setdefault(ref.account, []).append((ref.session_id, events))
+    return [
+        split_by_session(u, recs, args.window_seconds, args.holdout)
+        for u, recs in sorted(by_user.items())
+        if len(recs) > args.holdout
+    ]
+
+
+def _payload(r: object) -> dict:
+    from dataclasses import asdict
+
+    from profiles.evaluation.takeover import TakeoverResult
+
+    assert isinstance(r, TakeoverResult)
+    return {
+        "figures": r.figures(),
+        "takeovers": [asdict(t) for t in r.takeovers],
+        "genuine": [
+            {k: v for k, v in asdict(g).items() if k != "scores"} | {"judged": len(g.scores)}
+            for g in r.genuine
+        ],
+    }
+
+
+def _plot(results: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        s = np.sort(r.ttd_seconds())
+        frac = np.arange(1, s.size + 1) / s.size
+        ok = np.isfinite(s)
+        ax.step(s[ok], frac[ok], where="post", label=f"{r.modality} ({r.figures()['pairs']} pairs)")
+    ax.axvline(60, ls=":", c="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("active attacker seconds until the first 'impostor' verdict")
+    ax.set_ylabel("takeovers detected (fraction)")
+    ax.set_title("Time to detection")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
