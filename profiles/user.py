@@ -4,8 +4,10 @@ The stream processor hands a :class:`UserProfile` each closed window of that
 user's activity (key events and pointer events, a few seconds' worth) and gets
 back an :class:`Assessment`. The profile keeps, per modality, a short rolling
 memory of recent evidence, so that a verdict every few seconds still rests on
-enough typing (the last ``keyboard_presses`` presses) and enough pointer actions
-(the last ``mouse_actions`` action scores).
+enough typing (the scores of the last ``keyboard_cells`` timing events) and
+enough pointer actions (the scores of the last ``mouse_actions`` actions). Each
+event or action is scored once, when it arrives and before the profile learns
+it, so every score a verdict or the calibration rests on is out-of-sample.
 
 Life cycle of a modality:
 
@@ -59,7 +61,7 @@ from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
 from profiles.mouse import PAUSE_MS, MouseEvents, State, extract
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
-MODEL_VERSION: Final = "cadence-profile-1"
+MODEL_VERSION: Final = "cadence-profile-2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +72,16 @@ class EnrollmentPolicy:
     min_actions: int = 300
     min_sessions: int = 2
     min_calibration: int = 16
-    keyboard_presses: int = 100  # rolling context a keyboard score rests on
-    min_keyboard_presses: int = 40
+    keyboard_cells: int = 300  # timing events a keyboard score rests on (~100 presses)
+    min_keyboard_cells: int = 120
     mouse_actions: int = 20  # rolling context a mouse score rests on
     min_mouse_actions: int = 5
     learn_gate: float = 0.95  # calibrated score above which an active profile does not learn
     learn_min_trust: float = 50.0
+    # Genuine scores the calibration ring keeps, per modality. Consecutive windows share
+    # most of their context, so 64 windows held ~10 independent contexts: too few for
+    # a 90th percentile. 512 span ~75 contexts (~40 min of typing, ~1 h of pointing).
+    calibration_size: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,7 @@ class _Keyboard:
     presses: int = 0
     sessions: int = 0
     last_t_ms: float = 0.0  # time of the newest remembered press (``recent`` is relative to it)
+    cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))  # recent scores
 
 
 @dataclass(slots=True)
@@ -175,8 +182,16 @@ class UserProfile:
         self.background = background
         self.policy = enrollment or EnrollmentPolicy()
         self.trust = TrustScore(policy=trust_policy)
-        self.keyboard = _Keyboard(KeystrokeProfile(background.keystrokes), _no_presses())
-        self.mouse = _Mouse(HistogramRatio(background.mouse), np.zeros(0, np.float32), _no_mouse())
+        size = self.policy.calibration_size
+        self.keyboard = _Keyboard(
+            KeystrokeProfile(background.keystrokes), _no_presses(), GenuineQuantile(size)
+        )
+        self.mouse = _Mouse(
+            HistogramRatio(background.mouse),
+            np.zeros(0, np.float32),
+            _no_mouse(),
+            GenuineQuantile(size),
+        )
         self.last_session = ""
 
     # -- state ---------------------------------------------------------------
@@ -220,11 +235,11 @@ class UserProfile:
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
         if kb is not None and kb[0] is not None and kb_active:
             kb_cal = self.keyboard.calibration.calibrate(kb[0])
-            self.trust.update(kb_cal)
+            self.trust.update(kb_cal, kb[1].size / self.policy.keyboard_cells)
             reasons += _reasons("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
         if ms is not None and ms[0] is not None and ms_active:
             ms_cal = self.mouse.calibration.calibrate(ms[0])
-            self.trust.update(ms_cal)
+            self.trust.update(ms_cal, ms[1].shape[0] / self.policy.mouse_actions)
             reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
         learned = self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
@@ -248,8 +263,8 @@ class UserProfile:
 
     def _keyboard_evidence(
         self, keys: KeystrokeEvents | None, new_session: bool
-    ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
-        """(raw score or None while too little data, cells of new presses, summary)."""
+    ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
+        """(raw score or None while too little data, cells of new presses, summary, new presses)."""
         if keys is None or len(keys) == 0:
             return None
         fresh = pair_presses(keys)
@@ -258,19 +273,22 @@ class UserProfile:
         k = self.keyboard
         if new_session:
             k.recent = _no_presses()
+            k.cells = np.zeros(0, np.float16)
             k.sessions += 1
         recent = _concat_presses(k.recent, k.last_t_ms, fresh)
         # Cells of the new presses, including the flight from the last remembered press.
         context = recent[max(0, len(recent) - len(fresh) - 1) :]
         new_cells = window_cells(KeystrokeWindow.from_presses(context))
-        keep = self.policy.keyboard_presses
         k.last_t_ms = float(recent.t_down_ms[-1])
-        k.recent = _rebase(recent[max(0, len(recent) - keep) :])
+        k.recent = _rebase(recent[max(0, len(recent) - SUMMARY_PRESSES) :])
         summary = _keyboard_summary(KeystrokeWindow.from_presses(recent))
         raw: float | None = None
-        if len(k.recent) >= self.policy.min_keyboard_presses and k.presses > 0:
-            raw = k.model.score_cells(window_cells(KeystrokeWindow.from_presses(k.recent)))
-        return (raw, new_cells, summary)
+        if k.presses > 0 and new_cells.size:
+            scores = k.model.cell_scores(new_cells).astype(np.float16)
+            k.cells = np.r_[k.cells, scores][-self.policy.keyboard_cells :]
+            if k.cells.size >= self.policy.min_keyboard_cells:
+                raw = float(np.mean(k.cells, dtype=np.float64))
+        return (raw, new_cells, summary, len(fresh))
 
     def _mouse_evidence(
         self, mouse: MouseEvents | None, new_session: bool
@@ -305,7 +323,7 @@ class UserProfile:
 
     def _learn(
         self,
-        kb: tuple[float | None, np.ndarray, np.ndarray] | None,
+        kb: tuple[float | None, np.ndarray, np.ndarray, int] | None,
         kb_cal: float | None,
         kb_active: bool,
         ms: tuple[float | None, np.ndarray, np.ndarray] | None,
@@ -316,7 +334,7 @@ class UserProfile:
         trusted_enough = self.trust.value >= p.learn_min_trust
         learned = False
         if kb is not None:
-            raw, cells, summary = kb
+            raw, cells, summary, _ = kb
             if not kb_active or (kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough):
                 if raw is not None:
                     self.keyboard.calibration.learn_one(raw)
@@ -350,6 +368,7 @@ class UserProfile:
             _pack_summary(m.summary),
             self.last_session.encode(),
             _pack_mouse(m.tail),
+            k.cells.astype(np.float16).tobytes(),
         ]
         head = _STATE.pack(
             _MAGIC,
@@ -401,6 +420,7 @@ class UserProfile:
             m_sessions,
         )
         profile.last_session = parts[8].decode()
+        profile.keyboard.cells = np.frombuffer(parts[10], dtype=np.float16).copy()
         return profile
 
 
@@ -409,6 +429,8 @@ _STATE: Final = struct.Struct("<4sfdIIIIB")
 
 
 MAX_MOUSE_TAIL: Final = 512
+#: Presses kept to link the next window's first flight and to describe recent typing.
+SUMMARY_PRESSES: Final = 32
 
 
 def _no_mouse() -> MouseEvents:
