@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streams.verdict import LEVELS
+
+# Reasons streams.app passes to dead_letter(); pre-created below.
+DEAD_LETTER_REASONS = (
+    "malformed",
+    "schema_version",
+    "key_mismatch",
+    "absurd_timestamp",
+    "processing_error",
+)
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -39,6 +50,11 @@ class WorkerMetrics:
         self.processing_errors = Counter(
             "cadence_processing_errors_total",
             "Windows whose judging failed; their batches went to the dead-letter topic",
+            registry=r,
+        )
+        self.delivery_errors = Counter(
+            "cadence_delivery_errors_total",
+            "Verdicts or dead letters Kafka did not acknowledge (they are retried)",
             registry=r,
         )
         self.sequence_gaps = Counter(
@@ -95,3 +111,14 @@ class WorkerMetrics:
         self.open_windows = Gauge(
             "cadence_open_windows", "User windows currently accumulating events", registry=r
         )
+        # Every known label value exists from the first scrape, at 0: rate() and the
+        # alerts over impostor verdicts or a dead-letter reason then have a series to
+        # compare with before the first occurrence, instead of "no data".
+        for level in LEVELS:
+            self.verdicts.labels(level)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for reason in ("malformed", "schema_version"):
+            self.decode_errors.labels(reason)
+        for state in ("enrolling", "active"):
+            self.users.labels(state)
