@@ -295,7 +295,7 @@ def pipeline() -> dict[str, Any]:
                         ],
                     ),
                     Panel(
-                        "Decode and processing errors",
+                        "Decode, processing and delivery errors",
                         [
                             (
                                 f"sum by (reason) (rate(cadence_decode_errors_total{{{W}}}[5m]))",
@@ -304,6 +304,10 @@ def pipeline() -> dict[str, Any]:
                             (
                                 f"sum(rate(cadence_processing_errors_total{{{W}}}[5m]))",
                                 "processing",
+                            ),
+                            (
+                                f"sum(rate(cadence_delivery_errors_total{{{W}}}[5m]))",
+                                "Kafka delivery (retried)",
                             ),
                         ],
                         unit="reqps",
