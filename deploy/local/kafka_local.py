@@ -466,7 +466,12 @@ logger.appinfo.level = WARN
 
 def _new_cluster_id() -> str:
     # Same shape as `kafka-storage random-uuid`: 16 random bytes, URL-safe base64, no padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    # Like Kafka's own Uuid.randomUuid, never start with "-": the storage tool's argument
+    # parser would read such an id as an option and the broker would never start.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _jvm_args(inst: Instance, java: str, libs: Path) -> list[str]:
