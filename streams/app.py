@@ -19,9 +19,11 @@ its batches come back, close into the same window and give the same verdict id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,10 +34,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from collectors.kafka_config import bootstrap_servers
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
 from streams.metrics import WorkerMetrics
+from streams.ocsf import encode_finding, is_finding
 from streams.pipeline import Judged, Pipeline
 from streams.state import UserState
-from streams.topics import DEADLETTER, EVENTS, VERDICTS
-from streams.verdict import encode_verdict
+from streams.topics import DEADLETTER, EVENTS, FINDINGS, VERDICTS
+from streams.verdict import LEVELS, encode_verdict
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.app = faust.App(
+        self.app = _App(
             settings.app_id,
             broker=settings.broker,
             store=settings.store,
@@ -96,9 +99,10 @@ class Worker:
             topic_partitions=settings.table_partitions,
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
-            # Batches of open windows stay unacked on purpose; waiting for them to be
-            # acked before a rebalance would wait for users to type again.
-            stream_wait_empty=False,
+            # A rebalance waits until every consumed batch is acked, so the next owner
+            # starts exactly after what this worker judged; open windows are judged
+            # as the rebalance starts (see on_rebalance_start) so the wait is short.
+            stream_wait_empty=True,
             processing_guarantee="at_least_once",
         )
         self.events_topic = self.app.topic(
@@ -115,11 +119,15 @@ class Worker:
         self.deadletter_topic = self.app.topic(
             DEADLETTER.name, key_serializer="raw", value_serializer="raw"
         )
+        self.findings_topic = self.app.topic(
+            FINDINGS.name, key_serializer="raw", value_serializer="raw"
+        )
+        # bytes types make Faust use the raw codec both when writing the changelog
+        # and when recovering from it (a Schema alone covers only the former).
         self.user_profiles = self.app.Table(
             "user-profiles",
-            schema=faust.Schema(
-                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            ),
+            key_type=bytes,
+            value_type=bytes,
             partitions=settings.table_partitions,
         )
         self.pipeline: Pipeline[EventT] = Pipeline(
@@ -128,10 +136,15 @@ class Worker:
         self.user_partition: dict[str, int] = {}
         self.opened_at: dict[str, float] = {}
         self.enrollment: dict[str, str] = {}
+        self.levels: dict[str, str] = {}
         self.stream: StreamT | None = None
         self._register()
 
     # -- wiring ---------------------------------------------------------------
+
+    def on_rebalance_start(self) -> None:
+        """Judge every open window now: its batches must be acked before the rebalance ends."""
+        asyncio.ensure_future(self.flush_all("rebalance"))
 
     def _register(self) -> None:
         app = self.app
@@ -164,9 +177,13 @@ class Worker:
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
-            ready = not app.in_recovery and app.rebalancing is False
+            # Ready = joined the group, tables recovered, streams resumed. Before the first
+            # assignment Faust is neither rebalancing nor recovering, which is not ready.
+            assigned = app.tables.recovery.completed.is_set()
+            ready = assigned and not app.in_recovery and not app.rebalancing
             return web.json(
-                {"ready": ready, "recovery": app.in_recovery}, status=200 if ready else 503
+                {"ready": ready, "assigned": assigned, "recovery": app.in_recovery},
+                status=200 if ready else 503,
             )
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
@@ -180,6 +197,8 @@ class Worker:
         for user in users:
             self.user_partition.pop(user, None)
             self.opened_at.pop(user, None)
+            self.enrollment.pop(user, None)
+            self.levels.pop(user, None)
 
     # -- processing -----------------------------------------------------------
 
@@ -229,17 +248,18 @@ class Worker:
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def publish(self, judged: Judged[EventT]) -> None:
-        """Persist the user's state, emit the verdict, ack the window's batches."""
+        """Emit the verdict; once Kafka has it, persist the user's state and ack the batches.
+
+        The verdict and the changelog record go to different partitions, which a
+        crash can deliver one without the other. Writing the state only after the
+        verdict is acknowledged means the worst a crash does is judge the window
+        again from the older state: the same verdict, with the same id.
+        """
         window, verdict = judged.window, judged.verdict
         self.opened_at.pop(window.user, None)
         key = window.user.encode()
         value = judged.state.to_bytes()
-        # Written once per closed window, not per batch: the table's changelog
-        # carries one record per verdict. The partition is the user's own.
-        self.user_profiles.data[key] = value
-        self.user_profiles.send_changelog(
-            self.user_partition[window.user], key, value, "raw", "raw"
-        )
+        partition = self.user_partition[window.user]
         self.metrics.windows_closed.labels(window.reason).inc()
         if verdict is None:
             log.error(
@@ -250,6 +270,7 @@ class Worker:
                 judged.error,
             )
             self.metrics.processing_errors.inc()
+            self._persist(key, value, partition)
             for token in window.tokens:
                 await self.dead_letter(token, "processing_error", "window", repr(judged.error))
             return
@@ -257,12 +278,69 @@ class Worker:
         self.metrics.profile_bytes.observe(len(value))
         self.metrics.verdicts.labels(verdict.level).inc()
         self.enrollment[window.user] = verdict.enrollment
-        await self.verdicts_topic.send(key=key, value=encode_verdict(verdict))
+        self.levels[window.user] = verdict.level if verdict.enrollment == "active" else ""
+        for modality, score in (
+            ("keyboard", verdict.keyboard_score),
+            ("mouse", verdict.mouse_score),
+        ):
+            if score is not None:
+                self.metrics.verdict_scores.labels(modality).observe(score)
+
+        def delivered() -> None:
+            # Written once per closed window, not per batch: one changelog record per verdict.
+            self._persist(key, value, partition)
+            self._ack_all(window.tokens)
+
+        # A suspicious/impostor verdict is also an OCSF finding; the window is acked
+        # only once Kafka has both, so a crash re-emits both with the same id.
+        if is_finding(verdict):
+            delivered = _after_all(2, delivered)
+            await self.emit(self.findings_topic, key, encode_finding(verdict), delivered)
+        await self.emit(self.verdicts_topic, key, encode_verdict(verdict), delivered)
         self.metrics.verdict_latency.observe(
             max(0.0, (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0)
         )
-        for token in window.tokens:
-            await self.ack(token)
+
+    def _persist(self, key: bytes, value: bytes, partition: int) -> None:
+        self.user_profiles.data[key] = value
+        self.user_profiles.send_changelog(partition, key, value, "raw", "raw")
+
+    async def emit(
+        self,
+        topic: Any,
+        key: bytes | None,
+        value: bytes,
+        delivered: Callable[[], None],
+        headers: dict[str, bytes] | None = None,
+    ) -> None:
+        """Send a record; call ``delivered`` once Kafka acknowledges it, retrying until it does."""
+        future = await topic.send(key=key, value=value, headers=headers)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                delivered()
+                return
+            self.metrics.delivery_errors.inc()
+            log.warning("delivery to %s failed (%r); retrying", topic, f.exception())
+            asyncio.ensure_future(self._retry(topic, key, value, delivered, headers))
+
+        future.add_done_callback(done)
+
+    async def _retry(
+        self,
+        topic: Any,
+        key: bytes | None,
+        value: bytes,
+        delivered: Callable[[], None],
+        headers: dict[str, bytes] | None,
+    ) -> None:
+        await asyncio.sleep(1.0)
+        await self.emit(topic, key, value, delivered, headers)
+
+    def _ack_all(self, events: list[EventT]) -> None:
+        assert self.stream is not None
+        for event in events:
+            asyncio.ensure_future(self.stream.ack(event))
 
     async def flush_idle(self) -> None:
         now = time.monotonic()
@@ -272,6 +350,14 @@ class Worker:
                 judged = self.pipeline.flush(user)
                 if judged is not None:
                     await self.publish(judged)
+        self.metrics.open_windows.set(len(self.pipeline.windower.open))
+
+    async def flush_all(self, reason: str) -> None:
+        for user in list(self.pipeline.windower.open):
+            self.opened_at.pop(user, None)
+            judged = self.pipeline.flush(user, reason)
+            if judged is not None:
+                await self.publish(judged)
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def dead_letter(self, event: EventT, reason: str, field: str, detail: str) -> None:
@@ -288,9 +374,11 @@ class Worker:
             field,
             detail,
         )
-        await self.deadletter_topic.send(
-            key=message.key if isinstance(message.key, bytes) else None,
-            value=message.value if isinstance(message.value, bytes) else b"",
+        await self.emit(
+            self.deadletter_topic,
+            message.key if isinstance(message.key, bytes) else None,
+            message.value if isinstance(message.value, bytes) else b"",
+            lambda: self._ack_all([event]),
             headers={
                 "cadence-reason": reason.encode(),
                 "cadence-field": field.encode(),
@@ -298,7 +386,6 @@ class Worker:
                 "cadence-source": f"{message.topic}:{message.partition}:{message.offset}".encode(),
             },
         )
-        await self.ack(event)
 
     async def ack(self, event: EventT) -> None:
         assert self.stream is not None
@@ -313,6 +400,9 @@ class Worker:
         for state in ("enrolling", "active"):
             count = sum(1 for e in self.enrollment.values() if e == state)
             self.metrics.users.labels(state).set(count)
+        for level in LEVELS:
+            count = sum(1 for v in self.levels.values() if v == level)
+            self.metrics.users_at_level.labels(level).set(count)
         self.metrics.recovery_in_progress.set(1 if self.app.in_recovery else 0)
         consumer = self.app.consumer
         for tp in consumer.assignment():
@@ -327,5 +417,31 @@ class Worker:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
 
+def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:
+    """A callback that runs ``callback`` on its ``count``-th call."""
+    remaining = [count]
+
+    def step() -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            callback()
+
+    return step
+
+
+class _App(faust.App):
+    """A Faust app that tells its cadence worker when a rebalance starts."""
+
+    cadence: Worker | None = None
+
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        if self.cadence is not None:
+            self.cadence.on_rebalance_start()
+
+
 def create_app(settings: WorkerSettings | None = None) -> Worker:
-    return Worker(settings or WorkerSettings.from_env())
+    worker = Worker(settings or WorkerSettings.from_env())
+    assert isinstance(worker.app, _App)
+    worker.app.cadence = worker
+    return worker

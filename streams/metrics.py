@@ -79,6 +79,19 @@ class WorkerMetrics:
         self.users = Gauge(
             "cadence_users", "Users seen by this worker, by enrollment state", ["state"], registry=r
         )
+        self.users_at_level = Gauge(
+            "cadence_users_at_level",
+            "Active users whose latest verdict is at this level",
+            ["level"],
+            registry=r,
+        )
+        self.verdict_scores = Histogram(
+            "cadence_verdict_score",
+            "Calibrated per-modality scores of judged windows (0 typical of the owner .. 1 beyond)",
+            ["modality"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0),
+            registry=r,
+        )
         self.verdict_latency = Histogram(
             "cadence_verdict_latency_seconds",
             "Wall time from the last event of a window to its verdict",
@@ -116,6 +129,9 @@ class WorkerMetrics:
         # compare with before the first occurrence, instead of "no data".
         for level in LEVELS:
             self.verdicts.labels(level)
+            self.users_at_level.labels(level)
+        for modality in ("keyboard", "mouse"):
+            self.verdict_scores.labels(modality)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for reason in ("malformed", "schema_version"):

@@ -10,12 +10,12 @@ import orjson
 import pytest
 
 from collectors.simulate import Workload
-from streams.pipeline import replay
 from streams.verdict import LEVELS
 from tests.integration.worker_support import (
     Deployment,
     TopicReader,
     comparable,
+    offline_verdicts,
     read_verdicts,
     running_worker,
     wait_until,
@@ -68,7 +68,7 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     bad = poison(random.Random(5), 25)
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
     dead_reader = TopicReader(deployment.bootstrap, deployment.deadletter)
-    offline = list(replay(batches))
+    offline = offline_verdicts(batches)
     total_events = sum(len(b.events) for b in batches)
     with running_worker(deployment) as worker:
         # Good and bad interleaved: the worker must keep going through all of it.

@@ -34,6 +34,25 @@ FAST_ENROLLMENT = {
 }
 
 
+def offline_verdicts(batches: list[EventBatch]) -> list[Verdict]:
+    """What `cadence.pipeline.replay` says about ``batches`` under the workers' settings."""
+    from streams import judge
+    from streams.pipeline import replay
+
+    saved = {k: os.environ.get(k) for k in FAST_ENROLLMENT}
+    os.environ.update(FAST_ENROLLMENT)
+    judge.enrollment_policy.cache_clear()
+    try:
+        return list(replay(batches))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        judge.enrollment_policy.cache_clear()
+
+
 @dataclass
 class Deployment:
     """One isolated cadence deployment on the shared test broker: its own topics and group."""
@@ -54,6 +73,10 @@ class Deployment:
     def deadletter(self) -> str:
         return f"{self.name}.deadletter.v1"
 
+    @property
+    def findings(self) -> str:
+        return f"{self.name}.findings.ocsf.v1"
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             **os.environ,
@@ -62,6 +85,7 @@ class Deployment:
             "CADENCE_EVENTS_TOPIC": self.events,
             "CADENCE_VERDICTS_TOPIC": self.verdicts,
             "CADENCE_DEADLETTER_TOPIC": self.deadletter,
+            "CADENCE_FINDINGS_TOPIC": self.findings,
             "CADENCE_EVENTS_PARTITIONS": "4",
             "CADENCE_IDLE_FLUSH_SECONDS": "4",
             "PYTHONUNBUFFERED": "1",
@@ -75,6 +99,7 @@ class Deployment:
             TopicSpec(self.events, 4, "events"),
             TopicSpec(self.verdicts, 2, "verdicts"),
             TopicSpec(self.deadletter, 1, "dead letters"),
+            TopicSpec(self.findings, 2, "findings"),
         ]
         create_topics({"bootstrap.servers": self.bootstrap}, specs, timeout=30)
 
