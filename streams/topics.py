@@ -2,10 +2,11 @@
 
 One declaration, used by ``cadence topics create``, the worker, the deployment
 manifests' tests and the docs. Record schemas are owned by each topic's producer:
-``collectors.wire`` for raw events, ``streams.verdict`` for verdicts.
+``collectors.wire`` for raw events, ``streams.verdict`` for verdicts, ``streams.ocsf``
+for findings.
 
-Names can be overridden with ``CADENCE_EVENTS_TOPIC``, ``CADENCE_VERDICTS_TOPIC`` and
-``CADENCE_DEADLETTER_TOPIC`` (several deployments on one cluster, tests); the
+Names can be overridden with ``CADENCE_EVENTS_TOPIC``, ``CADENCE_VERDICTS_TOPIC``,
+``CADENCE_DEADLETTER_TOPIC`` and ``CADENCE_FINDINGS_TOPIC`` (several deployments on one cluster, tests); the
 schema version stays in the default names.
 
 Raw events are behavioural data about identifiable people: they are kept for
@@ -13,7 +14,7 @@ hours, only long enough to survive a worker outage and reprocess. Verdicts are
 the SOC's evidence and are kept for weeks.
 
 >>> [t.name for t in TOPICS]
-['cadence.events.v1', 'cadence.verdicts.v1', 'cadence.deadletter.v1']
+['cadence.events.v1', 'cadence.verdicts.v1', 'cadence.deadletter.v1', 'cadence.findings.ocsf.v1']
 >>> EVENTS.config["retention.ms"]
 '21600000'
 """
@@ -72,4 +73,15 @@ DEADLETTER: Final = TopicSpec(
     },
 )
 
-TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER)
+FINDINGS: Final = TopicSpec(
+    name=os.environ.get("CADENCE_FINDINGS_TOPIC", "cadence.findings.ocsf.v1"),
+    partitions=_env_int("CADENCE_FINDINGS_PARTITIONS", 6),
+    description="suspicious and impostor verdicts as OCSF Detection Findings (streams.ocsf)",
+    config={
+        "cleanup.policy": "delete",
+        # Same evidence as the verdicts, kept as long.
+        "retention.ms": str(_env_int("CADENCE_VERDICTS_RETENTION_DAYS", 30) * DAY_MS),
+    },
+)
+
+TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER, FINDINGS)

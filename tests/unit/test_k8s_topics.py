@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from streams.app import WorkerSettings
-from streams.topics import DEADLETTER, EVENTS, TOPICS, VERDICTS
+from streams.topics import DEADLETTER, EVENTS, FINDINGS, TOPICS, VERDICTS
 
 yaml = pytest.importorskip("yaml")
 
@@ -93,10 +93,13 @@ def test_collectors_only_write_events() -> None:
     assert acls("cadence-collector") == {("topic", EVENTS.name, "literal"): {"Write", "Describe"}}
 
 
-def test_soc_only_reads_verdicts() -> None:
+def test_soc_only_reads_verdicts_and_findings() -> None:
     soc = acls("cadence-soc")
     topics = {k: v for k, v in soc.items() if k[0] == "topic"}
-    assert topics == {("topic", VERDICTS.name, "literal"): {"Read", "Describe"}}
+    assert topics == {
+        ("topic", VERDICTS.name, "literal"): {"Read", "Describe"},
+        ("topic", FINDINGS.name, "literal"): {"Read", "Describe"},
+    }
     assert {k[0] for k in soc} == {"topic", "group"}
 
 
@@ -104,7 +107,7 @@ def test_worker_reads_events_writes_outputs_and_owns_its_internal_topics() -> No
     worker = acls("cadence-worker")
     app_id = WorkerSettings.app_id
     assert worker[("topic", EVENTS.name, "literal")] == {"Read", "Describe"}
-    for out in (VERDICTS, DEADLETTER):
+    for out in (VERDICTS, DEADLETTER, FINDINGS):
         assert worker[("topic", out.name, "literal")] == {"Write", "Describe"}
     internal = worker[("topic", f"{app_id}-", "prefix")]
     assert {"Read", "Write", "Create"} <= internal
@@ -115,6 +118,7 @@ def test_worker_reads_events_writes_outputs_and_owns_its_internal_topics() -> No
         ("topic", EVENTS.name, "literal"),
         ("topic", VERDICTS.name, "literal"),
         ("topic", DEADLETTER.name, "literal"),
+        ("topic", FINDINGS.name, "literal"),
         ("topic", f"{app_id}-", "prefix"),
         ("group", app_id, "literal"),
     }
