@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     consumer = Consumer(
         {
             **args.kafka_config,
-            "group.id": f"cadence-tail-{uuid.uuid4().hex[:8]}",
+            # The SOC principal may only use groups named cadence-soc* (kafka-users.yaml).
+            "group.id": f"cadence-soc-tail-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest" if args.from_beginning or not args.follow else "latest",
             "enable.auto.commit": False,
         }
