@@ -1,0 +1,536 @@
+"""Throughput and latency of one worker on a real broker: the code behind ``cadence bench pipeline``.
+
+One run, on its own topics and consumer group, in four phases:
+
+1. load: simulated users (:class:`collectors.simulate.Workload`) as fast as the generator
+   goes, into this run's events topic (12 partitions); event times end about now;
+2. ceiling: a plain confluent-kafka consumer reads and decodes the whole topic, the
+   fastest any Python consumer of this wire format could go on this machine;
+3. drain: one ``cadence worker`` process starts on the pre-loaded topic; its /metrics
+   counters time how long it takes to consume and judge everything;
+4. paced: the same accounts (a subset sized to a fraction of the measured throughput)
+   keep working in real time, event times = now; the verdicts' ``window_end_ms`` against
+   their emission / arrival time give the event-time -> verdict latency. Latency during
+   the drain would only measure the backlog.
+
+Nothing here is an assertion: it prints and returns figures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Low enough that profiles turn active within the run's simulated minutes.
+FAST_ENROLLMENT = {
+    "CADENCE_ENROLL_MIN_PRESSES": "200",
+    "CADENCE_ENROLL_MIN_ACTIONS": "40",
+    "CADENCE_ENROLL_MIN_SESSIONS": "1",
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    users: int
+    seconds: float  # simulated seconds of activity per user in the pre-loaded backlog
+    bootstrap: str
+    seed: int = 0
+    partitions: int = 12
+    paced_seconds: float = 60.0
+    paced_load: float = 0.5  # paced event rate as a share of the measured drain throughput
+    paced_users: int | None = None  # overrides paced_load
+    drain_timeout_s: float = 1800.0
+    work_dir: Path | None = None
+    keep_topics: bool = False
+    py_spy: Path | None = None  # record the worker during the drain (collapsed stacks)
+
+
+@dataclass
+class BenchResult:
+    users: int
+    seconds: float
+    events: int = 0
+    batches: int = 0
+    load_s: float = 0.0
+    ceiling_events_per_s: float = 0.0
+    ceiling_events_per_cpu_s: float = 0.0  # per CPU second of the consumer process
+    pipeline_events_per_s: float = 0.0
+    pipeline_events_per_cpu_s: float = 0.0  # per CPU second of the worker: load-independent
+    drain_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    ratio: float = 0.0
+    ratio_cpu: float = 0.0  # the same per CPU second: what the ratio is on an idle machine
+    latency_p50_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_max_s: float | None = None
+    arrival_latency_p50_s: float | None = None
+    arrival_latency_p99_s: float | None = None
+    paced_users: int = 0
+    paced_events_per_s: float = 0.0
+    paced_verdicts: int = 0
+    rss_bytes: int = 0
+    rss_after_drain_bytes: int = 0
+    rss_peak_bytes: int = 0
+    profile_bytes_per_user: float = 0.0
+    profile_bytes_paced: float = 0.0
+    active_users: int = 0
+    windows_closed: dict[str, float] = field(default_factory=dict)
+    load_average: list[float] = field(default_factory=list)
+    load_average_drain: list[float] = field(default_factory=list)
+    load_average_paced: list[float] = field(default_factory=list)
+    cpus: int = 0
+    python: str = ""
+    run: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid`` in bytes."""
+    out: dict[str, int] = {}
+    with suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    with suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+# -- Kafka side ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Topics:
+    name: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.name}.events.v1"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.name}.verdicts.v1"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.name}.deadletter.v1"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.name}-worker"
+
+
+def create_run_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
+    from streams.admin import create_topics
+    from streams.topics import TopicSpec
+
+    create_topics(
+        {"bootstrap.servers": bootstrap},
+        [
+            TopicSpec(topics.events, partitions, "bench events"),
+            TopicSpec(topics.verdicts, 6, "bench verdicts"),
+            TopicSpec(topics.deadletter, 1, "bench dead letters"),
+        ],
+        timeout=30,
+    )
+
+
+def delete_run_topics(bootstrap: str, topics: Topics) -> None:
+    """Drop everything this run created, the worker's changelog included: it is large."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.name)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            with suppress(Exception):
+                future.result(timeout=30)
+
+
+def produce(bootstrap: str, topic: str, timed: Iterable[tuple[float, Any]], speed: float) -> Any:
+    """Send batches through the agent's own delivery path; returns PublishStats."""
+    from collectors.delivery import BatchSender
+    from collectors.publish import publish
+
+    sender = BatchSender(
+        bootstrap=bootstrap,
+        topic=topic,
+        # Bigger producer batches: loading the backlog is not what is measured.
+        extra_config={"linger.ms": 50, "batch.size": 1 << 20} if math.isinf(speed) else None,
+        window=20_000,
+    )
+    try:
+        stats = publish(timed, sender, speed=speed, max_pending=50_000)
+    finally:
+        remaining = sender.close(120.0)
+    if remaining:
+        raise RuntimeError(f"{remaining} batches not acknowledged by the broker")
+    return stats
+
+
+def measure_ceiling(bootstrap: str, topic: str, expected_batches: int) -> tuple[int, float, float]:
+    """(events, wall seconds, CPU seconds) for a plain consumer to read and decode the topic."""
+    from confluent_kafka import Consumer
+
+    from collectors.wire import decode_batch
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-ceiling-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    events = batches = 0
+    started: float | None = None
+    cpu_started = 0.0
+    deadline = time.monotonic() + 600
+    try:
+        while batches < expected_batches and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=1.0):
+                if msg.error():
+                    continue
+                if started is None:
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                events += len(decode_batch(msg.value() or b"").events)
+                batches += 1
+        elapsed = time.perf_counter() - (started or time.perf_counter())
+        cpu = time.process_time() - cpu_started
+    finally:
+        consumer.close()
+    return events, elapsed, cpu
+
+
+class VerdictReader(threading.Thread):
+    """Collects (arrival wall ms, verdict) from a topic, in the background."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-verdicts-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "latest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.consumer.subscribe([topic], on_assign=self._assigned)
+        self.assigned = threading.Event()
+        self.stop = threading.Event()
+        self.received: list[tuple[float, Any]] = []
+
+    def _assigned(self, consumer: Any, partitions: Any) -> None:
+        self.assigned.set()
+
+    def run(self) -> None:
+        from streams.verdict import decode_verdict
+
+        while not self.stop.is_set():
+            for msg in self.consumer.consume(500, timeout=0.2):
+                if not msg.error():
+                    self.received.append((time.time() * 1000.0, decode_verdict(msg.value() or b"")))
+        self.consumer.close()
+
+
+# -- the worker ----------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics as ``{'name{labels}': value}``."""
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited with {self.process.returncode}; see {self.log}")
+        try:
+            url = f"http://127.0.0.1:{self.web_port}/health"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.status == 200 and b'"ready":true' in r.read()
+        except OSError:
+            return False
+
+
+@contextmanager
+def running_worker(
+    bootstrap: str, topics: Topics, partitions: int, work_dir: Path
+) -> Iterator[WorkerProcess]:
+    port = free_port()
+    log = work_dir / "worker.log"
+    env = {
+        **os.environ,
+        "CADENCE_KAFKA_BOOTSTRAP": bootstrap,
+        "CADENCE_APP_ID": topics.app_id,
+        "CADENCE_EVENTS_TOPIC": topics.events,
+        "CADENCE_VERDICTS_TOPIC": topics.verdicts,
+        "CADENCE_DEADLETTER_TOPIC": topics.deadletter,
+        "CADENCE_EVENTS_PARTITIONS": str(partitions),
+        "PYTHONUNBUFFERED": "1",
+        **FAST_ENROLLMENT,
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--web-port",
+                str(port),
+                "--data-dir",
+                str(work_dir / "worker-data"),
+                "--loglevel",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(process, port, log)
+    try:
+        yield worker
+    finally:
+        with suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _histogram_mean(metrics: dict[str, float], name: str) -> tuple[float, float]:
+    return metrics.get(f"{name}_sum", 0.0), metrics.get(f"{name}_count", 0.0)
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (from this venv) sampling ``pid`` until interrupted, as collapsed stacks."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# -- the run -------------------------------------------------------------------
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
+    from collectors.simulate import Workload
+
+    run = f"bench{uuid.uuid4().hex[:8]}"
+    topics = Topics(run)
+    result = BenchResult(
+        users=config.users,
+        seconds=config.seconds,
+        cpus=os.cpu_count() or 0,
+        python=sys.version.split()[0],
+        run=run,
+    )
+    work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix=f"{run}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    create_run_topics(config.bootstrap, topics, config.partitions)
+    try:
+        # 1. the backlog: event time ends a little before now, like a live agent's.
+        start_wall = time.time() * 1000.0 - (config.seconds + 30.0) * 1000.0
+        workload = Workload(config.users, seed=config.seed, run=run, start_wall_ms=start_wall)
+        progress(f"loading {config.users} users x {config.seconds:.0f} s into {topics.events}")
+        stats = produce(
+            config.bootstrap, topics.events, workload.batches(until_s=config.seconds), math.inf
+        )
+        result.events, result.batches, result.load_s = stats.events, stats.batches, stats.elapsed_s
+        progress(
+            f"loaded {stats.batches} batches, {stats.events} events in {stats.elapsed_s:.1f} s"
+        )
+
+        # 2. the ceiling
+        result.load_average = load_average()
+        events, seconds, cpu = measure_ceiling(config.bootstrap, topics.events, stats.batches)
+        result.ceiling_events_per_s = events / seconds if seconds > 0 else 0.0
+        result.ceiling_events_per_cpu_s = events / cpu if cpu > 0 else 0.0
+        progress(f"ceiling: {events} events in {seconds:.1f} s (load {result.load_average})")
+
+        # 3. the drain
+        with running_worker(config.bootstrap, topics, config.partitions, work_dir) as worker:
+            wait_for(worker.ready, 120, "the worker to be ready")
+            verdicts = VerdictReader(config.bootstrap, topics.verdicts)
+            verdicts.start()
+            first: float | None = None
+            spy: subprocess.Popen[bytes] | None = None
+            last_count = 0.0
+            last_change = time.monotonic()
+            deadline = time.monotonic() + config.drain_timeout_s
+            cpu_at_first = 0.0
+            while True:
+                now = time.monotonic()
+                consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)
+                if first is None and consumed > 0:
+                    first, cpu_at_first = now, cpu_seconds(worker.pid)
+                    if config.py_spy is not None:
+                        spy = start_py_spy(worker.pid, config.py_spy)
+                if consumed != last_count:
+                    last_count, last_change = consumed, now
+                if consumed >= result.events:
+                    break
+                if now > deadline or (first is not None and now - last_change > 120):
+                    raise TimeoutError(f"worker stuck at {consumed:.0f}/{result.events} events")
+                time.sleep(0.2)
+            assert first is not None
+            result.drain_s = time.monotonic() - first
+            result.worker_cpu_s = cpu_seconds(worker.pid) - cpu_at_first
+            result.pipeline_events_per_s = result.events / result.drain_s
+            result.pipeline_events_per_cpu_s = result.events / max(result.worker_cpu_s, 1e-9)
+            result.load_average_drain = load_average()
+            result.ratio = result.pipeline_events_per_s / max(result.ceiling_events_per_s, 1e-9)
+            result.ratio_cpu = result.pipeline_events_per_cpu_s / max(
+                result.ceiling_events_per_cpu_s, 1e-9
+            )
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            drained = worker.metrics()
+            result.rss_after_drain_bytes = proc_status(worker.pid).get("VmRSS", 0)
+            total, count = _histogram_mean(drained, "cadence_profile_bytes")
+            result.profile_bytes_per_user = total / count if count else 0.0
+            progress(
+                f"drain: {result.events} events in {result.drain_s:.1f} s = "
+                f"{result.pipeline_events_per_s:.0f} events/s, worker CPU "
+                f"{result.worker_cpu_s:.1f} s (load {result.load_average_drain})"
+            )
+
+            # 4. paced, real time, the same accounts
+            per_user = result.events / config.users / config.seconds
+            paced_users = config.paced_users or max(
+                1, int(config.paced_load * result.pipeline_events_per_s / per_user)
+            )
+            paced_users = min(paced_users, config.users)
+            result.paced_users = paced_users
+            verdicts.assigned.wait(30)
+            live = Workload(paced_users, seed=config.seed, run=f"{run}-live")
+            paced_start = time.time() * 1000.0
+            progress(
+                f"paced: {paced_users} users in real time for {config.paced_seconds:.0f} s "
+                f"(~{paced_users * per_user:.0f} events/s)"
+            )
+            before = worker.metrics()
+            stats = produce(
+                config.bootstrap,
+                topics.events,
+                live.batches(until_s=config.paced_seconds, start_wall_ms=paced_start),
+                1.0,
+            )
+            result.paced_events_per_s = stats.events / max(stats.elapsed_s, 1e-9)
+            result.load_average_paced = load_average()
+            paced_end = time.time() * 1000.0
+            time.sleep(3.0)  # the verdicts of windows closed by the last batches
+            verdicts.stop.set()
+            verdicts.join(timeout=30)
+            after = worker.metrics()
+            status = proc_status(worker.pid)
+            result.rss_bytes = status.get("VmRSS", 0)
+            result.rss_peak_bytes = status.get("VmHWM", 0)
+            result.active_users = int(after.get('cadence_users{state="active"}', 0.0))
+            result.windows_closed = {
+                k.split('"')[1]: v
+                for k, v in after.items()
+                if k.startswith("cadence_windows_closed_total{")
+            }
+            s0, c0 = _histogram_mean(before, "cadence_profile_bytes")
+            s1, c1 = _histogram_mean(after, "cadence_profile_bytes")
+            result.profile_bytes_paced = (s1 - s0) / (c1 - c0) if c1 > c0 else 0.0
+        # Windows that closed while the paced users were working: event time -> verdict.
+        emitted: list[float] = []
+        arrived: list[float] = []
+        for received_ms, v in verdicts.received:
+            if paced_start <= v.window_end_ms <= paced_end:
+                emitted.append(max(0.0, v.emitted_at_ms - v.window_end_ms) / 1000.0)
+                arrived.append(max(0.0, received_ms - v.window_end_ms) / 1000.0)
+        result.paced_verdicts = len(emitted)
+        result.latency_p50_s = quantile(emitted, 0.5)
+        result.latency_p99_s = quantile(emitted, 0.99)
+        result.latency_max_s = max(emitted) if emitted else None
+        result.arrival_latency_p50_s = quantile(arrived, 0.5)
+        result.arrival_latency_p99_s = quantile(arrived, 0.99)
+    finally:
+        if not config.keep_topics:
+            with suppress(Exception):
+                delete_run_topics(config.bootstrap, topics)
+    return result
+
+
+__all__ = ["BenchConfig", "BenchResult", "run_bench"]

@@ -1,0 +1,113 @@
+"""``cadence bench pipeline``: events/s of one worker against a plain consumer, latency, memory.
+
+Needs a broker (``make kafka-up``); uses its own topics and deletes them afterwards.
+See docs/performance.md for what each figure means. A benchmark, not a test: it
+reports, it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from streams.config import add_kafka_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_kafka_arguments(parser)
+    parser.add_argument("--users", type=int, default=1000, help="simulated users (default 1000)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=120.0,
+        help="simulated seconds per user pre-loaded before the worker starts (default 120)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
+    parser.add_argument("--partitions", type=int, default=12, help="events topic partitions")
+    parser.add_argument(
+        "--paced-seconds", type=float, default=60.0, help="real-time phase length (default 60)"
+    )
+    parser.add_argument(
+        "--paced-load",
+        type=float,
+        default=0.5,
+        help="real-time event rate as a share of the measured throughput (default 0.5)",
+    )
+    parser.add_argument("--paced-users", type=int, default=None, help="overrides --paced-load")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write figures")
+    parser.add_argument("--work-dir", type=Path, default=None, help="worker log and data")
+    parser.add_argument("--keep-topics", action="store_true", help="do not delete run topics")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="sample the worker with py-spy during the drain (collapsed stacks to OUT)",
+    )
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.bench import BenchConfig, run_bench
+
+    console = Console(stderr=True)
+    config = BenchConfig(
+        users=args.users,
+        seconds=args.seconds,
+        bootstrap=args.kafka_config["bootstrap.servers"],
+        seed=args.seed,
+        partitions=args.partitions,
+        paced_seconds=args.paced_seconds,
+        paced_load=args.paced_load,
+        paced_users=args.paced_users,
+        work_dir=args.work_dir,
+        keep_topics=args.keep_topics,
+        py_spy=args.py_spy,
+    )
+    result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
+    data = result.as_json()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    table = Table(title=f"cadence bench pipeline: {result.users} users, one worker")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    rows = [
+        ("events pre-loaded", f"{result.events:,}", ""),
+        ("ceiling (consume + decode)", _fmt(result.ceiling_events_per_s, " ev/s", 0), ""),
+        ("pipeline (one worker)", _fmt(result.pipeline_events_per_s, " ev/s", 0), ""),
+        ("ratio", _fmt(result.ratio), ">= 0.5"),
+        ("pipeline per worker CPU second", _fmt(result.pipeline_events_per_cpu_s, " ev/s", 0), ""),
+        ("ratio per CPU second", _fmt(result.ratio_cpu), ""),
+        (
+            f"latency p50 / p99 ({result.paced_users} users real time)",
+            f"{_fmt(result.latency_p50_s, ' s')} / {_fmt(result.latency_p99_s, ' s')}",
+            "p99 <= 2 s",
+        ),
+        ("worker RSS", _fmt(result.rss_bytes / 2**20, " MiB", 1), ""),
+        ("RSS per user", _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1), ""),
+        ("profile bytes per user", _fmt(result.profile_bytes_per_user, " B", 0), "<= 16 KB"),
+        ("active users at the end", f"{result.active_users:,}", ""),
+        ("load average (drain)", " ".join(map(str, result.load_average_drain)), ""),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    summary = (
+        f"users={result.users} ceiling={result.ceiling_events_per_s:.0f}/s "
+        f"pipeline={result.pipeline_events_per_s:.0f}/s ratio={result.ratio:.2f} "
+        f"p50={_fmt(result.latency_p50_s, 's')} p99={_fmt(result.latency_p99_s, 's')} "
+        f"rss={result.rss_bytes / 2**20:.0f}MiB profile={result.profile_bytes_per_user:.0f}B"
+    )
+    print(summary)
+    sys.stdout.flush()
+    return 0
