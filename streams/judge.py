@@ -45,33 +45,51 @@ def enrollment_policy() -> EnrollmentPolicy:
 
 
 def keystroke_events(events: list[KeyEvent]) -> KeystrokeEvents:
+    # zip(*rows) transposes the event tuples in C; a window holds hundreds of events
+    # and a generator per column cost more than the profile's own feature code.
+    n = len(events)
+    kinds, times, classes = list(zip(*events, strict=True))[:3] if n else ((), (), ())
     return KeystrokeEvents(
-        t_ms=np.fromiter((e.t_ms for e in events), np.float64, len(events)),
-        is_down=np.fromiter((e.kind == "kd" for e in events), bool, len(events)),
-        key_class=np.fromiter((e.key_class for e in events), np.int8, len(events)),
+        t_ms=np.array(times, np.float64).reshape(n),
+        is_down=np.fromiter(map("kd".__eq__, kinds), bool, n),
+        key_class=np.array(classes, np.int8).reshape(n),
     )
+
+
+_PRESSED, _RELEASED, _DRAG = int(State.PRESSED), int(State.RELEASED), int(State.DRAG)
+_SCROLL, _DOWN, _UP = int(Button.SCROLL), int(State.DOWN), int(State.UP)
 
 
 def mouse_events(events: list[MouseEvent]) -> MouseEvents:
     n = len(events)
-    button = np.zeros(n, np.int8)
-    state = np.zeros(n, np.int8)
+    if not n:
+        empty = np.zeros(0, np.int8)
+        return MouseEvents(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.int32), empty, empty)
+    kinds, times, xs, ys, buttons, _, dys, _ = zip(*events, strict=True)
+    # The held button is sequential state: one loop over plain lists, no numpy
+    # element assignment (which costs more than the rest of the conversion).
+    button = [0] * n
+    state = [0] * n
     held = 0
-    for i, e in enumerate(events):
-        if e.kind == "md":
-            button[i], state[i], held = e.button, State.PRESSED, e.button
-        elif e.kind == "mu":
-            button[i], state[i], held = e.button, State.RELEASED, 0
-        elif e.kind == "ms":
-            button[i], state[i] = Button.SCROLL, State.DOWN if e.dy < 0 else State.UP
+    for i, kind in enumerate(kinds):
+        if kind == "mm":
+            if held:
+                button[i], state[i] = held, _DRAG
+        elif kind == "md":
+            held = buttons[i]
+            button[i], state[i] = held, _PRESSED
+        elif kind == "mu":
+            button[i], state[i], held = buttons[i], _RELEASED, 0
+        elif kind == "ms":
+            button[i], state[i] = _SCROLL, _DOWN if dys[i] < 0 else _UP
         elif held:
-            button[i], state[i] = held, State.DRAG
+            button[i], state[i] = held, _DRAG
     return MouseEvents(
-        t_ms=np.fromiter((e.t_ms for e in events), np.float64, n),
-        x=np.fromiter((e.x for e in events), np.int32, n),
-        y=np.fromiter((e.y for e in events), np.int32, n),
-        button=button,
-        state=state,
+        t_ms=np.array(times, np.float64),
+        x=np.array(xs, np.int32),
+        y=np.array(ys, np.int32),
+        button=np.array(button, np.int8),
+        state=np.array(state, np.int8),
     )
 
 

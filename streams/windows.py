@@ -28,6 +28,7 @@ lower number: that is accepted and counted as a reset, not dropped forever.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Generic, TypeVar
 
 from collectors.wire import EventBatch, KeyEvent, MouseEvent
@@ -35,6 +36,11 @@ from collectors.wire import EventBatch, KeyEvent, MouseEvent
 T = TypeVar("T")
 
 MAX_CURSORS_PER_USER = 8
+
+# ``t_ms`` is field 1 of both KeyEvent and MouseEvent; itemgetter reads it without a
+# Python-level call per event.
+_T_MS = itemgetter(1)
+assert KeyEvent._fields[1] == MouseEvent._fields[1] == "t_ms"
 
 
 @dataclass(slots=True)
@@ -117,11 +123,15 @@ class Windower(Generic[T]):
         if window is not None and not same_window:
             result.closed.append(self._close(batch.user, "session_change"))
             window = None
-        if not batch.events:
+        events = batch.events
+        if not events:
             # A heartbeat carries no behaviour; it still moves the cursor via the window.
             result.status = "empty"
-        times = [ev.t_ms for ev in batch.events]
-        if window is not None and times and min(times) - window.end_ms > self.idle_gap_ms:
+        # One pass over the times, in C: this runs for every batch a worker consumes.
+        times = list(map(_T_MS, events))
+        t_first = min(times) if times else 0.0
+        t_last = max(times) if times else 0.0
+        if window is not None and times and t_first - window.end_ms > self.idle_gap_ms:
             result.closed.append(self._close(batch.user, "idle_gap"))
             window = None
         if window is None:
@@ -137,14 +147,15 @@ class Windower(Generic[T]):
         window.last_seq = batch.seq
         window.gaps += result.gap
         window.tokens.append(token)
-        for ev in batch.events:
-            if isinstance(ev, KeyEvent):
-                window.key_events.append(ev)
-            else:
-                window.mouse_events.append(ev)
+        # Batches are cut per episode, so most hold one modality: split with one
+        # comprehension and skip the second when it would be empty.
+        keys = [ev for ev in events if isinstance(ev, KeyEvent)]
+        window.key_events.extend(keys)
+        if len(keys) != len(events):
+            window.mouse_events.extend([ev for ev in events if not isinstance(ev, KeyEvent)])
         if times:
-            window.start_ms = min(window.start_ms, min(times))
-            window.end_ms = max(window.end_ms, max(times))
+            window.start_ms = min(window.start_ms, t_first)
+            window.end_ms = max(window.end_ms, t_last)
         if window.end_ms - window.start_ms >= self.window_ms:
             result.closed.append(self._close(batch.user, "span"))
         return result
@@ -162,8 +173,8 @@ class Windower(Generic[T]):
     def _close(self, user: str, reason: str) -> Window[T]:
         window = self.open.pop(user)
         window.reason = reason
-        window.key_events.sort(key=lambda ev: ev.t_ms)
-        window.mouse_events.sort(key=lambda ev: ev.t_ms)
+        window.key_events.sort(key=_T_MS)
+        window.mouse_events.sort(key=_T_MS)
         return window
 
 
