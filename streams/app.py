@@ -24,15 +24,16 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
 from faust.types import TP, EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors.kafka_config import bootstrap_servers
+from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
+from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.pipeline import Judged, Pipeline
@@ -61,6 +62,9 @@ class WorkerSettings:
     window_seconds: float = 5.0
     idle_flush_seconds: float = 30.0
     table_partitions: int = EVENTS.partitions
+    # librdkafka-style client settings (TLS, SASL) shared with every cadence client; never
+    # printed, since they hold the SASL password.
+    kafka: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -75,6 +79,7 @@ class WorkerSettings:
             data_dir=env.get("CADENCE_DATA_DIR", cls.data_dir),
             window_seconds=float(env.get("CADENCE_WINDOW_SECONDS", cls.window_seconds)),
             idle_flush_seconds=float(env.get("CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds)),
+            kafka=kafka_client_config(bootstrap),
         )
 
 
@@ -87,6 +92,7 @@ class Worker:
         self.app = _App(
             settings.app_id,
             broker=settings.broker,
+            broker_credentials=broker_credentials(settings.kafka),
             store=settings.store,
             datadir=settings.data_dir,
             web_port=settings.web_port,

@@ -335,6 +335,13 @@ class Instance:
     controller_port: int = 9093
     heap: str = "512m"
     node_id: int = 1
+    # Appended to the generated server.properties, so a key given here overrides the
+    # default above it (java.util.Properties keeps the last value): extra listeners,
+    # TLS, SASL, an authorizer. Empty for `make kafka-up`.
+    extra_properties: tuple[tuple[str, str], ...] = ()
+    # Extra `kafka-storage format` arguments, e.g. ("--add-scram", "SCRAM-SHA-512=[...]")
+    # to create SCRAM users before the first start (KRaft has no ZooKeeper to put them in).
+    format_args: tuple[str, ...] = ()
 
     @property
     def bootstrap(self) -> str:
@@ -432,7 +439,7 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 log.segment.bytes=67108864
-"""
+""" + "".join(f"{key}={value}\n" for key, value in inst.extra_properties)
 
 
 def _log4j_properties(inst: Instance) -> str:
@@ -577,6 +584,7 @@ def _format_storage(inst: Instance, java: str, libs: Path) -> None:
         "--config",
         str(inst.server_properties),
         "--ignore-formatted",
+        *inst.format_args,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     _cds_publish(tmp, archive, clean_exit=proc.returncode == 0)
