@@ -27,6 +27,9 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("bench", "pipeline"), "bench_pipeline", "throughput and latency of one worker"),
     (("verdicts", "tail"), "verdicts_tail", "show verdicts as they arrive"),
     (("profiles", "fit-background"), "profiles_fit_background", "fit the population models"),
+    (("profiles", "forget"), "profiles_forget", "erase one person's profile (GDPR art. 17)"),
+    (("profiles", "export"), "profiles_export", "what cadence holds about one person (art. 15)"),
+    (("pseudonym",), "pseudonym", "the pseudonym of a login (needs the deployment key)"),
     (("demo",), "demo", "the live demo: workload -> Kafka -> worker -> verdict table"),
 )
 
