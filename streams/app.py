@@ -37,8 +37,9 @@ from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.pipeline import Judged, Pipeline
+from streams.privacy import ForgetRequest, audit_record, decode_request
 from streams.state import UserState
-from streams.topics import DEADLETTER, EVENTS, FINDINGS, VERDICTS
+from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, VERDICTS
 from streams.verdict import LEVELS, encode_verdict
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,18 @@ class Worker:
         self.findings_topic = self.app.topic(
             FINDINGS.name, key_serializer="raw", value_serializer="raw"
         )
+        self.control_topic = self.app.topic(
+            CONTROL.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=CONTROL.partitions,
+        )
+        self.audit_topic = self.app.topic(AUDIT.name, key_serializer="raw", value_serializer="raw")
+        # Bumped by each erasure: a verdict delivered after it must not write back the
+        # state judged before it.
+        self.erasures: dict[str, int] = {}
         # bytes types make Faust use the raw codec both when writing the changelog
         # and when recovering from it (a Schema alone covers only the former).
         self.user_profiles = self.app.Table(
@@ -165,6 +178,18 @@ class Worker:
                     log.exception("processing a batch failed")
                     self.metrics.processing_errors.inc()
                     await self.dead_letter(event, "processing_error", "batch", repr(exc))
+
+        @app.agent(self.control_topic, name="privacy_requests")
+        async def privacy_requests(stream: StreamT) -> None:
+            async for event in stream.events():
+                try:
+                    request = decode_request(event.message.value or b"")
+                except ValueError as exc:
+                    log.warning(
+                        "ignoring control record at offset %s: %s", event.message.offset, exc
+                    )
+                    continue
+                await self.forget(request, event.message.partition)
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:
@@ -292,9 +317,12 @@ class Worker:
             if score is not None:
                 self.metrics.verdict_scores.labels(modality).observe(score)
 
+        erasures = self.erasures.get(window.user, 0)
+
         def delivered() -> None:
             # Written once per closed window, not per batch: one changelog record per verdict.
-            self._persist(key, value, partition)
+            if self.erasures.get(window.user, 0) == erasures:
+                self._persist(key, value, partition)
             self._ack_all(window.tokens)
 
         # A suspicious/impostor verdict is also an OCSF finding; the window is acked
@@ -306,6 +334,40 @@ class Worker:
         self.metrics.verdict_latency.observe(
             max(0.0, (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0)
         )
+
+    async def forget(self, request: ForgetRequest, partition: int) -> None:
+        """Erase a user's profile: table, changelog (tombstone), caches; then audit it.
+
+        ``partition`` is the control record's, which is the user's events and table
+        partition (the control topic is co-partitioned with the events).
+        """
+        user = request.user
+        key = user.encode()
+        self.erasures[user] = self.erasures.get(user, 0) + 1
+        # The open window's batches are acked unjudged: they go with the profile.
+        for window in self.pipeline.windower.drop({user}):
+            self._ack_all(window.tokens)
+        self.pipeline.states.pop(user, None)
+        for cache in (self.opened_at, self.enrollment, self.levels):
+            cache.pop(user, None)
+        had_profile = self.user_profiles.data.pop(key, None) is not None
+        self.user_profiles.send_changelog(partition, key, None, "raw", "raw")
+        record = audit_record(
+            request,
+            had_profile=had_profile,
+            partition=partition,
+            worker=self.settings.app_id,
+            done_at_ms=time.time() * 1000.0,
+        )
+        log.warning(
+            "forgot the profile of %s (request %s by %s, had profile: %s)",
+            user[:12],
+            request.request_id,
+            request.requested_by,
+            had_profile,
+        )
+        # Awaited: the control record is acked only once the audit record is in Kafka.
+        await (await self.audit_topic.send(key=key, value=record))
 
     def _persist(self, key: bytes, value: bytes, partition: int) -> None:
         self.user_profiles.data[key] = value

@@ -6,7 +6,8 @@ manifests' tests and the docs. Record schemas are owned by each topic's producer
 for findings.
 
 Names can be overridden with ``CADENCE_EVENTS_TOPIC``, ``CADENCE_VERDICTS_TOPIC``,
-``CADENCE_DEADLETTER_TOPIC`` and ``CADENCE_FINDINGS_TOPIC`` (several deployments on one cluster, tests); the
+``CADENCE_DEADLETTER_TOPIC``, ``CADENCE_FINDINGS_TOPIC``, ``CADENCE_CONTROL_TOPIC`` and
+``CADENCE_AUDIT_TOPIC`` (several deployments on one cluster, tests); the
 schema version stays in the default names.
 
 Raw events are behavioural data about identifiable people: they are kept for
@@ -14,7 +15,7 @@ hours, only long enough to survive a worker outage and reprocess. Verdicts are
 the SOC's evidence and are kept for weeks.
 
 >>> [t.name for t in TOPICS]
-['cadence.events.v1', 'cadence.verdicts.v1', 'cadence.deadletter.v1', 'cadence.findings.ocsf.v1']
+['cadence.events.v1', 'cadence.verdicts.v1', 'cadence.deadletter.v1', 'cadence.findings.ocsf.v1', 'cadence.control.v1', 'cadence.audit.v1']
 >>> EVENTS.config["retention.ms"]
 '21600000'
 """
@@ -84,4 +85,27 @@ FINDINGS: Final = TopicSpec(
     },
 )
 
-TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER, FINDINGS)
+CONTROL: Final = TopicSpec(
+    name=os.environ.get("CADENCE_CONTROL_TOPIC", "cadence.control.v1"),
+    # Co-partitioned with the events (same count, same key, collectors' partitioner):
+    # a request reaches the worker that holds the user's profile (streams.privacy).
+    partitions=EVENTS.partitions,
+    description="requests to the workers (profile erasure), keyed by user pseudonym",
+    config={
+        "cleanup.policy": "delete",
+        # Long enough to outlive any worker outage; a request is applied once, idempotently.
+        "retention.ms": str(_env_int("CADENCE_CONTROL_RETENTION_DAYS", 7) * DAY_MS),
+    },
+)
+AUDIT: Final = TopicSpec(
+    name=os.environ.get("CADENCE_AUDIT_TOPIC", "cadence.audit.v1"),
+    partitions=1,
+    description="what the workers did on data-protection requests (who asked, when, what)",
+    config={
+        "cleanup.policy": "delete",
+        # Evidence that erasures happened, kept like other compliance records.
+        "retention.ms": str(_env_int("CADENCE_AUDIT_RETENTION_DAYS", 400) * DAY_MS),
+    },
+)
+
+TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER, FINDINGS, CONTROL, AUDIT)

@@ -201,9 +201,10 @@ def grant(broker: SecureBroker, d: Deployment, app_id: str) -> None:
         *allow("worker", T, d.events, LIT, Op.READ, Op.DESCRIBE),
         *[
             acl
-            for topic in (d.verdicts, d.deadletter, d.findings)
+            for topic in (d.verdicts, d.deadletter, d.findings, d.audit)
             for acl in allow("worker", T, topic, LIT, Op.WRITE, Op.DESCRIBE)
         ],
+        *allow("worker", T, d.control, LIT, Op.READ, Op.DESCRIBE),
         *allow(
             "worker",
             T,
@@ -275,6 +276,8 @@ def test_each_principal_works_within_its_acls_and_is_refused_outside(
             TopicSpec(d.verdicts, 2, "verdicts"),
             TopicSpec(d.deadletter, 1, "dead letters"),
             TopicSpec(d.findings, 2, "findings"),
+            TopicSpec(d.control, 4, "control"),
+            TopicSpec(d.audit, 1, "audit"),
         ],
         timeout=30,
     )

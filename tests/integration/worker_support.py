@@ -77,6 +77,14 @@ class Deployment:
     def findings(self) -> str:
         return f"{self.name}.findings.ocsf.v1"
 
+    @property
+    def control(self) -> str:
+        return f"{self.name}.control.v1"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.name}.audit.v1"
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             **os.environ,
@@ -86,6 +94,8 @@ class Deployment:
             "CADENCE_VERDICTS_TOPIC": self.verdicts,
             "CADENCE_DEADLETTER_TOPIC": self.deadletter,
             "CADENCE_FINDINGS_TOPIC": self.findings,
+            "CADENCE_CONTROL_TOPIC": self.control,
+            "CADENCE_AUDIT_TOPIC": self.audit,
             "CADENCE_EVENTS_PARTITIONS": "4",
             "CADENCE_IDLE_FLUSH_SECONDS": "4",
             "PYTHONUNBUFFERED": "1",
@@ -100,6 +110,8 @@ class Deployment:
             TopicSpec(self.verdicts, 2, "verdicts"),
             TopicSpec(self.deadletter, 1, "dead letters"),
             TopicSpec(self.findings, 2, "findings"),
+            TopicSpec(self.control, 4, "control, co-partitioned with events"),
+            TopicSpec(self.audit, 1, "audit"),
         ]
         create_topics({"bootstrap.servers": self.bootstrap}, specs, timeout=30)
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from streams.app import WorkerSettings
-from streams.topics import DEADLETTER, EVENTS, FINDINGS, TOPICS, VERDICTS
+from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, TOPICS, VERDICTS
 
 yaml = pytest.importorskip("yaml")
 
@@ -107,8 +107,9 @@ def test_worker_reads_events_writes_outputs_and_owns_its_internal_topics() -> No
     worker = acls("cadence-worker")
     app_id = WorkerSettings.app_id
     assert worker[("topic", EVENTS.name, "literal")] == {"Read", "Describe"}
-    for out in (VERDICTS, DEADLETTER, FINDINGS):
+    for out in (VERDICTS, DEADLETTER, FINDINGS, AUDIT):
         assert worker[("topic", out.name, "literal")] == {"Write", "Describe"}
+    assert worker[("topic", CONTROL.name, "literal")] == {"Read", "Describe"}
     internal = worker[("topic", f"{app_id}-", "prefix")]
     assert {"Read", "Write", "Create"} <= internal
     assert CHANGELOG.startswith(f"{app_id}-")
@@ -119,9 +120,25 @@ def test_worker_reads_events_writes_outputs_and_owns_its_internal_topics() -> No
         ("topic", VERDICTS.name, "literal"),
         ("topic", DEADLETTER.name, "literal"),
         ("topic", FINDINGS.name, "literal"),
+        ("topic", CONTROL.name, "literal"),
+        ("topic", AUDIT.name, "literal"),
         ("topic", f"{app_id}-", "prefix"),
         ("group", app_id, "literal"),
     }
+
+
+def test_control_topic_is_copartitioned_with_the_events() -> None:
+    # A forget request must reach the worker that owns the user's events partition.
+    assert CONTROL.partitions == EVENTS.partitions
+    assert BASE_TOPICS[CONTROL.name]["spec"]["partitions"] == EVENTS.partitions
+
+
+def test_privacy_officer_writes_requests_and_reads_what_exports_need() -> None:
+    privacy = acls("cadence-privacy")
+    assert privacy[("topic", CONTROL.name, "literal")] == {"Write", "Describe"}
+    for readable in (AUDIT.name, CHANGELOG, VERDICTS.name):
+        assert privacy[("topic", readable, "literal")] == {"Read", "Describe"}
+    assert ("topic", EVENTS.name, "literal") not in privacy  # never raw events
 
 
 def test_no_user_gets_all_or_cluster_rights() -> None:

@@ -1,0 +1,91 @@
+"""``cadence profiles export PSEUDONYM``: what cadence holds about one person (GDPR art. 15).
+
+Reads the worker's profile changelog (``<app id>-user-profiles-changelog``) and the
+person's recent verdicts; never raw events. Text by default, ``--json`` for machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import uuid
+
+from streams.config import add_kafka_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_kafka_arguments(parser)
+    parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
+    parser.add_argument(
+        "--verdict-hours", type=float, default=24.0, help="include verdicts of the last N hours"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from streams.app import WorkerSettings
+    from streams.profile_export import describe, render
+    from streams.topics import VERDICTS
+    from streams.verdict import decode_verdict
+
+    app_id = os.environ.get("CADENCE_APP_ID", WorkerSettings.app_id)
+    key = args.pseudonym.encode()
+    state: bytes | None = None
+    for _, value in _read(args.kafka_config, f"{app_id}-user-profiles-changelog", key):
+        state = value  # compacted log: the last record for the key is the current one
+    since_ms = int(time.time() * 1000 - args.verdict_hours * 3_600_000)
+    verdicts = [
+        decode_verdict(value)
+        for _, value in _read(args.kafka_config, VERDICTS.name, key, since_ms=since_ms)
+        if value
+    ]
+    report = describe(args.pseudonym, state or None, verdicts)
+    print(
+        orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render(report)
+    )
+    return 0
+
+
+def _read(
+    kafka_config: dict[str, str], topic: str, key: bytes, since_ms: int | None = None
+) -> list[tuple[int, bytes | None]]:
+    """Every record of ``key`` in ``topic`` (from ``since_ms``), as (timestamp, value)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            **kafka_config,
+            "group.id": f"cadence-privacy-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=30).topics[topic]
+        if meta.error is not None:
+            raise SystemExit(f"cannot read {topic}: {meta.error}")
+        start = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        if since_ms is not None:
+            start = consumer.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=30
+            )
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in start}
+        todo = {tp.partition for tp in start if tp.offset >= 0 or tp.offset == OFFSET_BEGINNING}
+        todo = {p for p in todo if ends[p] > 0}
+        consumer.assign([tp for tp in start if tp.partition in todo])
+        out: list[tuple[int, bytes | None]] = []
+        deadline = time.monotonic() + 120
+        while todo and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            if msg.key() == key:
+                out.append((msg.timestamp()[1], msg.value()))
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            if offset + 1 >= ends[partition]:
+                todo.discard(partition)
+        return out
+    finally:
+        consumer.close()

@@ -1,0 +1,128 @@
+"""``cadence profiles forget PSEUDONYM``: erase one person's profile (GDPR art. 17).
+
+Sends a forget request to the workers on the control topic, then waits for the
+worker's audit record confirming the erasure (``--wait 0`` only queues it: a worker
+that is down applies it when it comes back, the request outlives outages).
+Verdicts already published and raw events still within their retention are not
+touched here; they expire with their topics (docs/privacy.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+
+from streams.config import add_kafka_arguments
+
+_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_kafka_arguments(parser)
+    parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
+    parser.add_argument(
+        "--by", default=getpass.getuser(), help="who requests it, for the audit record"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long for the worker's confirmation (0: only queue the request)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    import uuid
+
+    import orjson
+    from confluent_kafka import Producer
+
+    from streams.privacy import ForgetRequest, encode_request
+    from streams.topics import CONTROL
+
+    if not _PSEUDONYM.match(args.pseudonym):
+        print("not a pseudonym (64 hex digits): use `cadence pseudonym LOGIN`", file=sys.stderr)
+        return 2
+    request = ForgetRequest(
+        user=args.pseudonym,
+        request_id=uuid.uuid4().hex,
+        requested_by=args.by,
+        requested_at_ms=time.time() * 1000.0,
+    )
+    audit = _AuditWatch(args.kafka_config) if args.wait > 0 else None
+    # The collectors' client and default partitioner: the request lands on the
+    # partition number of the user's events, i.e. at the worker holding the profile.
+    producer = Producer({**args.kafka_config, "acks": "all", "enable.idempotence": True})
+    errors: list[object] = []
+    producer.produce(
+        CONTROL.name,
+        key=request.user.encode(),
+        value=encode_request(request),
+        on_delivery=lambda err, _msg: errors.append(err) if err else None,
+    )
+    if producer.flush(30) or errors:
+        print(f"could not send the request: {errors or 'timed out'}", file=sys.stderr)
+        return 1
+    print(f"forget request {request.request_id} for {request.user} queued")
+    if audit is None:
+        return 0
+    try:
+        record = audit.find(request.request_id, args.wait)
+    finally:
+        audit.close()
+    if record is None:
+        print(
+            f"no confirmation within {args.wait:.0f} s; the request stays queued", file=sys.stderr
+        )
+        return 3
+    print("done:", orjson.dumps(record).decode())
+    return 0
+
+
+class _AuditWatch:
+    """Reads the audit topic from its current end, looking for one request's record."""
+
+    def __init__(self, kafka_config: dict[str, str]) -> None:
+        import uuid
+
+        from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+        from streams.topics import AUDIT
+
+        self.consumer = Consumer(
+            {
+                **kafka_config,
+                "group.id": f"cadence-privacy-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
+        )
+        meta = self.consumer.list_topics(AUDIT.name, timeout=30).topics[AUDIT.name]
+        # Positions taken before the request is sent, so its record cannot be missed.
+        tps = [TopicPartition(AUDIT.name, p, OFFSET_END) for p in meta.partitions]
+        ends = [
+            TopicPartition(AUDIT.name, tp.partition, self.consumer.get_watermark_offsets(tp)[1])
+            for tp in tps
+        ]
+        self.consumer.assign(ends)
+
+    def find(self, request_id: str, seconds: float) -> dict[str, object] | None:
+        import time
+
+        import orjson
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            record = orjson.loads(msg.value() or b"{}")
+            if record.get("request_id") == request_id:
+                return dict(record)
+        return None
+
+    def close(self) -> None:
+        self.consumer.close()
