@@ -26,7 +26,7 @@ SCHEMA = (
     / "ocsf"
     / f"detection_finding-{OCSF_VERSION}.schema.json"
 )
-SECONDS = 300.0
+SECONDS = 420.0
 
 
 def test_every_flagged_verdict_becomes_exactly_one_valid_finding(
@@ -35,11 +35,13 @@ def test_every_flagged_verdict_becomes_exactly_one_valid_finding(
     deployment = Deployment(kafka_bootstrap, tmp_path)
     deployment.create_topics()
     start = time.time() * 1000.0 - (SECONDS + 30) * 1000.0
-    # Seed 2: the impostor on account 4 is flagged within the run (see test_ocsf.py).
+    # The demo's takeover (test_worker_takeover.py), owner 0 and victim 4 only: profiles
+    # are per user, so the other six would only make the test slower.
     workload = Workload(
-        users=5, seed=2, takeovers=[Takeover(user_index=4, at_s=150.0)], start_wall_ms=start
+        users=8, seed=7, takeovers=[Takeover(user_index=4, at_s=180.0)], start_wall_ms=start
     )
-    batches = [b for _, b in workload.batches(until_s=SECONDS)]
+    keep = {workload.users[0].user, workload.users[4].user}
+    batches = [b for _, b in workload.batches(until_s=SECONDS) if b.user in keep]
     expected = {v.verdict_id for v in offline_verdicts(batches) if is_finding(v)}
     assert len(expected) >= 5
     total_events = sum(len(b.events) for b in batches)

@@ -123,9 +123,12 @@ def test_findings_of_a_real_takeover_validate(
     monkeypatch.setenv("CADENCE_ENROLL_MIN_SESSIONS", "1")
     judge.enrollment_policy.cache_clear()
     try:
-        # Seed 2: the impostor on account 4 is flagged within the run.
-        workload = Workload(users=5, seed=2, takeovers=[Takeover(user_index=4, at_s=150.0)])
-        findings = [v for v in replay(b for _, b in workload.batches(until_s=300)) if is_finding(v)]
+        # The demo's takeover (tests/integration/test_worker_takeover.py), owner and
+        # victim only: profiles are per user, so the others change nothing here.
+        workload = Workload(users=8, seed=7, takeovers=[Takeover(user_index=4, at_s=180.0)])
+        keep = {workload.users[0].user, workload.users[4].user}
+        batches = [b for _, b in workload.batches(until_s=420) if b.user in keep]
+        findings = [v for v in replay(batches) if is_finding(v)]
     finally:
         monkeypatch.undo()
         judge.enrollment_policy.cache_clear()
