@@ -210,7 +210,7 @@ class Worker:
         async def health(web: Any, request: Any) -> Any:
             # Ready = joined the group, tables recovered, streams resumed. Before the first
             # assignment Faust is neither rebalancing nor recovering, which is not ready.
-            assigned = app.tables.recovery.completed.is_set()
+            assigned = cast(Any, app.tables).recovery.completed.is_set()
             ready = assigned and not app.in_recovery and not app.rebalancing
             return web.json(
                 {"ready": ready, "assigned": assigned, "recovery": app.in_recovery},
