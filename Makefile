@@ -28,7 +28,7 @@ demo: venv
 	$(CADENCE) demo $(DEMO_ARGS)
 
 ## Everything CI runs: lint, the deployment checks, unit + integration + dataset tests.
-test: venv lint x11-tools deploy-check
+test: venv lint typecheck x11-tools deploy-check
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests collectors profiles streams --doctest-modules
 
 ## Quick loop while developing: no broker, no X, no deploy tools.
