@@ -22,11 +22,15 @@ calibration follow a slow drift of the owner's behaviour.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
 
 _HEADER = struct.Struct("<HHI")  # size, filled, next write index
+#: Ring scores needed before a Gaussian tail is fitted to them (the enrolment
+#: policy's ``min_calibration``).
+MIN_TAIL = 16
 
 
 class GenuineQuantile:
@@ -50,7 +54,10 @@ class GenuineQuantile:
         """Fraction of reference scores below ``score`` (ties count half), linear between them."""
         if self.filled == 0:
             return 0.5
-        ref = np.sort(self.scores[: self.filled]).astype(np.float64)
+        return self._quantile(np.sort(self.scores[: self.filled]).astype(np.float64), score)
+
+    @staticmethod
+    def _quantile(ref: np.ndarray, score: float) -> float:
         n = ref.size
         if score <= ref[0]:
             return 0.0 if score < ref[0] else 0.5 / n
@@ -61,6 +68,36 @@ class GenuineQuantile:
         lo, hi = ref[k - 1], ref[k]
         frac = 0.0 if hi == lo else (score - lo) / (hi - lo)
         return float((k - 0.5 + frac) / n) if n > 1 else 0.5
+
+    def evidence(self, score: float) -> float:
+        """Surprise of ``score`` for the owner: ``-log P(owner's score >= score)``.
+
+        Within the ring's range this is ``-log(1 - q)`` of the calibrated quantile
+        ``q``: exponential with mean 1 for the owner's own windows. Beyond its top
+        the ring says nothing (``q`` saturates at 1, ``-log(1 - q)`` at
+        ``log(2 n)``), yet an impostor far outside the owner's range should weigh
+        more than one just past it. A score is a mean over a context (~100
+        presses, 20 pointer actions), near-Gaussian by the central limit theorem,
+        so beyond the ring the tail is the Gaussian of the ring's mean and
+        standard deviation (never less than the ring's own bound).
+
+        >>> cal = GenuineQuantile(size=512)
+        >>> for s in np.linspace(-1.0, 1.0, 512):
+        ...     cal.learn_one(float(s))
+        >>> round(cal.evidence(0.0), 2), round(cal.evidence(1.0), 2), round(cal.evidence(2.0), 1)
+        (0.69, 6.93, 8.2)
+        """
+        n = self.filled
+        if n == 0:
+            return math.log(2.0)
+        ref = np.sort(self.scores[:n]).astype(np.float64)
+        e = -math.log(max(1.0 - self._quantile(ref, score), 0.5 / n))
+        if n >= MIN_TAIL and score > ref[-1]:
+            sd = float(np.std(ref))
+            if sd > 0.0:
+                z = (score - float(np.mean(ref))) / sd
+                e = max(e, -math.log(max(0.5 * math.erfc(z / math.sqrt(2.0)), 1e-300)))
+        return float(e)
 
     def to_bytes(self) -> bytes:
         return _HEADER.pack(self.size, self.filled, self.next) + self.scores.tobytes()

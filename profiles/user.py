@@ -15,10 +15,14 @@ Life cycle of a modality:
    window is also scored *before* it is learned, and that honest score feeds
    the calibration (the owner's own score distribution).
 2. ``active`` once it has learned enough units, over enough sessions and has
-   calibration scores. Now windows are judged; a window is learned only if it
-   looks like the owner (calibrated score under the gate) and trust is not
-   already low, so an impostor cannot teach the profile to accept them, while
-   a slow drift of the owner's own behaviour is still followed.
+   calibration scores. Now windows are judged: each brings evidence against the
+   owner (the surprise of its score under the owner's own scores,
+   :meth:`GenuineQuantile.evidence`) into a CUSUM read as trust
+   (:mod:`profiles.trust`). A window is learned only if it looks like the owner
+   (calibrated score under the gate) and the verdict still reads trusted, so an
+   impostor cannot teach the profile to accept them, while a slow drift of the
+   owner's own behaviour is still followed. The calibration ring then keeps one
+   score per context of fresh evidence, so it spans several sessions.
 
 Serialised state is compact bytes (no pickle): a few KB per user.
 
@@ -61,7 +65,7 @@ from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
 from profiles.mouse import PAUSE_MS, MouseEvents, State, extract
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
-MODEL_VERSION: Final = "cadence-profile-2"
+MODEL_VERSION: Final = "cadence-profile-3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +81,31 @@ class EnrollmentPolicy:
     mouse_actions: int = 20  # rolling context a mouse score rests on
     min_mouse_actions: int = 5
     learn_gate: float = 0.95  # calibrated score above which an active profile does not learn
-    learn_min_trust: float = 50.0
-    # Genuine scores the calibration ring keeps, per modality. Consecutive windows share
-    # most of their context, so 64 windows held ~10 independent contexts: too few for
-    # a 90th percentile. 512 span ~75 contexts (~40 min of typing, ~1 h of pointing).
+    # Learn only while the verdict reads trusted: evidence against the owner that has
+    # built up (an impostor at the upper edge of the owner's range) stops teaching.
+    learn_min_trust: float = 70.0
+    # Genuine scores the calibration ring keeps, per modality.
     calibration_size: int = 512
+    # Fresh evidence (in contexts) between two scores the ring keeps. Consecutive
+    # windows share most of their context, so keeping every window filled the ring
+    # with near-copies: 512 windows were ~75 independent contexts, under an hour of
+    # pointing from one session, and another day's session fell outside that range.
+    # One score per context makes the entries ~independent and lets the ring span
+    # several sessions (512 contexts: ~4 h of typing, ~10 h of pointing). While a
+    # modality enrols, the ring must reach ``min_calibration`` entries within half
+    # of the minimum evidence (the first windows cannot be scored yet, and the
+    # last must not wait for the ring): 1500 presses = 15 contexts -> stride 0.47;
+    # the demo's 200 presses -> 0.0625.
+    calibration_stride: float = 1.0
+
+    def enrolling_stride(self, min_units: int, per_context: int) -> float:
+        """Ring stride while a modality enrols (see ``calibration_stride``).
+
+        >>> EnrollmentPolicy().enrolling_stride(1500, 100)
+        0.46875
+        """
+        contexts = min_units / per_context
+        return min(self.calibration_stride, contexts / 2.0 / self.min_calibration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +175,7 @@ class _Keyboard:
     sessions: int = 0
     last_t_ms: float = 0.0  # time of the newest remembered press (``recent`` is relative to it)
     cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))  # recent scores
+    unsampled: float = 0.0  # fresh evidence (contexts) learned since the ring's last entry
 
 
 @dataclass(slots=True)
@@ -164,6 +189,7 @@ class _Mouse:
     )
     actions: int = 0
     sessions: int = 0
+    unsampled: float = 0.0
 
 
 def _no_presses() -> KeystrokePresses:
@@ -235,11 +261,13 @@ class UserProfile:
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
         if kb is not None and kb[0] is not None and kb_active:
             kb_cal = self.keyboard.calibration.calibrate(kb[0])
-            self.trust.update(kb_cal, kb[1].size / self.policy.keyboard_cells)
+            evidence = self.keyboard.calibration.evidence(kb[0])
+            self.trust.update(evidence, kb[1].size / self.policy.keyboard_cells)
             reasons += _reasons("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
         if ms is not None and ms[0] is not None and ms_active:
             ms_cal = self.mouse.calibration.calibrate(ms[0])
-            self.trust.update(ms_cal, ms[1].shape[0] / self.policy.mouse_actions)
+            evidence = self.mouse.calibration.evidence(ms[0])
+            self.trust.update(evidence, ms[1].shape[0] / self.policy.mouse_actions)
             reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
         learned = self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
@@ -336,8 +364,16 @@ class UserProfile:
         if kb is not None:
             raw, cells, summary, _ = kb
             if not kb_active or (kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough):
-                if raw is not None:
-                    self.keyboard.calibration.learn_one(raw)
+                k = self.keyboard
+                k.unsampled += cells.size / p.keyboard_cells
+                stride = (
+                    p.calibration_stride
+                    if kb_active
+                    else p.enrolling_stride(p.min_presses, p.keyboard_cells // 3)
+                )
+                if raw is not None and k.unsampled >= stride:
+                    k.calibration.learn_one(raw)
+                    k.unsampled = 0.0
                 self.keyboard.model.learn_cells(cells)
                 self.keyboard.presses += _count_presses(cells)
                 self.keyboard.summary.learn(summary)
@@ -345,8 +381,16 @@ class UserProfile:
         if ms is not None:
             raw, actions, summary = ms
             if not ms_active or (ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough):
-                if raw is not None:
-                    self.mouse.calibration.learn_one(raw)
+                m = self.mouse
+                m.unsampled += actions.shape[0] / p.mouse_actions
+                stride = (
+                    p.calibration_stride
+                    if ms_active
+                    else p.enrolling_stride(p.min_actions, p.mouse_actions)
+                )
+                if raw is not None and m.unsampled >= stride:
+                    m.calibration.learn_one(raw)
+                    m.unsampled = 0.0
                 self.mouse.model.learn_many(actions)
                 self.mouse.actions += actions.shape[0]
                 self.mouse.summary.learn(summary)
@@ -369,6 +413,7 @@ class UserProfile:
             self.last_session.encode(),
             _pack_mouse(m.tail),
             k.cells.astype(np.float16).tobytes(),
+            struct.pack("<ff", k.unsampled, m.unsampled),
         ]
         head = _STATE.pack(
             _MAGIC,
@@ -421,10 +466,11 @@ class UserProfile:
         )
         profile.last_session = parts[8].decode()
         profile.keyboard.cells = np.frombuffer(parts[10], dtype=np.float16).copy()
+        profile.keyboard.unsampled, profile.mouse.unsampled = struct.unpack("<ff", parts[11])
         return profile
 
 
-_MAGIC: Final = b"CUP1"
+_MAGIC: Final = b"CUP2"
 _STATE: Final = struct.Struct("<4sfdIIIIB")
 
 

@@ -40,17 +40,18 @@ def _accounts() -> tuple:
 
 
 def test_takeover_figures_match_the_measurement() -> None:
-    """All 22 accounts, 462 takeovers (~20 s). Measured: median 55 s, p90 85 s, 63 %
-    within 60 s, 99 % within 300 s; 3 false alarms in 2.3 h of genuine typing."""
+    """All 22 accounts, 462 takeovers (~20 s). Measured (CUSUM trust, cadence-profile-3):
+    median 55 s, p90 120 s, 61 % within 60 s, 96 % within 300 s; 0 false alarms (and 0
+    entries into suspicious) in 2.3 h of genuine typing."""
     from profiles.background import Background
     from profiles.evaluation.takeover import evaluate_takeover
 
     f = evaluate_takeover(_accounts(), Background.default(), "keystrokes").figures()
     assert f["pairs"] == 462
-    assert f["ttd_median_s"] <= 70.0
-    assert f["ttd_p90_s"] <= 120.0
-    assert f["detected_300s"] >= 0.95
-    assert f["false_alarms_impostor"] <= 5
+    assert f["ttd_median_s"] <= 60.0
+    assert f["ttd_p90_s"] <= 150.0
+    assert f["detected_300s"] >= 0.93
+    assert f["false_alarms_impostor"] <= 1
     assert f["genuine_score_above_0_9"] <= 0.12  # calibration: ~10 % expected
     assert f["bytes_per_user_max"] <= 16 * 1024
 

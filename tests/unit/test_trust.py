@@ -9,33 +9,51 @@ from hypothesis import strategies as st
 from profiles.background import Background
 from profiles.calibration import GenuineQuantile
 from profiles.keystrokes import KeystrokeEvents
-from profiles.trust import DEFAULT_POLICY, LEVELS, TrustPolicy, TrustScore, expected_genuine_change
+from profiles.trust import (
+    DEFAULT_POLICY,
+    LEVELS,
+    TrustPolicy,
+    TrustScore,
+    evidence_of,
+    false_alarm_contexts,
+)
 from profiles.user import EnrollmentPolicy, UserProfile
 
 
-def test_genuine_drift_is_positive_with_margin() -> None:
+def test_owner_evidence_drifts_down_and_impostor_evidence_up() -> None:
     p = DEFAULT_POLICY
-    # Numerically, over q uniform on [0, 1], against the closed form.
-    q = (np.arange(100_000) + 0.5) / 100_000
-    mean = float(np.mean([TrustScore(policy=p).delta(x) for x in q[::100]]))
-    assert abs(mean - expected_genuine_change(p)) < 0.1
-    gain = p.reward * p.threshold * 0.75
-    assert gain >= 2 * p.penalty * (1 - p.threshold) / 2 - 1e-9  # reward twice the loss
-
-
-def test_one_context_at_the_top_reaches_impostor() -> None:
+    # For the owner e ~ Exp(1): the statistic drifts down by k - 1 per context.
+    assert p.reference > 1.0
     t = TrustScore()
-    for _ in range(10):  # ten windows, each a tenth of a context
-        t.update(1.0, weight=0.1)
+    rng = np.random.default_rng(0)
+    for e in rng.exponential(1.0, 2000):  # ~330 contexts of the owner
+        t.update(float(e), weight=0.165)
+    assert t.level in ("trusted", "uncertain")
+
+
+def test_one_context_far_beyond_the_owner_reaches_impostor() -> None:
+    t = TrustScore()
+    for _ in range(10):  # ten windows, each a tenth of a context, ~6 sd beyond the owner
+        t.update(20.0, weight=0.1)
+    assert t.level == "impostor"
+
+
+def test_a_context_at_the_top_of_the_ring_alone_is_not_an_alarm() -> None:
+    t = TrustScore()
+    for _ in range(10):
+        t.update(evidence_of(1.0), weight=0.1)  # q = 1 on a ring of 512: e = 6.9
+    assert t.level != "impostor"
+    for _ in range(5):
+        t.update(evidence_of(1.0), weight=0.1)
     assert t.level == "impostor"
 
 
 def test_overlap_weight_counts_evidence_once() -> None:
     a, b = TrustScore(), TrustScore()
     for _ in range(4):
-        a.update(0.97, weight=0.25)
-    b.update(0.97, weight=1.0)
-    assert abs(a.value - b.value) < 1e-9
+        a.update(6.0, weight=0.25)
+    b.update(6.0, weight=1.0)
+    assert abs(a.statistic - b.statistic) < 1e-9
 
 
 def test_levels_in_order() -> None:
@@ -49,21 +67,35 @@ def test_levels_in_order() -> None:
     assert set(seen) <= set(LEVELS)
 
 
+def test_trust_scale_reads_the_statistic() -> None:
+    p = DEFAULT_POLICY
+    t = TrustScore()
+    t.update(p.reference + p.threshold, weight=1.0)  # exactly h
+    assert t.level == "impostor" and abs(t.value - p.suspicious) < 1e-6
+    t.update(1e6, weight=1.0)
+    assert t.value == 0.0 and t.statistic == p.ceiling
+
+
 def test_recovery_after_typical_windows() -> None:
     t = TrustScore(value=0.0)
     windows = 0
     while t.level != "trusted":
-        t.update(0.5, weight=0.15)  # a typical window of ~15 new presses in a 100-press context
+        t.update(1.0, weight=0.15)  # typical windows of ~15 new presses per 100-press context
         windows += 1
-    # 70 points at ~11 per context of typical typing: about 6-7 contexts.
-    assert windows <= 50
+    # From the ceiling (1.43 h) to 3/7 h at k - 1 = 1.5 per context: ~3.3 contexts.
+    assert windows <= 30
 
 
 def test_an_occasional_odd_window_costs_little() -> None:
     t = TrustScore()
     for i in range(200):
-        t.update(1.0 if i % 10 == 0 else 0.4, weight=0.15)
+        t.update(6.9 if i % 10 == 0 else 0.7, weight=0.15)
     assert t.level == "trusted"
+
+
+def test_null_false_alarm_rate_meets_the_budget() -> None:
+    # ~120 contexts per hour of typing: one false alarm in more than 8 h needs > 960.
+    assert false_alarm_contexts(windows=100_000) > 2 * 960
 
 
 @settings(max_examples=50, deadline=None)
@@ -123,3 +155,15 @@ def test_profile_round_trip_and_size_bound() -> None:
     keys = _typing(rng, 12, t)
     a, b = p.assess(keys, None, session="s1"), q.assess(keys, None, session="s1")
     assert (a.keyboard_score, a.trust, a.level) == (b.keyboard_score, b.trust, b.level)
+
+
+def test_evidence_grows_beyond_the_ring_and_is_exponential_within() -> None:
+    rng = np.random.default_rng(2)
+    cal = GenuineQuantile(size=512)
+    for s in rng.normal(size=512):
+        cal.learn_one(float(s))
+    fresh = rng.normal(size=4000)
+    e = np.array([cal.evidence(float(s)) for s in fresh])
+    assert abs(e.mean() - 1.0) < 0.1  # Exp(1) for the owner
+    assert cal.evidence(4.0) < cal.evidence(6.0) < cal.evidence(8.0)
+    assert cal.evidence(6.0) > 15.0  # ~6 sd beyond the owner: strong evidence
