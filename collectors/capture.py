@@ -9,13 +9,25 @@ Times are ``time.monotonic_ns()`` in milliseconds (they never jump when the wall
 clock is adjusted); the agent records the wall-clock offset once per batch.
 pynput >= 1.8 passes ``injected`` (synthetic input) as the last callback argument;
 older versions don't, hence the defaults.
+
+Under X11 the pointer is not read through pynput but through :class:`XRecordPointer`:
+pynput parses every motion event with python-xlib's generic (pure-Python) protocol
+machinery, which at a few hundred moves per second was three quarters of the agent's
+CPU (see docs/collectors.md, footprint). Pointer events need no keymap, so reading
+the RECORD stream with ``struct`` is small and exact. Keys stay with pynput: turning
+a key code into a key needs its keymap logic, and keys are ten times rarer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
+import logging
+import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +36,8 @@ from collectors.keyclass import OTHER, classify_char, classify_named
 from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
 
 Sink = Callable[[Event], None]
+
+log = logging.getLogger(__name__)
 
 
 class KeyHasher:
@@ -50,14 +64,18 @@ def _key_class_and_identity(key: Any) -> tuple[int, str]:
 
 
 _BUTTONS = {"left": 1, "right": 2, "middle": 3}
+_MOVE = "mm"
 
 
 class Capture:
     """Keyboard and mouse listeners feeding ``sink`` with reduced events."""
 
-    def __init__(self, sink: Sink, key_hasher: KeyHasher | None = None) -> None:
+    def __init__(
+        self, sink: Sink, key_hasher: KeyHasher | None = None, *, lean_x11: bool = True
+    ) -> None:
         self._sink = sink
         self._hasher = key_hasher
+        self._lean_x11 = lean_x11
         self._last_move_ms = -1
         self._listeners: list[Any] = []
 
@@ -82,8 +100,8 @@ class Capture:
         if ms == self._last_move_ms:
             return  # at most one move per millisecond: more is noise and CPU
         self._last_move_ms = ms
-        flags = FLAG_INJECTED if injected else 0
-        self._sink(MouseEvent("mm", t_ns / 1e6, int(x), int(y), flags=flags))
+        # Positional: the hottest path in the agent, and keyword NamedTuple calls cost more.
+        self._sink(MouseEvent(_MOVE, t_ns / 1e6, int(x), int(y), 0, 0, 0, 1 if injected else 0))
 
     def on_click(
         self, x: float, y: float, button: Any, pressed: bool, injected: bool = False
@@ -111,9 +129,19 @@ class Capture:
                 "session with DISPLAY set on Linux -- Wayland is not supported -- or the "
                 f"accessibility permission on macOS ({exc})"
             ) from exc
+        pointer: Any = None
+        if self._lean_x11 and mouse.Listener.__module__.endswith("._xorg"):
+            try:
+                pointer = XRecordPointer(self.on_move, self.on_click, self.on_scroll)
+            except Exception as exc:  # noqa: BLE001 - any X trouble: pynput's path still works
+                log.warning("lean X11 pointer capture unavailable (%s); using pynput's", exc)
+        if pointer is None:
+            pointer = mouse.Listener(
+                on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll
+            )
         self._listeners = [
             keyboard.Listener(on_press=self.on_press, on_release=self.on_release),
-            mouse.Listener(on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll),
+            pointer,
         ]
         for listener in self._listeners:
             listener.start()
@@ -130,3 +158,172 @@ class Capture:
     @property
     def alive(self) -> bool:
         return all(listener.is_alive() for listener in self._listeners)
+
+
+# -- X11 pointer through the RECORD extension, without python-xlib's event parser ------
+
+# Core event codes (X.h); bit 7 of the code is set for SendEvent, i.e. synthetic, input.
+_BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 4, 5, 6
+_SEND_EVENT = 0x80
+# Wheel "buttons" 4-7 -> (dx, dy), as pynput reports them.
+_X_SCROLL = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
+_RECORD_ENABLE_CONTEXT = 5
+_FROM_SERVER, _END_OF_DATA = 0, 5
+_REPLY_HEADER = struct.Struct("=BBHI")  # type, category, sequence, length (4-byte units)
+_ROOT_XY = struct.Struct("=hh")  # root_x, root_y at byte 20 of a core pointer event
+
+
+class XRecordPointer:
+    """Pointer moves, clicks and wheel steps of all X clients via the RECORD extension.
+
+    The same source as pynput's X11 mouse listener (a RECORD context over the core
+    device events), but the replies are read from the socket and cut with ``struct``
+    instead of python-xlib's per-field protocol objects. python-xlib still opens the
+    connections (display name, authentication) and creates the context; only the
+    enable request, whose replies stream until the context is disabled, is ours.
+    Same interface as a pynput listener as far as :class:`Capture` needs.
+    """
+
+    def __init__(
+        self,
+        on_move: Callable[[float, float, bool], None],
+        on_click: Callable[[float, float, Any, bool, bool], None],
+        on_scroll: Callable[[float, float, float, float, bool], None],
+    ) -> None:
+        from Xlib import X
+        from Xlib.display import Display
+        from Xlib.ext import record
+
+        self._on_move = on_move
+        self._on_click = on_click
+        self._on_scroll = on_scroll
+        self._control = Display()  # disables the context from another thread
+        self._record = Display()
+        try:
+            if not self._record.has_extension(record.extname):
+                raise RuntimeError("the X server has no RECORD extension")
+            self._context = self._record.record_create_context(
+                0,  # no per-element headers: the data is plain 32-byte events
+                [record.AllClients],
+                [
+                    {
+                        "core_requests": (0, 0),
+                        "core_replies": (0, 0),
+                        "ext_requests": (0, 0, 0, 0),
+                        "ext_replies": (0, 0, 0, 0),
+                        "delivered_events": (0, 0),
+                        "device_events": (X.ButtonPress, X.MotionNotify),
+                        "errors": (0, 0),
+                        "client_started": False,
+                        "client_died": False,
+                    }
+                ],
+            )
+            self._record.sync()  # the context exists, python-xlib's queues are empty
+            self._opcode = self._record.display.get_extension_major(record.extname)
+        except BaseException:
+            self._close_displays()
+            raise
+        self._sock: socket.socket = self._record.display.socket
+        self._thread = threading.Thread(target=self._run, name="cadence-x11-pointer", daemon=True)
+
+    def _close_displays(self) -> None:
+        for display in (self._record, self._control):
+            with contextlib.suppress(Exception):
+                display.close()
+
+    # -- pynput listener interface ----------------------------------------------
+
+    def start(self) -> None:
+        # python-xlib never sees the reply stream, so its sequence counter is stale
+        # from here on; the connection is only closed afterwards, never used again.
+        self._sock.sendall(
+            struct.pack("=BBHI", self._opcode, _RECORD_ENABLE_CONTEXT, 2, self._context)
+        )
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Ready once started: the enable request is on the wire before the thread runs."""
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._control.record_disable_context(self._context)
+            self._control.flush()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # no end-of-data from the server: cut the socket
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                self._thread.join(timeout)
+        self._close_displays()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- reader thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._read()
+        except OSError as exc:
+            log.error("X11 pointer capture stopped: %s", exc)
+        except Exception:
+            log.exception("X11 pointer capture failed")
+
+    def _read(self) -> None:
+        recv, sock = self._sock.recv, self._sock
+        sock.setblocking(True)
+        buf = b""
+        while True:
+            chunk = recv(65536)
+            if not chunk:
+                return  # the X server went away
+            buf = buf + chunk if buf else chunk
+            pos, size = 0, len(buf)
+            while size - pos >= 32:
+                if buf[pos] != 1:  # an error or an event on this connection: 32 bytes, skip
+                    if buf[pos] == 0:
+                        log.warning("X error %d on the RECORD connection", buf[pos + 1])
+                    pos += 32
+                    continue
+                _, category, _, length = _REPLY_HEADER.unpack_from(buf, pos)
+                end = pos + 32 + 4 * length
+                if end > size:
+                    break  # the rest of this reply is still on its way
+                if category == _FROM_SERVER:
+                    self._events(buf, pos + 32, end)
+                elif category == _END_OF_DATA:
+                    return  # the context was disabled: stop() was called
+                pos = end
+            buf = buf[pos:]
+
+    def _events(self, buf: bytes, start: int, end: int) -> None:
+        for off in range(start, end - 31, 32):
+            code = buf[off]
+            injected = bool(code & _SEND_EVENT)
+            code &= 0x7F
+            x, y = _ROOT_XY.unpack_from(buf, off + 20)
+            if code == _MOTION_NOTIFY:
+                self._on_move(x, y, injected)
+                continue
+            detail = buf[off + 1]
+            scroll = _X_SCROLL.get(detail)
+            if code == _BUTTON_PRESS:
+                if scroll is not None:
+                    self._on_scroll(x, y, scroll[0], scroll[1], injected)
+                else:
+                    self._on_click(x, y, _XButton(detail), True, injected)
+            elif code == _BUTTON_RELEASE and scroll is None:
+                self._on_click(x, y, _XButton(detail), False, injected)
+
+
+class _XButton:
+    """Quacks like pynput's ``Button`` for :meth:`Capture.on_click` (which reads ``name``)."""
+
+    __slots__ = ("name",)
+    _NAMES = {1: "left", 2: "middle", 3: "right"}
+
+    def __init__(self, detail: int) -> None:
+        self.name = self._NAMES.get(detail, "unknown")
