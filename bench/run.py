@@ -116,7 +116,8 @@ def print_table(pipeline: list[dict[str, Any]], footprint: dict[str, Any] | None
             fmt(r["profile_bytes_per_user"], 0),
             " ".join(str(x) for x in r.get("load_average_drain", [])),
         )
-    Console().print(table)
+    # Wide enough for every column even when stdout is a log file, not a terminal.
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
     if footprint is not None:
         print("collector footprint:", json.dumps(footprint))
 

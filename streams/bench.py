@@ -53,7 +53,7 @@ class BenchConfig:
     seed: int = 0
     partitions: int = 12
     paced_seconds: float = 60.0
-    paced_load: float = 0.5  # paced event rate as a share of the measured drain throughput
+    paced_load: float = 0.25  # paced event rate as a share of the measured drain throughput
     paced_users: int | None = None  # overrides paced_load
     drain_timeout_s: float = 1800.0
     work_dir: Path | None = None
@@ -82,11 +82,14 @@ class BenchResult:
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
     latency_max_s: float | None = None
+    latency_p50_first_half_s: float | None = None
+    latency_p50_second_half_s: float | None = None
     arrival_latency_p50_s: float | None = None
     arrival_latency_p99_s: float | None = None
     paced_users: int = 0
     paced_events_per_s: float = 0.0
     paced_verdicts: int = 0
+    paced_backlog_events: int = 0  # sent in the paced phase, not yet consumed at its end
     rss_bytes: int = 0
     rss_after_drain_bytes: int = 0
     rss_peak_bytes: int = 0
@@ -516,6 +519,10 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
                 1.0,
             )
             result.paced_events_per_s = stats.events / max(stats.elapsed_s, 1e-9)
+            consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)
+            result.paced_backlog_events = int(
+                before.get("cadence_events_consumed_total", 0.0) + stats.events - consumed
+            )
             result.load_average_paced = load_average()
             paced_end = time.time() * 1000.0
             time.sleep(3.0)  # the verdicts of windows closed by the last batches
@@ -542,6 +549,17 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
                 emitted.append(max(0.0, v.emitted_at_ms - v.window_end_ms) / 1000.0)
                 arrived.append(max(0.0, received_ms - v.window_end_ms) / 1000.0)
         result.paced_verdicts = len(emitted)
+        # A latency that grows from the first half of the paced phase to the second means
+        # the worker is not keeping up: the load is above what it sustains.
+        middle = (paced_start + paced_end) / 2.0
+        halves: tuple[list[float], list[float]] = ([], [])
+        for _, v in verdicts.received:
+            if paced_start <= v.window_end_ms <= paced_end:
+                halves[v.window_end_ms > middle].append(
+                    max(0.0, v.emitted_at_ms - v.window_end_ms) / 1000.0
+                )
+        result.latency_p50_first_half_s = quantile(halves[0], 0.5)
+        result.latency_p50_second_half_s = quantile(halves[1], 0.5)
         result.latency_p50_s = quantile(emitted, 0.5)
         result.latency_p99_s = quantile(emitted, 0.99)
         result.latency_max_s = max(emitted) if emitted else None

@@ -32,8 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paced-load",
         type=float,
-        default=0.5,
-        help="real-time event rate as a share of the measured throughput (default 0.5)",
+        default=0.25,
+        help="real-time event rate as a share of the measured throughput (default 0.25)",
     )
     parser.add_argument("--paced-users", type=int, default=None, help="overrides --paced-load")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write figures")
