@@ -71,6 +71,12 @@ def run_footprint(bootstrap: str) -> Path | None:
             file=sys.stderr,
         )
         return None
+    # The agent sends to cadence.events.v1; on a fresh broker it would only count
+    # delivery errors (topics are never auto-created).
+    sys.path.insert(0, str(REPO))
+    from streams.admin import create_topics
+
+    create_topics({"bootstrap.servers": bootstrap})
     out = RESULTS / "collector_footprint.json"
     done = subprocess.run(
         [sys.executable, str(script), "--bootstrap", bootstrap, "--out", str(out)], cwd=REPO
