@@ -6,6 +6,11 @@ while xdotool types and moves the pointer without pause, and samples the agent's
 
     python bench/collector_footprint.py --bootstrap 127.0.0.1:9092 [--seconds 30]
 
+``--bare pynput`` measures, under the same input, a bare pynput keyboard + mouse
+listener whose callbacks only count: the floor of capturing through pynput at all.
+``--bare xrecord`` does the same for the agent's own X11 reader
+(``collectors.capture.XRecordInput``). No broker is needed for either.
+
 Needs Xvfb and xdotool (``make x11-tools``) and a broker (``make kafka-up``).
 Linux only (reads /proc).
 """
@@ -64,6 +69,30 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+# A listener that does nothing but count; SIGUSR1 prints the count (the bench reads
+# it at the start and end of the measured window).
+BARE_LISTENER = """
+import signal, sys, threading
+n = [0]
+def count(*args):
+    n[0] += 1
+if sys.argv[1] == "pynput":
+    from pynput import keyboard, mouse
+    listeners = [keyboard.Listener(on_press=count, on_release=count),
+                 mouse.Listener(on_move=count, on_click=count, on_scroll=count)]
+else:
+    from collectors.capture import XRecordInput
+    listeners = [XRecordInput(count, count, count, count, count)]
+for listener in listeners:
+    listener.start()
+for listener in listeners:
+    listener.wait()
+signal.signal(signal.SIGUSR1, lambda *a: print(n[0], flush=True))
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
 def mouse_script(seconds: float) -> list[str]:
     """One long xdotool chain: a move every 5 ms along a circle, no process per move."""
     import math
@@ -86,9 +115,15 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--type-delay-ms", type=int, default=80, help="xdotool delay between keys")
     parser.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "bench" / "results" / "collector_footprint.json"
+        "--bare",
+        choices=("pynput", "xrecord"),
+        help="measure a bare listener that only counts events instead of the agent",
     )
+    parser.add_argument("--out", type=Path, help="JSON result (default bench/results/...)")
     args = parser.parse_args()
+    if args.out is None:
+        name = f"collector_floor_{args.bare}" if args.bare else "collector_footprint"
+        args.out = REPO_ROOT / "bench" / "results" / f"{name}.json"
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: run `make x11-tools`")
@@ -111,33 +146,57 @@ def main() -> int:
         }
         with socket_port() as port:
             metrics_port = port
-        log = open(state / "agent.log", "w")  # noqa: SIM115 - closed with the agent below
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "collect", "--bootstrap", args.bootstrap]
-            + [
-                "--state-dir",
-                str(state),
-                "--metrics-port",
-                str(metrics_port),
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        procs.append(agent)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                scrape(metrics_port)
-                break
-            except OSError:
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(
-                        "agent did not start:\n" + (state / "agent.log").read_text()
-                    ) from None
-                time.sleep(0.1)
+        agent: subprocess.Popen[Any]
+        if args.bare:
+            agent = subprocess.Popen(
+                [sys.executable, "-c", BARE_LISTENER, args.bare],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            procs.append(agent)
+            assert agent.stdout is not None
+            if agent.stdout.readline().strip() != "ready":
+                raise SystemExit("bare listener did not start")
+
+            def counted() -> dict[str, float]:
+                agent.send_signal(signal.SIGUSR1)
+                assert agent.stdout is not None
+                return {"cadence_collector_events_captured": float(agent.stdout.readline())}
+
+            sample = counted
+        else:
+            log = open(state / "agent.log", "w")  # noqa: SIM115 - closed with the agent below
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "collect", "--bootstrap", args.bootstrap]
+                + [
+                    "--state-dir",
+                    str(state),
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--log-level",
+                    "WARNING",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            procs.append(agent)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    scrape(metrics_port)
+                    break
+                except OSError:
+                    if agent.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(
+                            "agent did not start:\n" + (state / "agent.log").read_text()
+                        ) from None
+                    time.sleep(0.1)
+
+            def sample() -> dict[str, float]:
+                return scrape(metrics_port)
+
         total = args.warmup + args.seconds + 2
         reps = int(total * 1000 / args.type_delay_ms / len(TEXT)) + 1
         typing = subprocess.Popen(
@@ -151,14 +210,16 @@ def main() -> int:
         procs += [typing, mouse]
 
         time.sleep(args.warmup)
-        before = scrape(metrics_port)
+        load_before = os.getloadavg()
+        before = sample()
         cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
         rss: list[int] = []
         while time.monotonic() - t0 < args.seconds:
             rss.append(rss_bytes(agent.pid))
             time.sleep(0.5)
         cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
-        after = scrape(metrics_port)
+        after = sample()
+        load_after = os.getloadavg()
         wall = t1 - t0
         events = after.get("cadence_collector_events_captured", 0) - before.get(
             "cadence_collector_events_captured", 0
@@ -167,6 +228,7 @@ def main() -> int:
             "cadence_collector_batches_sent", 0
         )
         result = {
+            "measured": "bare " + args.bare + " listener" if args.bare else "cadence collect",
             "seconds": round(wall, 2),
             "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / wall, 2),
             "rss_mib_max": round(max(rss) / 2**20, 1),
@@ -177,7 +239,9 @@ def main() -> int:
             "delivery_errors": after.get("cadence_collector_delivery_errors"),
             "type_delay_ms": args.type_delay_ms,
             "mouse_move_interval_ms": 5,
-            "spool": "sqlite, fsync on",
+            "spool": None if args.bare else "sqlite, fsync on",
+            # The machine may be shared: the 1-minute load average around the window.
+            "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),

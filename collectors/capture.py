@@ -10,12 +10,13 @@ clock is adjusted); the agent records the wall-clock offset once per batch.
 pynput >= 1.8 passes ``injected`` (synthetic input) as the last callback argument;
 older versions don't, hence the defaults.
 
-Under X11 the pointer is not read through pynput but through :class:`XRecordPointer`:
-pynput parses every motion event with python-xlib's generic (pure-Python) protocol
-machinery, which at a few hundred moves per second was three quarters of the agent's
-CPU (see docs/collectors.md, footprint). Pointer events need no keymap, so reading
-the RECORD stream with ``struct`` is small and exact. Keys stay with pynput: turning
-a key code into a key needs its keymap logic, and keys are ten times rarer.
+Under X11 input is not read through pynput's listeners but through
+:class:`XRecordInput`: pynput parses every event with python-xlib's generic
+(pure-Python) protocol machinery, which at a few hundred pointer moves per second
+was most of the agent's CPU (see docs/collectors.md, footprint). The events are cut
+from the RECORD stream with ``struct``, and a key code still becomes a key through
+pynput's own translation, on the reader thread, so :meth:`Capture._key` reduces the
+same key objects as before, inside the same callback.
 """
 
 from __future__ import annotations
@@ -129,20 +130,23 @@ class Capture:
                 "session with DISPLAY set on Linux -- Wayland is not supported -- or the "
                 f"accessibility permission on macOS ({exc})"
             ) from exc
-        pointer: Any = None
+        self._listeners = []
         if self._lean_x11 and mouse.Listener.__module__.endswith("._xorg"):
             try:
-                pointer = XRecordPointer(self.on_move, self.on_click, self.on_scroll)
+                self._listeners = [
+                    XRecordInput(
+                        self.on_move, self.on_click, self.on_scroll, self.on_press, self.on_release
+                    )
+                ]
             except Exception as exc:  # noqa: BLE001 - any X trouble: pynput's path still works
-                log.warning("lean X11 pointer capture unavailable (%s); using pynput's", exc)
-        if pointer is None:
-            pointer = mouse.Listener(
-                on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll
-            )
-        self._listeners = [
-            keyboard.Listener(on_press=self.on_press, on_release=self.on_release),
-            pointer,
-        ]
+                log.warning("lean X11 input capture unavailable (%s); using pynput's", exc)
+        if not self._listeners:
+            self._listeners = [
+                keyboard.Listener(on_press=self.on_press, on_release=self.on_release),
+                mouse.Listener(
+                    on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll
+                ),
+            ]
         for listener in self._listeners:
             listener.start()
         for listener in self._listeners:
@@ -160,28 +164,42 @@ class Capture:
         return all(listener.is_alive() for listener in self._listeners)
 
 
-# -- X11 pointer through the RECORD extension, without python-xlib's event parser ------
+# -- X11 input through the RECORD extension, without python-xlib's event parser --------
 
 # Core event codes (X.h); bit 7 of the code is set for SendEvent, i.e. synthetic, input.
-_BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 4, 5, 6
+_KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3, 4, 5, 6
 _SEND_EVENT = 0x80
 # Wheel "buttons" 4-7 -> (dx, dy), as pynput reports them.
 _X_SCROLL = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
 _RECORD_ENABLE_CONTEXT = 5
 _FROM_SERVER, _END_OF_DATA = 0, 5
 _REPLY_HEADER = struct.Struct("=BBHI")  # type, category, sequence, length (4-byte units)
-_ROOT_XY = struct.Struct("=hh")  # root_x, root_y at byte 20 of a core pointer event
+_ROOT_XY = struct.Struct("=hh")  # root_x, root_y at byte 20 of a core input event
+_STATE = struct.Struct("=H")  # modifier state at byte 28
 
 
-class XRecordPointer:
-    """Pointer moves, clicks and wheel steps of all X clients via the RECORD extension.
+class _XKeyEvent:
+    """The two fields pynput's key-code translation reads from an Xlib event."""
 
-    The same source as pynput's X11 mouse listener (a RECORD context over the core
-    device events), but the replies are read from the socket and cut with ``struct``
-    instead of python-xlib's per-field protocol objects. python-xlib still opens the
-    connections (display name, authentication) and creates the context; only the
-    enable request, whose replies stream until the context is disabled, is ours.
-    Same interface as a pynput listener as far as :class:`Capture` needs.
+    __slots__ = ("detail", "state")
+
+    def __init__(self, detail: int, state: int) -> None:
+        self.detail = detail
+        self.state = state
+
+
+class XRecordInput:
+    """Keys, pointer moves, clicks and wheel steps of all X clients via RECORD.
+
+    The same source as pynput's X11 listeners (a RECORD context over the core device
+    events), but the replies are read from the socket and cut with ``struct`` instead
+    of python-xlib's per-field protocol objects, on one thread instead of two.
+    python-xlib still opens the connections (display name, authentication) and
+    creates the context; only the enable request, whose replies stream until the
+    context is disabled, is ours. Key codes become pynput keys through pynput's own
+    translation (an unstarted keyboard listener's), so key classes and key-identity
+    hashes are exactly those of the pynput path. Same interface as a pynput listener
+    as far as :class:`Capture` needs.
     """
 
     def __init__(
@@ -189,7 +207,10 @@ class XRecordPointer:
         on_move: Callable[[float, float, bool], None],
         on_click: Callable[[float, float, Any, bool, bool], None],
         on_scroll: Callable[[float, float, float, float, bool], None],
+        on_press: Callable[[Any, bool], None],
+        on_release: Callable[[Any, bool], None],
     ) -> None:
+        from pynput import keyboard
         from Xlib import X
         from Xlib.display import Display
         from Xlib.ext import record
@@ -197,7 +218,12 @@ class XRecordPointer:
         self._on_move = on_move
         self._on_click = on_click
         self._on_scroll = on_scroll
-        self._control = Display()  # disables the context from another thread
+        self._on_press = on_press
+        self._on_release = on_release
+        # Private pynput API: if it is gone, the AttributeError sends Capture back to
+        # pynput's listeners rather than to a translation of our own.
+        self._to_key: Callable[[Any, Any], Any] = keyboard.Listener()._event_to_key
+        self._control = Display()  # key translation; disables the context at stop
         self._record = Display()
         try:
             if not self._record.has_extension(record.extname):
@@ -212,7 +238,7 @@ class XRecordPointer:
                         "ext_requests": (0, 0, 0, 0),
                         "ext_replies": (0, 0, 0, 0),
                         "delivered_events": (0, 0),
-                        "device_events": (X.ButtonPress, X.MotionNotify),
+                        "device_events": (X.KeyPress, X.MotionNotify),
                         "errors": (0, 0),
                         "client_started": False,
                         "client_died": False,
@@ -225,7 +251,7 @@ class XRecordPointer:
             self._close_displays()
             raise
         self._sock: socket.socket = self._record.display.socket
-        self._thread = threading.Thread(target=self._run, name="cadence-x11-pointer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="cadence-x11-input", daemon=True)
 
     def _close_displays(self) -> None:
         for display in (self._record, self._control):
@@ -268,9 +294,9 @@ class XRecordPointer:
         try:
             self._read()
         except OSError as exc:
-            log.error("X11 pointer capture stopped: %s", exc)
+            log.error("X11 input capture stopped: %s", exc)
         except Exception:
-            log.exception("X11 pointer capture failed")
+            log.exception("X11 input capture failed")
 
     def _read(self) -> None:
         recv, sock = self._sock.recv, self._sock
@@ -309,6 +335,9 @@ class XRecordPointer:
                 self._on_move(x, y, injected)
                 continue
             detail = buf[off + 1]
+            if code <= _KEY_RELEASE:
+                self._key(code, detail, _STATE.unpack_from(buf, off + 28)[0], injected)
+                continue
             scroll = _X_SCROLL.get(detail)
             if code == _BUTTON_PRESS:
                 if scroll is not None:
@@ -317,6 +346,14 @@ class XRecordPointer:
                     self._on_click(x, y, _XButton(detail), True, injected)
             elif code == _BUTTON_RELEASE and scroll is None:
                 self._on_click(x, y, _XButton(detail), False, injected)
+
+    def _key(self, code: int, detail: int, state: int, injected: bool) -> None:
+        try:
+            key = self._to_key(self._control, _XKeyEvent(detail, state))
+        except IndexError:  # an invalid key code, as pynput's listener handles it
+            key = None
+        (self._on_press if code == _KEY_PRESS else self._on_release)(key, injected)
+        del key  # only Capture's callback reduces it; keep no reference here
 
 
 class _XButton:

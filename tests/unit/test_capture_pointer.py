@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from collectors.capture import _REPLY_HEADER, Capture, XRecordPointer
+from collectors.capture import _REPLY_HEADER, Capture, XRecordInput
 from collectors.wire import FLAG_INJECTED, Event, MouseEvent
 
 
@@ -34,9 +34,9 @@ class _Sock:
         pass
 
 
-def _pointer(out: list[Event], chunks: list[bytes]) -> XRecordPointer:
+def _pointer(out: list[Event], chunks: list[bytes]) -> XRecordInput:
     cap = Capture(out.append)
-    p = XRecordPointer.__new__(XRecordPointer)  # skip the X connections
+    p = XRecordInput.__new__(XRecordInput)  # skip the X connections
     p._on_move, p._on_click, p._on_scroll = cap.on_move, cap.on_click, cap.on_scroll
     sock: Any = _Sock(chunks)
     p._sock = sock
