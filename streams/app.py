@@ -305,6 +305,8 @@ class Worker:
             for token in window.tokens:
                 await self.dead_letter(token, "processing_error", "window", repr(judged.error))
             return
+        if judged.profile_reset:
+            self.metrics.profile_resets.inc()
         self.metrics.window_processing.observe(judged.cpu_seconds)
         self.metrics.profile_bytes.observe(len(value))
         self.metrics.verdicts.labels(verdict.level).inc()

@@ -6,7 +6,9 @@ profile library's inputs (numpy arrays), so both sides stay independent.
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
 import time
 from collections.abc import Callable
 from functools import cache
@@ -22,6 +24,8 @@ from profiles.mouse import Button, MouseEvents, State
 from profiles.user import MODEL_VERSION, EnrollmentPolicy, UserProfile
 from streams.verdict import Verdict, verdict_id
 from streams.windows import Window
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -93,17 +97,31 @@ def mouse_events(events: list[MouseEvent]) -> MouseEvents:
     )
 
 
-def load_profile(data: bytes) -> UserProfile:
-    if not data:
-        return UserProfile(background(), enrollment_policy())
-    return UserProfile.from_bytes(data, background(), enrollment_policy())
+def load_profile(data: bytes) -> tuple[UserProfile, bool]:
+    """The stored profile, or a new one; the flag says a stored profile could not be used.
+
+    A profile written by an incompatible model version (or damaged) cannot be read.
+    Failing every window of that user would stop judging them for good, so the
+    user enrolls again from scratch, and the worker counts and logs it.
+    """
+    if data:
+        try:
+            return UserProfile.from_bytes(data, background(), enrollment_policy()), False
+        except (ValueError, struct.error, IndexError) as exc:
+            log.warning("stored profile unusable (%s): the user enrolls again", exc)
+            return UserProfile(background(), enrollment_policy()), True
+    return UserProfile(background(), enrollment_policy()), False
 
 
 def judge_window(
     window: Window[Any], profile_bytes: bytes, now_ms: Callable[[], float] | None = None
-) -> tuple[Verdict, bytes]:
-    """Assess ``window`` against the stored profile; return the verdict and the new profile."""
-    profile = load_profile(profile_bytes)
+) -> tuple[Verdict, bytes, bool]:
+    """Assess ``window`` against the stored profile.
+
+    Returns the verdict, the new profile bytes, and whether the stored profile had
+    to be replaced by a new one (see :func:`load_profile`).
+    """
+    profile, reset = load_profile(profile_bytes)
     assessment = profile.assess(
         keystroke_events(window.key_events) if window.key_events else None,
         mouse_events(window.mouse_events) if window.mouse_events else None,
@@ -128,4 +146,4 @@ def judge_window(
         emitted_at_ms=now_ms() if now_ms else time.time() * 1000.0,
         events=window.events,
     )
-    return verdict, profile.to_bytes()
+    return verdict, profile.to_bytes(), reset

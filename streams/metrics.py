@@ -52,6 +52,11 @@ class WorkerMetrics:
             "Windows whose judging failed; their batches went to the dead-letter topic",
             registry=r,
         )
+        self.profile_resets = Counter(
+            "cadence_profile_resets_total",
+            "Stored profiles that could not be read (older model version, damage): re-enrolled",
+            registry=r,
+        )
         self.delivery_errors = Counter(
             "cadence_delivery_errors_total",
             "Verdicts or dead letters Kafka did not acknowledge (they are retried)",

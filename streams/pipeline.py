@@ -37,6 +37,7 @@ class Judged(Generic[T]):
     state: UserState
     error: Exception | None = None
     cpu_seconds: float = 0.0
+    profile_reset: bool = False
 
 
 class Pipeline(Generic[T]):
@@ -80,11 +81,17 @@ class Pipeline(Generic[T]):
         state.windows += 1
         started = time.process_time()
         try:
-            verdict, profile = judge_window(window, state.profile, now_ms=self.clock_ms)
+            verdict, profile, reset = judge_window(window, state.profile, now_ms=self.clock_ms)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
             return Judged(window, None, state, exc)
         state.profile = profile
-        return Judged(window, verdict, state, cpu_seconds=time.process_time() - started)
+        return Judged(
+            window,
+            verdict,
+            state,
+            cpu_seconds=time.process_time() - started,
+            profile_reset=reset,
+        )
 
     def forget(self, users: Iterable[str]) -> None:
         """Drop open windows and cached states (partitions revoked)."""
