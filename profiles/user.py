@@ -255,6 +255,7 @@ class UserProfile:
         new_session = session != self.last_session
         self.last_session = session
         reasons: list[str] = []
+        scored: list[tuple[str, str, float]] = []
         kb = self._keyboard_evidence(keys, new_session)
         ms = self._mouse_evidence(mouse, new_session)
         kb_cal = ms_cal = None
@@ -264,23 +265,21 @@ class UserProfile:
             evidence = self.keyboard.calibration.evidence(kb[0])
             self.trust.update(evidence, kb[1].size / self.policy.keyboard_cells)
             reasons += _reasons("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
+            scored.append(("keyboard", "typing rhythm", kb_cal))
         if ms is not None and ms[0] is not None and ms_active:
             ms_cal = self.mouse.calibration.calibrate(ms[0])
             evidence = self.mouse.calibration.evidence(ms[0])
             self.trust.update(evidence, ms[1].shape[0] / self.policy.mouse_actions)
             reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
+            scored.append(("mouse", "pointer movements", ms_cal))
         learned = self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
-        if level in ("trusted", "uncertain"):
-            reasons = []
         return Assessment(
             keyboard_score=kb_cal,
             mouse_score=ms_cal,
             trust=round(self.trust.value, 2),
             level=level,
-            reasons=tuple(
-                sorted(reasons, key=lambda r: -abs(float(r.rsplit("z=", 1)[1][:-1])))[:3]
-            ),
+            reasons=_explain(level, scored, reasons, self.trust.value),
             enrollment=self.enrollment,
             learned=learned,
             keyboard_raw=None if kb is None else kb[0],
@@ -532,6 +531,26 @@ def _unpack_mouse(data: bytes) -> MouseEvents:
     b = np.frombuffer(data, np.int8, n, o + 12 * n).copy()
     st = np.frombuffer(data, np.int8, n, o + 13 * n).copy()
     return MouseEvents(t, x, y, b, st)
+
+
+def _explain(
+    level: str, scored: list[tuple[str, str, float]], deviations: list[str], trust: float
+) -> tuple[str, ...]:
+    """Why a window is suspicious: the modalities that look unlike the owner, then the
+    readable quantities that deviate most. An alarm always carries at least one reason."""
+    if level in ("trusted", "uncertain"):
+        return ()
+    out = [
+        f"{modality}: {what} unlike the owner's ("
+        + ("beyond all of the owner's recent windows" if q >= 0.995 else f"above {q:.0%} of them")
+        + ")"
+        for modality, what, q in sorted(scored, key=lambda item: -item[2])
+        if q >= 0.9
+    ]
+    out += sorted(deviations, key=lambda r: -abs(float(r.rsplit("z=", 1)[1][:-1])))
+    if not out:
+        out = [f"trust {trust:.0f}/100 after earlier windows unlike the owner's"]
+    return tuple(out[:3])
 
 
 def _reasons(modality: str, names: tuple[str, ...], z: np.ndarray) -> list[str]:
