@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.topics import IsolatedTopics
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Low enough that profiles turn active within the run's simulated minutes.
@@ -146,48 +148,18 @@ def quantile(values: list[float], q: float) -> float | None:
 # -- Kafka side ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Topics:
-    name: str
-
-    @property
-    def events(self) -> str:
-        return f"{self.name}.events.v1"
-
-    @property
-    def verdicts(self) -> str:
-        return f"{self.name}.verdicts.v1"
-
-    @property
-    def deadletter(self) -> str:
-        return f"{self.name}.deadletter.v1"
-
-    @property
-    def app_id(self) -> str:
-        return f"{self.name}-worker"
-
-
-def create_run_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
+def create_run_topics(bootstrap: str, topics: IsolatedTopics, partitions: int) -> None:
     from streams.admin import create_topics
-    from streams.topics import TopicSpec
 
-    create_topics(
-        {"bootstrap.servers": bootstrap},
-        [
-            TopicSpec(topics.events, partitions, "bench events"),
-            TopicSpec(topics.verdicts, 6, "bench verdicts"),
-            TopicSpec(topics.deadletter, 1, "bench dead letters"),
-        ],
-        timeout=30,
-    )
+    create_topics({"bootstrap.servers": bootstrap}, topics.specs(partitions), timeout=30)
 
 
-def delete_run_topics(bootstrap: str, topics: Topics) -> None:
+def delete_run_topics(bootstrap: str, topics: IsolatedTopics) -> None:
     """Drop everything this run created, the worker's changelog included: it is large."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.name)]
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.prefix)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():
             with suppress(Exception):
@@ -321,18 +293,14 @@ class WorkerProcess:
 
 @contextmanager
 def running_worker(
-    bootstrap: str, topics: Topics, partitions: int, work_dir: Path
+    bootstrap: str, topics: IsolatedTopics, partitions: int, work_dir: Path
 ) -> Iterator[WorkerProcess]:
     port = free_port()
     log = work_dir / "worker.log"
     env = {
         **os.environ,
         "CADENCE_KAFKA_BOOTSTRAP": bootstrap,
-        "CADENCE_APP_ID": topics.app_id,
-        "CADENCE_EVENTS_TOPIC": topics.events,
-        "CADENCE_VERDICTS_TOPIC": topics.verdicts,
-        "CADENCE_DEADLETTER_TOPIC": topics.deadletter,
-        "CADENCE_EVENTS_PARTITIONS": str(partitions),
+        **topics.worker_env(partitions),
         "PYTHONUNBUFFERED": "1",
         **FAST_ENROLLMENT,
     }
@@ -400,7 +368,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
     from collectors.simulate import Workload
 
     run = f"bench{uuid.uuid4().hex[:8]}"
-    topics = Topics(run)
+    topics = IsolatedTopics(run)
     result = BenchResult(
         users=config.users,
         seconds=config.seconds,

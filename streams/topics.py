@@ -109,3 +109,70 @@ AUDIT: Final = TopicSpec(
 )
 
 TOPICS: Final[tuple[TopicSpec, ...]] = (EVENTS, VERDICTS, DEADLETTER, FINDINGS, CONTROL, AUDIT)
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedTopics:
+    """Every topic of one isolated deployment, named ``<prefix>.<topic>.v1``.
+
+    Several deployments can share a cluster (tests, benchmarks, tenants): each gets
+    its own topics, consumer group and changelogs. ``worker_env`` is what a
+    ``cadence worker`` process needs to use them.
+
+    >>> t = IsolatedTopics("t1")
+    >>> t.events, t.app_id, t.worker_env(4)["CADENCE_CONTROL_TOPIC"]
+    ('t1.events.v1', 't1-worker', 't1.control.v1')
+    """
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events.v1"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.prefix}.verdicts.v1"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.deadletter.v1"
+
+    @property
+    def findings(self) -> str:
+        return f"{self.prefix}.findings.ocsf.v1"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}.control.v1"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}.audit.v1"
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}-worker"
+
+    def specs(self, partitions: int) -> list[TopicSpec]:
+        """The topics to create; the control topic is co-partitioned with the events."""
+        return [
+            TopicSpec(self.events, partitions, "events"),
+            TopicSpec(self.verdicts, 2, "verdicts"),
+            TopicSpec(self.deadletter, 1, "dead letters"),
+            TopicSpec(self.findings, 2, "findings"),
+            TopicSpec(self.control, partitions, "control, co-partitioned with events"),
+            TopicSpec(self.audit, 1, "audit"),
+        ]
+
+    def worker_env(self, partitions: int) -> dict[str, str]:
+        return {
+            "CADENCE_APP_ID": self.app_id,
+            "CADENCE_EVENTS_TOPIC": self.events,
+            "CADENCE_VERDICTS_TOPIC": self.verdicts,
+            "CADENCE_DEADLETTER_TOPIC": self.deadletter,
+            "CADENCE_FINDINGS_TOPIC": self.findings,
+            "CADENCE_CONTROL_TOPIC": self.control,
+            "CADENCE_AUDIT_TOPIC": self.audit,
+            "CADENCE_EVENTS_PARTITIONS": str(partitions),
+        }

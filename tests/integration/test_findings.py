@@ -46,7 +46,7 @@ def test_every_flagged_verdict_becomes_exactly_one_valid_finding(
     assert len(expected) >= 5
     total_events = sum(len(b.events) for b in batches)
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
-    finding_reader = TopicReader(deployment.bootstrap, deployment.findings)
+    finding_reader = TopicReader(deployment.bootstrap, deployment.topics.findings)
     with running_worker(deployment):
         deployment.send(batches)
 

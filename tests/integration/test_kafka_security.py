@@ -201,10 +201,10 @@ def grant(broker: SecureBroker, d: Deployment, app_id: str) -> None:
         *allow("worker", T, d.events, LIT, Op.READ, Op.DESCRIBE),
         *[
             acl
-            for topic in (d.verdicts, d.deadletter, d.findings, d.audit)
+            for topic in (d.verdicts, d.topics.deadletter, d.topics.findings, d.topics.audit)
             for acl in allow("worker", T, topic, LIT, Op.WRITE, Op.DESCRIBE)
         ],
-        *allow("worker", T, d.control, LIT, Op.READ, Op.DESCRIBE),
+        *allow("worker", T, d.topics.control, LIT, Op.READ, Op.DESCRIBE),
         *allow(
             "worker",
             T,
@@ -218,7 +218,7 @@ def grant(broker: SecureBroker, d: Deployment, app_id: str) -> None:
         ),  # fmt: skip
         *allow("worker", G, app_id, LIT, Op.READ, Op.DESCRIBE),
         *allow("soc", T, d.verdicts, LIT, Op.READ, Op.DESCRIBE),
-        *allow("soc", T, d.findings, LIT, Op.READ, Op.DESCRIBE),
+        *allow("soc", T, d.topics.findings, LIT, Op.READ, Op.DESCRIBE),
         *allow("soc", G, "cadence-soc", PRE, Op.READ, Op.DESCRIBE),
     ]
     admin = AdminClient(broker.client("admin"))  # the super user, over SASL_SSL
@@ -268,16 +268,16 @@ def test_each_principal_works_within_its_acls_and_is_refused_outside(
 ) -> None:
     broker = secure_broker
     d = Deployment(broker.secure, tmp_path)
-    app_id = f"{d.name}-worker"
+    app_id = d.topics.app_id
     create_topics(
         broker.client("admin"),
         [
             TopicSpec(d.events, 4, "events"),
             TopicSpec(d.verdicts, 2, "verdicts"),
-            TopicSpec(d.deadletter, 1, "dead letters"),
-            TopicSpec(d.findings, 2, "findings"),
-            TopicSpec(d.control, 4, "control"),
-            TopicSpec(d.audit, 1, "audit"),
+            TopicSpec(d.topics.deadletter, 1, "dead letters"),
+            TopicSpec(d.topics.findings, 2, "findings"),
+            TopicSpec(d.topics.control, 4, "control"),
+            TopicSpec(d.topics.audit, 1, "audit"),
         ],
         timeout=30,
     )

@@ -114,7 +114,7 @@ def test_forget_erases_the_profile_for_good_and_export_tells_what_is_held(
     assert final is not None and final["enrollment"] == "enrolling"
     assert final["windows_judged"] < windows_before
 
-    audit = TopicReader(d.bootstrap, d.audit)
+    audit = TopicReader(d.bootstrap, d.topics.audit)
     audit.poll(3.0)
     audit.close()
     records = [orjson.loads(value) for _, value, _ in audit.records]

@@ -67,7 +67,7 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     batches = workload_batches(seed=11)
     bad = poison(random.Random(5), 25)
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
-    dead_reader = TopicReader(deployment.bootstrap, deployment.deadletter)
+    dead_reader = TopicReader(deployment.bootstrap, deployment.topics.deadletter)
     offline = offline_verdicts(batches)
     total_events = sum(len(b.events) for b in batches)
     with running_worker(deployment) as worker:

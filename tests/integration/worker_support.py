@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from collectors.delivery import BatchSender
 from collectors.wire import EventBatch
 from streams.admin import create_topics
-from streams.topics import TopicSpec
+from streams.topics import IsolatedTopics
 from streams.verdict import Verdict, decode_verdict
 from tests.kafka_broker import free_port
 
@@ -60,43 +60,25 @@ class Deployment:
     bootstrap: str
     tmp: Path
     name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    partitions: int = 4
+
+    @property
+    def topics(self) -> IsolatedTopics:
+        return IsolatedTopics(self.name)
 
     @property
     def events(self) -> str:
-        return f"{self.name}.events.v1"
+        return self.topics.events
 
     @property
     def verdicts(self) -> str:
-        return f"{self.name}.verdicts.v1"
-
-    @property
-    def deadletter(self) -> str:
-        return f"{self.name}.deadletter.v1"
-
-    @property
-    def findings(self) -> str:
-        return f"{self.name}.findings.ocsf.v1"
-
-    @property
-    def control(self) -> str:
-        return f"{self.name}.control.v1"
-
-    @property
-    def audit(self) -> str:
-        return f"{self.name}.audit.v1"
+        return self.topics.verdicts
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             **os.environ,
             "CADENCE_KAFKA_BOOTSTRAP": self.bootstrap,
-            "CADENCE_APP_ID": f"{self.name}-worker",
-            "CADENCE_EVENTS_TOPIC": self.events,
-            "CADENCE_VERDICTS_TOPIC": self.verdicts,
-            "CADENCE_DEADLETTER_TOPIC": self.deadletter,
-            "CADENCE_FINDINGS_TOPIC": self.findings,
-            "CADENCE_CONTROL_TOPIC": self.control,
-            "CADENCE_AUDIT_TOPIC": self.audit,
-            "CADENCE_EVENTS_PARTITIONS": "4",
+            **self.topics.worker_env(self.partitions),
             "CADENCE_IDLE_FLUSH_SECONDS": "4",
             "PYTHONUNBUFFERED": "1",
             **FAST_ENROLLMENT,
@@ -105,15 +87,9 @@ class Deployment:
         return env
 
     def create_topics(self) -> None:
-        specs = [
-            TopicSpec(self.events, 4, "events"),
-            TopicSpec(self.verdicts, 2, "verdicts"),
-            TopicSpec(self.deadletter, 1, "dead letters"),
-            TopicSpec(self.findings, 2, "findings"),
-            TopicSpec(self.control, 4, "control, co-partitioned with events"),
-            TopicSpec(self.audit, 1, "audit"),
-        ]
-        create_topics({"bootstrap.servers": self.bootstrap}, specs, timeout=30)
+        create_topics(
+            {"bootstrap.servers": self.bootstrap}, self.topics.specs(self.partitions), timeout=30
+        )
 
     def sender(self) -> BatchSender:
         return BatchSender(bootstrap=self.bootstrap, topic=self.events)
