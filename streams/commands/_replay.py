@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 from streams.config import add_kafka_arguments
 
 if TYPE_CHECKING:
+    from collectors.delivery import BatchSender
+    from collectors.publish import PublishStats
     from collectors.replay import Recording
+    from collectors.wire import EventBatch
 
 
 def configure_common(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +68,6 @@ def run_replay(
     import time
 
     from collectors.delivery import BatchSender
-    from collectors.publish import PublishStats, publish
     from collectors.replay import load_user_map, replay_timed
     from collectors.wire import EVENTS_TOPIC
 
@@ -105,14 +107,28 @@ def run_replay(
             )
 
     speed = math.inf if args.fast else args.speed
+    return send_and_close(timed, sender, speed, report, args.flush_timeout, f"replay {name}")
+
+
+def send_and_close(
+    timed: Iterable[tuple[float, EventBatch]],
+    sender: BatchSender,
+    speed: float,
+    report: Callable[[PublishStats], None],
+    flush_timeout: float,
+    label: str,
+) -> int:
+    """Publish until done or Ctrl-C, flush what is pending; the command's exit status."""
+    from collectors.publish import publish
+
     try:
         stats: PublishStats | None = publish(timed, sender, speed=speed, progress=report)
     except KeyboardInterrupt:
         stats = None
-    remaining = sender.close(args.flush_timeout)
+    remaining = sender.close(flush_timeout)
     if stats is not None:
         report(stats)
     if remaining:
-        print(f"replay {name}: {remaining} batches not delivered", file=sys.stderr)
+        print(f"{label}: {remaining} batches not delivered", file=sys.stderr)
         return 1
     return 0 if stats is not None else 130

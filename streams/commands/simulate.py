@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from collectors.delivery import BatchSender
-    from collectors.publish import PublishStats, publish
+    from collectors.publish import PublishStats
     from collectors.simulate import Takeover, Workload
     from collectors.wire import EVENTS_TOPIC
+    from streams.commands._replay import send_and_close
 
     if args.rate <= 0:
         print("--rate must be positive", file=sys.stderr)
@@ -125,14 +126,4 @@ def run(args: argparse.Namespace) -> int:
     speed = math.inf if args.fast else args.rate
     # Wall-clock event times start now, so a paced run looks live to the pipeline.
     timed = workload.batches(args.seconds, start_wall_ms=time.time() * 1000.0)
-    try:
-        stats = publish(timed, sender, speed=speed, progress=report)
-    except KeyboardInterrupt:
-        stats = None
-    remaining = sender.close(args.flush_timeout)
-    if stats is not None:
-        report(stats)
-    if remaining:
-        print(f"simulate: {remaining} batches not delivered", file=sys.stderr)
-        return 1
-    return 0 if stats is not None else 130
+    return send_and_close(timed, sender, speed, report, args.flush_timeout, "simulate")
