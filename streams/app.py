@@ -289,7 +289,7 @@ class Worker:
         window, verdict = judged.window, judged.verdict
         self.opened_at.pop(window.user, None)
         key = window.user.encode()
-        value = judged.state.to_bytes()
+        value = judged.state_bytes
         partition = self.user_partition[window.user]
         self.metrics.windows_closed.labels(window.reason).inc()
         if verdict is None:

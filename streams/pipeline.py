@@ -38,6 +38,9 @@ class Judged(Generic[T]):
     error: Exception | None = None
     cpu_seconds: float = 0.0
     profile_reset: bool = False
+    # The user's state right after this window, serialised now: a later window of the same
+    # user (closed by the same batch) mutates ``state`` before this one is persisted.
+    state_bytes: bytes = b""
 
 
 class Pipeline(Generic[T]):
@@ -83,7 +86,7 @@ class Pipeline(Generic[T]):
         try:
             verdict, profile, reset = judge_window(window, state.profile, now_ms=self.clock_ms)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
-            return Judged(window, None, state, exc)
+            return Judged(window, None, state, exc, state_bytes=state.to_bytes())
         state.profile = profile
         return Judged(
             window,
@@ -91,6 +94,7 @@ class Pipeline(Generic[T]):
             state,
             cpu_seconds=time.process_time() - started,
             profile_reset=reset,
+            state_bytes=state.to_bytes(),
         )
 
     def forget(self, users: Iterable[str]) -> None:

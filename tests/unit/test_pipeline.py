@@ -19,3 +19,33 @@ def test_an_unreadable_stored_profile_makes_the_user_enroll_again() -> None:
     assert first.profile_reset and first.verdict.enrollment == "enrolling"
     # From then on the user has a readable profile again.
     assert not any(j.profile_reset for j in judged[1:])
+
+
+def test_each_judged_window_carries_the_state_right_after_it() -> None:
+    from collectors.wire import EventBatch, KeyEvent
+
+    def batch(seq: int, t0: float, session: str) -> EventBatch:
+        return EventBatch(
+            device="d",
+            user="u",
+            session=session,
+            seq=seq,
+            sent_at_ms=1.7e12,
+            clock_offset_ms=1.7e12 - 1e7,
+            events=(KeyEvent("kd", t0, 1), KeyEvent("ku", t0 + 80.0, 1)),
+        )
+
+    pipeline: Pipeline[None] = Pipeline(lambda user: None)
+    pipeline.add(batch(0, 0.0, "s"), None)
+    # One batch closes two windows: the open one (session change) and its own (span).
+    pipeline.add(batch(1, 0.0, "t"), None)
+    _, judged = pipeline.add(batch(2, 6000.0, "t"), None)
+    assert [j.window.reason for j in judged] == ["span"]
+    _, judged = pipeline.add(batch(3, 0.0, "u"), None)
+    pipeline.windower.window_ms = 0.0
+    _, both = pipeline.add(batch(4, 10.0, "v"), None)
+    assert [j.window.reason for j in both] == ["session_change", "span"]
+    first, second = (UserState.from_bytes(j.state_bytes) for j in both)
+    # What is persisted for the first window must not already contain the second.
+    assert first.cursors["d"].last_seq == 3 and first.windows == second.windows - 1
+    assert second.cursors["d"].last_seq == 4
