@@ -275,7 +275,8 @@ class Worker:
         for item in judged:
             await self.publish(item)
         if user in self.pipeline.windower.open:
-            self.opened_at.setdefault(user, time.monotonic())
+            # Last activity, not opening time: only a window nobody adds to is flushed early.
+            self.opened_at[user] = time.monotonic()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def publish(self, judged: Judged[EventT]) -> None:
