@@ -141,6 +141,14 @@ FEATURE_NAMES: tuple[str, ...] = (
     "still_fraction",
 )
 N_FEATURES = len(FEATURE_NAMES)
+#: The one-hot action type columns (MM, PC, DD, in :class:`ActionType` order).
+TYPE_COLUMNS: tuple[int, ...] = (0, 1, 2)
+
+
+def action_types(X: np.ndarray) -> np.ndarray:
+    """:class:`ActionType` of each feature row."""
+    return np.argmax(np.atleast_2d(X)[:, list(TYPE_COLUMNS)], axis=1)
+
 
 _POINTER_STATES = np.array([State.MOVE, State.PRESSED, State.RELEASED, State.DRAG])
 

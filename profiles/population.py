@@ -20,6 +20,9 @@ and is shared by every per-user detector of a modality. It holds:
 [1.0, 1.0]
 >>> bool(Population.from_bytes(pop.to_bytes()).counts.sum() == pop.counts.sum())
 True
+>>> grouped = Population.fit(rng.normal(size=(10, 2)), n_bins=4, groups=np.arange(10) % 3)
+>>> grouped.n_groups, Population.from_bytes(grouped.to_bytes()).group_counts.sum(axis=(1, 2)).tolist()
+(3, [8.0, 6.0, 6.0])
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ class Population:
 
     _MAGIC = b"CPO1"
 
-    def __init__(self, edges: np.ndarray) -> None:
+    def __init__(self, edges: np.ndarray, n_groups: int = 0) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)  # (d, n_bins - 1), ascending per row
         self.counts = np.zeros((self.n_features, self.n_bins))
+        # Bin counts per group (mouse: per action type), so that a detector can
+        # compare like with like; empty when the rows carry no group.
+        self.group_counts = np.zeros((n_groups, self.n_features, self.n_bins))
         self.gaussian = RunningGaussian()
 
     @property
@@ -52,13 +58,23 @@ class Population:
     def n_bins(self) -> int:
         return int(self.edges.shape[1] + 1)
 
+    @property
+    def n_groups(self) -> int:
+        return int(self.group_counts.shape[0])
+
     @classmethod
-    def fit(cls, sample: np.ndarray, n_bins: int = N_BINS) -> Population:
-        """Edges at the population quantiles of ``sample``, then learn the sample."""
+    def fit(
+        cls, sample: np.ndarray, n_bins: int = N_BINS, groups: np.ndarray | None = None
+    ) -> Population:
+        """Edges at the population quantiles of ``sample``, then learn the sample.
+
+        ``groups`` (a small non-negative int per row) also keeps bin counts per group.
+        """
         sample = np.asarray(sample, dtype=np.float64)
         qs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-        pop = cls(np.quantile(sample, qs, axis=0).T)
-        pop.learn_many(sample)
+        n_groups = 0 if groups is None or groups.size == 0 else int(groups.max()) + 1
+        pop = cls(np.quantile(sample, qs, axis=0).T, n_groups)
+        pop.learn_many(sample, groups)
         return pop
 
     def bin_index(self, X: np.ndarray) -> np.ndarray:
@@ -77,24 +93,34 @@ class Population:
     def learn_one(self, x: np.ndarray) -> None:
         self.learn_many(np.atleast_2d(x))
 
-    def learn_many(self, X: np.ndarray) -> None:
+    def learn_many(self, X: np.ndarray, groups: np.ndarray | None = None) -> None:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         self.counts += self.bin_counts(X)
         self.gaussian.update_many(X)
+        if groups is not None:
+            for g in range(self.n_groups):
+                self.group_counts[g] += self.bin_counts(X[groups == g])
 
     def log_bin_probability(self) -> np.ndarray:
         """``(d, n_bins)`` log-probabilities, with one pseudo-count per bin."""
         c = self.counts + 1.0
         return np.log(c / c.sum(axis=1, keepdims=True))
 
+    def group_log_bin_probability(self) -> np.ndarray:
+        """``(n_groups, d, n_bins)`` log-probabilities per group, one pseudo-count per bin."""
+        c = self.group_counts + 1.0
+        return np.log(c / c.sum(axis=2, keepdims=True))
+
     def to_bytes(self) -> bytes:
         head, mean, scatter = self.gaussian.arrays()
-        return pack(self._MAGIC, self.edges, self.counts, head, mean, scatter)
+        return pack(self._MAGIC, self.edges, self.counts, head, mean, scatter, self.group_counts)
 
     @classmethod
     def from_bytes(cls, b: bytes) -> Population:
-        edges, counts, head, mean, scatter = unpack(b, cls._MAGIC)
+        edges, counts, head, mean, scatter, *grouped = unpack(b, cls._MAGIC)
         pop = cls(edges)
         pop.counts = counts
         pop.gaussian = RunningGaussian.from_arrays(head, mean, scatter)
+        if grouped:  # files written before groups existed have none
+            pop.group_counts = grouped[0]
         return pop

@@ -25,8 +25,9 @@ from profiles.detectors.gaussian import GaussianNLL
 from profiles.detectors.gaussian_ratio import GaussianRatio
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.detectors.manhattan import ScaledManhattan
+from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio
 from profiles.metrics import roc_auc
-from profiles.mouse import MouseEvents, extract
+from profiles.mouse import TYPE_COLUMNS, MouseEvents, action_types, extract
 from profiles.population import Population
 
 
@@ -39,6 +40,7 @@ class Detector(Protocol):
 #: Detector factories by name; each gets the population fitted on enrollment data.
 METHODS: dict[str, Callable[[Population], Detector]] = {
     "histogram_ratio": lambda pop: HistogramRatio(pop),
+    "typed_histogram_ratio": lambda pop: TypedHistogramRatio(pop, TYPE_COLUMNS),
     "gaussian_ratio": lambda pop: GaussianRatio(pop),
     "gaussian": lambda pop: GaussianNLL(),
     "diagonal_gaussian": lambda pop: GaussianNLL(diagonal=True),
@@ -95,7 +97,8 @@ def evaluate_mouse(
         account: np.vstack([extract(ev) for ev in sessions])
         for account, sessions in sorted(training.items())
     }
-    population = Population.fit(np.vstack(list(enroll.values())))
+    pooled = np.vstack(list(enroll.values()))
+    population = Population.fit(pooled, groups=action_types(pooled))
 
     detectors: dict[str, dict[str, Detector]] = {}
     for method in methods:

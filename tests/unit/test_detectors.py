@@ -15,11 +15,13 @@ from profiles.detectors.gaussian import GaussianNLL, RunningGaussian
 from profiles.detectors.gaussian_ratio import GaussianRatio
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.detectors.manhattan import ScaledManhattan
-from profiles.mouse import N_FEATURES
+from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio
+from profiles.mouse import N_FEATURES, TYPE_COLUMNS, action_types
 from profiles.population import Population
 
 RNG = np.random.default_rng(42)
-POP = Population.fit(RNG.normal(0.0, 2.0, size=(3000, N_FEATURES)))
+_SAMPLE = RNG.normal(0.0, 2.0, size=(3000, N_FEATURES))
+POP = Population.fit(_SAMPLE, groups=action_types(_SAMPLE))
 
 FACTORIES: dict[str, Callable[[], Any]] = {
     "manhattan": ScaledManhattan,
@@ -27,12 +29,13 @@ FACTORIES: dict[str, Callable[[], Any]] = {
     "diagonal_gaussian": lambda: GaussianNLL(diagonal=True),
     "gaussian_ratio": lambda: GaussianRatio(POP),
     "histogram_ratio": lambda: HistogramRatio(POP),
+    "typed_histogram_ratio": lambda: TypedHistogramRatio(POP, TYPE_COLUMNS),
 }
 MOUSE_BYTES_BUDGET = 8 * 1024
 
 
 def restore(det: Any) -> Any:
-    if isinstance(det, GaussianRatio | HistogramRatio):
+    if isinstance(det, GaussianRatio | HistogramRatio | TypedHistogramRatio):
         return type(det).from_bytes(det.to_bytes(), population=POP)
     return type(det).from_bytes(det.to_bytes())
 
@@ -113,3 +116,44 @@ def test_histogram_counts_every_vector_once_per_feature(X: np.ndarray) -> None:
     det.learn_many(X)
     assert (det.counts.sum(axis=1) == X.shape[0]).all()
     assert np.isfinite(det.score_many(X)).all()
+
+
+def _typed_rows(rng: np.random.Generator, n: int, share_a: float, shift: float) -> np.ndarray:
+    """Two action kinds (one-hot in columns 0-1) whose feature differs by kind."""
+    kind = (rng.random(n) >= share_a).astype(int)
+    x = np.where(kind == 0, 0.0, 4.0) + shift + rng.normal(0.0, 1.0, n)
+    return np.c_[np.eye(2)[kind], x]
+
+
+def test_typed_score_does_not_move_with_the_owners_action_mix() -> None:
+    # Everyone: kinds half and half, feature centred per kind; the owner: 80 %
+    # kind 0 and a feature shifted by +0.7. A window of the owner with the mix
+    # reversed is still the owner: the typed ratio says so, the pooled one does not.
+    rng = np.random.default_rng(5)
+    people = np.vstack([_typed_rows(rng, 500, 0.5, s) for s in rng.normal(0.0, 1.0, 40)])
+    pop = Population.fit(people, n_bins=16, groups=people[:, 1].astype(int))
+    typed, pooled = TypedHistogramRatio(pop, (0, 1)), HistogramRatio(pop)
+    owner = _typed_rows(rng, 4000, 0.8, 0.7)
+    typed.learn_many(owner)
+    pooled.learn_many(owner)
+    usual, reversed_mix = _typed_rows(rng, 4000, 0.8, 0.7), _typed_rows(rng, 4000, 0.2, 0.7)
+    moved = {
+        name: float(np.mean(d.score_many(reversed_mix)) - np.mean(d.score_many(usual)))
+        for name, d in (("typed", typed), ("pooled", pooled))
+    }
+    assert moved["pooled"] > 0.5
+    assert abs(moved["typed"]) < moved["pooled"] / 5
+    other = _typed_rows(rng, 4000, 0.8, -1.0)  # same mix as the owner, another person
+    assert np.mean(typed.score_many(other)) > np.mean(typed.score_many(usual)) + 1.0
+
+
+def test_typed_counts_stay_uint16_and_keep_their_proportions() -> None:
+    det = TypedHistogramRatio(POP, TYPE_COLUMNS)
+    rows = np.zeros((70_000, N_FEATURES))
+    rows[:, 0] = 1.0  # every row of type 0, all in one bin per feature: overflows uint16
+    det.learn_many(rows[:40_000])
+    before = det.score_many(rows[:3])
+    det.learn_many(rows[40_000:])
+    assert det.counts.dtype == np.uint16
+    assert int(det.counts[0].max()) <= np.iinfo(np.uint16).max
+    np.testing.assert_allclose(det.score_many(rows[:3]), before, atol=0.01)
