@@ -100,12 +100,20 @@ class GenuineQuantile:
         return float(e)
 
     def to_bytes(self) -> bytes:
-        return _HEADER.pack(self.size, self.filled, self.next) + self.scores.tobytes()
+        # Only the filled part: slots beyond it are never read (a ring that is not
+        # full has not wrapped), and a modality the owner never uses stores 8 bytes.
+        return (
+            _HEADER.pack(self.size, self.filled, self.next) + self.scores[: self.filled].tobytes()
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> GenuineQuantile:
+        """Read a ring stored filled part only, or whole (as written before)."""
         size, filled, nxt = _HEADER.unpack_from(data)
         cal = cls(size)
-        cal.scores = np.frombuffer(data, dtype=np.float32, count=size, offset=_HEADER.size).copy()
+        count = min(size, (len(data) - _HEADER.size) // 4)
+        if count < filled:
+            raise ValueError("calibration ring shorter than its filled part")
+        cal.scores[:count] = np.frombuffer(data, dtype=np.float32, count=count, offset=_HEADER.size)
         cal.filled, cal.next = filled, nxt
         return cal

@@ -399,6 +399,10 @@ class UserProfile:
     # -- bytes ------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """The whole state, exactly: ``from_bytes`` rebuilds a profile that judges and
+        learns every later window bit for bit as this one does (the worker keeps
+        profiles in memory and persists these bytes; a restart must not change a verdict).
+        """
         k, m = self.keyboard, self.mouse
         parts = [
             k.model.to_bytes(),
@@ -412,16 +416,18 @@ class UserProfile:
             self.last_session.encode(),
             _pack_mouse(m.tail),
             k.cells.astype(np.float16).tobytes(),
-            struct.pack("<ff", k.unsampled, m.unsampled),
         ]
         head = _STATE.pack(
             _MAGIC,
             self.trust.value,
+            self.trust.statistic,
             k.last_t_ms,
             k.presses,
             k.sessions,
             m.actions,
             m.sessions,
+            k.unsampled,
+            m.unsampled,
             len(parts),
         )
         return head + b"".join(struct.pack("<I", len(x)) + x for x in parts)
@@ -434,43 +440,70 @@ class UserProfile:
         enrollment: EnrollmentPolicy | None = None,
         trust_policy: TrustPolicy = DEFAULT_POLICY,
     ) -> UserProfile:
-        magic, trust, last_t, presses, k_sessions, actions, m_sessions, n = _STATE.unpack_from(data)
-        if magic != _MAGIC:
-            raise ValueError("not a cadence user profile of this version")
+        """Rebuild a profile from :meth:`to_bytes` (this format or the previous one).
+
+        The previous format (``CUP2``) stored some floats rounded to float32: a
+        profile read from it continues from those rounded values, as it always did.
+        """
+        magic = bytes(data[:4])
+        statistic: float | None
+        if magic == _MAGIC:
+            head = _STATE.unpack_from(data)
+            trust, statistic, last_t, presses, k_sessions, actions, m_sessions = head[1:8]
+            k_unsampled, m_unsampled, n = head[8:]
+            offset = _STATE.size
+        elif magic == _MAGIC_V2:
+            head = _STATE_V2.unpack_from(data)
+            trust, last_t, presses, k_sessions, actions, m_sessions, n = head[1:]
+            statistic, offset = None, _STATE_V2.size
+        else:
+            raise ValueError("not a cadence user profile of a known format")
         parts: list[bytes] = []
-        offset = _STATE.size
         for _ in range(n):
             (size,) = struct.unpack_from("<I", data, offset)
             parts.append(bytes(data[offset + 4 : offset + 4 + size]))
             offset += 4 + size
+        if magic == _MAGIC_V2:
+            k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
         profile = cls(background, enrollment, trust_policy)
         profile.trust.value = trust
+        if statistic is not None:
+            profile.trust.statistic = statistic
         profile.keyboard = _Keyboard(
             KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
-            _unpack_presses(parts[2]),
+            _unpack_presses(parts[2], single=magic == _MAGIC_V2),
             GenuineQuantile.from_bytes(parts[1]),
             _unpack_summary(parts[3]),
             presses,
             k_sessions,
             last_t,
+            np.frombuffer(parts[10], dtype=np.float16).copy(),
+            k_unsampled,
         )
         profile.mouse = _Mouse(
             HistogramRatio.from_bytes(parts[4], population=background.mouse),
             np.frombuffer(parts[6], dtype=np.float32).copy(),
-            _unpack_mouse(parts[9]),
+            _unpack_mouse(parts[9], v2=magic == _MAGIC_V2),
             GenuineQuantile.from_bytes(parts[5]),
             _unpack_summary(parts[7]),
             actions,
             m_sessions,
+            m_unsampled,
         )
         profile.last_session = parts[8].decode()
-        profile.keyboard.cells = np.frombuffer(parts[10], dtype=np.float16).copy()
-        profile.keyboard.unsampled, profile.mouse.unsampled = struct.unpack("<ff", parts[11])
         return profile
 
 
-_MAGIC: Final = b"CUP2"
-_STATE: Final = struct.Struct("<4sfdIIIIB")
+#: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM
+#: statistic and the times of the carried presses and pointer events in float64; the
+#: rest is float32, float16 or integers in memory too). ``CUP2`` (floats rounded to
+#: float32) is still read.
+_MAGIC: Final = b"CUP3"
+# magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
+# mouse sessions, keyboard and mouse evidence since the last ring entry, parts
+_STATE: Final = struct.Struct("<4sdddIIIIddB")
+_MAGIC_V2: Final = b"CUP2"
+_STATE_V2: Final = struct.Struct("<4sfdIIIIB")
 
 
 MAX_MOUSE_TAIL: Final = 512
@@ -508,28 +541,43 @@ def _finished_prefix(ev: MouseEvents) -> int:
     return last
 
 
+_TAIL_HEAD: Final = struct.Struct("<IB")  # events, bytes per coordinate (2 or 4)
+
+
 def _pack_mouse(ev: MouseEvents) -> bytes:
-    # Absolute times are large (monotonic clock); store the newest in float64 and
-    # the rest relative to it, so float32 keeps sub-millisecond precision.
-    end = float(ev.t_ms[-1]) if len(ev) else 0.0
+    # Times in float64, as held: features with discrete values (time steps floored at
+    # 1 ms, counts of points) sit exactly on population bin edges, and times rounded
+    # to float32 moved them across. Coordinates fit int16 on any real display.
+    narrow = len(ev) == 0 or (
+        max(int(ev.x.max()), int(ev.y.max())) <= 0x7FFF
+        and min(int(ev.x.min()), int(ev.y.min())) >= -0x8000
+    )
+    xy = np.int16 if narrow else np.int32
     return (
-        struct.pack("<dI", end, len(ev))
-        + (ev.t_ms - end).astype(np.float32).tobytes()
-        + ev.x.astype(np.int32).tobytes()
-        + ev.y.astype(np.int32).tobytes()
+        _TAIL_HEAD.pack(len(ev), 2 if narrow else 4)
+        + ev.t_ms.astype(np.float64).tobytes()
+        + ev.x.astype(xy).tobytes()
+        + ev.y.astype(xy).tobytes()
         + ev.button.astype(np.int8).tobytes()
         + ev.state.astype(np.int8).tobytes()
     )
 
 
-def _unpack_mouse(data: bytes) -> MouseEvents:
-    end, n = struct.unpack_from("<dI", data)
-    o = 12
-    t = np.frombuffer(data, np.float32, n, o).astype(np.float64) + end
-    x = np.frombuffer(data, np.int32, n, o + 4 * n).copy()
-    y = np.frombuffer(data, np.int32, n, o + 8 * n).copy()
-    b = np.frombuffer(data, np.int8, n, o + 12 * n).copy()
-    st = np.frombuffer(data, np.int8, n, o + 13 * n).copy()
+def _unpack_mouse(data: bytes, v2: bool = False) -> MouseEvents:
+    if v2:  # CUP2: times in float32 relative to the newest, int32 coordinates
+        end, n = struct.unpack_from("<dI", data)
+        t = np.frombuffer(data, np.float32, n, 12).astype(np.float64) + end
+        o, width = 12 + 4 * n, 4
+    else:
+        n, width = _TAIL_HEAD.unpack_from(data)
+        t = np.frombuffer(data, np.float64, n, _TAIL_HEAD.size).copy()
+        o = _TAIL_HEAD.size + 8 * n
+    xy = np.dtype(np.int16) if width == 2 else np.dtype(np.int32)
+    x = np.frombuffer(data, xy, n, o).astype(np.int32)
+    y = np.frombuffer(data, xy, n, o + width * n).astype(np.int32)
+    o += 2 * width * n
+    b = np.frombuffer(data, np.int8, n, o).copy()
+    st = np.frombuffer(data, np.int8, n, o + n).copy()
     return MouseEvents(t, x, y, b, st)
 
 
@@ -609,18 +657,23 @@ def _rebase(p: KeystrokePresses) -> KeystrokePresses:
 
 
 def _pack_presses(p: KeystrokePresses) -> bytes:
+    # float64, as held: float32 times relative to the newest press moved flights by
+    # ~0.1 ms after a long pause, and the summaries built on them with it.
     return (
-        p.t_down_ms.astype(np.float32).tobytes()
-        + p.dwell_ms.astype(np.float32).tobytes()
+        p.t_down_ms.astype(np.float64).tobytes()
+        + p.dwell_ms.astype(np.float64).tobytes()
         + p.key_class.astype(np.int8).tobytes()
     )
 
 
-def _unpack_presses(data: bytes) -> KeystrokePresses:
-    n = len(data) // 9
-    t = np.frombuffer(data, np.float32, n, 0).astype(np.float64)
-    d = np.frombuffer(data, np.float32, n, 4 * n).astype(np.float64)
-    c = np.frombuffer(data, np.int8, n, 8 * n).copy()
+def _unpack_presses(data: bytes, single: bool = False) -> KeystrokePresses:
+    """Presses as packed by :func:`_pack_presses`, or in float32 (``single``: CUP2)."""
+    width = 4 if single else 8
+    dtype = np.float32 if single else np.float64
+    n = len(data) // (2 * width + 1)
+    t = np.frombuffer(data, dtype, n, 0).astype(np.float64)
+    d = np.frombuffer(data, dtype, n, width * n).astype(np.float64)
+    c = np.frombuffer(data, np.int8, n, 2 * width * n).copy()
     return KeystrokePresses(t, d, c)
 
 

@@ -15,7 +15,8 @@ import struct
 
 import numpy as np
 
-_DTYPES: tuple[str, ...] = ("<f4", "<f8", "<u4", "<i4", "<u2", "<i8")
+# Codes are positions in this tuple: append only, never reorder.
+_DTYPES: tuple[str, ...] = ("<f4", "<f8", "<u4", "<i4", "<u2", "<i8", "|u1")
 
 
 def pack(magic: bytes, *arrays: np.ndarray) -> bytes:

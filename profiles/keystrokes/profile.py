@@ -28,8 +28,8 @@ are more typical of people in general than of this user. Higher = more anomalous
 >>> alice.learn_one(typist(70, 150))
 >>> alice.score_one(typist(70, 150)) < alice.score_one(typist(130, 320))
 True
->>> len(alice.to_bytes())
-4228
+>>> len(alice.to_bytes()) < 1000  # only the cells typed are stored (dense: 4 212 bytes)
+True
 >>> again = KeystrokeProfile.from_bytes(alice.to_bytes(), pop)
 >>> w = typist(100, 200)
 >>> again.score_one(w) == alice.score_one(w)
@@ -49,9 +49,18 @@ from profiles.keystrokes.windows import KeystrokeWindow
 
 __all__ = ["KeystrokeProfile"]
 
-_MAGIC: Final = b"CKU1"
-_HEADER: Final = struct.Struct("<4sBBHfI")  # magic, n_classes, n_bins, reserved, prior, n_windows
+_MAGIC: Final = b"CKU2"
+_HEADER: Final = struct.Struct("<4sBBdIB")  # magic, n_classes, n_bins, prior, n_windows, layout
+_MAGIC_V1: Final = b"CKU1"
+_HEADER_V1: Final = struct.Struct(
+    "<4sBBHfI"
+)  # magic, n_classes, n_bins, reserved, prior, n_windows
 _CAP: Final = 255
+# Layouts of the counts after the header. A user types a few hundred of the 4 212
+# cells (a profile enrolled on ~2 000 presses: 800-1 100), so a bitmap of the
+# non-zero cells and their values is a third of the dense array; a profile that
+# has seen no typing stores nothing.
+_EMPTY, _SPARSE, _DENSE = 0, 1, 2
 
 
 class KeystrokeProfile:
@@ -119,19 +128,45 @@ class KeystrokeProfile:
         return np.log(p_pop / p_user)
 
     def to_bytes(self) -> bytes:
+        flat = self.counts.reshape(-1)
+        nonzero = flat != 0
+        n = int(np.count_nonzero(nonzero))
+        bitmap_size = (flat.size + 7) // 8
+        if n == 0:
+            layout, body = _EMPTY, b""
+        elif bitmap_size + n < flat.size:
+            layout, body = _SPARSE, np.packbits(nonzero).tobytes() + flat[nonzero].tobytes()
+        else:
+            layout, body = _DENSE, flat.tobytes()
         header = _HEADER.pack(
-            _MAGIC, self.population.n_classes, N_BINS, 0, self.prior_events, self.n_windows
+            _MAGIC, self.population.n_classes, N_BINS, self.prior_events, self.n_windows, layout
         )
-        return header + self.counts.tobytes()
+        return header + body
 
     @classmethod
     def from_bytes(cls, data: bytes, population: KeystrokePopulation) -> KeystrokeProfile:
-        magic, n_classes, n_bins, _, prior, n_windows = _HEADER.unpack_from(data)
-        if magic != _MAGIC or n_bins != N_BINS or n_classes != population.n_classes:
-            raise ValueError("not a keystroke profile of this version / class table")
+        """Read this version's layout or the dense ``CKU1`` one."""
+        if data[:4] == _MAGIC_V1:
+            magic, n_classes, n_bins, _, prior, n_windows = _HEADER_V1.unpack_from(data)
+            layout, offset = _DENSE, _HEADER_V1.size
+        else:
+            magic, n_classes, n_bins, prior, n_windows, layout = _HEADER.unpack_from(data)
+            offset = _HEADER.size
+        if magic not in (_MAGIC, _MAGIC_V1) or n_bins != N_BINS:
+            raise ValueError("not a keystroke profile of this version")
+        if n_classes != population.n_classes:
+            raise ValueError("keystroke profile of another class table")
         profile = cls(population, prior_events=prior)
-        counts = np.frombuffer(data, dtype=np.uint8, offset=_HEADER.size)
-        profile.counts = counts.reshape(profile.counts.shape).copy()
+        flat = profile.counts.reshape(-1)
+        if layout == _DENSE:
+            flat[:] = np.frombuffer(data, np.uint8, flat.size, offset)
+        elif layout == _SPARSE:
+            bitmap = np.frombuffer(data, np.uint8, (flat.size + 7) // 8, offset)
+            nonzero = np.unpackbits(bitmap, count=flat.size).astype(bool)
+            offset += bitmap.size
+            flat[nonzero] = np.frombuffer(data, np.uint8, int(nonzero.sum()), offset)
+        elif layout != _EMPTY:
+            raise ValueError(f"unknown keystroke profile layout {layout}")
         profile._totals = profile.counts.sum(axis=1, dtype=np.float64)
         profile.n_windows = n_windows
         return profile

@@ -157,3 +157,18 @@ def test_typed_counts_stay_uint16_and_keep_their_proportions() -> None:
     assert det.counts.dtype == np.uint16
     assert int(det.counts[0].max()) <= np.iinfo(np.uint16).max
     np.testing.assert_allclose(det.score_many(rows[:3]), before, atol=0.01)
+
+
+@pytest.mark.parametrize("top", [0, 200, 60_000, 70_000])
+def test_histogram_counts_are_stored_as_narrow_as_they_fit_and_read_back_exactly(top: int) -> None:
+    det = HistogramRatio(POP)
+    if top:
+        det.learn_many(np.random.default_rng(5).normal(size=(50, N_FEATURES)))
+        det.counts[0, 0] += top  # as if that bin had seen many more actions
+        det.n += top
+    again = restore(det)
+    assert np.array_equal(again.counts, det.counts) and again.n == det.n
+    # Never-used detectors store no counts; the others 1, 2 or 4 bytes per bin.
+    width = {0: 0, 200: 1, 60_000: 2, 70_000: 4}[top]
+    assert len(HistogramRatio(POP).to_bytes()) < len(det.to_bytes()) or top == 0
+    assert len(det.to_bytes()) < 64 + width * det.counts.size

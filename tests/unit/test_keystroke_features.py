@@ -144,3 +144,25 @@ def test_profile_round_trip_size_and_direction():
 def test_profile_rejects_foreign_bytes():
     with pytest.raises(ValueError):
         KeystrokeProfile.from_bytes(b"XXXX" + bytes(64), KeystrokePopulation())
+
+
+def test_profile_bytes_hold_only_the_typed_cells_and_read_the_dense_layout() -> None:
+    import struct
+
+    pop = KeystrokePopulation()
+    empty = KeystrokeProfile(pop)
+    assert len(empty.to_bytes()) < 32
+    typed = KeystrokeProfile(pop)
+    typed.counts[5, 3] = 7
+    typed.counts[200, :] = 255  # a dense corner does not make the rest dense
+    full = KeystrokeProfile(pop)
+    full.counts[:] = 1
+    for p in (empty, typed, full):
+        again = KeystrokeProfile.from_bytes(p.to_bytes(), pop)
+        assert np.array_equal(again.counts, p.counts)
+        assert np.array_equal(again._totals, p.counts.sum(axis=1))
+    assert len(typed.to_bytes()) < 600 < len(full.to_bytes())
+    # The dense layout of the first version (CKU1) is still read.
+    v1 = struct.pack("<4sBBHfI", b"CKU1", 13, 12, 0, 10.0, 3) + typed.counts.tobytes()
+    old = KeystrokeProfile.from_bytes(v1, pop)
+    assert np.array_equal(old.counts, typed.counts) and old.n_windows == 3
