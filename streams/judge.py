@@ -114,20 +114,15 @@ def load_profile(data: bytes) -> tuple[UserProfile, bool]:
 
 
 def judge_window(
-    window: Window[Any], profile_bytes: bytes, now_ms: Callable[[], float] | None = None
-) -> tuple[Verdict, bytes, bool]:
-    """Assess ``window`` against the stored profile.
-
-    Returns the verdict, the new profile bytes, and whether the stored profile had
-    to be replaced by a new one (see :func:`load_profile`).
-    """
-    profile, reset = load_profile(profile_bytes)
+    window: Window[Any], profile: UserProfile, now_ms: Callable[[], float] | None = None
+) -> Verdict:
+    """Assess ``window`` with the user's ``profile``, which learns from it if trusted."""
     assessment = profile.assess(
         keystroke_events(window.key_events) if window.key_events else None,
         mouse_events(window.mouse_events) if window.mouse_events else None,
         session=window.session,
     )
-    verdict = Verdict(
+    return Verdict(
         verdict_id=verdict_id(
             window.user, window.device, window.session, window.first_seq, window.last_seq
         ),
@@ -146,4 +141,3 @@ def judge_window(
         emitted_at_ms=now_ms() if now_ms else time.time() * 1000.0,
         events=window.events,
     )
-    return verdict, profile.to_bytes(), reset

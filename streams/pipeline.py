@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from collectors.wire import EventBatch
-from streams.judge import judge_window
+from streams.judge import judge_window, load_profile
 from streams.state import UserState
 from streams.verdict import Verdict
 from streams.windows import AddResult, Window, Windower, advance
@@ -47,8 +47,10 @@ class Pipeline(Generic[T]):
     """Windows and profiles of the users one worker owns.
 
     ``load`` returns the stored state of a user (``None`` if there is none); the
-    pipeline keeps decoded states in memory and returns each new state with its
-    window, for the caller to persist.
+    pipeline keeps decoded states and profiles in memory and returns each new state,
+    serialised, with its window for the caller to persist. Serialisation is exact
+    (:meth:`UserProfile.to_bytes`), so a worker restored from those bytes judges the
+    next windows as this one would have.
     """
 
     def __init__(
@@ -75,19 +77,33 @@ class Pipeline(Generic[T]):
         return result, [self.judge(w) for w in result.closed]
 
     def flush(self, user: str, reason: str = "idle_flush") -> Judged[T] | None:
+        """Judge the user's open window now; the user is idle, so their decoded profile
+        (~25 KB, against a few KB of bytes) is dropped and decoded again when they return."""
         window = self.windower.flush(user, reason)
-        return None if window is None else self.judge(window)
+        judged = None if window is None else self.judge(window)
+        state = self.states.get(user)
+        if state is not None:
+            state.decoded = None
+        return judged
 
     def judge(self, window: Window[T]) -> Judged[T]:
         state = self.state_of(window.user)
         advance(state.cursors, window)
         state.windows += 1
         started = time.process_time()
+        reset = False
         try:
-            verdict, profile, reset = judge_window(window, state.profile, now_ms=self.clock_ms)
+            profile = state.decoded
+            if profile is None:
+                profile, reset = load_profile(state.profile)
+            verdict = judge_window(window, profile, now_ms=self.clock_ms)
+            data = profile.to_bytes()
         except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
+            # The profile may be half updated: the next window starts again from the
+            # bytes last persisted, as a restarted worker would.
+            state.decoded = None
             return Judged(window, None, state, exc, state_bytes=state.to_bytes())
-        state.profile = profile
+        state.decoded, state.profile = profile, data
         return Judged(
             window,
             verdict,
@@ -98,7 +114,7 @@ class Pipeline(Generic[T]):
         )
 
     def forget(self, users: Iterable[str]) -> None:
-        """Drop open windows and cached states (partitions revoked)."""
+        """Drop open windows and cached states and profiles (partitions revoked)."""
         users = set(users)
         self.windower.drop(users)
         for user in users:

@@ -1,7 +1,10 @@
 """What the worker keeps per user in its changelog-backed table.
 
 The value is compact bytes, never a pickle: a small JSON header (sequence
-cursors, counters) followed by the profile's own binary encoding.
+cursors, counters) followed by the profile's own binary encoding. In memory the
+worker also keeps the decoded profile (``decoded``), so that a window costs no
+decoding; ``profile`` always holds its bytes as last persisted, which rebuild
+exactly that profile after a restart.
 
 >>> s = UserState(cursors={"d": Cursor("s", 9)}, windows=3, profile=b"\\x01\\x02")
 >>> UserState.from_bytes(s.to_bytes()) == s
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from profiles.user import UserProfile
 from streams.windows import Cursor
 
 _MAGIC = b"CUS1"
@@ -26,6 +30,8 @@ class UserState:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     windows: int = 0
     profile: bytes = b""
+    # Not persisted: the profile ``profile`` decodes to, once a window needed it.
+    decoded: UserProfile | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         meta = orjson.dumps(
