@@ -54,6 +54,7 @@ from profiles.calibration import GenuineQuantile
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.keystrokes import (
     ERASE,
+    N_CLASSES,
     KeystrokeEvents,
     KeystrokePresses,
     KeystrokeProfile,
@@ -61,6 +62,7 @@ from profiles.keystrokes import (
     pair_presses,
     window_cells,
 )
+from profiles.keystrokes.binning import N_BINS
 from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
 from profiles.mouse import PAUSE_MS, MouseEvents, State, extract
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
@@ -132,9 +134,9 @@ _MOUSE_SUMMARY_SOURCES: Final = {
     "duration": "log_duration_ms",
 }
 MOUSE_SUMMARY: Final = tuple(n for n, f in _MOUSE_SUMMARY_SOURCES.items() if f in MOUSE_FEATURES)
-_MOUSE_SUMMARY_COLUMNS: Final = tuple(
+_MOUSE_SUMMARY_COLUMNS: Final = [
     MOUSE_FEATURES.index(_MOUSE_SUMMARY_SOURCES[n]) for n in MOUSE_SUMMARY
-)
+]
 
 
 @dataclass(slots=True)
@@ -303,16 +305,17 @@ class UserProfile:
             k.cells = np.zeros(0, np.float16)
             k.sessions += 1
         recent = _concat_presses(k.recent, k.last_t_ms, fresh)
-        # Cells of the new presses, including the flight from the last remembered press.
-        context = recent[max(0, len(recent) - len(fresh) - 1) :]
-        new_cells = window_cells(KeystrokeWindow.from_presses(context))
+        window = KeystrokeWindow.from_presses(recent)
+        # Cells of the new presses, including the flight from the last remembered press:
+        # the tail of the window over all remembered presses (flights are per pair).
+        new_cells = window_cells(_window_tail(window, len(fresh) + 1))
         k.last_t_ms = float(recent.t_down_ms[-1])
         k.recent = _rebase(recent[max(0, len(recent) - SUMMARY_PRESSES) :])
-        summary = _keyboard_summary(KeystrokeWindow.from_presses(recent))
+        summary = _keyboard_summary(window)
         raw: float | None = None
         if k.presses > 0 and new_cells.size:
             scores = k.model.cell_scores(new_cells).astype(np.float16)
-            k.cells = np.r_[k.cells, scores][-self.policy.keyboard_cells :]
+            k.cells = np.concatenate((k.cells, scores))[-self.policy.keyboard_cells :]
             if k.cells.size >= self.policy.min_keyboard_cells:
                 raw = float(np.mean(k.cells, dtype=np.float64))
         return (raw, new_cells, summary, len(fresh))
@@ -341,11 +344,10 @@ class UserProfile:
         raw: float | None = None
         if m.actions >= self.policy.min_mouse_actions:
             scores = m.model.score_many(actions).astype(np.float32)
-            m.recent = np.r_[m.recent, scores][-self.policy.mouse_actions :]
+            m.recent = np.concatenate((m.recent, scores))[-self.policy.mouse_actions :]
             if m.recent.size >= self.policy.min_mouse_actions:
                 raw = float(np.mean(m.recent))
-        cols = list(_MOUSE_SUMMARY_COLUMNS)
-        summary = np.nanmedian(actions[:, cols], axis=0)
+        summary = _nanmedian_columns(actions[:, _MOUSE_SUMMARY_COLUMNS])
         return (raw, actions, summary)
 
     def _learn(
@@ -525,11 +527,11 @@ def _concat_mouse(a: MouseEvents, b: MouseEvents) -> MouseEvents:
     if len(a) == 0:
         return b
     return MouseEvents(
-        np.r_[a.t_ms, b.t_ms],
-        np.r_[a.x, b.x].astype(np.int32),
-        np.r_[a.y, b.y].astype(np.int32),
-        np.r_[a.button, b.button].astype(np.int8),
-        np.r_[a.state, b.state].astype(np.int8),
+        np.concatenate((a.t_ms, b.t_ms)),
+        np.concatenate((a.x, b.x)).astype(np.int32, copy=False),
+        np.concatenate((a.y, b.y)).astype(np.int32, copy=False),
+        np.concatenate((a.button, b.button)).astype(np.int8, copy=False),
+        np.concatenate((a.state, b.state)).astype(np.int8, copy=False),
     )
 
 
@@ -612,10 +614,7 @@ def _reasons(modality: str, names: tuple[str, ...], z: np.ndarray) -> list[str]:
 
 def _count_presses(cells: np.ndarray) -> int:
     # Dwell cells (kinds below the class count) are one per timed press.
-    from profiles.keystrokes.binning import N_BINS
-    from profiles.keystrokes.events import N_CLASSES
-
-    return int(np.count_nonzero(cells // N_BINS < N_CLASSES))
+    return int(np.count_nonzero(cells < N_CLASSES * N_BINS))
 
 
 def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
@@ -627,16 +626,48 @@ def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
         else np.nan
     )
     rate = (window.n_presses - 1 - window.n_pauses) / span_s if span_s and span_s > 0 else np.nan
-    with np.errstate(all="ignore"):
-        return np.array(
-            [
-                np.nanmedian(dwell) if np.isfinite(dwell).any() else np.nan,
-                np.nanmedian(dd) if np.isfinite(dd).any() else np.nan,
-                rate,
-                float(np.mean(window.key_class == ERASE)) if window.n_presses else np.nan,
-            ],
-            dtype=np.float64,
-        )
+    return np.array(
+        [
+            _nanmedian(dwell),
+            _nanmedian(dd),
+            rate,
+            np.count_nonzero(window.key_class == ERASE) / window.n_presses
+            if window.n_presses
+            else np.nan,
+        ],
+        dtype=np.float64,
+    )
+
+
+def _window_tail(window: KeystrokeWindow, presses: int) -> KeystrokeWindow:
+    """The window of the last ``presses`` presses, cut from a longer one (same flights)."""
+    start = max(0, window.n_presses - presses)
+    if start == 0:
+        return window
+    return KeystrokeWindow(
+        window.presses[start:],
+        window.dd_ms[start:],
+        window.ud_ms[start:],
+        window.pair_code[start:],
+        int(np.count_nonzero(np.isnan(window.dd_ms[start:]))),
+        window.n_classes,
+    )
+
+
+def _nanmedian(x: np.ndarray) -> float:
+    """``np.nanmedian`` of a short 1-D array, NaN if there is no number; same values,
+    a fraction of the cost (numpy's goes through generic reductions)."""
+    s = np.sort(x)
+    n = s.size - int(np.count_nonzero(np.isnan(s)))
+    if n == 0:
+        return float("nan")
+    h = n // 2
+    return float(s[h]) if n % 2 else (float(s[h - 1]) + float(s[h])) / 2.0
+
+
+def _nanmedian_columns(a: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(a, axis=0)`` of a short 2-D array (see :func:`_nanmedian`)."""
+    return np.array([_nanmedian(a[:, j]) for j in range(a.shape[1])], dtype=np.float64)
 
 
 def _concat_presses(a: KeystrokePresses, a_end_ms: float, b: KeystrokePresses) -> KeystrokePresses:
@@ -644,9 +675,9 @@ def _concat_presses(a: KeystrokePresses, a_end_ms: float, b: KeystrokePresses) -
     if len(a) == 0:
         return b
     return KeystrokePresses(
-        np.r_[a.t_down_ms + a_end_ms, b.t_down_ms],
-        np.r_[a.dwell_ms, b.dwell_ms],
-        np.r_[a.key_class, b.key_class].astype(np.int8),
+        np.concatenate((a.t_down_ms + a_end_ms, b.t_down_ms)),
+        np.concatenate((a.dwell_ms, b.dwell_ms)),
+        np.concatenate((a.key_class, b.key_class)).astype(np.int8, copy=False),
     )
 
 
