@@ -150,36 +150,64 @@ def action_types(X: np.ndarray) -> np.ndarray:
     return np.argmax(np.atleast_2d(X)[:, list(TYPE_COLUMNS)], axis=1)
 
 
-_POINTER_STATES = np.array([State.MOVE, State.PRESSED, State.RELEASED, State.DRAG])
+_MM, _PC, _DD = int(ActionType.MM), int(ActionType.PC), int(ActionType.DD)
+_PRESSED, _RELEASED, _DRAG = int(State.PRESSED), int(State.RELEASED), int(State.DRAG)
 
 
 def pointer_events(events: MouseEvents) -> MouseEvents:
     """Events that move the pointer or click it: scroll and exotic buttons removed."""
-    keep = np.isin(events.state, _POINTER_STATES) & (events.button <= Button.RIGHT)
+    # Pointer states are the codes MOVE..DRAG (0..3); comparisons cost less than isin.
+    state = events.state
+    keep = (state >= State.MOVE) & (state <= State.DRAG) & (events.button <= Button.RIGHT)
     return events[keep]
+
+
+@dataclass(frozen=True, slots=True)
+class _Actions:
+    """Actions as parallel arrays (see :class:`MouseAction`), the form the features use."""
+
+    kind: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    press: np.ndarray
+    pause_before_ms: np.ndarray
 
 
 def segment_actions(events: MouseEvents, pause_ms: float = PAUSE_MS) -> list[MouseAction]:
     """Cut time-ordered pointer events (see :func:`pointer_events`) into actions."""
-    ev = events
+    a = _segment(events, pause_ms)
+    return [
+        MouseAction(ActionType(k), s, e, p, q)
+        for k, s, e, p, q in zip(
+            a.kind.tolist(),
+            a.start.tolist(),
+            a.stop.tolist(),
+            a.press.tolist(),
+            a.pause_before_ms.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
     n = len(ev)
     if n == 0:
-        return []
+        empty = np.zeros(0, np.int64)
+        return _Actions(empty, empty, empty, empty, np.zeros(0))
     state = ev.state
-    t = ev.t_ms
-    is_press = state == State.PRESSED
-    is_release = state == State.RELEASED
-    is_drag = state == State.DRAG
+    is_press = state == _PRESSED
+    is_release = state == _RELEASED
+    idx = np.arange(n)
 
     # "held": a press came after the last release -> pauses there are click holds.
-    last_pr = np.where(is_press | is_release, np.arange(n), -1)
+    last_pr = np.where(is_press | is_release, idx, -1)
     np.maximum.accumulate(last_pr, out=last_pr)
     held_before = np.zeros(n, dtype=bool)
     held_before[1:] = (last_pr[:-1] >= 0) & is_press[np.maximum(last_pr[:-1], 0)]
 
     gap = np.empty(n)
     gap[0] = np.inf
-    gap[1:] = np.diff(t)
+    np.subtract(ev.t_ms[1:], ev.t_ms[:-1], out=gap[1:])
     start = (gap > pause_ms) & ~held_before
     start[0] = True
     start[1:] |= is_release[:-1]
@@ -187,9 +215,9 @@ def segment_actions(events: MouseEvents, pause_ms: float = PAUSE_MS) -> list[Mou
     # A press followed by drag events before its release starts a DD action.
     press_idx = np.flatnonzero(is_press)
     release_idx = np.flatnonzero(is_release)
-    drag_cum = np.cumsum(is_drag)
     dd_press = np.zeros(n, dtype=bool)
     if press_idx.size and release_idx.size:
+        drag_cum = np.cumsum(state == _DRAG)
         nxt = np.searchsorted(release_idx, press_idx)
         ok = nxt < release_idx.size
         p, r = press_idx[ok], release_idx[nxt[ok]]
@@ -197,20 +225,21 @@ def segment_actions(events: MouseEvents, pause_ms: float = PAUSE_MS) -> list[Mou
         dd_press[p[dragged]] = True
     start |= dd_press
 
-    bounds = np.r_[np.flatnonzero(start), n]
-    release_cum = np.r_[0, np.cumsum(is_release)]
-    press_pos = np.where(is_press, np.arange(n), -1)
+    first = np.flatnonzero(start)
+    stop = np.empty_like(first)
+    stop[:-1] = first[1:]
+    stop[-1] = n
+    release_cum = np.zeros(n + 1, np.int64)
+    np.cumsum(is_release, out=release_cum[1:])
+    press_pos = np.where(is_press, idx, -1)
     np.maximum.accumulate(press_pos, out=press_pos)
 
-    actions: list[MouseAction] = []
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        pause = float(gap[a]) if a > 0 else 0.0
-        if release_cum[b] - release_cum[a] > 0 and press_pos[b - 1] >= a:
-            kind = ActionType.DD if dd_press[a] else ActionType.PC
-            actions.append(MouseAction(kind, a, b, int(press_pos[b - 1]), pause))
-        else:
-            actions.append(MouseAction(ActionType.MM, a, b, -1, pause))
-    return actions
+    # An action with a release whose press is inside it is a click (PC) or a drag (DD).
+    last_press = press_pos[stop - 1]
+    clicked = (release_cum[stop] - release_cum[first] > 0) & (last_press >= first)
+    kind = np.where(clicked, np.where(dd_press[first], _DD, _PC), _MM)
+    pause = np.where(first > 0, gap[first], 0.0)
+    return _Actions(kind, first, stop, np.where(clicked, last_press, -1), pause)
 
 
 def _log(v: np.ndarray) -> np.ndarray:
@@ -229,23 +258,32 @@ def action_features(
     """
     if not actions:
         return np.empty((0, N_FEATURES))
-    kinds = np.array([a.kind for a in actions], dtype=np.int64)
-    starts = np.array([a.start for a in actions], dtype=np.int64)
-    stops = np.array([a.stop for a in actions], dtype=np.int64)
-    presses = np.array([a.press for a in actions], dtype=np.int64)
-    pauses = np.array([a.pause_before_ms for a in actions], dtype=np.float64)
-    ends = np.where(kinds == ActionType.PC, presses + 1, stops)  # PC: up to the press
+    arrays = _Actions(
+        np.array([a.kind for a in actions], dtype=np.int64),
+        np.array([a.start for a in actions], dtype=np.int64),
+        np.array([a.stop for a in actions], dtype=np.int64),
+        np.array([a.press for a in actions], dtype=np.int64),
+        np.array([a.pause_before_ms for a in actions], dtype=np.float64),
+    )
+    return _features(events, arrays, min_points)
 
-    t_all = events.t_ms.astype(np.float64)
-    hold = np.zeros(kinds.size)
-    clicked = kinds != ActionType.MM
-    hold[clicked] = t_all[stops[clicked] - 1] - t_all[presses[clicked]]
+
+def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.ndarray:
+    kinds, starts, stops = actions.kind, actions.start, actions.stop
+    presses, pauses = actions.press, actions.pause_before_ms
+    if kinds.size == 0:
+        return np.empty((0, N_FEATURES))
+    ends = np.where(kinds == _PC, presses + 1, stops)  # PC: up to the press
+
+    t_all = events.t_ms.astype(np.float64, copy=False)
+    clicked = kinds != _MM
+    hold = np.where(clicked, t_all[stops - 1] - t_all[np.where(clicked, presses, 0)], 0.0)
 
     # Concatenate the trajectory points of all actions, with their action id.
     lengths = ends - starts
     seg = np.repeat(np.arange(kinds.size), lengths)
     offsets = np.cumsum(lengths) - lengths
-    idx = np.arange(seg.size) - np.repeat(offsets, lengths) + np.repeat(starts, lengths)
+    idx = np.arange(seg.size) + np.repeat(starts - offsets, lengths)
     t = t_all[idx]
     x = events.x[idx].astype(np.float64)
     y = events.y[idx].astype(np.float64)
@@ -259,15 +297,21 @@ def action_features(
     ok = n_points >= min_points
     if not ok.any():
         return np.empty((0, N_FEATURES))
-    keep = ok[seg]
-    # Renumber surviving actions 0..k-1 so that reductions stay dense.
-    new_id = np.cumsum(ok) - 1
-    seg, t, x, y = new_id[seg[keep]], t[keep], x[keep], y[keep]
-    kinds, hold, pauses, n_points = kinds[ok], hold[ok], pauses[ok], n_points[ok]
+    if not ok.all():
+        keep = ok[seg]
+        # Renumber surviving actions 0..k-1 so that reductions stay dense.
+        new_id = np.cumsum(ok) - 1
+        seg, t, x, y = new_id[seg[keep]], t[keep], x[keep], y[keep]
+        kinds, hold, pauses, n_points = kinds[ok], hold[ok], pauses[ok], n_points[ok]
     k = kinds.size
 
-    first = np.r_[0, np.flatnonzero(seg[1:] != seg[:-1]) + 1]
-    lastp = np.r_[first[1:] - 1, seg.size - 1]
+    change = np.flatnonzero(seg[1:] != seg[:-1]) + 1
+    first = np.empty(k, np.int64)
+    first[0] = 0
+    first[1:] = change
+    lastp = np.empty(k, np.int64)
+    lastp[:-1] = change - 1
+    lastp[-1] = seg.size - 1
 
     # First differences (within an action only).
     same1 = seg[1:] == seg[:-1]
@@ -291,8 +335,9 @@ def action_features(
     dtheta = (dtheta + np.pi) % (2 * np.pi) - np.pi
     ds2 = (ds[1:] + ds[:-1])[same2] / 2
     moving = ds2 > 0
-    ang_speed = np.abs(dtheta) / dt2
-    curvature = np.where(moving, np.abs(dtheta) / np.where(moving, ds2, 1.0), 0.0)
+    abs_dtheta = np.abs(dtheta)
+    ang_speed = abs_dtheta / dt2
+    curvature = np.where(moving, abs_dtheta / np.where(moving, ds2, 1.0), 0.0)
     tm2 = (tm1[1:] + tm1[:-1])[same2] / 2
 
     # Third differences.
@@ -300,12 +345,17 @@ def action_features(
     s3 = s2[1:][same3]
     jerk = np.diff(accel)[same3] / np.maximum(np.diff(tm2)[same3], 1.0)
 
-    def mean(v: np.ndarray, s: np.ndarray) -> np.ndarray:
-        return np.bincount(s, weights=v, minlength=k) / np.maximum(np.bincount(s, minlength=k), 1)
+    # Samples per action at each level, counted once for all the means of that level.
+    n1 = np.maximum(np.bincount(s1, minlength=k), 1)
+    n2 = np.maximum(np.bincount(s2, minlength=k), 1)
+    n3 = np.maximum(np.bincount(s3, minlength=k), 1)
 
-    def std(v: np.ndarray, s: np.ndarray) -> np.ndarray:
-        m = mean(v, s)
-        return np.sqrt(np.maximum(mean(v * v, s) - m * m, 0.0))
+    def mean(v: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return np.bincount(s, weights=v, minlength=k) / n
+
+    def std(v: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
+        m = mean(v, s, n)
+        return np.sqrt(np.maximum(mean(v * v, s, n) - m * m, 0.0))
 
     def vmax(v: np.ndarray, s: np.ndarray) -> np.ndarray:
         out = np.zeros(k)
@@ -319,57 +369,55 @@ def action_features(
     chord = np.hypot(cx, cy)
     straight = np.where(path > 0, chord / np.where(path > 0, path, 1.0), 1.0)
     chord_safe = np.where(chord > 0, chord, 1.0)
-    direction_cos = np.where(chord > 0, cx / chord_safe, 0.0)
-    direction_sin = np.where(chord > 0, cy / chord_safe, 0.0)
     # Perpendicular distance of every point to its action's chord.
     px = x - x[first][seg]
     py = y - y[first][seg]
     dev = np.abs(px * cy[seg] - py * cx[seg]) / chord_safe[seg]
-    max_dev = np.where(chord > 0, vmax(dev, seg), 0.0)
 
     # Time of peak speed, as a fraction of the duration (ballistic vs corrective).
     order = np.lexsort((-speed, s1))
-    peak_first = np.r_[0, np.flatnonzero(s1[order][1:] != s1[order][:-1]) + 1]
+    s1o = s1[order]
+    peak_first = np.empty(k, np.int64)
+    peak_first[0] = 0
+    peak_first[1:] = np.flatnonzero(s1o[1:] != s1o[:-1]) + 1
     peak_t = tm1[order][peak_first]
-    t_peak = np.where(duration > 0, (peak_t - t[first]) / np.where(duration > 0, duration, 1), 0)
+    has_duration = duration > 0
+    t_peak = np.where(has_duration, (peak_t - t[first]) / np.where(has_duration, duration, 1), 0)
 
-    feats = np.column_stack(
-        [
-            kinds == ActionType.MM,
-            kinds == ActionType.PC,
-            kinds == ActionType.DD,
-            _log(duration),
-            _log(np.minimum(pauses, 60_000.0)),
-            _log(hold),
-            np.log(n_points),
-            _log(path),
-            _log(chord),
-            straight,
-            direction_cos,
-            direction_sin,
-            _log(max_dev),
-            _log(mean(speed, s1) * 1000),  # px/s
-            _log(std(speed, s1) * 1000),
-            _log(vmax(speed, s1) * 1000),
-            np.arcsinh(mean(vx, s1) * 1000 / 100),
-            np.arcsinh(mean(vy, s1) * 1000 / 100),
-            _log(mean(np.abs(accel), s2) * 1e6),  # px/s^2
-            _log(std(accel, s2) * 1e6),
-            _log(vmax(accel, s2) * 1e6),
-            _log(vmax(-accel, s2) * 1e6),
-            _log(mean(np.abs(jerk), s3) * 1e9),  # px/s^3
-            _log(mean(ang_speed, s2) * 1000),  # rad/s
-            _log(mean(curvature, s2) * 1000),  # rad per 1000 px
-            mean(np.abs(dtheta), s2),
-            t_peak,
-            _log(mean(dt, s1)),
-            mean((ds == 0).astype(np.float64), s1),
-        ]
-    ).astype(np.float64)
+    feats = np.empty((k, N_FEATURES))
+    feats[:, 0] = kinds == _MM
+    feats[:, 1] = kinds == _PC
+    feats[:, 2] = kinds == _DD
+    feats[:, 3] = _log(duration)
+    feats[:, 4] = _log(np.minimum(pauses, 60_000.0))
+    feats[:, 5] = _log(hold)
+    feats[:, 6] = np.log(n_points)
+    feats[:, 7] = _log(path)
+    feats[:, 8] = _log(chord)
+    feats[:, 9] = straight
+    feats[:, 10] = np.where(chord > 0, cx / chord_safe, 0.0)
+    feats[:, 11] = np.where(chord > 0, cy / chord_safe, 0.0)
+    feats[:, 12] = _log(np.where(chord > 0, vmax(dev, seg), 0.0))
+    feats[:, 13] = _log(mean(speed, s1, n1) * 1000)  # px/s
+    feats[:, 14] = _log(std(speed, s1, n1) * 1000)
+    feats[:, 15] = _log(vmax(speed, s1) * 1000)
+    feats[:, 16] = np.arcsinh(mean(vx, s1, n1) * 1000 / 100)
+    feats[:, 17] = np.arcsinh(mean(vy, s1, n1) * 1000 / 100)
+    feats[:, 18] = _log(mean(np.abs(accel), s2, n2) * 1e6)  # px/s^2
+    feats[:, 19] = _log(std(accel, s2, n2) * 1e6)
+    feats[:, 20] = _log(vmax(accel, s2) * 1e6)
+    feats[:, 21] = _log(vmax(-accel, s2) * 1e6)
+    feats[:, 22] = _log(mean(np.abs(jerk), s3, n3) * 1e9)  # px/s^3
+    feats[:, 23] = _log(mean(ang_speed, s2, n2) * 1000)  # rad/s
+    feats[:, 24] = _log(mean(curvature, s2, n2) * 1000)  # rad per 1000 px
+    feats[:, 25] = mean(abs_dtheta, s2, n2)
+    feats[:, 26] = t_peak
+    feats[:, 27] = _log(mean(dt, s1, n1))
+    feats[:, 28] = mean((ds == 0).astype(np.float64), s1, n1)
     return feats
 
 
 def extract(events: MouseEvents, pause_ms: float = PAUSE_MS) -> np.ndarray:
     """Events (any buttons, scroll included) -> one feature row per usable action."""
     pe = pointer_events(events)
-    return action_features(pe, segment_actions(pe, pause_ms=pause_ms))
+    return _features(pe, _segment(pe, pause_ms), MIN_POINTS)
