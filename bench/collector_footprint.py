@@ -82,7 +82,10 @@ if sys.argv[1] == "pynput":
                  mouse.Listener(on_move=count, on_click=count, on_scroll=count)]
 else:
     from collectors.capture import XRecordInput
-    listeners = [XRecordInput(count, count, count, count, count)]
+    from collectors.wire import KeyEvent
+    def count_burst(events):
+        n[0] += len(events)
+    listeners = [XRecordInput(count_burst, lambda kind, key, t, flags: KeyEvent(kind, t, 12))]
 for listener in listeners:
     listener.start()
 for listener in listeners:
@@ -91,6 +94,16 @@ signal.signal(signal.SIGUSR1, lambda *a: print(n[0], flush=True))
 print("ready", flush=True)
 threading.Event().wait()
 """
+
+
+def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[Any]:
+    """Sample ``pid`` without stopping it (``--nonblocking``): where its CPU goes, by line."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
+        + ["--nonblocking", "--threads", "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def mouse_script(seconds: float) -> list[str]:
@@ -120,6 +133,13 @@ def main() -> int:
         help="measure a bare listener that only counts events instead of the agent",
     )
     parser.add_argument("--out", type=Path, help="JSON result (default bench/results/...)")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="also sample the agent with py-spy over the window (collapsed stacks to FILE); "
+        "the sampling costs CPU of its own, so the figure of such a run is not the footprint",
+    )
     args = parser.parse_args()
     if args.out is None:
         name = f"collector_floor_{args.bare}" if args.bare else "collector_footprint"
@@ -213,11 +233,14 @@ def main() -> int:
         load_before = os.getloadavg()
         before = sample()
         cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+        spy = py_spy(agent.pid, args.seconds, args.py_spy) if args.py_spy else None
         rss: list[int] = []
         while time.monotonic() - t0 < args.seconds:
             rss.append(rss_bytes(agent.pid))
             time.sleep(0.5)
         cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
+        if spy is not None:
+            spy.wait(60)  # it writes its output after the duration; before the agent stops
         after = sample()
         load_after = os.getloadavg()
         wall = t1 - t0

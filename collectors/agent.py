@@ -226,7 +226,7 @@ def build_agent(
         batcher=Batcher(config.max_events, config.max_age_ms),
         lock_watcher=watcher if watcher.available else None,
     )
-    capture = Capture(agent.batcher.add, hasher)
+    capture = Capture(agent.batcher.add, hasher, sink_many=agent.batcher.extend)
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port)
     return agent, capture

@@ -1,7 +1,8 @@
 """Cut the stream of captured events into batches: every 250 ms or 128 events.
 
-The listener threads call :meth:`Batcher.add`; the agent's thread collects closed
-chunks with :meth:`Batcher.due`. Keeping the Kafka side off the listener threads
+The capture threads call :meth:`Batcher.add` (one event) or :meth:`Batcher.extend`
+(a burst, one lock round for all of it); the agent's thread collects closed chunks
+with :meth:`Batcher.due`. Keeping the Kafka side off the listener threads
 matters: a slow callback delays the user's input on some platforms (Windows hooks).
 """
 
@@ -43,6 +44,29 @@ class Batcher:
                 self._closed.append(tuple(self._current))
                 self._current = []
                 self._full.set()
+
+    def extend(self, events: list[Event]) -> None:
+        """Append a burst of events in order (thread-safe); closes batches at ``max_events``."""
+        if not events:
+            return
+        with self._lock:
+            current = self._current
+            if not current:
+                self._opened_ms = self._clock()
+            room = self.max_events - len(current)
+            if len(events) < room:
+                current.extend(events)
+                return
+            current.extend(events[:room])
+            self._closed.append(tuple(current))
+            rest = events[room:]
+            while len(rest) >= self.max_events:
+                self._closed.append(tuple(rest[: self.max_events]))
+                rest = rest[self.max_events :]
+            self._current = rest
+            if rest:
+                self._opened_ms = self._clock()
+            self._full.set()
 
     def due(self, now_ms: float | None = None) -> list[tuple[Event, ...]]:
         """Closed batches, oldest first; also closes the open one once it is old enough."""

@@ -1,22 +1,30 @@
-"""pynput listeners that reduce every input to a wire event inside the callback.
+"""Input capture that reduces every input to a wire event before it goes anywhere.
 
-Privacy by construction: the key object pynput hands us is turned into a key class
+Privacy by construction: the key object is turned into a key class
 (:mod:`collectors.keyclass`) -- and, only in the audited key-identity mode, into a
-keyed hash -- before the callback returns. Nothing downstream ever holds a key, a
+keyed hash -- by :meth:`Capture.key_event`, called where the key is obtained (a
+pynput callback, or the X11 parse below). Nothing downstream ever holds a key, a
 character or a key code, so nothing downstream can leak one.
 
-Times are ``time.monotonic_ns()`` in milliseconds (they never jump when the wall
-clock is adjusted); the agent records the wall-clock offset once per batch.
+Times are milliseconds of this process's monotonic clock (``time.monotonic_ns``;
+they never jump when the wall clock is adjusted); the agent records the wall-clock
+offset once per batch. Where the time comes from differs by path:
+
+* under X11 (:class:`XRecordInput`) it is the X server's own timestamp of the event
+  (1 ms resolution), mapped onto the monotonic clock by :class:`ServerClock`; the
+  input is read in bursts every few tens of milliseconds, so the moment we read an
+  event says nothing precise about when it happened;
+* elsewhere (pynput's listeners) it is the monotonic clock read in the callback.
+
 pynput >= 1.8 passes ``injected`` (synthetic input) as the last callback argument;
 older versions don't, hence the defaults.
 
-Under X11 input is not read through pynput's listeners but through
-:class:`XRecordInput`: pynput parses every event with python-xlib's generic
-(pure-Python) protocol machinery, which at a few hundred pointer moves per second
-was most of the agent's CPU (see docs/collectors.md, footprint). The events are cut
-from the RECORD stream with ``struct``, and a key code still becomes a key through
-pynput's own translation, on the reader thread, so :meth:`Capture._key` reduces the
-same key objects as before, inside the same callback.
+Under X11 input is not read through pynput's listeners: pynput parses every event
+with python-xlib's generic (pure-Python) protocol machinery and wakes a thread per
+event, which at a few hundred pointer moves per second was most of the agent's CPU
+(see docs/collectors.md, footprint). The RECORD stream is read in bursts and cut
+with ``struct``; a key code still becomes a key through pynput's own translation, so
+:meth:`Capture.key_event` reduces the same key objects as on the pynput path.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import enum
 import hashlib
 import hmac
 import logging
+import math
+import select
 import socket
 import struct
 import threading
@@ -37,6 +47,9 @@ from collectors.keyclass import OTHER, classify_char, classify_named
 from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
 
 Sink = Callable[[Event], None]
+SinkMany = Callable[[list[Event]], None]
+# (kind "kd"/"ku", pynput key, t_ms, flags) -> the reduced event; the key stops there.
+KeyReducer = Callable[[str, Any, float, int], KeyEvent]
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +82,43 @@ _MOVE = "mm"
 
 
 class Capture:
-    """Keyboard and mouse listeners feeding ``sink`` with reduced events."""
+    """Keyboard and mouse input feeding ``sink`` (or ``sink_many``) with reduced events."""
 
     def __init__(
-        self, sink: Sink, key_hasher: KeyHasher | None = None, *, lean_x11: bool = True
+        self,
+        sink: Sink,
+        key_hasher: KeyHasher | None = None,
+        *,
+        sink_many: SinkMany | None = None,
+        lean_x11: bool = True,
     ) -> None:
         self._sink = sink
+        self._sink_many: SinkMany = sink_many if sink_many is not None else self._each
         self._hasher = key_hasher
         self._lean_x11 = lean_x11
         self._last_move_ms = -1
         self._listeners: list[Any] = []
 
-    # -- callbacks (run on pynput's listener threads) ----------------------------
+    def _each(self, events: list[Event]) -> None:
+        for event in events:
+            self._sink(event)
 
-    def _key(self, kind: str, key: Any, injected: bool) -> None:
-        t_ms = time.monotonic_ns() / 1e6
+    def key_event(self, kind: str, key: Any, t_ms: float, flags: int) -> KeyEvent:
+        """The wire event for ``key``: its class (and, audited, keyed hash), never the key."""
         key_class, identity = _key_class_and_identity(key)
         key_hash = self._hasher(identity) if self._hasher is not None else None
         del key, identity  # the key goes no further than this frame
-        self._sink(KeyEvent(kind, t_ms, key_class, FLAG_INJECTED if injected else 0, key_hash))
+        return KeyEvent(kind, t_ms, key_class, flags, key_hash)
+
+    # -- pynput callbacks (run on pynput's listener threads) ----------------------
 
     def on_press(self, key: Any, injected: bool = False) -> None:
-        self._key("kd", key, injected)
+        t_ms = time.monotonic_ns() / 1e6
+        self._sink(self.key_event("kd", key, t_ms, FLAG_INJECTED if injected else 0))
 
     def on_release(self, key: Any, injected: bool = False) -> None:
-        self._key("ku", key, injected)
+        t_ms = time.monotonic_ns() / 1e6
+        self._sink(self.key_event("ku", key, t_ms, FLAG_INJECTED if injected else 0))
 
     def on_move(self, x: float, y: float, injected: bool = False) -> None:
         t_ns = time.monotonic_ns()
@@ -133,11 +158,7 @@ class Capture:
         self._listeners = []
         if self._lean_x11 and mouse.Listener.__module__.endswith("._xorg"):
             try:
-                self._listeners = [
-                    XRecordInput(
-                        self.on_move, self.on_click, self.on_scroll, self.on_press, self.on_release
-                    )
-                ]
+                self._listeners = [XRecordInput(self._sink_many, self.key_event)]
             except Exception as exc:  # noqa: BLE001 - any X trouble: pynput's path still works
                 log.warning("lean X11 input capture unavailable (%s); using pynput's", exc)
         if not self._listeners:
@@ -164,6 +185,96 @@ class Capture:
         return all(listener.is_alive() for listener in self._listeners)
 
 
+# -- X server time -> monotonic time ----------------------------------------------------
+
+_WRAP = 1 << 32  # X timestamps are CARD32 milliseconds: they wrap every 49.7 days
+_HALF_WRAP = 1 << 31
+
+
+def _signed(delta: int) -> int:
+    """A CARD32 difference as the nearest signed distance (what wraps, unwraps)."""
+    delta &= _WRAP - 1
+    return delta - _WRAP if delta >= _HALF_WRAP else delta
+
+
+class ServerClock:
+    """Maps X server event timestamps onto this process's monotonic milliseconds.
+
+    ``t_ms = server_ms + offset``, where ``server_ms`` is the event's CARD32 time
+    unwrapped next to the current estimate of the server's time, so the wrap every
+    49.7 days and any idle gap are harmless. The offset is derived from the reads
+    themselves: an event is never read before it happened, so every read gives an
+    upper bound ``sample = monotonic_ms_at_read - server_ms_of_newest_event`` on the
+    offset, and the smallest one seen is the estimate.
+
+    * Same clock: Xorg, Xvfb and XWayland stamp events with ``GetTimeInMillis()``,
+      i.e. ``CLOCK_MONOTONIC`` truncated to ms -- our clock. When the first sample
+      says the server's time is within :attr:`SAME_CLOCK_MS` behind ours (modulo the
+      wrap), the offset is taken as exactly the whole wraps between them: ``t_ms``
+      then *is* the server's millisecond, from the first event on, with no
+      convergence steps.
+    * Otherwise (a server on another clock), the offset starts at the first sample
+      and is lowered whenever a read proves it too high (``sample < offset``).
+    * Either way it is raised only on strong evidence -- over :attr:`WINDOW_MS`, at
+      least :attr:`MIN_SAMPLES` samples all more than :attr:`RAISE_SLACK_MS` above
+      it (a server clock running slower than ours) -- so that it stays constant in
+      steady state: dwell, flight and pointer intervals are differences of server
+      timestamps, exact to the server's millisecond.
+    """
+
+    SAME_CLOCK_MS = 5000
+    WINDOW_MS = 10_000.0
+    MIN_SAMPLES = 32
+    RAISE_SLACK_MS = 20.0
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self.same_clock = False
+        self._window_end = 0.0
+        self._window_min = math.inf
+        self._window_n = 0
+
+    def unwrap(self, raw: int, now_ms: float) -> int:
+        """``raw`` on a continuous millisecond scale, next to the server's time at ``now_ms``."""
+        if self.offset is None:
+            return raw
+        ref = int(now_ms - self.offset)
+        return ref + _signed(raw - ref)
+
+    def observe(self, now_ms: float, newest_raw: int) -> None:
+        """Account for a read at ``now_ms`` whose newest event has server time ``newest_raw``."""
+        if self.offset is None:
+            behind = _signed(int(now_ms) - newest_raw)
+            if 0 <= behind <= self.SAME_CLOCK_MS:
+                self.same_clock = True
+                self.offset = float(int(now_ms) - behind - newest_raw)
+            else:
+                self.offset = now_ms - newest_raw
+            self._window_end = now_ms + self.WINDOW_MS
+            return
+        sample = now_ms - self.unwrap(newest_raw, now_ms)
+        if sample < self.offset - (1.0 if self.same_clock else 0.0):
+            # Read before it happened: the estimate is too high. (On the same clock a
+            # sample may sit up to 1 ms low: the server truncates to whole ms.)
+            log.info("X server clock: offset lowered by %.1f ms", self.offset - sample)
+            self.offset = sample
+            self.same_clock = False
+        if sample < self._window_min:
+            self._window_min = sample
+        self._window_n += 1
+        if now_ms >= self._window_end:
+            if (
+                self._window_n >= self.MIN_SAMPLES
+                and self._window_min > self.offset + self.RAISE_SLACK_MS
+            ):
+                log.info("X server clock: offset raised by %.1f ms", self._window_min - self.offset)
+                self.offset = self._window_min
+                self.same_clock = False
+            self._window_end = now_ms + self.WINDOW_MS
+            self._window_min = math.inf
+            self._window_n = 0
+
+
 # -- X11 input through the RECORD extension, without python-xlib's event parser --------
 
 # Core event codes (X.h); bit 7 of the code is set for SendEvent, i.e. synthetic, input.
@@ -171,11 +282,16 @@ _KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3,
 _SEND_EVENT = 0x80
 # Wheel "buttons" 4-7 -> (dx, dy), as pynput reports them.
 _X_SCROLL = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
+_BUTTON_CODES = {1: 1, 2: 3, 3: 2}  # X left, middle, right -> wire 1 left, 3 middle, 2 right
 _RECORD_ENABLE_CONTEXT = 5
 _FROM_SERVER, _END_OF_DATA = 0, 5
 _REPLY_HEADER = struct.Struct("=BBHI")  # type, category, sequence, length (4-byte units)
-_ROOT_XY = struct.Struct("=hh")  # root_x, root_y at byte 20 of a core input event
-_STATE = struct.Struct("=H")  # modifier state at byte 28
+# A core input event: code, detail, time, root_x, root_y, state (xEvent, X.h/Xproto.h).
+_CORE_EVENT = struct.Struct("=BB2xI12xhh4xH2x")
+# Input read in one burst after a wake-up: a continuous stream wakes us ~1/COALESCE_S
+# times a second instead of once per event. The events carry the server's time, so
+# this costs latency (well below the 250 ms batch) and no precision.
+COALESCE_S = 0.04
 
 
 class _XKeyEvent:
@@ -192,34 +308,32 @@ class XRecordInput:
     """Keys, pointer moves, clicks and wheel steps of all X clients via RECORD.
 
     The same source as pynput's X11 listeners (a RECORD context over the core device
-    events), but the replies are read from the socket and cut with ``struct`` instead
-    of python-xlib's per-field protocol objects, on one thread instead of two.
-    python-xlib still opens the connections (display name, authentication) and
-    creates the context; only the enable request, whose replies stream until the
-    context is disabled, is ours. Key codes become pynput keys through pynput's own
-    translation (an unstarted keyboard listener's), so key classes and key-identity
-    hashes are exactly those of the pynput path. Same interface as a pynput listener
-    as far as :class:`Capture` needs.
+    events), but the replies are read from the socket in bursts and cut with
+    ``struct`` instead of python-xlib's per-field protocol objects, on one thread
+    instead of two. python-xlib still opens the connections (display name,
+    authentication) and creates the context; only the enable request, whose replies
+    stream until the context is disabled, is ours.
+
+    The reader blocks until the server sends something, reads it at once (a lone
+    event is handled without delay), then sleeps :data:`COALESCE_S` before reading
+    again, so a stream of input costs one wake-up per burst, not one per event.
+    Event times are the server's (see :class:`ServerClock`).
+
+    Key codes become pynput keys through pynput's own translation (an unstarted
+    keyboard listener's), and each key is handed straight to ``key_event``, which
+    returns the reduced wire event: the key never outlives the parse of its event.
+    Same interface as a pynput listener as far as :class:`Capture` needs.
     """
 
     def __init__(
-        self,
-        on_move: Callable[[float, float, bool], None],
-        on_click: Callable[[float, float, Any, bool, bool], None],
-        on_scroll: Callable[[float, float, float, float, bool], None],
-        on_press: Callable[[Any, bool], None],
-        on_release: Callable[[Any, bool], None],
+        self, sink: SinkMany, key_event: KeyReducer, *, coalesce_s: float = COALESCE_S
     ) -> None:
         from pynput import keyboard
         from Xlib import X
         from Xlib.display import Display
         from Xlib.ext import record
 
-        self._on_move = on_move
-        self._on_click = on_click
-        self._on_scroll = on_scroll
-        self._on_press = on_press
-        self._on_release = on_release
+        self._init_parser(sink, key_event, coalesce_s)
         # Private pynput API: if it is gone, the AttributeError sends Capture back to
         # pynput's listeners rather than to a translation of our own.
         self._to_key: Callable[[Any, Any], Any] = keyboard.Listener()._event_to_key
@@ -252,6 +366,17 @@ class XRecordInput:
             raise
         self._sock: socket.socket = self._record.display.socket
         self._thread = threading.Thread(target=self._run, name="cadence-x11-input", daemon=True)
+
+    def _init_parser(self, sink: SinkMany, key_event: KeyReducer, coalesce_s: float) -> None:
+        """The parse state (separate so tests can build a reader without an X server)."""
+        self._sink = sink
+        self._key_event = key_event
+        self._coalesce_s = coalesce_s
+        self._now_ns: Callable[[], int] = time.monotonic_ns
+        self.clock = ServerClock()
+        self._last_t = -math.inf  # output times never go backwards
+        self._last_move_server_ms = -1
+        self.reads = 0  # wake-ups that read something (the footprint bench reports it)
 
     def _close_displays(self) -> None:
         for display in (self._record, self._control):
@@ -299,15 +424,25 @@ class XRecordInput:
             log.exception("X11 input capture failed")
 
     def _read(self) -> None:
-        recv, sock = self._sock.recv, self._sock
-        sock.setblocking(True)
+        sock = self._sock
+        sock.setblocking(False)
+        recv, clock_ns, sleep = sock.recv, self._now_ns, time.sleep
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
         buf = b""
         while True:
-            chunk = recv(65536)
+            try:
+                chunk = recv(1 << 18)
+            except BlockingIOError:
+                poller.poll()  # nothing buffered: block until the server sends more
+                continue
             if not chunk:
                 return  # the X server went away
+            now_ms = clock_ns() / 1e6
             buf = buf + chunk if buf else chunk
             pos, size = 0, len(buf)
+            raw: list[tuple[int, int, int, int, int, int]] = []
+            ended = False
             while size - pos >= 32:
                 if buf[pos] != 1:  # an error or an event on this connection: 32 bytes, skip
                     if buf[pos] == 0:
@@ -319,48 +454,65 @@ class XRecordInput:
                 if end > size:
                     break  # the rest of this reply is still on its way
                 if category == _FROM_SERVER:
-                    self._events(buf, pos + 32, end)
+                    whole = pos + 32 + (end - pos - 32) // 32 * 32  # events are 32 bytes
+                    raw.extend(_CORE_EVENT.iter_unpack(memoryview(buf)[pos + 32 : whole]))
                 elif category == _END_OF_DATA:
-                    return  # the context was disabled: stop() was called
+                    ended = True
+                    break
                 pos = end
-            buf = buf[pos:]
+            buf = buf[pos:] if not ended else b""
+            if raw:
+                self.reads += 1
+                self.clock.observe(now_ms, raw[-1][2])
+                events = self._events(raw, now_ms)
+                del raw
+                if events:
+                    self._sink(events)
+            if ended:
+                return  # the context was disabled: stop() was called
+            sleep(self._coalesce_s)
 
-    def _events(self, buf: bytes, start: int, end: int) -> None:
-        for off in range(start, end - 31, 32):
-            code = buf[off]
-            injected = bool(code & _SEND_EVENT)
+    def _events(self, raw: list[tuple[int, int, int, int, int, int]], now_ms: float) -> list[Event]:
+        """Wire events of one burst; keys are reduced here and go no further."""
+        out: list[Event] = []
+        append = out.append
+        clock = self.clock
+        assert clock.offset is not None
+        # Unwrapping next to the newest event is exact for the whole burst (a burst
+        # spans far less than the 24.8 days half a CARD32 wrap would need).
+        ref_raw = raw[-1][2]
+        ref = clock.unwrap(ref_raw, now_ms)
+        offset = clock.offset
+        last_t = self._last_t
+        last_move = self._last_move_server_ms
+        for code, detail, stime, x, y, state in raw:
+            server_ms = ref + _signed(stime - ref_raw)
+            t = server_ms + offset
+            if t < last_t:
+                t = last_t  # the offset was lowered mid-stream: keep the order
+            flags = 1 if code & _SEND_EVENT else 0
             code &= 0x7F
-            x, y = _ROOT_XY.unpack_from(buf, off + 20)
             if code == _MOTION_NOTIFY:
-                self._on_move(x, y, injected)
-                continue
-            detail = buf[off + 1]
-            if code <= _KEY_RELEASE:
-                self._key(code, detail, _STATE.unpack_from(buf, off + 28)[0], injected)
-                continue
-            scroll = _X_SCROLL.get(detail)
-            if code == _BUTTON_PRESS:
+                if server_ms == last_move:
+                    continue  # at most one move per millisecond: more is noise and CPU
+                last_move = server_ms
+                append(MouseEvent(_MOVE, t, x, y, 0, 0, 0, flags))
+            elif code in (_KEY_PRESS, _KEY_RELEASE):
+                try:
+                    key = self._to_key(self._control, _XKeyEvent(detail, state))
+                except IndexError:  # an invalid key code, as pynput's listener handles it
+                    key = None
+                append(self._key_event("kd" if code == _KEY_PRESS else "ku", key, t, flags))
+                del key  # reduced above; no reference outlives this event
+            elif code in (_BUTTON_PRESS, _BUTTON_RELEASE):
+                scroll = _X_SCROLL.get(detail)
                 if scroll is not None:
-                    self._on_scroll(x, y, scroll[0], scroll[1], injected)
+                    if code == _BUTTON_PRESS:  # a wheel step is its press; the release is noise
+                        append(MouseEvent("ms", t, x, y, 0, scroll[0], scroll[1], flags))
                 else:
-                    self._on_click(x, y, _XButton(detail), True, injected)
-            elif code == _BUTTON_RELEASE and scroll is None:
-                self._on_click(x, y, _XButton(detail), False, injected)
-
-    def _key(self, code: int, detail: int, state: int, injected: bool) -> None:
-        try:
-            key = self._to_key(self._control, _XKeyEvent(detail, state))
-        except IndexError:  # an invalid key code, as pynput's listener handles it
-            key = None
-        (self._on_press if code == _KEY_PRESS else self._on_release)(key, injected)
-        del key  # only Capture's callback reduces it; keep no reference here
-
-
-class _XButton:
-    """Quacks like pynput's ``Button`` for :meth:`Capture.on_click` (which reads ``name``)."""
-
-    __slots__ = ("name",)
-    _NAMES = {1: "left", 2: "middle", 3: "right"}
-
-    def __init__(self, detail: int) -> None:
-        self.name = self._NAMES.get(detail, "unknown")
+                    kind = "md" if code == _BUTTON_PRESS else "mu"
+                    append(MouseEvent(kind, t, x, y, _BUTTON_CODES.get(detail, 0), 0, 0, flags))
+            last_t = t
+        self._last_t = last_t
+        self._last_move_server_ms = last_move
+        return out

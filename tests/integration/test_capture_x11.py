@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ pytestmark = [
 
 TEXT = "the quick brown fox jumps over the lazy dog quiz"
 SECRET = "0123456789abcdef0123456789abcdef"
+TYPE_DELAY_MS = 90
 
 
 def ensure_topics(bootstrap: str) -> None:
@@ -100,7 +102,7 @@ def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[s
             assert time.monotonic() < deadline, "agent did not start: " + log_path.read_text()
             time.sleep(0.05)
         _xdotool(display, "mousemove", "50", "60")
-        _xdotool(display, "type", "--delay", "90", TEXT)
+        _xdotool(display, "type", "--delay", str(TYPE_DELAY_MS), TEXT)
         for x, y in ((100, 100), (200, 150), (300, 200), (640, 400)):
             _xdotool(display, "mousemove", str(x), str(y))
             time.sleep(0.05)
@@ -154,6 +156,15 @@ def assert_keys_match_text(batches: list[EventBatch]) -> None:
     assert len(dwells) == len(TEXT)
     assert all(0 < d < 1000 for d in dwells), dwells
     assert all(0 < f < 1000 for f in flights), flights
+    # The times are the X server's own (1 ms, CLOCK_MONOTONIC on Xvfb, i.e. our clock:
+    # whole milliseconds), not when the agent got round to reading the burst.
+    assert all(e.t_ms == int(e.t_ms) for e in keys), [e.t_ms for e in keys[:6]]
+    # xdotool paces each half of a keystroke evenly: with --delay 90 both dwell and
+    # flight measure 22-23 ms on an idle machine. A loaded one only stretches them.
+    expected = TYPE_DELAY_MS / 4
+    for name, values in (("dwell", dwells), ("flight", flights)):
+        median = statistics.median(values)
+        assert expected - 3 <= median <= expected + 40, (name, sorted(values))
 
 
 def test_agent_publishes_classes_in_order_and_no_characters(

@@ -88,3 +88,23 @@ def test_concurrent_adders_lose_nothing() -> None:
         t.join()
     events = [e for c in b.drain() for e in c]
     assert len(events) == 4000 and len({e.t_ms for e in events}) == 4000
+
+
+def test_a_burst_fills_batches_in_order_and_keeps_the_rest_open() -> None:
+    clock = FakeClock()
+    b = Batcher(clock=clock)
+    b.add(_key(0))
+    b.extend([_key(i) for i in range(1, 300)])
+    b.extend([])
+    chunks = b.due()
+    assert [len(c) for c in chunks] == [128, 128]
+    assert [e.t_ms for c in chunks for e in c] == [float(i) for i in range(256)]
+    # The rest of the burst opened a new batch: its age counts from the burst.
+    clock.now += 100.0
+    b.extend([_key(300)])
+    clock.now += 150.0
+    (rest,) = b.due()
+    assert [e.t_ms for e in rest] == [float(i) for i in range(256, 301)]
+    b.extend([_key(i) for i in range(301, 320)])
+    (last,) = b.drain()
+    assert len(last) == 19

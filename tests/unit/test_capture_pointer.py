@@ -1,24 +1,35 @@
-"""The X11 RECORD pointer parser, fed synthetic replies (no X server needed)."""
+"""The X11 RECORD reader and its clock mapping, fed synthetic replies (no X server needed)."""
 
 from __future__ import annotations
 
+import enum
 import struct
 from typing import Any
 
-from collectors.capture import _REPLY_HEADER, Capture, XRecordInput
-from collectors.wire import FLAG_INJECTED, Event, MouseEvent
+import pytest
+
+from collectors.capture import _REPLY_HEADER, Capture, ServerClock, XRecordInput
+from collectors.keyclass import CLASS_CODES
+from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
+
+MS = 1_000_000  # ns
 
 
-def _event(code: int, detail: int, x: int, y: int) -> bytes:
+def _event(code: int, detail: int, x: int, y: int, time_ms: int = 0, state: int = 0) -> bytes:
     ev = bytearray(32)
     ev[0], ev[1] = code, detail
+    struct.pack_into("=I", ev, 4, time_ms & 0xFFFFFFFF)
     struct.pack_into("=hh", ev, 20, x, y)
+    struct.pack_into("=H", ev, 28, state)
     return bytes(ev)
 
 
 def _reply(*events: bytes, category: int = 0) -> bytes:
     data = b"".join(events)
     return _REPLY_HEADER.pack(1, category, 0, len(data) // 4) + bytes(24) + data
+
+
+END = _reply(category=5)  # EndOfData: the reader returns
 
 
 class _Sock:
@@ -33,32 +44,59 @@ class _Sock:
     def setblocking(self, flag: bool) -> None:
         pass
 
+    def fileno(self) -> int:
+        return 0  # registered with poll(), never polled: recv never says "would block"
 
-def _pointer(out: list[Event], chunks: list[bytes]) -> XRecordInput:
-    cap = Capture(out.append)
+
+class FakeKey(enum.Enum):  # stands in for pynput.keyboard.Key
+    space = 1
+
+
+class FakeKeyCode:  # stands in for pynput.keyboard.KeyCode
+    def __init__(self, char: str) -> None:
+        self.char = char
+
+
+class _Clock:
+    """Monotonic ns handed to the reader, advanced by the test between reads."""
+
+    def __init__(self, ms: float) -> None:
+        self.ns = int(ms * MS)
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def _reader(
+    out: list[Event], chunks: list[bytes], now_ms: float = 0.0, hasher: Any = None
+) -> XRecordInput:
+    cap = Capture(out.append, hasher)
     p = XRecordInput.__new__(XRecordInput)  # skip the X connections
-    p._on_move, p._on_click, p._on_scroll = cap.on_move, cap.on_click, cap.on_scroll
+    p._init_parser(out.extend, cap.key_event, 0.0)
+    p._now_ns = _Clock(now_ms)
     sock: Any = _Sock(chunks)
     p._sock = sock
+    keys = {38: FakeKeyCode("a"), 65: FakeKey.space}
+    p._to_key = lambda display, ev: keys.get(ev.detail)
+    p._control = None
     return p
 
 
 def test_replies_become_wire_events_even_when_split_across_reads() -> None:
     start = _reply(category=4)  # StartOfData: ignored
     body = _reply(
-        _event(6, 0, 10, 20),  # move
-        _event(4, 1, 10, 20),  # left down
-        _event(5, 1, 10, 20),  # left up
-        _event(4, 3, 11, 21),  # right down
-        _event(4, 4, 11, 21),  # wheel up: a scroll, its release is not a click
-        _event(5, 4, 11, 21),
-        _event(4, 7, -5, 3),  # wheel right
-        _event(4 | 0x80, 2, 12, 22),  # a SendEvent (synthetic) middle-button press
+        _event(6, 0, 10, 20, 100),  # move
+        _event(4, 1, 10, 20, 101),  # left down
+        _event(5, 1, 10, 20, 102),  # left up
+        _event(4, 3, 11, 21, 103),  # right down
+        _event(4, 4, 11, 21, 104),  # wheel up: a scroll, its release is not a click
+        _event(5, 4, 11, 21, 104),
+        _event(4, 7, -5, 3, 105),  # wheel right
+        _event(4 | 0x80, 2, 12, 22, 106),  # a SendEvent (synthetic) middle-button press
     )
-    end = _reply(category=5)  # EndOfData: the reader returns
-    stream = start + body + end
+    stream = start + body + END
     out: list[Event] = []
-    p = _pointer(out, [stream[:40], stream[40:100], stream[100:]])
+    p = _reader(out, [stream[:40], stream[40:100], stream[100:]], now_ms=107.0)
     p._read()
     kinds = [(e.kind, e.x, e.y) for e in out if isinstance(e, MouseEvent)]
     assert kinds[:4] == [("mm", 10, 20), ("md", 10, 20), ("mu", 10, 20), ("md", 11, 21)]
@@ -70,9 +108,98 @@ def test_replies_become_wire_events_even_when_split_across_reads() -> None:
     assert isinstance(last, MouseEvent) and (last.kind, last.button) == ("md", 3)
     assert last.flags == FLAG_INJECTED and all(e.flags == 0 for e in out[:-1])
     assert len(out) == 7
+    # Same clock as ours (Xvfb/Xorg): t_ms is the server's millisecond itself.
+    assert [e.t_ms for e in out] == [100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0]
 
 
 def test_reader_stops_when_the_server_goes_away() -> None:
     out: list[Event] = []
-    _pointer(out, [_reply(_event(6, 0, 1, 2))[:50]])._read()  # torn reply, then EOF
+    _reader(out, [_reply(_event(6, 0, 1, 2))[:50]])._read()  # torn reply, then EOF
     assert out == []
+
+
+def test_keys_are_reduced_inside_the_parse_and_timed_by_the_server() -> None:
+    body = _reply(
+        _event(2, 38, 0, 0, 5000),  # 'a' down
+        _event(6, 0, 1, 1, 5020),
+        _event(6, 0, 2, 2, 5020),  # same server millisecond: dropped
+        _event(6, 0, 3, 3, 5021),
+        _event(3, 38, 0, 0, 5087),  # 'a' up: dwell 87 ms
+        _event(2, 65, 0, 0, 5150),  # space down: flight 63 ms
+        _event(3, 65, 0, 0, 5201),
+        _event(2, 250, 0, 0, 5300),  # a key code without a key: class "other"
+    )
+    out: list[Event] = []
+    p = _reader(out, [body, END], now_ms=5302.5)
+    p._read()
+    keys = [e for e in out if isinstance(e, KeyEvent)]
+    assert [(k.kind, k.key_class) for k in keys] == [
+        ("kd", CLASS_CODES["L_home"]),
+        ("ku", CLASS_CODES["L_home"]),
+        ("kd", CLASS_CODES["space"]),
+        ("ku", CLASS_CODES["space"]),
+        ("kd", CLASS_CODES["other"]),
+    ]
+    assert keys[1].t_ms - keys[0].t_ms == 87.0 and keys[2].t_ms - keys[1].t_ms == 63.0
+    assert [e.t_ms for e in out if e.kind == "mm"] == [5020.0, 5021.0]
+    assert all(k.key_hash is None for k in keys)
+    assert "'a'" not in repr(out) and "FakeKey" not in repr(out)
+
+
+def test_key_identity_mode_hashes_in_the_parse() -> None:
+    out: list[Event] = []
+    _reader(out, [_reply(_event(2, 38, 0, 0, 10), _event(2, 65, 0, 0, 20)), END], 30.0, str)._read()
+    assert [e.key_hash for e in out if isinstance(e, KeyEvent)] == ["'a'", "Key.space"]
+
+
+def test_server_time_on_another_clock_maps_by_the_smallest_delay_seen() -> None:
+    # Server clock 1_000_000 ms ahead of ours: not the same clock, so estimated.
+    out: list[Event] = []
+    p = _reader(out, [], now_ms=2000.0)
+    clock = p._now_ns
+    assert isinstance(clock, _Clock)
+    sock: Any = p._sock
+    sock.chunks = [_reply(_event(6, 0, 1, 1, 1_001_990))]  # read 10 ms late
+    p._read()
+    assert p.clock.offset == -999_990.0 and not p.clock.same_clock
+    assert out[-1].t_ms == 2000.0
+    clock.ns = 2100 * MS
+    sock.chunks = [_reply(_event(6, 0, 2, 2, 1_002_098), _event(6, 0, 3, 3, 1_002_099))]
+    p._read()  # newest read 1 ms late: offset lowered by 9 ms
+    assert p.clock.offset == -999_999.0
+    assert [e.t_ms for e in out[1:]] == [2099.0, 2100.0]
+
+
+def test_wrap_of_the_32_bit_server_time_is_invisible() -> None:
+    out: list[Event] = []
+    # Our monotonic clock past 2**32 ms (a machine up for 50 days): the same clock, wrapped.
+    now = float((1 << 32) + 7)
+    body = _reply(_event(6, 0, 1, 1, (1 << 32) - 3), _event(6, 0, 2, 2, 2)) + END
+    p = _reader(out, [body], now_ms=now)
+    p._read()
+    assert p.clock.same_clock
+    assert [e.t_ms for e in out] == [now - 10, now - 5]
+
+
+def test_server_clock_raises_only_on_sustained_evidence() -> None:
+    c = ServerClock()
+    c.observe(1_000.0, 50_000)  # not our clock: offset -49_000
+    assert c.offset == -49_000.0
+    # A few late reads (a stalled reader) never move it...
+    for i in range(10):
+        c.observe(1_100.0 + i * 1000, 50_000 + 90 + i * 1000)
+    c.observe(12_000.0, 61_000 - 200)
+    assert c.offset == -49_000.0
+    # ...a server clock that runs slow moves it, once a window is full of such reads.
+    for i in range(40):
+        c.observe(12_100.0 + i * 300, 61_000 + i * 300 - 50)
+    c.observe(24_100.0, 73_000 - 50)
+    assert c.offset == pytest.approx(-48_850.0)
+
+
+def test_server_clock_unwraps_next_to_its_estimate() -> None:
+    c = ServerClock()
+    c.observe(10.0, (1 << 32) - 100_000)  # 100 s "behind" ours: another clock
+    assert not c.same_clock
+    assert c.unwrap(3, 20.0) == (1 << 32) + 3  # wrapped since
+    assert c.unwrap((1 << 32) - 10, 20.0) == (1 << 32) - 10
