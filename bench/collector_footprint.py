@@ -55,6 +55,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (librdkafka names its threads rdk:*; Python's are all
+    the interpreter's name): shows the split between our threads and the Kafka client's."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
@@ -132,6 +146,13 @@ def main() -> int:
         choices=("pynput", "xrecord"),
         help="measure a bare listener that only counts events instead of the agent",
     )
+    parser.add_argument(
+        "--agent-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `cadence collect` (repeatable), e.g. --agent-arg=--no-fsync",
+    )
     parser.add_argument("--out", type=Path, help="JSON result (default bench/results/...)")
     parser.add_argument(
         "--py-spy",
@@ -196,6 +217,7 @@ def main() -> int:
                     str(metrics_port),
                     "--log-level",
                     "WARNING",
+                    *args.agent_arg,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -232,6 +254,7 @@ def main() -> int:
         time.sleep(args.warmup)
         load_before = os.getloadavg()
         before = sample()
+        threads0 = thread_cpu_seconds(agent.pid)
         cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
         spy = py_spy(agent.pid, args.seconds, args.py_spy) if args.py_spy else None
         rss: list[int] = []
@@ -239,6 +262,7 @@ def main() -> int:
             rss.append(rss_bytes(agent.pid))
             time.sleep(0.5)
         cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
+        threads1 = thread_cpu_seconds(agent.pid)
         if spy is not None:
             spy.wait(60)  # it writes its output after the duration; before the agent stops
         after = sample()
@@ -254,6 +278,10 @@ def main() -> int:
             "measured": "bare " + args.bare + " listener" if args.bare else "cadence collect",
             "seconds": round(wall, 2),
             "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / wall, 2),
+            "cpu_percent_by_thread": {
+                name: round(100 * (threads1[name] - threads0.get(name, 0.0)) / wall, 2)
+                for name in sorted(threads1)
+            },
             "rss_mib_max": round(max(rss) / 2**20, 1),
             "rss_mib_mean": round(sum(rss) / len(rss) / 2**20, 1),
             "events_per_s": round(events / wall, 1),
@@ -262,7 +290,12 @@ def main() -> int:
             "delivery_errors": after.get("cadence_collector_delivery_errors"),
             "type_delay_ms": args.type_delay_ms,
             "mouse_move_interval_ms": 5,
-            "spool": None if args.bare else "sqlite, fsync on",
+            "spool": None
+            if args.bare
+            else "memory"
+            if "--memory-spool" in args.agent_arg
+            else "sqlite, fsync " + ("off" if "--no-fsync" in args.agent_arg else "on"),
+            "agent_args": args.agent_arg,
             # The machine may be shared: the 1-minute load average around the window.
             "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
             "python": platform.python_version(),

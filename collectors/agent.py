@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -226,7 +227,14 @@ def build_agent(
         batcher=Batcher(config.max_events, config.max_age_ms),
         lock_watcher=watcher if watcher.available else None,
     )
-    capture = Capture(agent.batcher.add, hasher, sink_many=agent.batcher.extend)
+    # The X11 reader gathers one batch age of input per burst and each burst closes a
+    # batch: one wake-up of each thread per batch, the latency of one batch age.
+    capture = Capture(
+        agent.batcher.add,
+        hasher,
+        sink_many=functools.partial(agent.batcher.extend, close=True),
+        burst_s=config.max_age_ms / 1000.0,
+    )
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port)
     return agent, capture

@@ -45,8 +45,12 @@ class Batcher:
                 self._current = []
                 self._full.set()
 
-    def extend(self, events: list[Event]) -> None:
-        """Append a burst of events in order (thread-safe); closes batches at ``max_events``."""
+    def extend(self, events: list[Event], *, close: bool = False) -> None:
+        """Append a burst of events in order (thread-safe); closes batches at ``max_events``.
+
+        ``close``: the burst ends the open batch (a reader that gathers a batch age of
+        input per burst; waiting out the age again would only add latency).
+        """
         if not events:
             return
         with self._lock:
@@ -54,7 +58,7 @@ class Batcher:
             if not current:
                 self._opened_ms = self._clock()
             room = self.max_events - len(current)
-            if len(events) < room:
+            if len(events) < room and not close:
                 current.extend(events)
                 return
             current.extend(events[:room])
@@ -63,6 +67,9 @@ class Batcher:
             while len(rest) >= self.max_events:
                 self._closed.append(tuple(rest[: self.max_events]))
                 rest = rest[self.max_events :]
+            if rest and close:
+                self._closed.append(tuple(rest))
+                rest = []
             self._current = rest
             if rest:
                 self._opened_ms = self._clock()

@@ -80,9 +80,19 @@ def _key_class_and_identity(key: Any) -> tuple[int, str]:
 _BUTTONS = {"left": 1, "right": 2, "middle": 3}
 _MOVE = "mm"
 
+# How long the reader gathers input before reading it in one burst: a continuous
+# stream wakes it ~1/BURST_S times a second instead of once per event. The events
+# carry the server's time, so this costs latency and no precision. The agent sets it
+# to the batch age and closes a batch per burst, so the latency stays one batch age.
+BURST_S = 0.25
+
 
 class Capture:
-    """Keyboard and mouse input feeding ``sink`` (or ``sink_many``) with reduced events."""
+    """Keyboard and mouse input feeding ``sink`` (or ``sink_many``) with reduced events.
+
+    pynput's listeners hand over one event at a time (``sink``); the X11 reader a
+    burst of ``burst_s`` seconds of input (``sink_many``).
+    """
 
     def __init__(
         self,
@@ -90,11 +100,13 @@ class Capture:
         key_hasher: KeyHasher | None = None,
         *,
         sink_many: SinkMany | None = None,
+        burst_s: float = BURST_S,
         lean_x11: bool = True,
     ) -> None:
         self._sink = sink
         self._sink_many: SinkMany = sink_many if sink_many is not None else self._each
         self._hasher = key_hasher
+        self._burst_s = burst_s
         self._lean_x11 = lean_x11
         self._last_move_ms = -1
         self._listeners: list[Any] = []
@@ -158,7 +170,9 @@ class Capture:
         self._listeners = []
         if self._lean_x11 and mouse.Listener.__module__.endswith("._xorg"):
             try:
-                self._listeners = [XRecordInput(self._sink_many, self.key_event)]
+                self._listeners = [
+                    XRecordInput(self._sink_many, self.key_event, burst_s=self._burst_s)
+                ]
             except Exception as exc:  # noqa: BLE001 - any X trouble: pynput's path still works
                 log.warning("lean X11 input capture unavailable (%s); using pynput's", exc)
         if not self._listeners:
@@ -288,10 +302,6 @@ _FROM_SERVER, _END_OF_DATA = 0, 5
 _REPLY_HEADER = struct.Struct("=BBHI")  # type, category, sequence, length (4-byte units)
 # A core input event: code, detail, time, root_x, root_y, state (xEvent, X.h/Xproto.h).
 _CORE_EVENT = struct.Struct("=BB2xI12xhh4xH2x")
-# Input read in one burst after a wake-up: a continuous stream wakes us ~1/COALESCE_S
-# times a second instead of once per event. The events carry the server's time, so
-# this costs latency (well below the 250 ms batch) and no precision.
-COALESCE_S = 0.04
 
 
 class _XKeyEvent:
@@ -314,10 +324,11 @@ class XRecordInput:
     authentication) and creates the context; only the enable request, whose replies
     stream until the context is disabled, is ours.
 
-    The reader blocks until the server sends something, reads it at once (a lone
-    event is handled without delay), then sleeps :data:`COALESCE_S` before reading
-    again, so a stream of input costs one wake-up per burst, not one per event.
-    Event times are the server's (see :class:`ServerClock`).
+    The reader sleeps ``burst_s`` and then reads everything the server sent
+    meanwhile, in one burst handed to ``sink``; when nothing came it blocks until
+    input starts again and gathers that burst the same way. A stream of input costs
+    one wake-up per burst, not one per event. Event times are the server's (see
+    :class:`ServerClock`), so when an event is read does not matter.
 
     Key codes become pynput keys through pynput's own translation (an unstarted
     keyboard listener's), and each key is handed straight to ``key_event``, which
@@ -325,15 +336,13 @@ class XRecordInput:
     Same interface as a pynput listener as far as :class:`Capture` needs.
     """
 
-    def __init__(
-        self, sink: SinkMany, key_event: KeyReducer, *, coalesce_s: float = COALESCE_S
-    ) -> None:
+    def __init__(self, sink: SinkMany, key_event: KeyReducer, *, burst_s: float = BURST_S) -> None:
         from pynput import keyboard
         from Xlib import X
         from Xlib.display import Display
         from Xlib.ext import record
 
-        self._init_parser(sink, key_event, coalesce_s)
+        self._init_parser(sink, key_event, burst_s)
         # Private pynput API: if it is gone, the AttributeError sends Capture back to
         # pynput's listeners rather than to a translation of our own.
         self._to_key: Callable[[Any, Any], Any] = keyboard.Listener()._event_to_key
@@ -367,11 +376,11 @@ class XRecordInput:
         self._sock: socket.socket = self._record.display.socket
         self._thread = threading.Thread(target=self._run, name="cadence-x11-input", daemon=True)
 
-    def _init_parser(self, sink: SinkMany, key_event: KeyReducer, coalesce_s: float) -> None:
+    def _init_parser(self, sink: SinkMany, key_event: KeyReducer, burst_s: float) -> None:
         """The parse state (separate so tests can build a reader without an X server)."""
         self._sink = sink
         self._key_event = key_event
-        self._coalesce_s = coalesce_s
+        self._burst_s = burst_s
         self._now_ns: Callable[[], int] = time.monotonic_ns
         self.clock = ServerClock()
         self._last_t = -math.inf  # output times never go backwards
@@ -431,10 +440,12 @@ class XRecordInput:
         poller.register(sock.fileno(), select.POLLIN)
         buf = b""
         while True:
+            sleep(self._burst_s)
             try:
                 chunk = recv(1 << 18)
             except BlockingIOError:
-                poller.poll()  # nothing buffered: block until the server sends more
+                # Idle: block until input starts, then gather its first burst whole.
+                poller.poll()
                 continue
             if not chunk:
                 return  # the X server went away
@@ -470,7 +481,6 @@ class XRecordInput:
                     self._sink(events)
             if ended:
                 return  # the context was disabled: stop() was called
-            sleep(self._coalesce_s)
 
     def _events(self, raw: list[tuple[int, int, int, int, int, int]], now_ms: float) -> list[Event]:
         """Wire events of one burst; keys are reduced here and go no further."""

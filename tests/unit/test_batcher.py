@@ -108,3 +108,11 @@ def test_a_burst_fills_batches_in_order_and_keeps_the_rest_open() -> None:
     b.extend([_key(i) for i in range(301, 320)])
     (last,) = b.drain()
     assert len(last) == 19
+
+
+def test_a_closing_burst_is_a_batch_of_its_own() -> None:
+    b = Batcher(clock=FakeClock())
+    b.extend([_key(i) for i in range(5)], close=True)
+    b.extend([_key(i) for i in range(5, 140)], close=True)
+    assert [len(c) for c in b.due()] == [5, 128, 7]
+    assert b.next_deadline_s() is None  # nothing left open to wait for
