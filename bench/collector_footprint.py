@@ -147,6 +147,9 @@ def main() -> int:
         help="measure a bare listener that only counts events instead of the agent",
     )
     parser.add_argument(
+        "--idle", action="store_true", help="no input at all: what an idle desk costs"
+    )
+    parser.add_argument(
         "--agent-arg",
         action="append",
         default=[],
@@ -164,6 +167,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.out is None:
         name = f"collector_floor_{args.bare}" if args.bare else "collector_footprint"
+        name += "_idle" if args.idle else ""
         args.out = REPO_ROOT / "bench" / "results" / f"{name}.json"
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
@@ -241,15 +245,16 @@ def main() -> int:
 
         total = args.warmup + args.seconds + 2
         reps = int(total * 1000 / args.type_delay_ms / len(TEXT)) + 1
-        typing = subprocess.Popen(
-            ["xdotool", "type", "--delay", str(args.type_delay_ms), TEXT * reps],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        mouse = subprocess.Popen(
-            ["xdotool", *mouse_script(total)], env=env, stdout=subprocess.DEVNULL
-        )
-        procs += [typing, mouse]
+        if not args.idle:
+            typing = subprocess.Popen(
+                ["xdotool", "type", "--delay", str(args.type_delay_ms), TEXT * reps],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+            mouse = subprocess.Popen(
+                ["xdotool", *mouse_script(total)], env=env, stdout=subprocess.DEVNULL
+            )
+            procs += [typing, mouse]
 
         time.sleep(args.warmup)
         load_before = os.getloadavg()
@@ -288,8 +293,8 @@ def main() -> int:
             "batches_per_s": round(batches / wall, 2),
             "spool_batches_at_end": after.get("cadence_collector_spool_batches"),
             "delivery_errors": after.get("cadence_collector_delivery_errors"),
-            "type_delay_ms": args.type_delay_ms,
-            "mouse_move_interval_ms": 5,
+            "type_delay_ms": None if args.idle else args.type_delay_ms,
+            "mouse_move_interval_ms": None if args.idle else 5,
             "spool": None
             if args.bare
             else "memory"

@@ -32,6 +32,9 @@ from collectors.wire import EVENTS_TOPIC, Event, EventBatch
 
 log = logging.getLogger(__name__)
 
+BUSY_WAIT_S = 0.25
+IDLE_WAIT_S = 1.0
+
 
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -141,10 +144,14 @@ class Agent:
         self.metrics.events_captured.inc(len(events))
         self.batches += 1
 
-    def step(self, max_wait_s: float = 0.25) -> None:
-        # A quarter second bounds how late delivery reports are served and the stop
-        # flag is seen; under input the batch deadline wakes us about as often anyway,
-        # and an idle agent wakes 4 times a second rather than 10.
+    def step(self, max_wait_s: float | None = None) -> None:
+        if max_wait_s is None:
+            # While batches await their acknowledgement, a quarter second bounds how
+            # late delivery reports are served (under input a closed batch wakes us
+            # about as often anyway). With nothing spooled there is nothing to serve:
+            # an idle desk wakes once a second, which also bounds how late the stop
+            # flag is seen.
+            max_wait_s = BUSY_WAIT_S if self.sender.pending else IDLE_WAIT_S
         deadline = self.batcher.next_deadline_s()
         self.batcher.wait(max_wait_s if deadline is None else min(deadline, max_wait_s))
         for events in self.batcher.due():
