@@ -238,7 +238,7 @@ class ServerClock:
 
     SAME_CLOCK_MS = 5000
     WINDOW_MS = 10_000.0
-    MIN_SAMPLES = 32
+    MIN_SAMPLES = 16  # reads come 4 a second under input: 4 s of it in a 10 s window
     RAISE_SLACK_MS = 20.0
 
     def __init__(self) -> None:

@@ -17,9 +17,12 @@ A batch is a JSON object, keyed on the topic by the user pseudonym::
       "events": [ ... ]
     }
 
-Event times ``t_ms`` come from the workstation's monotonic clock (milliseconds,
-sub-millisecond precision), so they never jump when the wall clock is adjusted;
-``clock_offset_ms`` maps them to wall-clock time once per batch. Each event is a
+Event times ``t_ms`` are milliseconds on the workstation's monotonic clock, so they
+never jump when the wall clock is adjusted; ``clock_offset_ms`` maps them to
+wall-clock time once per batch. Under X11 they are the X server's own event
+timestamps (whole milliseconds) mapped onto that clock; elsewhere the clock read in
+the input callback (sub-millisecond digits). Intervals are precise to 1 ms either
+way (docs/collectors.md, "Timing contract"). Each event is a
 compact array whose first element says what it is:
 
 ==========  ====================================================  ==========================
