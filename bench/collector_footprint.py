@@ -49,10 +49,11 @@ def free_display() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    # Fields after the ")" of the command name: utime and stime are fields 14 and 15.
+    # Fields after the ")" of the command name: utime, stime, cutime, cstime are fields
+    # 14-17. Children count too: the agent polls `loginctl` for screen unlocks.
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return sum(int(f) for f in fields[11:15]) / CLK_TCK
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:

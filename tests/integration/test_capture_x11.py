@@ -6,6 +6,7 @@ one typed character (nor key identity) is anywhere in the published bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,9 +21,10 @@ import pytest
 
 from collectors.keyclass import classify_char
 from collectors.spool import SqliteSpool
-from collectors.wire import EVENTS_TOPIC, EventBatch, KeyEvent, MouseEvent, decode_batch
+from collectors.wire import EVENTS_TOPIC, Event, EventBatch, KeyEvent, MouseEvent, decode_batch
 from tests.integration.collector_support import read_topic
 from tests.kafka_broker import REPO_ROOT, free_port
+from tests.loginctl_stub import install_loginctl_stub
 
 pytestmark = [
     pytest.mark.x11,
@@ -78,14 +80,19 @@ def _xdotool(display: str, *args: str) -> None:
     )
 
 
-def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[str, str]:
-    """Start ``cadence collect``, type and move, stop it; return (session id, agent log)."""
+@contextlib.contextmanager
+def agent_running(
+    display: str, bootstrap: str, state: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[Path]:
+    """``cadence collect`` from its "capturing" line until SIGTERM; yields its log file."""
+    state.mkdir(parents=True, exist_ok=True)
     log_path = state / "agent.log"
-    env = {
+    full_env = {
         **os.environ,
         "DISPLAY": display,
         "CADENCE_PSEUDONYM_KEY": SECRET,
         "PYTHONPATH": str(REPO_ROOT),
+        **(env or {}),
     }
     with open(log_path, "w") as log:
         agent = subprocess.Popen(
@@ -93,7 +100,7 @@ def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[s
             + ["--state-dir", str(state), "--login", "tester", "--no-fsync", *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=full_env,
         )
     try:
         deadline = time.monotonic() + 30
@@ -101,6 +108,20 @@ def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[s
             assert agent.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "agent did not start: " + log_path.read_text()
             time.sleep(0.05)
+        yield log_path
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0, log_path.read_text()
+
+
+def first_session(log: str) -> str:
+    # Filter on the session: the device id is the machine's, shared by every run here.
+    return log.split("session ", 1)[1].split(",", 1)[0]
+
+
+def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[str, str]:
+    """Start ``cadence collect``, type and move, stop it; return (session id, agent log)."""
+    with agent_running(display, bootstrap, state, *extra) as log_path:
         _xdotool(display, "mousemove", "50", "60")
         _xdotool(display, "type", "--delay", str(TYPE_DELAY_MS), TEXT)
         for x, y in ((100, 100), (200, 150), (300, 200), (640, 400)):
@@ -108,13 +129,8 @@ def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[s
             time.sleep(0.05)
         _xdotool(display, "click", "1")
         time.sleep(0.6)  # > one batch age, so the last batch closes on its own
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(30) == 0, log_path.read_text()
     text = log_path.read_text()
-    # Filter on the session: the device id is the machine's, shared by every run here.
-    session = text.split("session ", 1)[1].split(",", 1)[0]
-    return session, text
+    return first_session(text), text
 
 
 def agent_batches(bootstrap: str, session: str) -> tuple[list[EventBatch], list[bytes]]:
@@ -220,3 +236,39 @@ def test_agent_keeps_running_when_its_spool_overflows(display: str, tmp_path: Pa
     assert "spool full" in log and "dropped" in log
     assert "batches stay on the spool for the next start" in log  # clean exit, spool kept
     assert SqliteSpool(tmp_path / "spool.db").batches == 3
+
+
+def test_screen_unlock_starts_a_new_session(
+    display: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # No logind here: loginctl is a stub answering LockedHint from a file (see
+    # tests/loginctl_stub.py); the agent, X input, batching and broker are real.
+    ensure_topics(kafka_bootstrap)
+    bindir, hint = tmp_path / "bin", tmp_path / "locked-hint"
+    bindir.mkdir()
+    hint.write_text("no\n")
+    install_loginctl_stub(bindir, hint, "c7")
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "XDG_SESSION_ID": "c7"}
+    with agent_running(display, kafka_bootstrap, tmp_path / "state", env=env) as log_path:
+        _xdotool(display, "type", "--delay", "60", "before")
+        hint.write_text("yes\n")
+        time.sleep(6.5)  # > one poll (every 5 s, steps at most 1 s apart): locked seen
+        _xdotool(display, "type", "--delay", "60", "lock")  # at the lock screen
+        hint.write_text("no\n")
+        deadline = time.monotonic() + 15
+        while "screen unlocked: new session" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        _xdotool(display, "type", "--delay", "60", "after")
+        time.sleep(0.6)
+    log = log_path.read_text()
+    before = first_session(log)
+    after = log.split("screen unlocked: new session ", 1)[1].split()[0]
+    assert after != before and log.count("screen unlocked") == 1
+    downs: dict[str, list[Event]] = {}
+    for session in (before, after):
+        batches, raw = agent_batches(kafka_bootstrap, session)
+        downs[session] = [e for b in batches for e in b.events if e.kind == "kd"]
+        assert b"before" not in b"".join(raw) and b"after" not in b"".join(raw)
+    assert len(downs[before]) == len("before") + len("lock")
+    assert len(downs[after]) == len("after")
