@@ -267,10 +267,10 @@ class ServerClock:
             self._window_end = now_ms + self.WINDOW_MS
             return
         sample = now_ms - self.unwrap(newest_raw, now_ms)
-        if sample < self.offset - (1.0 if self.same_clock else 0.0):
-            # Read before it happened: the estimate is too high. (On the same clock a
-            # sample may sit up to 1 ms low: the server truncates to whole ms.)
-            log.info("X server clock: offset lowered by %.1f ms", self.offset - sample)
+        if sample < self.offset:
+            # Read before it happened: the estimate is too high. (Never on the same
+            # clock: the server's truncated millisecond is never after our reading.)
+            log.debug("X server clock: offset lowered by %.3f ms", self.offset - sample)
             self.offset = sample
             self.same_clock = False
         if sample < self._window_min:
