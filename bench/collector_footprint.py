@@ -9,7 +9,10 @@ while xdotool types and moves the pointer without pause, and samples the agent's
 ``--bare pynput`` measures, under the same input, a bare pynput keyboard + mouse
 listener whose callbacks only count: the floor of capturing through pynput at all.
 ``--bare xrecord`` does the same for the agent's own X11 reader
-(``collectors.capture.XRecordInput``). No broker is needed for either.
+(``collectors.capture.XRecordInput``). No broker is needed for either. ``--idle``
+drives no input (an idle desk); ``--agent-arg=--no-fsync`` (repeatable) passes flags
+to the agent; ``--py-spy FILE`` also samples the agent (which then costs more).
+CPU counts the agent's children (its ``loginctl`` polls) and is split per thread.
 
 Needs Xvfb and xdotool (``make x11-tools``) and a broker (``make kafka-up``).
 Linux only (reads /proc).
@@ -212,6 +215,12 @@ def main() -> int:
 
             sample = counted
         else:
+            # Topics are never auto-created: on a fresh broker the agent would only
+            # count delivery errors (and spool everything).
+            sys.path.insert(0, str(REPO_ROOT))
+            from streams.admin import create_topics
+
+            create_topics({"bootstrap.servers": args.bootstrap})
             log = open(state / "agent.log", "w")  # noqa: SIM115 - closed with the agent below
             agent = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "collect", "--bootstrap", args.bootstrap]
