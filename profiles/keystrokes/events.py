@@ -127,16 +127,23 @@ def pair_presses(events: KeystrokeEvents, max_dwell_ms: float = MAX_DWELL_MS) ->
     # Events grouped by class, in time order inside each class.
     order = np.argsort(cls, kind="stable")
     c, d = cls[order], down[order]
-    starts = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1])])
-    run_len = np.diff(np.r_[starts, n])
+    # Runs of downs or ups of one class: where the class or the direction changes.
+    key = c.astype(np.int16) * 2 + d
+    boundary = np.empty(n, dtype=bool)
+    boundary[0] = True
+    np.not_equal(key[1:], key[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    run_len = np.diff(starts, append=n)
     run_of = np.repeat(np.arange(starts.size), run_len)
     pos = np.arange(n) - starts[run_of]
 
     # Number of ups available to each down run: the run right after it, if it
     # is the same class and made of ups.
     run_c, run_d = c[starts], d[starts]
-    next_is_ups = np.r_[(run_c[1:] == run_c[:-1]) & ~run_d[1:], False] & run_d
-    ups = np.where(next_is_ups, np.r_[run_len[1:], 0], 0)
+    next_is_ups = np.zeros(starts.size, dtype=bool)
+    next_is_ups[:-1] = (run_c[1:] == run_c[:-1]) & ~run_d[1:] & run_d[:-1]
+    ups = np.zeros_like(run_len)
+    ups[:-1] = np.where(next_is_ups[:-1], run_len[1:], 0)
     matched_runs = np.minimum(run_len, ups)
 
     first_matched = (run_len - matched_runs)[run_of]
