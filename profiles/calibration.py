@@ -41,6 +41,7 @@ class GenuineQuantile:
         self.scores = np.zeros(size, dtype=np.float32)
         self.filled = 0
         self.next = 0
+        self._sorted: np.ndarray | None = None  # the ring sorted, until it changes
 
     def __len__(self) -> int:
         return self.filled
@@ -49,12 +50,20 @@ class GenuineQuantile:
         self.scores[self.next] = score
         self.next = (self.next + 1) % self.size
         self.filled = min(self.filled + 1, self.size)
+        self._sorted = None
+
+    def _reference(self) -> np.ndarray:
+        # Every window is calibrated and weighed against the same ring, which changes
+        # at most once per context of new evidence: sort it once, not twice a window.
+        if self._sorted is None:
+            self._sorted = np.sort(self.scores[: self.filled]).astype(np.float64)
+        return self._sorted
 
     def calibrate(self, score: float) -> float:
         """Fraction of reference scores below ``score`` (ties count half), linear between them."""
         if self.filled == 0:
             return 0.5
-        return self._quantile(np.sort(self.scores[: self.filled]).astype(np.float64), score)
+        return self._quantile(self._reference(), score)
 
     @staticmethod
     def _quantile(ref: np.ndarray, score: float) -> float:
@@ -90,7 +99,7 @@ class GenuineQuantile:
         n = self.filled
         if n == 0:
             return math.log(2.0)
-        ref = np.sort(self.scores[:n]).astype(np.float64)
+        ref = self._reference()
         e = -math.log(max(1.0 - self._quantile(ref, score), 0.5 / n))
         if n >= MIN_TAIL and score > ref[-1]:
             sd = float(np.std(ref))
