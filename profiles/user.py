@@ -432,7 +432,9 @@ class UserProfile:
             m.unsampled,
             len(parts),
         )
-        return head + b"".join(struct.pack("<I", len(x)) + x for x in parts)
+        # One join: concatenating each size with its part copied every part once more.
+        sized = [struct.pack("<I", len(x)) for x in parts]
+        return b"".join([head, *(b for pair in zip(sized, parts, strict=True) for b in pair)])
 
     @classmethod
     def from_bytes(
@@ -502,7 +504,8 @@ class UserProfile:
 #: float32) is still read.
 _MAGIC: Final = b"CUP3"
 # magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
-# mouse sessions, keyboard and mouse evidence since the last ring entry, parts
+# mouse sessions, keyboard and mouse evidence since the last ring entry, parts; then
+# each part behind its uint32 size
 _STATE: Final = struct.Struct("<4sdddIIIIddB")
 _MAGIC_V2: Final = b"CUP2"
 _STATE_V2: Final = struct.Struct("<4sfdIIIIB")
