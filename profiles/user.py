@@ -178,6 +178,7 @@ class _Keyboard:
     last_t_ms: float = 0.0  # time of the newest remembered press (``recent`` is relative to it)
     cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))  # recent scores
     unsampled: float = 0.0  # fresh evidence (contexts) learned since the ring's last entry
+    session: str = ""  # the session of the last window with presses
 
 
 @dataclass(slots=True)
@@ -192,6 +193,7 @@ class _Mouse:
     actions: int = 0
     sessions: int = 0
     unsampled: float = 0.0
+    session: str = ""  # the session of the last window with pointer events
 
 
 def _no_presses() -> KeystrokePresses:
@@ -220,7 +222,6 @@ class UserProfile:
             _no_mouse(),
             GenuineQuantile(size),
         )
-        self.last_session = ""
 
     # -- state ---------------------------------------------------------------
 
@@ -254,12 +255,10 @@ class UserProfile:
         self, keys: KeystrokeEvents | None, mouse: MouseEvents | None, session: str = ""
     ) -> Assessment:
         """Judge one window of the owner's account, then learn from it if it is trusted."""
-        new_session = session != self.last_session
-        self.last_session = session
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
-        kb = self._keyboard_evidence(keys, new_session)
-        ms = self._mouse_evidence(mouse, new_session)
+        kb = self._keyboard_evidence(keys, session)
+        ms = self._mouse_evidence(mouse, session)
         kb_cal = ms_cal = None
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
         if kb is not None and kb[0] is not None and kb_active:
@@ -291,7 +290,7 @@ class UserProfile:
     # -- evidence per modality ------------------------------------------------
 
     def _keyboard_evidence(
-        self, keys: KeystrokeEvents | None, new_session: bool
+        self, keys: KeystrokeEvents | None, session: str
     ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
         """(raw score or None while too little data, cells of new presses, summary, new presses)."""
         if keys is None or len(keys) == 0:
@@ -300,7 +299,10 @@ class UserProfile:
         if len(fresh) == 0:
             return None
         k = self.keyboard
-        if new_session:
+        # Sessions are per modality: a session whose first window only points is still
+        # a new session for the keyboard when its typing starts (and vice versa).
+        if session != k.session:
+            k.session = session
             k.recent = _no_presses()
             k.cells = np.zeros(0, np.float16)
             k.sessions += 1
@@ -321,13 +323,14 @@ class UserProfile:
         return (raw, new_cells, summary, len(fresh))
 
     def _mouse_evidence(
-        self, mouse: MouseEvents | None, new_session: bool
+        self, mouse: MouseEvents | None, session: str
     ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
         """(raw score or None while too little data, rows of finished actions, summary)."""
         if mouse is None or len(mouse) == 0:
             return None
         m = self.mouse
-        if new_session:
+        if session != m.session:
+            m.session = session
             m.recent = np.zeros(0, np.float32)
             m.tail = _no_mouse()
             m.sessions += 1
@@ -415,9 +418,10 @@ class UserProfile:
             m.calibration.to_bytes(),
             m.recent.astype(np.float32).tobytes(),
             _pack_summary(m.summary),
-            self.last_session.encode(),
+            k.session.encode(),
             _pack_mouse(m.tail),
             k.cells.astype(np.float16).tobytes(),
+            m.session.encode(),
         ]
         head = _STATE.pack(
             _MAGIC,
@@ -494,7 +498,10 @@ class UserProfile:
             m_sessions,
             m_unsampled,
         )
-        profile.last_session = parts[8].decode()
+        profile.keyboard.session = parts[8].decode()
+        # Before sessions were per modality (CUP2 and the first CUP3 records), both
+        # modalities compared with the last session of either.
+        profile.mouse.session = (parts[11] if n > 11 and magic == _MAGIC else parts[8]).decode()
         return profile
 
 

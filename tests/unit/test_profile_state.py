@@ -99,3 +99,30 @@ def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before() 
 def test_foreign_bytes_are_refused() -> None:
     with pytest.raises(ValueError):
         UserProfile.from_bytes(b"CUP0" + bytes(64), Background.default())
+
+
+def test_each_modality_counts_the_sessions_it_is_used_in() -> None:
+    # Before, sessions were counted only by the modality of a session's first window: a
+    # user who always pointed first at login never finished enrolling their typing.
+    t = np.arange(20) * 150.0
+    keys = KeystrokeEvents(
+        np.sort(np.r_[t, t + 80.0]),
+        np.tile([True, False], 20),
+        np.repeat(np.arange(20) % 6, 2).astype(np.int8),
+    )
+    n = 12
+    mouse = MouseEvents(
+        np.arange(n) * 20.0,
+        (np.arange(n) * 10).astype(np.int32),
+        np.zeros(n, np.int32),
+        np.r_[np.zeros(n - 2), 1, 1].astype(np.int8),
+        np.r_[np.zeros(n - 2), 1, 2].astype(np.int8),
+    )
+    p = UserProfile(Background.default())
+    for session in ("monday", "tuesday"):
+        p.assess(None, mouse, session=session)  # every session starts with pointing
+        p.assess(keys, None, session=session)
+        p.assess(keys, mouse, session=session)
+    assert p.keyboard.sessions == p.mouse.sessions == 2
+    again = UserProfile.from_bytes(p.to_bytes(), Background.default())
+    assert (again.keyboard.session, again.mouse.session) == ("tuesday", "tuesday")
