@@ -73,6 +73,20 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def voluntary_switches(pid: int) -> int:
+    """Times the agent's threads went to sleep and were woken: its wake-ups, whatever the
+    machine's load (CPU % on a shared machine is not)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
 
@@ -270,6 +284,7 @@ def main() -> int:
         load_before = os.getloadavg()
         before = sample()
         threads0 = thread_cpu_seconds(agent.pid)
+        switches0 = voluntary_switches(agent.pid)
         cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
         spy = py_spy(agent.pid, args.seconds, args.py_spy) if args.py_spy else None
         rss: list[int] = []
@@ -278,6 +293,7 @@ def main() -> int:
             time.sleep(0.5)
         cpu1, t1 = cpu_seconds(agent.pid), time.monotonic()
         threads1 = thread_cpu_seconds(agent.pid)
+        switches1 = voluntary_switches(agent.pid)
         if spy is not None:
             spy.wait(60)  # it writes its output after the duration; before the agent stops
         after = sample()
@@ -297,6 +313,7 @@ def main() -> int:
                 name: round(100 * (threads1[name] - threads0.get(name, 0.0)) / wall, 2)
                 for name in sorted(threads1)
             },
+            "wakeups_per_s": round((switches1 - switches0) / wall, 1),
             "rss_mib_max": round(max(rss) / 2**20, 1),
             "rss_mib_mean": round(sum(rss) / len(rss) / 2**20, 1),
             "events_per_s": round(events / wall, 1),
