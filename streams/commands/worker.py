@@ -33,5 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     worker = create_app()
-    FaustWorker(worker.app, loglevel=args.loglevel).execute_from_commandline()
+    faust_worker = FaustWorker(worker.app, loglevel=args.loglevel)
+    # At --loglevel warning or above Faust turns a terminal spinner for every log record:
+    # it lowers the root logger to DEBUG, so every debug call of Faust and aiokafka
+    # (several per message) builds a record. A worker is not watched on a terminal.
+    faust_worker.spinner = None
+    faust_worker.execute_from_commandline()
     return 0
