@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-from faust.types import TP, EventT, StreamT
+from faust.types import TP, EventT, StreamT, TransportT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
+from streams.consumer import Transport as ConsumerTransport
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 # been sent after the broker received it.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000.0
 MAX_SPOOL_AGE_MS = 30 * 24 * 3600 * 1000.0
+PRODUCER_LINGER_S = 0.01
+# Per partition; the default (16 KB) holds one changelog record.
+PRODUCER_BATCH_BYTES = 256 * 1024
+# Below the stream buffer's headroom (4096 - 4096 / 1.25 messages).
+MAX_POLL_RECORDS = 500
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,17 @@ class Worker:
             # as the rebalance starts (see on_rebalance_start) so the wait is short.
             stream_wait_empty=True,
             processing_guarantee="at_least_once",
+            # Verdicts, findings and ~11 KB changelog records are sent per window; waiting
+            # a few ms lets one produce request carry many of them (at linger 0 every
+            # record was a request of its own and its socket write). Nothing waits on
+            # them but the acks, which only gate the next commit.
+            producer_linger=PRODUCER_LINGER_S,
+            # A poll returns at most this many records, so pausing a partition whose
+            # stream buffer is under pressure takes effect before the buffer is full:
+            # a full buffer sends every further message down Faust's slow hand-off
+            # (see streams.consumer).
+            broker_max_poll_records=MAX_POLL_RECORDS,
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
         )
         self.events_topic = self.app.topic(
             EVENTS.name,
@@ -170,8 +187,12 @@ class Worker:
 
         @app.agent(self.events_topic, name="judge_event_batches")
         async def judge_event_batches(stream: StreamT) -> None:
-            self.stream = cast(Any, stream).noack()
-            async for event in self.stream.events():
+            self.stream = noack = cast(Any, stream).noack()
+            # ``Stream.events()`` is this loop wrapped in one more async generator.
+            async for _ in noack:
+                event = noack.current_event
+                if event is None:
+                    continue
                 try:
                     await self.handle(event)
                 except Exception as exc:  # noqa: BLE001 - bad input never stops the worker
@@ -201,6 +222,8 @@ class Worker:
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
+            self.metrics.flush_pending()
+            self.metrics.open_windows.set(len(self.pipeline.windower.open))
             return web.bytes(
                 generate_latest(self.metrics.registry),
                 content_type=CONTENT_TYPE_LATEST.split(";")[0],
@@ -235,7 +258,7 @@ class Worker:
 
     async def handle(self, event: EventT) -> None:
         message = event.message
-        self.metrics.batches_consumed.inc()
+        self.metrics.pending_batches += 1
         try:
             batch = decode_batch(message.value or b"")
         except UnsupportedSchemaVersion as exc:
@@ -269,15 +292,14 @@ class Worker:
             self.metrics.sequence_resets.inc()
         if result.status == "duplicate":
             self.metrics.duplicates.inc()
-            await self.ack(event)
+            self._ack_all([event])
         else:
-            self.metrics.events_consumed.inc(len(batch.events))
+            self.metrics.pending_events += len(batch.events)
         for item in judged:
             await self.publish(item)
         if user in self.pipeline.windower.open:
             # Last activity, not opening time: only a window nobody adds to is flushed early.
             self.opened_at[user] = time.monotonic()
-        self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def publish(self, judged: Judged[EventT]) -> None:
         """Emit the verdict; once Kafka has it, persist the user's state and ack the batches.
@@ -384,8 +406,22 @@ class Worker:
         delivered: Callable[[], None],
         headers: dict[str, bytes] | None = None,
     ) -> None:
-        """Send a record; call ``delivered`` once Kafka acknowledges it, retrying until it does."""
-        future = await topic.send(key=key, value=value, headers=headers)
+        """Send a record; call ``delivered`` once Kafka acknowledges it, retrying until it does.
+
+        Straight to the producer: ``Topic.send`` would serialise raw bytes again and wrap
+        the record in Faust's pending-message bookkeeping, for every verdict.
+        """
+        future: asyncio.Future[Any] = cast(
+            Any,
+            await self.app.producer.send(
+                topic.get_topic_name(),
+                key,
+                value,
+                None,
+                None,
+                list(headers.items()) if headers is not None else None,
+            ),
+        )
 
         def done(f: asyncio.Future[Any]) -> None:
             if not f.cancelled() and f.exception() is None:
@@ -409,9 +445,16 @@ class Worker:
         await self.emit(topic, key, value, delivered, headers)
 
     def _ack_all(self, events: list[EventT]) -> None:
+        # What ``Stream.ack`` does, without a task per event: it never awaits anything.
         assert self.stream is not None
+        sensors = self.app.sensors
+        stream = self.stream
         for event in events:
-            asyncio.ensure_future(self.stream.ack(event))
+            last_stream_to_ack = event.ack()
+            message = event.message
+            sensors.on_stream_event_out(message.tp, message.offset, stream, event)
+            if last_stream_to_ack:
+                sensors.on_message_out(message.tp, message.offset, message)
 
     async def flush_idle(self) -> None:
         now = time.monotonic()
@@ -458,15 +501,12 @@ class Worker:
             },
         )
 
-    async def ack(self, event: EventT) -> None:
-        assert self.stream is not None
-        await self.stream.ack(event)
-
     def _load_state(self, user: str) -> UserState | None:
         raw = self.user_profiles.data.get(user.encode())
         return UserState.from_bytes(raw) if raw else None
 
     def update_gauges(self) -> None:
+        self.metrics.flush_pending()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
         for state in ("enrolling", "active"):
             count = sum(1 for e in self.enrollment.values() if e == state)
@@ -501,9 +541,15 @@ def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:
 
 
 class _App(faust.App):
-    """A Faust app that tells its cadence worker when a rebalance starts."""
+    """A Faust app that tells its cadence worker when a rebalance starts.
+
+    Its consumer is :class:`streams.consumer.Consumer` (a cheaper hand-off per message).
+    """
 
     cadence: Worker | None = None
+
+    def _new_transport(self) -> TransportT:
+        return ConsumerTransport(self.conf.broker_consumer, self)
 
     def on_rebalance_start(self) -> None:
         super().on_rebalance_start()

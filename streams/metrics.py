@@ -129,6 +129,10 @@ class WorkerMetrics:
         self.open_windows = Gauge(
             "cadence_open_windows", "User windows currently accumulating events", registry=r
         )
+        # Counted per batch as plain ints and added to the counters above before every
+        # scrape (``flush_pending``): prometheus_client takes a lock per increment.
+        self.pending_batches = 0
+        self.pending_events = 0
         # Every known label value exists from the first scrape, at 0: rate() and the
         # alerts over impostor verdicts or a dead-letter reason then have a series to
         # compare with before the first occurrence, instead of "no data".
@@ -143,3 +147,12 @@ class WorkerMetrics:
             self.decode_errors.labels(reason)
         for state in ("enrolling", "active"):
             self.users.labels(state)
+
+    def flush_pending(self) -> None:
+        """Add the per-batch counts gathered since the last call to their counters."""
+        if self.pending_batches:
+            self.batches_consumed.inc(self.pending_batches)
+            self.pending_batches = 0
+        if self.pending_events:
+            self.events_consumed.inc(self.pending_events)
+            self.pending_events = 0
