@@ -33,7 +33,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
-from streams.consumer import Transport as ConsumerTransport
+from streams.faust_lean import Monitor as LeanMonitor
+from streams.faust_lean import Transport as LeanTransport
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
@@ -117,6 +118,7 @@ class Worker:
             # as the rebalance starts (see on_rebalance_start) so the wait is short.
             stream_wait_empty=True,
             processing_guarantee="at_least_once",
+            monitor=LeanMonitor(),
             # Verdicts, findings and ~11 KB changelog records are sent per window; waiting
             # a few ms lets one produce request carry many of them (at linger 0 every
             # record was a request of its own and its socket write). Nothing waits on
@@ -125,7 +127,7 @@ class Worker:
             # A poll returns at most this many records, so pausing a partition whose
             # stream buffer is under pressure takes effect before the buffer is full:
             # a full buffer sends every further message down Faust's slow hand-off
-            # (see streams.consumer).
+            # (see streams.faust_lean).
             broker_max_poll_records=MAX_POLL_RECORDS,
             producer_max_batch_size=PRODUCER_BATCH_BYTES,
         )
@@ -543,13 +545,13 @@ def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:
 class _App(faust.App):
     """A Faust app that tells its cadence worker when a rebalance starts.
 
-    Its consumer is :class:`streams.consumer.Consumer` (a cheaper hand-off per message).
+    Its consumer and monitor are the leaner ones of :mod:`streams.faust_lean`.
     """
 
     cadence: Worker | None = None
 
     def _new_transport(self) -> TransportT:
-        return ConsumerTransport(self.conf.broker_consumer, self)
+        return LeanTransport(self.conf.broker_consumer, self)
 
     def on_rebalance_start(self) -> None:
         super().on_rebalance_start()

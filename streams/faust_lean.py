@@ -1,27 +1,35 @@
-"""Faust's Kafka consumer with a cheaper hand-off of each fetched message to the streams.
+"""Leaner versions of the Faust parts that every message goes through.
 
-faust-streaming 0.15.3 hands every fetched message to its conductor through
-``Service.wait_first(callback(message), suspend_flow.wait())``: four tasks, an
-``asyncio.wait`` and three cancellations per message, so that a hand-off blocked
-on a full stream buffer, suspended flow control (a rebalance) or a full producer
-buffer can be abandoned when the flow is suspended. With ~8 events per message
-that was the largest single cost of the worker after judging itself.
-
-A hand-off blocks only in those cases, and whether it would is known before it
-starts: when none holds, the callback runs to completion without suspending, so
-it is awaited directly; otherwise the message takes Faust's own path, unchanged.
+**The consumer's hand-off.** faust-streaming 0.15.3 hands every fetched message to
+its conductor through ``Service.wait_first(callback(message), suspend_flow.wait())``:
+four tasks, an ``asyncio.wait`` and three cancellations per message, so that a
+hand-off blocked on a full stream buffer, suspended flow control (a rebalance) or a
+full producer buffer can be abandoned when the flow is suspended. With ~8 events per
+message that was the largest single cost of the worker after judging itself. A
+hand-off blocks only in those cases, and whether it would is known before it starts:
+when none holds, the callback runs to completion without suspending, so it is
+awaited directly; otherwise the message takes Faust's own path, unchanged.
 Everything else in the loop is Faust's ``Consumer._drain_messages``.
+
+**The monitor.** Faust's default sensor counts and times every message, event, send
+and table access (a dict of timings per event) for its own stats pages, which the
+worker does not serve (its metrics are ``streams.metrics``). :class:`Monitor` keeps
+only what Faust itself reads back: the time each partition last delivered an event
+to a stream (its slow-processing warnings) and the commit and offset tracking.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from time import monotonic
 from typing import Any, cast
 
+from faust.sensors.monitor import Monitor as FaustMonitor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, EventT, StreamT
+from faust.types.tuples import Message
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -113,3 +121,39 @@ class Consumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
+
+
+class Monitor(FaustMonitor):
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        pass
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT, event: EventT
+    ) -> dict[Any, Any] | None:
+        self.stream_inbound_time[tp] = monotonic()
+        return None
+
+    def on_stream_event_out(
+        self,
+        tp: TP,
+        offset: int,
+        stream: StreamT,
+        event: EventT,
+        state: dict[Any, Any] | None = None,
+    ) -> None:
+        pass
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        pass
+
+    def on_send_initiated(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def on_send_completed(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_table_get(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_table_set(self, *args: Any, **kwargs: Any) -> None:
+        pass
