@@ -20,9 +20,8 @@ import argparse
 import json
 import math
 import os
-import signal
-import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,13 +31,11 @@ sys.path.insert(0, str(REPO))
 
 from collectors.simulate import Workload  # noqa: E402
 from streams.bench import (  # noqa: E402
-    FAST_ENROLLMENT,
-    WorkerProcess,
     create_run_topics,
     delete_run_topics,
-    free_port,
     load_average,
     produce,
+    running_worker,
     wait_for,
 )
 from streams.topics import IsolatedTopics  # noqa: E402
@@ -61,56 +58,31 @@ def drain(
     tag: str,
 ) -> dict[str, float]:
     """Run one worker from ``tree`` over the whole topic; its CPU and wall time."""
-    env = {
-        **os.environ,
-        "CADENCE_KAFKA_BOOTSTRAP": bootstrap,
-        **topics.worker_env(PARTITIONS),
-        **FAST_ENROLLMENT,
-        "CADENCE_APP_ID": f"{topics.prefix}-{tag}",
-        **env_extra,
-    }
-    port = free_port()
-    log = Path(f"/tmp/{topics.prefix}-{tag}.log")
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(port)]
-            + ["--data-dir", f"/tmp/{topics.prefix}-{tag}-data", "--loglevel", "warning"],
-            cwd=tree,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = WorkerProcess(process, port, log)
-    try:
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{topics.prefix}-{tag}-"))
+    # A fresh consumer group and changelog: every variant starts from offset 0, no profiles.
+    env = {"CADENCE_APP_ID": f"{topics.prefix}-{tag}", **env_extra}
+    with running_worker(bootstrap, topics, PARTITIONS, work_dir, tree, env) as worker:
         wait_for(worker.ready, 120, "the worker to be ready")
         first: tuple[float, float, float, float] | None = None
         while True:
             consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)
             if first is None and consumed > 0:
-                first = (time.monotonic(), *cpu_times(process.pid), consumed)
+                first = (time.monotonic(), *cpu_times(worker.pid), consumed)
             if consumed >= events:
                 break
             time.sleep(0.1)
         assert first is not None
         wall = time.monotonic() - first[0]
-        user, system = cpu_times(process.pid)
-        user, system = user - first[1], system - first[2]
-        counted = events - first[3]
-        return {
-            "wall_s": round(wall, 1),
-            "user_s": round(user, 1),
-            "sys_s": round(system, 1),
-            "events_per_s": round(counted / wall),
-            "events_per_cpu_s": round(counted / max(user + system, 1e-9)),
-        }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        user, system = cpu_times(worker.pid)
+    user, system = user - first[1], system - first[2]
+    counted = events - first[3]
+    return {
+        "wall_s": round(wall, 1),
+        "user_s": round(user, 1),
+        "sys_s": round(system, 1),
+        "events_per_s": round(counted / wall),
+        "events_per_cpu_s": round(counted / max(user + system, 1e-9)),
+    }
 
 
 def main() -> int:

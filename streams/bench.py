@@ -293,8 +293,14 @@ class WorkerProcess:
 
 @contextmanager
 def running_worker(
-    bootstrap: str, topics: IsolatedTopics, partitions: int, work_dir: Path
+    bootstrap: str,
+    topics: IsolatedTopics,
+    partitions: int,
+    work_dir: Path,
+    tree: Path = REPO,
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[WorkerProcess]:
+    """A ``cadence worker`` from the source tree ``tree`` (bench/ab.py runs other trees)."""
     port = free_port()
     log = work_dir / "worker.log"
     env = {
@@ -303,6 +309,7 @@ def running_worker(
         **topics.worker_env(partitions),
         "PYTHONUNBUFFERED": "1",
         **FAST_ENROLLMENT,
+        **(env_extra or {}),
     }
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -318,7 +325,7 @@ def running_worker(
                 "--loglevel",
                 "warning",
             ],
-            cwd=REPO,
+            cwd=tree,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
