@@ -35,6 +35,7 @@ from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
 from streams.faust_lean import Monitor as LeanMonitor
 from streams.faust_lean import Transport as LeanTransport
+from streams.faust_lean import faust_drift
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
@@ -45,6 +46,16 @@ from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, VERDICT
 from streams.verdict import LEVELS, encode_verdict
 
 log = logging.getLogger(__name__)
+
+_DRIFT = faust_drift()
+# The lean consumer and monitor mirror private Faust code: on another Faust, Faust's own.
+_LEAN = not _DRIFT
+if _DRIFT:
+    log.warning(
+        "installed Faust differs from the one streams.faust_lean mirrors (%s); "
+        "using Faust's own consumer and monitor (correct, slower)",
+        ", ".join(_DRIFT),
+    )
 
 # A batch may sit in a collector's spool through a long outage, but it cannot have
 # been sent after the broker received it.
@@ -118,7 +129,7 @@ class Worker:
             # as the rebalance starts (see on_rebalance_start) so the wait is short.
             stream_wait_empty=True,
             processing_guarantee="at_least_once",
-            monitor=LeanMonitor(),
+            monitor=LeanMonitor() if _LEAN else None,
             # Verdicts, findings and ~11 KB changelog records are sent per window; waiting
             # a few ms lets one produce request carry many of them (at linger 0 every
             # record was a request of its own and its socket write). Nothing waits on
@@ -551,6 +562,8 @@ class _App(faust.App):
     cadence: Worker | None = None
 
     def _new_transport(self) -> TransportT:
+        if not _LEAN:
+            return super()._new_transport()
         return LeanTransport(self.conf.broker_consumer, self)
 
     def on_rebalance_start(self) -> None:
