@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -28,6 +26,7 @@ from collectors.identity import (
 )
 from collectors.metrics import CollectorMetrics
 from collectors.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, open_spool
+from collectors.unlock import LockWatcher
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch
 
 log = logging.getLogger(__name__)
@@ -59,74 +58,6 @@ class AgentConfig:
     max_age_ms: float = MAX_AGE_MS
     login: str | None = None
     flush_timeout: float = 10.0
-
-
-class LockWatcher:
-    """Notices screen unlocks through logind's ``LockedHint`` (Linux desktops).
-
-    Polled every few seconds with ``loginctl`` rather than subscribing on D-Bus, to
-    keep the agent free of a D-Bus dependency (a poll costs ~8 ms of CPU, mostly
-    loginctl's own: ~0.16 % of a core at one per 5 s); unavailable elsewhere, where
-    the idle rule still starts a new session after a lock long enough to matter.
-
-    The session is ``XDG_SESSION_ID`` when the agent runs inside the login session,
-    else logind's ``auto`` -- the caller's session, or the user's graphical one,
-    which is what a systemd *user* unit (the documented way to run the agent, outside
-    any session) needs. A logind that cannot answer (no systemd, or one too old for
-    ``auto``) turns the watcher off after :attr:`MAX_FAILURES` polls, with a warning.
-    """
-
-    MAX_FAILURES = 3
-
-    def __init__(self, interval_s: float = 5.0, env: Mapping[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        self.interval_s = interval_s
-        self._session_id = env.get("XDG_SESSION_ID") or "auto"
-        self._loginctl = shutil.which("loginctl", path=env.get("PATH"))
-        self._locked = False
-        self._next = 0.0
-        self._failures = 0
-
-    @property
-    def available(self) -> bool:
-        return self._loginctl is not None and self._failures < self.MAX_FAILURES
-
-    def unlocked(self) -> bool:
-        """True once per lock -> unlock transition."""
-        now = time.monotonic()
-        if not self.available or now < self._next:
-            return False
-        self._next = now + self.interval_s
-        assert self._loginctl is not None
-        try:
-            done = subprocess.run(
-                [self._loginctl, "show-session", self._session_id, "-p", "LockedHint", "--value"],
-                capture_output=True,
-                text=True,
-                timeout=2.0,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            return self._failed(str(exc))
-        out = done.stdout.strip()
-        if done.returncode != 0 or out not in ("yes", "no"):
-            # No answer is no news: a failed call must not read as an unlock.
-            return self._failed(done.stderr.strip() or f"answered {out!r}")
-        self._failures = 0
-        locked = out == "yes"
-        was_locked, self._locked = self._locked, locked
-        return was_locked and not locked
-
-    def _failed(self, why: str) -> bool:
-        self._failures += 1
-        if self._failures == self.MAX_FAILURES:
-            log.warning(
-                "screen-unlock detection off: `loginctl show-session %s` failed %d times (%s); "
-                "sessions still change at start and after idle",
-                self._session_id,
-                self._failures,
-                why.splitlines()[0] if why else "",
-            )
-        return False
 
 
 class Agent:

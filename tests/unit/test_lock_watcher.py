@@ -2,7 +2,8 @@
 
 This machine has no logind (no systemd as PID 1), so ``loginctl`` is replaced by
 :mod:`tests.loginctl_stub`, which answers from a file what the real one would print. The agent-level check (real X input, a real broker) is in
-tests/integration/test_capture_x11.py.
+tests/integration/test_capture_x11.py. The shared unlock rule on its own and the Windows
+and macOS probes (against fakes) are in test_unlock.py.
 """
 
 from __future__ import annotations
