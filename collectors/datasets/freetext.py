@@ -36,6 +36,8 @@ class FreeTextSession:
     t_ns: np.ndarray  # int64, wall clock
     is_down: np.ndarray  # bool
     key_class: np.ndarray  # int8, codes of collectors.keyclass
+    #: Data rows dropped because they did not parse (headers are not counted).
+    skipped: int = 0
 
     @property
     def t_ms(self) -> np.ndarray:
@@ -50,37 +52,57 @@ _classify = lru_cache(maxsize=4096)(classify)
 
 
 def read_session(source: str | os.PathLike[str] | io.TextIOBase) -> FreeTextSession:
-    """Parse one CSV file (path or text stream); rows that do not parse are skipped.
+    """Parse one CSV file (path or text stream); rows that do not parse are skipped and counted.
 
     Rows are stably sorted by time, because captures sometimes write an ``up``
     a hair before the matching ``down`` when both share a timestamp bucket.
+    A key name the classifier does not know (an unknown ``Key.*``, a ``<NNN>``
+    virtual key, an empty field) is class ``other``, never an error.
     """
     if isinstance(source, io.TextIOBase):
         return _parse(source)
-    with open(source, newline="", encoding="utf-8", errors="replace") as fh:
+    # utf-8-sig: files saved by Windows tools start with a BOM, which would
+    # otherwise glue itself to the first field of the first row.
+    with open(source, newline="", encoding="utf-8-sig", errors="replace") as fh:
         return _parse(fh)
+
+
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def _parse(fh: io.TextIOBase) -> FreeTextSession:
     t: list[int] = []
     down: list[bool] = []
     cls: list[int] = []
+    skipped = 0
     for row in csv.reader(fh):
-        if len(row) != 3 or row[0] not in ("down", "up"):
-            continue  # header (possibly repeated after concatenation) or a broken row
+        if not "".join(row).strip():
+            continue  # blank line
+        kind = row[0].strip().lstrip("\ufeff").lower()
+        if kind == "type":
+            continue  # header, possibly repeated after concatenation
+        if len(row) < 3 or kind not in ("down", "up"):
+            skipped += 1
+            continue
         try:
-            t_ns = int(row[2])
+            t_ns = int(row[-1].strip())
         except ValueError:
+            skipped += 1
+            continue
+        if not 0 <= t_ns <= _INT64_MAX:
+            skipped += 1
             continue
         t.append(t_ns)
-        down.append(row[0] == "down")
-        cls.append(_classify(row[1]))
+        down.append(kind == "down")
+        # A key field written unquoted with a comma in it (``',``) spans several columns.
+        cls.append(_classify(",".join(row[1:-1])))
     t_arr = np.asarray(t, dtype=np.int64)
     order = np.argsort(t_arr, kind="stable")
     return FreeTextSession(
         t_ns=t_arr[order],
         is_down=np.asarray(down, dtype=bool)[order],
         key_class=np.asarray(cls, dtype=np.int8)[order],
+        skipped=skipped,
     )
 
 
@@ -91,5 +113,7 @@ def iter_sessions(root: str | os.PathLike[str]) -> Iterator[tuple[str, str, Free
     """
     base = Path(root)
     for user_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-        for csv_path in sorted(user_dir.glob("*.csv")):
+        # Case-insensitive suffix: captures copied from Windows may say ``.CSV``.
+        files = (f for f in user_dir.iterdir() if f.is_file() and f.suffix.lower() == ".csv")
+        for csv_path in sorted(files):
             yield user_dir.name, csv_path.stem, read_session(csv_path)
