@@ -69,13 +69,20 @@ class KeystrokeEvaluation:
     genuine: dict[str, np.ndarray] = field(default_factory=dict)
     impostor: dict[str, np.ndarray] = field(default_factory=dict)
     eer_by_user: dict[str, float] = field(default_factory=dict)
+    #: Users that have no EER, with the reason (they are left out of the mean, not counted as 0).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def eer_mean(self) -> float:
+        """NaN when no user could be scored (0 would read as a perfect result)."""
+        if not self.eer_by_user:
+            return float("nan")
         return float(np.mean(list(self.eer_by_user.values())))
 
     @property
     def eer_median(self) -> float:
+        if not self.eer_by_user:
+            return float("nan")
         return float(np.median(list(self.eer_by_user.values())))
 
     def summary(self) -> dict[str, Any]:
@@ -86,6 +93,8 @@ class KeystrokeEvaluation:
             "window": self.n_presses,
             "method": self.method,
             "eer_by_user": self.eer_by_user,
+            "users_skipped": len(self.skipped),
+            "skipped": self.skipped,
         }
 
 
@@ -156,7 +165,14 @@ def evaluate_keystrokes(
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> KeystrokeEvaluation:
     """Run the protocol of the module docstring; ``progress`` may wrap the test loop (tqdm)."""
+    if n_presses < 1:
+        raise ValueError(f"n_presses must be at least 1, got {n_presses}")
     enroll_w = {u: session_windows(s, n_presses) for u, s in sorted(enroll.items())}
+    skipped = {
+        u: f"too little enrolment data (no full window of {n_presses} presses)"
+        for u, ws in enroll_w.items()
+        if not ws
+    }
     enroll_w = {u: ws for u, ws in enroll_w.items() if ws}
     if method == "histogram":
         represent, scorers = _histogram_method(enroll_w, normalise=True)
@@ -185,4 +201,15 @@ def evaluate_keystrokes(
             result.genuine[user] = np.asarray(genuine[user])
             result.impostor[user] = np.asarray(impostor[user])
             result.eer_by_user[user] = equal_error_rate(genuine[user], impostor[user])
+        elif user not in test:
+            skipped[user] = "no test files"
+        elif not genuine[user]:
+            skipped[user] = f"no full test window of {n_presses} presses"
+        else:
+            skipped[user] = "no impostor test windows"
+    for user in test:
+        # Their windows still serve as impostor attempts against every enrolled profile.
+        if user not in enroll:
+            skipped.setdefault(user, "no enrolment files")
+    result.skipped = dict(sorted(skipped.items()))
     return result

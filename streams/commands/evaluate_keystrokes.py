@@ -38,15 +38,24 @@ def run(args: argparse.Namespace) -> int:
     from profiles.evaluation.keystrokes import evaluate_keystrokes
     from profiles.keystrokes import KeystrokeEvents
 
+    if args.window < 1:
+        print(f"--window must be at least 1 key press, got {args.window}", file=sys.stderr)
+        return 2
+
     def load(root: Path) -> dict[str, list[KeystrokeEvents]]:
         if not root.is_dir():
             raise SystemExit(f"not a directory: {root}")
         out: dict[str, list[KeystrokeEvents]] = {}
+        bad_rows = 0
         for user, _, s in tqdm(iter_sessions(root), desc=f"read {root.name}", file=sys.stderr):
+            bad_rows += s.skipped
+            # A user whose files are all empty is kept (with no session) so that it is
+            # reported as skipped rather than silently vanishing.
+            sessions = out.setdefault(user, [])
             if s.t_ns.size:
-                out.setdefault(user, []).append(
-                    KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class)
-                )
+                sessions.append(KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class))
+        if bad_rows:
+            print(f"{root}: skipped {bad_rows} rows that did not parse", file=sys.stderr)
         return out
 
     enroll, test = load(args.enroll), load(args.test)
@@ -57,24 +66,42 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         progress=lambda items: tqdm(items, desc="score", file=sys.stderr),
     )
+    for user, reason in result.skipped.items():
+        print(f"skipped {user}: {reason}", file=sys.stderr)
+    summary = result.summary()
+    if args.json:
+        # Written even when nothing could be scored: eer_mean is then null, never 0.
+        _write(args.json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if not result.eer_by_user:
         print("no user has both genuine and impostor test windows", file=sys.stderr)
+        print(
+            f"keystrokes {args.method}: window {args.window} presses, 0 users scored, "
+            f"{len(result.skipped)} skipped, no EER"
+        )
         return 1
-    summary = result.summary()
     for user, eer in sorted(result.eer_by_user.items()):
         n_gen = result.genuine[user].size
         print(f"{user:>12}  EER {100 * eer:5.1f} %  ({n_gen} genuine windows)")
-    if args.json:
-        args.json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
         _plot_det(result.genuine, result.impostor, args.plot, args.window)
     print(
         f"keystrokes {args.method}: window {args.window} presses, {summary['users']} users, "
         f"EER mean {100 * summary['eer_mean']:.2f} % median {100 * summary['eer_median']:.2f} %"
         f" (min {100 * float(np.min(list(result.eer_by_user.values()))):.1f} %,"
-        f" max {100 * float(np.max(list(result.eer_by_user.values()))):.1f} %)"
+        f" max {100 * float(np.max(list(result.eer_by_user.values()))):.1f} %;"
+        f" {len(result.skipped)} users skipped)"
     )
     return 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write an output file, creating its directory (held-out runs name fresh output dirs)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise SystemExit(f"cannot write {path}: {exc}") from exc
 
 
 def _plot_det(genuine: dict, impostor: dict, path: Path, window: int) -> None:
