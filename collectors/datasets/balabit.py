@@ -91,18 +91,31 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
             empty.astype(np.int8),
             empty.astype(np.int8),
         )
+    try:
+        t, x, y = _numeric_columns(rows)
+    except ValueError:
+        # Rare broken rows (empty or garbled numbers): drop them rather than the session.
+        rows = [r for r in rows if _numeric_row(r)]
+        n = len(rows)
+        if n == 0:
+            return parse_session(io.StringIO(""), session_id)
+        t, x, y = _numeric_columns(rows)
     cols = list(zip(*rows, strict=True))
-    t = np.asarray(cols[1], dtype=np.float64) * 1000.0
     button = np.fromiter((_BUTTON_CODE.get(b, 0) for b in cols[2]), np.int8, n)
     state = np.fromiter((_STATE_CODE.get(s, 0) for s in cols[3]), np.int8, n)
-    x = np.asarray(cols[4], dtype=np.float64)
-    y = np.asarray(cols[5], dtype=np.float64)
+    # A NaN time would sort anywhere; a NaN position is as uninformative as a sentinel.
+    finite_t = np.isfinite(t)
+    if not finite_t.all():
+        t, x, y, button, state = (a[finite_t] for a in (t, x, y, button, state))
+        n = int(t.size)
 
     order = np.argsort(t, kind="stable")
     t, button, state, x, y = t[order], button[order], state[order], x[order], y[order]
 
     # Positions that carry no information: sentinels and scroll rows.
-    invalid = (x < 0) | (y < 0) | (x > MAX_COORDINATE) | (y > MAX_COORDINATE)
+    invalid = ~(np.isfinite(x) & np.isfinite(y))
+    with np.errstate(invalid="ignore"):
+        invalid |= (x < 0) | (y < 0) | (x > MAX_COORDINATE) | (y > MAX_COORDINATE)
     invalid |= button == _SCROLL
     x = _carry_forward(x, invalid)
     y = _carry_forward(y, invalid)
@@ -125,6 +138,21 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     )
 
 
+def _numeric_columns(rows: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Client time (ms), x and y of already-filtered rows; ValueError if one does not parse."""
+    cols = list(zip(*rows, strict=True))
+    t = np.asarray(cols[1], dtype=np.float64) * 1000.0
+    return t, np.asarray(cols[4], dtype=np.float64), np.asarray(cols[5], dtype=np.float64)
+
+
+def _numeric_row(row: list[str]) -> bool:
+    try:
+        float(row[1]), float(row[4]), float(row[5])
+    except ValueError:
+        return False
+    return True
+
+
 def _carry_forward(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     """Replace invalid entries by the last valid one (the first valid one at the start)."""
     if not invalid.any():
@@ -142,7 +170,8 @@ def _carry_forward(values: np.ndarray, invalid: np.ndarray) -> np.ndarray:
 def read_session(path: str | os.PathLike[str]) -> BalabitSession:
     """Read and clean one session file."""
     p = Path(path)
-    with p.open(newline="") as fh:
+    # utf-8-sig and replacement: a BOM or a stray byte must not cost the session.
+    with p.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
         return parse_session(io.StringIO(fh.read()), session_id=p.name)
 
 
@@ -161,15 +190,68 @@ def iter_sessions(root: str | os.PathLike[str], split: str) -> Iterator[SessionR
     ``split`` is ``"training_files"`` or ``"test_files"``.
     """
     base = Path(root) / split
+    if not base.is_dir():
+        raise FileNotFoundError(f"no {split}/ directory under {root}")
     for account_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for f in sorted(account_dir.glob("session_*")):
             yield SessionRef(account_dir.name, f.name, f)
 
 
+_TRUE = frozenset({"1", "true", "yes", "y", "t", "1.0"})
+_FALSE = frozenset({"0", "false", "no", "n", "f", "0.0"})
+
+
+def session_key(filename: str) -> str:
+    """The session file's name, whatever directory part a labels file puts in front.
+
+    The challenge's ``public_labels.csv`` (and ``labels_dev.csv``) say
+    ``session_0029922803``; other exports write ``test_files/user7/session_…``
+    or Windows separators. Session names are unique across accounts.
+    """
+    return filename.strip().replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """Labels by session name, and how many rows could not be read."""
+
+    by_session: dict[str, int]
+    bad_rows: int = 0
+
+
 def read_labels(path: str | os.PathLike[str]) -> dict[str, int]:
     """``filename,is_illegal`` rows -> ``{session_id: 0 or 1}`` (1 = not the owner)."""
+    return read_labels_checked(path).by_session
+
+
+def read_labels_checked(path: str | os.PathLike[str]) -> Labels:
+    """As :func:`read_labels`, counting rows that were skipped.
+
+    ``is_illegal`` may be ``0``/``1``, ``True``/``False`` or ``yes``/``no``; the
+    header may carry a BOM, other case or spaces. A row whose label is none of
+    these is skipped and counted, never guessed.
+    """
     labels: dict[str, int] = {}
-    with Path(path).open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            labels[row["filename"].strip()] = int(row["is_illegal"])
-    return labels
+    bad = 0
+    with Path(path).open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        try:
+            i_name, i_label = header.index("filename"), header.index("is_illegal")
+        except ValueError:
+            raise ValueError(
+                f"{path}: header must name columns filename and is_illegal, got {header}"
+            ) from None
+        for row in reader:
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) <= max(i_name, i_label):
+                bad += 1
+                continue
+            value = row[i_label].strip().lower()
+            name = session_key(row[i_name])
+            if not name or value not in _TRUE | _FALSE:
+                bad += 1
+                continue
+            labels[name] = int(value in _TRUE)
+    return Labels(labels, bad)

@@ -70,11 +70,16 @@ class MouseEvaluation:
     window_actions: int
     scores: dict[str, float] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
+    #: Labelled sessions not scored, by reason (e.g. their account has no enrolment).
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: Scored sessions without one usable action: they get the population's level, 0.
+    no_actions: int = 0
 
     def summary(self) -> str:
+        auc = "n/a" if np.isnan(self.auc) else f"{self.auc:.3f}"
         return (
-            f"mouse: AUC {self.auc:.3f} over {self.sessions} sessions "
-            f"({self.accounts} users, {self.method})"
+            f"mouse: AUC {auc} over {self.sessions} sessions "
+            f"({self.accounts} users, {self.method}; {len(self.skipped)} skipped)"
         )
 
 
@@ -92,11 +97,19 @@ def evaluate_mouse(
     window_actions: int = 30,
     progress: Callable[[Iterable[LabelledSession]], Iterable[LabelledSession]] | None = None,
 ) -> list[MouseEvaluation]:
-    """Enroll each account on its training sessions and score the labelled sessions."""
+    """Enroll each account on its training sessions and score the labelled sessions.
+
+    A session whose account has no usable enrolment action cannot be scored and
+    is reported in ``skipped``; the AUC (NaN if one class is missing) is over the rest.
+    """
     enroll = {
-        account: np.vstack([extract(ev) for ev in sessions])
+        account: np.vstack([extract(ev) for ev in sessions] or [np.empty((0, 0))])
         for account, sessions in sorted(training.items())
     }
+    not_enrolled = sorted(a for a, X in enroll.items() if X.shape[0] == 0)
+    enroll = {a: X for a, X in enroll.items() if X.shape[0] > 0}
+    if not enroll:
+        raise ValueError("no account has a usable enrolment action")
     pooled = np.vstack(list(enroll.values()))
     population = Population.fit(pooled, groups=action_types(pooled))
 
@@ -111,11 +124,16 @@ def evaluate_mouse(
     scores: dict[str, dict[str, float]] = {m: {} for m in methods}
     labels: dict[str, int] = {}
     seen_accounts: set[str] = set()
+    skipped: dict[str, str] = {}
+    no_actions = 0
     items = progress(tests) if progress is not None else tests
     for s in items:
         if s.account not in enroll:
+            reason = "no usable enrolment" if s.account in not_enrolled else "no training files"
+            skipped[s.session_id] = f"account {s.account}: {reason}"
             continue
         features = extract(s.events)
+        no_actions += features.shape[0] == 0
         labels[s.session_id] = s.is_illegal
         seen_accounts.add(s.account)
         for method in methods:
@@ -130,7 +148,7 @@ def evaluate_mouse(
         results.append(
             MouseEvaluation(
                 method=method,
-                auc=roc_auc(genuine, impostor),
+                auc=roc_auc(genuine, impostor) if genuine and impostor else float("nan"),
                 sessions=len(labels),
                 accounts=len(seen_accounts),
                 genuine=len(genuine),
@@ -140,6 +158,8 @@ def evaluate_mouse(
                 window_actions=probe.shape[0],
                 scores=sc,
                 labels=labels,
+                skipped=skipped,
+                no_actions=no_actions,
             )
         )
     return results

@@ -24,11 +24,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import math
     import sys
 
     from tqdm import tqdm
 
-    from collectors.datasets.balabit import iter_sessions, read_labels, read_session
+    from collectors.datasets.balabit import iter_sessions, read_labels_checked, read_session
     from profiles.evaluation.mouse import METHODS, LabelledSession, evaluate_mouse
     from profiles.mouse import MouseEvents
     from streams.recordings import balabit_to_mouse_events
@@ -41,26 +42,58 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}", file=sys.stderr)
         return 2
 
-    labels = read_labels(args.labels)
+    try:
+        checked = read_labels_checked(args.labels)
+        train_refs = list(iter_sessions(args.data, "training_files"))
+        all_test_refs = list(iter_sessions(args.data, "test_files"))
+    except (OSError, ValueError) as exc:
+        print(f"cannot evaluate: {exc}", file=sys.stderr)
+        return 2
+    labels = checked.by_session
+    if checked.bad_rows:
+        print(f"{args.labels}: skipped {checked.bad_rows} unreadable label rows", file=sys.stderr)
     training: dict[str, list[MouseEvents]] = {}
-    train_refs = list(iter_sessions(args.data, "training_files"))
     for ref in tqdm(train_refs, desc="enrollment sessions", file=sys.stderr):
         training.setdefault(ref.account, []).append(to_events(read_session(ref.path)))
 
-    test_refs = [r for r in iter_sessions(args.data, "test_files") if r.session_id in labels]
+    test_refs = [r for r in all_test_refs if r.session_id in labels]
+    absent = sorted(set(labels) - {r.session_id for r in test_refs})
+    missing = len(absent)
+    if missing:
+        print(
+            f"{missing} of {len(labels)} labelled sessions are not under {args.data / 'test_files'}",
+            file=sys.stderr,
+        )
     tests = (
         LabelledSession(
             r.account, r.session_id, to_events(read_session(r.path)), labels[r.session_id]
         )
         for r in test_refs
     )
-    results = evaluate_mouse(
-        training,
-        tests,
-        methods=methods,
-        progress=lambda it: tqdm(it, total=len(test_refs), desc="test sessions", file=sys.stderr),
-    )
+    try:
+        results = evaluate_mouse(
+            training,
+            tests,
+            methods=methods,
+            progress=lambda it: tqdm(
+                it, total=len(test_refs), desc="test sessions", file=sys.stderr
+            ),
+        )
+    except ValueError as exc:
+        print(f"cannot evaluate: {exc}", file=sys.stderr)
+        return 2
 
+    first = results[0]
+    for session_id, reason in sorted(first.skipped.items()):
+        print(f"skipped {session_id}: {reason}", file=sys.stderr)
+    # Counted in the summary and listed in the JSON; one stderr line is enough for them.
+    for r in results:
+        r.skipped.update(dict.fromkeys(absent, "labelled, but no such file under test_files"))
+    if first.no_actions:
+        print(
+            f"{first.no_actions} scored sessions have no usable action (score 0, the population's)",
+            file=sys.stderr,
+        )
     for r in results:
         print(
             f"{r.method:18s} AUC {r.auc:.4f}  {r.bytes_per_user:6d} B/user  "
@@ -68,28 +101,39 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         payload = {
-            "auc": results[0].auc,
-            "sessions": results[0].sessions,
-            "users": results[0].accounts,
-            "genuine": results[0].genuine,
-            "impostor": results[0].impostor,
-            "method": results[0].method,
+            "auc": None if math.isnan(first.auc) else first.auc,
+            "sessions": first.sessions,
+            "users": first.accounts,
+            "genuine": first.genuine,
+            "impostor": first.impostor,
+            "method": first.method,
+            "sessions_skipped": len(first.skipped),
+            "labels_missing": missing,
+            "label_rows_bad": checked.bad_rows,
+            "no_actions": first.no_actions,
+            "skipped": first.skipped,
             "methods": {
                 r.method: {
-                    "auc": r.auc,
+                    "auc": None if math.isnan(r.auc) else r.auc,
                     "bytes_per_user": r.bytes_per_user,
                     "us_per_window": r.us_per_window,
                     "window_actions": r.window_actions,
                 }
                 for r in results
             },
-            "scores": results[0].scores,
+            "scores": first.scores,
         }
-        args.json.write_text(json.dumps(payload, indent=2))
-    if args.plot:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2))
+        except OSError as exc:
+            print(f"cannot write {args.json}: {exc}", file=sys.stderr)
+            return 2
+    if args.plot and not math.isnan(first.auc):
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
         _plot(results, args.plot)
-    print(results[0].summary())
-    return 0
+    print(first.summary())
+    return 0 if not math.isnan(first.auc) else 1
 
 
 def _plot(results: list, path: Path) -> None:
