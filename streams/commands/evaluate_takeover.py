@@ -86,9 +86,12 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
         print(json.dumps(result.figures()), file=sys.stderr)
 
+    # Output paths may name directories that do not exist yet (fresh held-out runs).
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([_payload(r) for r in results], indent=1))
     if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
         _plot(results, args.plot)
     print(" | ".join(r.summary() for r in results))
     return 0
