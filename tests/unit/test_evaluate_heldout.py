@@ -1,0 +1,276 @@
+"""The evaluation CLIs on held-out-like directories that differ from ours.
+
+Small synthetic recordings in ``tmp_path`` (no dataset needed): users missing on
+one side, too little data, odd labels files, broken sessions, paths with spaces
+and output directories that do not exist yet. Each case must be reported
+(stderr / JSON) and scored over what can be scored, never crash or count as 0.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collectors.datasets.balabit import parse_session
+from streams.cli import main
+
+LETTERS = "qwertasdfgzxcvbyuiophjklnm"
+
+
+# --- keystrokes ------------------------------------------------------------------------
+
+
+def _typing(path: Path, presses: int, flight_ms: float, seed: int) -> None:
+    """A pynput-style capture: one down/up pair per press, a user-specific rhythm."""
+    rng = np.random.default_rng(seed)
+    rows = ["type,key,t_ns"]
+    t = 1_700_000_000_000_000_000
+    for _ in range(presses):
+        key = f"'{LETTERS[rng.integers(len(LETTERS))]}'" if rng.random() > 0.2 else "Key.space"
+        t += int(rng.gamma(8.0, flight_ms / 8.0) * 1e6)
+        rows.append(f"down,{key},{t}")
+        rows.append(f"up,{key},{t + int(rng.gamma(20.0, 4.0) * 1e6)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def keystroke_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "held out keystrokes"  # spaces on purpose
+    enroll, test = root / "enroll", root / "test"
+    flights = {"ann": 120.0, "bob": 220.0, "cid": 340.0, "dan": 460.0}
+    for i, (user, flight) in enumerate(flights.items()):
+        _typing(enroll / user / "facebook.csv", 300, flight, seed=i)
+        _typing(test / user / "twitter.csv", 120, flight, seed=100 + i)
+    _typing(enroll / "eve" / "facebook.csv", 5, 200.0, seed=7)  # too little to enrol
+    _typing(test / "eve" / "twitter.csv", 60, 200.0, seed=8)
+    _typing(enroll / "fay" / "facebook.csv", 300, 280.0, seed=9)  # no test files
+    _typing(test / "gus" / "twitter.csv", 60, 180.0, seed=10)  # never enrolled
+    _typing(enroll / "hal" / "facebook.csv", 300, 400.0, seed=11)
+    _typing(test / "hal" / "twitter.csv", 5, 400.0, seed=12)  # shorter than one window
+    (test / "ivy").mkdir()
+    (test / "ivy" / "twitter.csv").write_bytes(b"")  # empty file
+    return enroll, test
+
+
+def test_keystrokes_report_unscorable_users(
+    keystroke_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enroll, test = keystroke_dirs
+    out = tmp_path / "not yet" / "there" / "ks.json"
+    code = main(
+        [
+            "evaluate", "keystrokes", "--enroll", f"{enroll}/", "--test", str(test),
+            "--window", "20", "--json", str(out),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    summary = json.loads(out.read_text())
+    assert sorted(summary["eer_by_user"]) == ["ann", "bob", "cid", "dan"]
+    assert summary["users"] == 4
+    assert sorted(summary["skipped"]) == ["eve", "fay", "gus", "hal", "ivy"]
+    assert summary["users_skipped"] == 5
+    assert "enrolment" in summary["skipped"]["eve"]
+    assert summary["skipped"]["fay"] == "no test files"
+    assert summary["skipped"]["gus"] == "no enrolment files"
+    assert "window" in summary["skipped"]["hal"]
+    assert summary["eer_mean"] == pytest.approx(np.mean(list(summary["eer_by_user"].values())))
+    assert "skipped gus: no enrolment files" in captured.err
+    last = captured.out.strip().splitlines()[-1]
+    assert "4 users" in last and "5 users skipped" in last and "EER mean" in last
+
+
+def test_keystrokes_nothing_scorable_is_not_a_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _typing(tmp_path / "enroll" / "ann" / "a.csv", 300, 150.0, seed=1)
+    _typing(tmp_path / "test" / "bob" / "b.csv", 300, 250.0, seed=2)
+    out = tmp_path / "ks.json"
+    code = main(
+        [
+            "evaluate", "keystrokes", "--enroll", str(tmp_path / "enroll"),
+            "--test", str(tmp_path / "test"), "--window", "20", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 1
+    summary = json.loads(out.read_text())
+    assert summary["eer_mean"] is None and summary["users"] == 0
+    assert "0 users scored" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_keystrokes_reject_a_non_positive_window(tmp_path: Path) -> None:
+    _typing(tmp_path / "e" / "ann" / "a.csv", 30, 150.0, seed=1)
+    args = ["evaluate", "keystrokes", "--enroll", str(tmp_path / "e"), "--test"]
+    assert main([*args, str(tmp_path / "e"), "--window", "0"]) == 2
+
+
+# --- mouse -----------------------------------------------------------------------------
+
+HEADER = "record timestamp,client timestamp,button,state,x,y"
+
+
+def _mouse(path: Path, actions: int, speed: float, seed: int, clicks: bool = True) -> None:
+    """Moves along noisy straight lines ending in a click, at an account-specific speed."""
+    rng = np.random.default_rng(seed)
+    rows = [HEADER]
+    t, x, y = 0.0, 500.0, 400.0
+    for _ in range(actions):
+        tx, ty = rng.uniform(50, 1500), rng.uniform(50, 900)
+        steps = int(rng.integers(8, 25))
+        for k in range(1, steps + 1):
+            t += rng.gamma(4.0, 0.004) * 200.0 / speed
+            px = x + (tx - x) * k / steps + rng.normal(0, 2)
+            py = y + (ty - y) * k / steps + rng.normal(0, 2)
+            rows.append(f"{t:.3f},{t:.3f},NoButton,Move,{int(px)},{int(py)}")
+        x, y = tx, ty
+        if clicks:
+            t += 0.05
+            rows.append(f"{t:.3f},{t:.3f},Left,Pressed,{int(x)},{int(y)}")
+            t += rng.uniform(0.05, 0.15)
+            rows.append(f"{t:.3f},{t:.3f},Left,Released,{int(x)},{int(y)}")
+        t += rng.uniform(0.3, 1.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def balabit_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "held out balabit"
+    speeds = {"user1": 150.0, "user2": 400.0, "user3": 900.0}
+    for i, (user, speed) in enumerate(speeds.items()):
+        _mouse(root / "training_files" / user / f"session_{i}0", 60, speed, seed=i)
+        _mouse(root / "test_files" / user / f"session_{i}1", 15, speed, seed=10 + i)
+        other = list(speeds.values())[(i + 1) % 3]
+        _mouse(root / "test_files" / user / f"session_{i}2", 15, other, seed=20 + i)
+    # Odd sessions under user1: moves only, zero rows, sentinels, and time going backwards.
+    t1 = root / "test_files" / "user1"
+    _mouse(t1 / "session_moves", 10, 150.0, seed=30, clicks=False)
+    (t1 / "session_empty").write_text(HEADER + "\n")
+    (t1 / "session_nothing").write_bytes(b"")
+    lines = (root / "test_files" / "user2" / "session_11").read_text().splitlines()
+    odd = [lines[0], *reversed(lines[1:])]
+    odd.insert(5, "1.0,1.0,NoButton,Drag,65535,65535")
+    odd.insert(6, "1.0,,NoButton,Move,,")
+    (root / "test_files" / "user2" / "session_odd").write_text("\r\n".join(odd) + "\r\n")
+    # An account with test sessions but no training files.
+    _mouse(root / "test_files" / "user9" / "session_90", 15, 300.0, seed=40)
+    return root
+
+
+def _labels(path: Path, rows: list[tuple[str, str]], header: str = "filename,is_illegal") -> Path:
+    path.write_text("\ufeff" + header + "\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    return path
+
+
+def test_mouse_scores_what_it_can_and_reports_the_rest(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = _labels(
+        tmp_path / "labels with spaces.csv",
+        [
+            ("session_01", "0"),
+            ("test_files/user1/session_02", "1"),  # with a directory part
+            ("user2\\session_11", "False"),  # Windows separator, boolean label
+            ("session_12", "True"),
+            ("session_20", "0"),  # not a test file (training): missing
+            ("session_21", "0"),
+            ("session_22", "1"),
+            ("session_moves", "0"),
+            ("session_empty", "1"),
+            ("session_nothing", "0"),
+            ("session_odd", "0"),
+            ("session_90", "1"),  # account without training files
+            ("session_gone", "1"),  # no such file
+            ("session_bad", "maybe"),  # unreadable label
+        ],
+    )
+    out = tmp_path / "new" / "mouse.json"
+    code = main(
+        [
+            "evaluate", "mouse", "--data", f"{balabit_dir}/", "--labels", str(labels),
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert payload["sessions"] == 10  # 14 rows - 1 bad label - 2 missing - 1 unenrolled
+    assert payload["genuine"] == 6 and payload["impostor"] == 4
+    assert payload["labels_missing"] == 2 and payload["label_rows_bad"] == 1
+    assert payload["sessions_skipped"] == 3
+    assert set(payload["skipped"]) == {"session_20", "session_gone", "session_90"}
+    assert payload["no_actions"] >= 2  # the empty sessions, scored at the population's level
+    assert all(math.isfinite(v) for v in payload["scores"].values())
+    assert 0.0 <= payload["auc"] <= 1.0
+    assert "2 of 13 labelled sessions are not under" in captured.err
+    last = captured.out.strip().splitlines()[-1]
+    assert "over 10 sessions" in last and "3 skipped" in last
+
+
+def test_mouse_with_one_class_only_reports_no_auc(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = _labels(tmp_path / "l.csv", [("session_01", "0"), ("session_11", "0")])
+    out = tmp_path / "m.json"
+    code = main(
+        [
+            "evaluate",
+            "mouse",
+            "--data",
+            str(balabit_dir),
+            "--labels",
+            str(labels),
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 1
+    assert json.loads(out.read_text())["auc"] is None
+    assert "AUC n/a over 2 sessions" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_mouse_layout_errors_are_clear(
+    tmp_path: Path, balabit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = _labels(tmp_path / "l.csv", [("session_01", "0")])
+    assert main(["evaluate", "mouse", "--data", str(tmp_path), "--labels", str(labels)]) == 2
+    assert "no training_files/ directory" in capsys.readouterr().err
+    wrong = _labels(tmp_path / "w.csv", [("session_01", "0")], header="name,label")
+    assert main(["evaluate", "mouse", "--data", str(balabit_dir), "--labels", str(wrong)]) == 2
+    assert "filename and is_illegal" in capsys.readouterr().err
+
+
+def test_balabit_reader_cleans_odd_rows() -> None:
+    text = "\r\n".join(
+        [
+            HEADER,
+            "0.3,0.3,NoButton,Move,30,30",
+            "0.1,0.1,NoButton,Move,10,10",  # time going backwards
+            "0.2,0.2,NoButton,Drag,65535,65535",  # RDP sentinel
+            "0.25,,NoButton,Move,,",  # garbled numbers
+            "0.26,nan,NoButton,Move,5,5",  # no usable time
+            "0.27,0.27,NoButton,Move,inf,7",  # no usable position
+            "0.4,0.4,Sideways,Hover,40,40",  # unknown button and state
+        ]
+    )
+    s = parse_session(io.StringIO(text))
+    assert s.t_ms.tolist() == [100.0, 200.0, 270.0, 300.0, 400.0]
+    assert s.x.tolist() == [10, 10, 10, 30, 40] and s.y.tolist() == [10, 10, 10, 30, 40]
+    assert len(parse_session(io.StringIO(""))) == 0
+
+
+def test_takeover_writes_json_into_a_new_directory(
+    keystroke_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, test = keystroke_dirs
+    out = tmp_path / "fresh dir" / "takeover.json"
+    code = main(["evaluate", "takeover", "--keystrokes", f"{test}/", "--json", str(out)])
+    assert code == 0
+    assert json.loads(out.read_text())[0]["figures"]["modality"] == "keystrokes"
+    assert "takeover keystrokes" in capsys.readouterr().out.strip().splitlines()[-1]
