@@ -84,12 +84,14 @@ def run(args: argparse.Namespace) -> int:
             progress=functools.partial(_progress, desc=modality),
         )
         results.append(result)
-        print(json.dumps(result.figures()), file=sys.stderr)
+        print(json.dumps(strict_json(result.figures())), file=sys.stderr)
 
     # Output paths may name directories that do not exist yet (fresh held-out runs).
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([_payload(r) for r in results], indent=1))
+        args.json.write_text(
+            json.dumps(strict_json([_payload(r) for r in results]), indent=1, allow_nan=False)
+        )
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         _plot(results, args.plot)
@@ -149,6 +151,26 @@ def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
         for u, recs in sorted(by_user.items())
         if len(recs) > args.holdout
     ]
+
+
+def strict_json(value: object) -> object:
+    """``value`` with every non-finite float as ``None``: standard JSON has no Infinity/NaN.
+
+    In the figures and per-pair results ``None`` means "not detected within
+    --max-impostor-seconds" (an infinite time to detection) or "not defined" (no data).
+
+    >>> strict_json({"ttd_s": float("inf"), "pairs": [1.5, float("nan")], "n": 3})
+    {'ttd_s': None, 'pairs': [1.5, None], 'n': 3}
+    """
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def _payload(r: object) -> dict:

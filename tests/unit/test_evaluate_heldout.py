@@ -272,5 +272,11 @@ def test_takeover_writes_json_into_a_new_directory(
     out = tmp_path / "fresh dir" / "takeover.json"
     code = main(["evaluate", "takeover", "--keystrokes", f"{test}/", "--json", str(out)])
     assert code == 0
-    assert json.loads(out.read_text())[0]["figures"]["modality"] == "keystrokes"
+
+    def not_standard_json(constant: str) -> None:
+        raise AssertionError(f"{constant} is not standard JSON")
+
+    # Strict parsers (jq, JavaScript) reject Infinity/NaN: undetected pairs must be null.
+    payload = json.loads(out.read_text(), parse_constant=not_standard_json)
+    assert payload[0]["figures"]["modality"] == "keystrokes"
     assert "takeover keystrokes" in capsys.readouterr().out.strip().splitlines()[-1]
