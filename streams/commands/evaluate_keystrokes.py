@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streams.commands._output import write_output
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enroll", type=Path, required=True, help="enrolment DIR/<user>/*.csv")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     summary = result.summary()
     if args.json:
         # Written even when nothing could be scored: eer_mean is then null, never 0.
-        _write(args.json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        write_output(args.json, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     if not result.eer_by_user:
         print("no user has both genuine and impostor test windows", file=sys.stderr)
         print(
@@ -93,15 +95,6 @@ def run(args: argparse.Namespace) -> int:
         f" {len(result.skipped)} users skipped)"
     )
     return 0
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write an output file, creating its directory (held-out runs name fresh output dirs)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    except OSError as exc:
-        raise SystemExit(f"cannot write {path}: {exc}") from exc
 
 
 def _plot_det(genuine: dict, impostor: dict, path: Path, window: int) -> None:

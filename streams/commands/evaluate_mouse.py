@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streams.commands._output import write_output
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="Balabit-layout root directory")
@@ -123,12 +125,7 @@ def run(args: argparse.Namespace) -> int:
             },
             "scores": first.scores,
         }
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(payload, indent=2))
-        except OSError as exc:
-            print(f"cannot write {args.json}: {exc}", file=sys.stderr)
-            return 2
+        write_output(args.json, json.dumps(payload, indent=2))
     if args.plot and not math.isnan(first.auc):
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         _plot(results, args.plot)

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.commands._output import write_output
+
 if TYPE_CHECKING:
     from profiles.evaluation.takeover import Account
 
@@ -88,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Output paths may name directories that do not exist yet (fresh held-out runs).
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(strict_json([_payload(r) for r in results]), indent=1, allow_nan=False)
+        write_output(
+            args.json,
+            json.dumps(strict_json([_payload(r) for r in results]), indent=1, allow_nan=False),
         )
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
