@@ -55,6 +55,14 @@ _REQUIRED = {"acks": "all", "enable.idempotence": True}
 
 # Rewinding after a failed delivery report re-produces the backlog; at most this often.
 _REWIND_INTERVAL_S = 1.0
+# A refused produce() call is logged at most this often while it keeps being refused.
+_REFUSAL_LOG_INTERVAL_S = 60.0
+# Recreating a producer after a fatal error: first at once, then backing off to this.
+# (A fatal error that persists, e.g. no ACL to obtain an idempotent producer id, would
+# otherwise recreate a producer on every poll.)
+_RESTART_BACKOFF_MAX_S = 60.0
+# Errors after which resending can never succeed: the batch is dropped, counted and logged.
+_PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD)
 
 
 @dataclass
@@ -107,6 +115,10 @@ class BatchSender:
         self._last_rewind = 0.0
         self._fatal: KafkaError | None = None
         self._closed = False
+        self._retry_at = 0.0  # no produce() before this monotonic time (after a refusal)
+        self._restart_at = 0.0  # no producer restart before this monotonic time
+        self._restart_delay = 1.0
+        self._last_refusal_log = -_REFUSAL_LOG_INTERVAL_S
         self._pump()
 
     # -- public API -------------------------------------------------------------
@@ -126,12 +138,12 @@ class BatchSender:
         else:
             self._backlog = True
             self._pump()
-        self._producer.poll(0)
+        self._serve(0)
         self._settle()
 
     def poll(self, timeout: float = 0) -> None:
         """Serve delivery reports (removing acknowledged batches) and feed the backlog."""
-        self._producer.poll(timeout)
+        self._serve(timeout)
         self._settle()
 
     def flush(self, timeout: float) -> int:
@@ -144,7 +156,7 @@ class BatchSender:
             left = deadline - time.monotonic()
             if left <= 0:
                 return self.spool.batches
-            self._producer.flush(min(left, 0.1))
+            self._serve(min(left, 0.1), flush=True)
 
     def close(self, timeout: float = 5.0) -> int:
         """Flush for up to ``timeout`` s and release the producer and spool.
@@ -156,8 +168,9 @@ class BatchSender:
             return self.spool.batches
         remaining = self.flush(timeout)
         self._closed = True
-        self._producer.purge(in_queue=True, in_flight=False)
-        self._producer.poll(0)
+        with contextlib.suppress(KafkaException):
+            self._producer.purge(in_queue=True, in_flight=False)
+        self._serve(0)
         self._settle()
         remaining = self.spool.batches
         self.spool.close()
@@ -174,7 +187,36 @@ class BatchSender:
 
     # -- internals --------------------------------------------------------------
 
-    def _produce(self, spool_id: int, key: bytes, value: bytes) -> None:
+    def _serve(self, timeout: float, *, flush: bool = False) -> None:
+        """Serve callbacks for up to ``timeout`` s.
+
+        A producer in a fatal state raises from ``poll``/``flush`` instead of
+        serving; that becomes a (backed-off) producer restart, never an exception
+        out of the agent.
+        """
+        try:
+            if flush:
+                self._producer.flush(timeout)
+            else:
+                self._producer.poll(timeout)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                self._fatal = self._fatal or err
+            else:
+                log.warning("kafka producer error: %s", err)
+            if timeout > 0:
+                time.sleep(min(timeout, 0.1))  # it raised at once: do not spin
+
+    def _produce(self, spool_id: int, key: bytes, value: bytes) -> bool:
+        """Hand one spooled batch to the producer; False if it refused it for now.
+
+        librdkafka refuses some records in ``produce()`` itself, from what it already
+        knows: a topic its metadata says we may not write (ACLs not granted *yet*, or
+        revoked), an unknown topic, a record over ``message.max.bytes``. The agent must
+        not die of that: the batch stays on the spool and is offered again later, in
+        order, unless it can never be accepted.
+        """
         generation = self._generation
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -189,18 +231,55 @@ class BatchSender:
             except BufferError:
                 # librdkafka's queue is full (window larger than its buffer): drain a little.
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    self._fatal = self._fatal or exc.args[0]
+                    return False
+                return self._refused(spool_id, exc.args[0])
         self._inflight += 1
         self._cursor = spool_id
         self.counters.produced += 1
+        return True
+
+    def _refused(self, spool_id: int, err: KafkaError) -> bool:
+        self.counters.delivery_errors += 1
+        self.metrics.delivery_errors.inc()
+        if err.code() in _PERMANENT:
+            log.error(
+                "producer refused batch (spool id %d) for good: %s; dropping it", spool_id, err
+            )
+            self._cursor = spool_id
+            self._acked.append(spool_id)
+            self.counters.rejected += 1
+            self.metrics.dropped_batches.inc()
+            return True
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL_S:
+            self._last_refusal_log = now
+            log.error(
+                "producer refused batch (spool id %d): %s; keeping it and everything after it "
+                "on the spool, retrying every %.0f s",
+                spool_id,
+                err,
+                _REWIND_INTERVAL_S,
+            )
+        # The cursor stays before this batch and the backlog is read from disk again
+        # after the pause, so it is retried first and order is kept.
+        self._backlog = True
+        self._retry_at = now + _REWIND_INTERVAL_S
+        return False
 
     def _pump(self) -> None:
+        if self._fatal is not None or (self._retry_at and time.monotonic() < self._retry_at):
+            return
         while self._backlog and self._inflight < self.window:
             rows = self.spool.pending(self._cursor, min(500, self.window - self._inflight))
             if not rows:
                 self._backlog = False
                 return
             for row in rows:
-                self._produce(row.id, row.key, row.value)
+                if not self._produce(row.id, row.key, row.value):
+                    return
 
     def _on_delivery(self, generation: int, spool_id: int, err: KafkaError | None) -> None:
         if generation != self._generation:
@@ -208,12 +287,13 @@ class BatchSender:
         self._inflight -= 1
         if err is None:
             self._acked.append(spool_id)
+            self._restart_delay = 1.0
             self.counters.acked += 1
             self.metrics.batches_sent.inc()
             return
         self.counters.delivery_errors += 1
         self.metrics.delivery_errors.inc()
-        if err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD):
+        if err.code() in _PERMANENT:
             # Retrying can never succeed; keeping it would block the spool forever.
             log.error(
                 "broker rejected batch (spool id %d) for good: %s; dropping it", spool_id, err
@@ -241,7 +321,8 @@ class BatchSender:
             acked, self._acked = self._acked, []
             self.spool.remove(acked)
         if self._fatal is not None:
-            self._restart_producer()
+            if time.monotonic() >= self._restart_at:
+                self._restart_producer()
         elif (
             self._rewind_to is not None
             and time.monotonic() - self._last_rewind >= _REWIND_INTERVAL_S
@@ -258,7 +339,14 @@ class BatchSender:
         self.counters.delivery_errors += 1
         self.counters.producer_restarts += 1
         self.metrics.delivery_errors.inc()
-        log.error("fatal producer error: %s; recreating the producer and resending the spool", err)
+        log.error(
+            "fatal producer error: %s; recreating the producer and resending the spool"
+            " (next restart no sooner than in %.0f s)",
+            err,
+            self._restart_delay,
+        )
+        self._restart_at = time.monotonic() + self._restart_delay
+        self._restart_delay = min(2 * self._restart_delay, _RESTART_BACKOFF_MAX_S)
         old = self._producer
         self._generation += 1
         with contextlib.suppress(KafkaException):
@@ -267,6 +355,7 @@ class BatchSender:
         self._inflight = 0
         self._cursor = 0
         self._rewind_to = None
+        self._retry_at = 0.0
         self._backlog = True
 
 

@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError
 from collectors.delivery import BatchSender
 from collectors.metrics import CollectorMetrics
 from collectors.spool import SqliteSpool
-from collectors.wire import decode_batch, encode_batch
+from collectors.wire import EventBatch, KeyEvent, decode_batch, encode_batch
 from tests.integration.collector_send_script import make_batch
 from tests.integration.collector_support import read_topic
 from tests.kafka_broker import create_topic, unique_name
@@ -59,3 +59,33 @@ def test_fatal_producer_error_recreates_producer_and_resends(
     seqs = [decode_batch(r.value).seq for r in read_topic(kafka_bootstrap, topic)]
     firsts = list(dict.fromkeys(seqs))
     assert firsts == list(range(first, first + 40))  # all there, first arrivals in order
+
+
+def test_batch_the_producer_refuses_outright_is_dropped_counted_and_the_rest_delivered(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # librdkafka refuses a record over message.max.bytes inside produce() itself: no
+    # resend can succeed, so it must neither crash the agent nor block the spool.
+    topic = create_topic(kafka_bootstrap, unique_name("collector-refused"), partitions=1)
+    metrics = CollectorMetrics()
+    sender = BatchSender(
+        SqliteSpool(tmp_path / "s.db", fsync=False, metrics=metrics),
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        metrics=metrics,
+        extra_config={"message.max.bytes": 4000},
+    )
+    small = [make_batch("dev-big", sender.next_seq("dev-big")) for _ in range(3)]
+    keys = tuple(KeyEvent("kd" if i % 2 == 0 else "ku", 10.0 + i, i % 13) for i in range(400))
+    huge = EventBatch("dev-big", "u" * 64, "s-1", small[-1].seq + 1, 0.0, 0.0, keys)
+    assert len(encode_batch(huge)) > 4000
+    after = [make_batch("dev-big", huge.seq + 1 + i) for i in range(3)]
+    for b in [*small, huge, *after]:
+        sender.send(b)
+    assert sender.flush(30) == 0
+    assert sender.counters.rejected == 1
+    assert metrics.registry.get_sample_value("cadence_collector_dropped_batches_total") == 1
+    assert metrics.registry.get_sample_value("cadence_collector_delivery_errors_total") == 1
+    sender.close()
+    seqs = [decode_batch(r.value).seq for r in read_topic(kafka_bootstrap, topic)]
+    assert seqs == [b.seq for b in [*small, *after]]

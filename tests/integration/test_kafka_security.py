@@ -33,6 +33,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -42,9 +43,13 @@ from confluent_kafka.admin import (
 
 from collectors.delivery import BatchSender
 from collectors.simulate import Workload
+from collectors.spool import SqliteSpool
+from collectors.wire import decode_batch
 from streams.admin import create_topics
 from streams.topics import TopicSpec
 from streams.verdict import decode_verdict
+from tests.integration.collector_send_script import make_batch
+from tests.integration.collector_support import read_topic
 from tests.integration.worker_support import (
     REPO,
     Deployment,
@@ -221,9 +226,30 @@ def grant(broker: SecureBroker, d: Deployment, app_id: str) -> None:
         *allow("soc", T, d.topics.findings, LIT, Op.READ, Op.DESCRIBE),
         *allow("soc", G, "cadence-soc", PRE, Op.READ, Op.DESCRIBE),
     ]
+    create_acls(broker, acls)
+
+
+def create_acls(broker: SecureBroker, acls: list[AclBinding]) -> None:
+    """Create ``acls`` and wait until the broker's authorizer applies them.
+
+    ``create_acls`` returns once the controller has committed them; the broker applies
+    the metadata a moment later, and a client that asks in between is refused (and
+    librdkafka caches the refusal in its topic metadata).
+    """
     admin = AdminClient(broker.client("admin"))  # the super user, over SASL_SSL
     for future in admin.create_acls(acls, request_timeout=30).values():
         future.result(timeout=30)
+    wanted = {(a.restype, a.name, a.principal, a.operation) for a in acls}
+    everything = AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+        AclOperation.ANY, AclPermissionType.ANY,
+    )  # fmt: skip
+
+    def applied() -> bool:
+        found = admin.describe_acls(everything, request_timeout=10).result(timeout=10)
+        return wanted <= {(a.restype, a.name, a.principal, a.operation) for a in found}
+
+    wait_until(applied, timeout=30, what="the new ACLs in effect on the broker")
 
 
 def produce_error(config: dict[str, str], topic: str) -> int | None:
@@ -372,3 +398,43 @@ def test_each_principal_works_within_its_acls_and_is_refused_outside(
             ("tail", tail.stdout + tail.stderr),
         ):
             assert password not in text, f"a password appears in the {name} log"
+
+
+def test_collector_without_write_acl_keeps_its_batches_and_delivers_once_granted(
+    secure_broker: SecureBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A workstation rolled out before its ACL (or after a revocation) must neither die
+    # nor drop what it captured: librdkafka refuses inside produce() once its metadata
+    # says "not authorized", and the batches have to wait on the spool until allowed.
+    broker = secure_broker
+    d = Deployment(broker.secure, tmp_path)
+    topic = f"{d.events}-late-acl"
+    create_topics(broker.client("admin"), [TopicSpec(topic, 1, "events")], timeout=30)
+    for name, value in broker.env("collector").items():
+        monkeypatch.setenv(name, value)
+    sender = BatchSender(
+        SqliteSpool(tmp_path / "spool.db", fsync=False),
+        bootstrap=broker.secure,
+        topic=topic,
+        extra_config={"topic.metadata.refresh.interval.ms": 1000},
+    )
+    first = sender.next_seq("dev-acl")
+    batches = [make_batch("dev-acl", first + i) for i in range(30)]
+    for batch in batches[:10]:
+        sender.send(batch)
+    assert sender.flush(5) == 10, "nothing may be delivered without the Write ACL"
+    for batch in batches[10:20]:
+        sender.send(batch)
+    assert sender.pending == 20
+    assert sender.counters.delivery_errors > 0
+
+    create_acls(broker, allow("collector", ResourceType.TOPIC, topic,
+                              ResourcePatternType.LITERAL, AclOperation.WRITE,
+                              AclOperation.DESCRIBE))  # fmt: skip
+    for batch in batches[20:]:
+        sender.send(batch)
+    assert sender.flush(60) == 0, "the spooled batches were not delivered after the grant"
+    sender.close()
+    seqs = [decode_batch(r.value).seq for r in read_topic(broker.plain, topic)]
+    # Each batch at least once, and the first arrivals in capture order.
+    assert list(dict.fromkeys(seqs)) == [b.seq for b in batches]
