@@ -127,9 +127,13 @@ def test_iter_sessions_takes_upper_case_suffix_and_ignores_other_files(tmp_path:
     assert found == [("user 1", "twitter")]
 
 
+# No bare line breaks in generated fields: csv.writer leaves a "\r" unquoted when the
+# line terminator is "\n", so one generated row would truly be two lines in the file and
+# the row count below would no longer be the file's.
+_field = st.text(st.characters(blacklist_characters="\r\n"), max_size=6)
 _key = st.one_of(
     st.sampled_from(ODD_KEYS),
-    st.text(max_size=6),
+    _field,
     st.from_regex(r"Key\.[a-z_0-9]{0,12}", fullmatch=True),
     st.from_regex(r"<[0-9]{1,6}>", fullmatch=True),
 )
@@ -141,10 +145,10 @@ _row = st.one_of(
         st.one_of(
             st.integers(10**18, 10**18 + 10**10).map(str),
             st.integers(-(2**65), 2**65).map(str),
-            st.text(max_size=4),
+            _field,
         ),
     ).map(list),
-    st.lists(st.text(max_size=5), max_size=5),
+    st.lists(_field, max_size=5),
 )
 
 
