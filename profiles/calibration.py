@@ -115,6 +115,11 @@ class GenuineQuantile:
             _HEADER.pack(self.size, self.filled, self.next) + self.scores[: self.filled].tobytes()
         )
 
+    @staticmethod
+    def max_bytes(size: int) -> int:
+        """Largest :meth:`to_bytes` of a ring of ``size`` scores (a full one)."""
+        return _HEADER.size + 4 * size
+
     @classmethod
     def from_bytes(cls, data: bytes) -> GenuineQuantile:
         """Read a ring stored filled part only, or whole (as written before)."""

@@ -43,6 +43,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import Final
@@ -217,7 +218,7 @@ class UserProfile:
             KeystrokeProfile(background.keystrokes), _no_presses(), GenuineQuantile(size)
         )
         self.mouse = _Mouse(
-            HistogramRatio(background.mouse),
+            HistogramRatio(background.mouse, max_count=MAX_MOUSE_COUNT),
             np.zeros(0, np.float32),
             _no_mouse(),
             GenuineQuantile(size),
@@ -257,6 +258,7 @@ class UserProfile:
         """Judge one window of the owner's account, then learn from it if it is trusted."""
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
+        session = _session_key(session)
         kb = self._keyboard_evidence(keys, session)
         ms = self._mouse_evidence(mouse, session)
         kb_cal = ms_cal = None
@@ -489,19 +491,22 @@ class UserProfile:
             k_unsampled,
         )
         profile.mouse = _Mouse(
-            HistogramRatio.from_bytes(parts[4], population=background.mouse),
+            HistogramRatio.from_bytes(
+                parts[4], population=background.mouse, max_count=MAX_MOUSE_COUNT
+            ),
             np.frombuffer(parts[6], dtype=np.float32).copy(),
-            _unpack_mouse(parts[9], v2=magic == _MAGIC_V2),
+            _unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
             GenuineQuantile.from_bytes(parts[5]),
             _unpack_summary(parts[7]),
             actions,
             m_sessions,
             m_unsampled,
         )
-        profile.keyboard.session = parts[8].decode()
+        profile.keyboard.session = _session_key(parts[8].decode())
         # Before sessions were per modality (CUP2 and the first CUP3 records), both
         # modalities compared with the last session of either.
-        profile.mouse.session = (parts[11] if n > 11 and magic == _MAGIC else parts[8]).decode()
+        mouse_session = parts[11] if n > 11 and magic == _MAGIC else parts[8]
+        profile.mouse.session = _session_key(mouse_session.decode())
         return profile
 
 
@@ -518,9 +523,54 @@ _MAGIC_V2: Final = b"CUP2"
 _STATE_V2: Final = struct.Struct("<4sfdIIIIB")
 
 
-MAX_MOUSE_TAIL: Final = 512
+#: Pointer events of an unfinished action carried to the next window, at most. A
+#: longer unfinished action (moving without a click or a 10 s pause) is scored as it
+#: stands. This is what bounds the state: a carried event is 18 bytes (float64 time,
+#: int32 coordinates when they do not fit int16, button, state); 512 of them were up
+#: to 9.2 KB and broke the 16 KB bound of issue #3.
+MAX_MOUSE_TAIL: Final = 256
+#: Largest count of a mouse histogram bin: uint16 in the state (the counts are
+#: halved beyond it, ~65 000 actions in one bin, years of pointing).
+MAX_MOUSE_COUNT: Final = 0xFFFF
+#: Longest session id stored as it is (UTF-8 bytes); a longer one is kept as a digest.
+MAX_SESSION_BYTES: Final = 64
 #: Presses kept to link the next window's first flight and to describe recent typing.
 SUMMARY_PRESSES: Final = 32
+
+
+def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
+    """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
+    (dense keystroke counts, full rings and rolling contexts, mouse counts at
+    ``MAX_MOUSE_COUNT``, a full pointer tail with int32 coordinates, session ids at
+    ``MAX_SESSION_BYTES``). 15 437 bytes with the default policy (issue #3: <= 16 KB);
+    ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
+    p = policy or EnrollmentPolicy()
+    ring = GenuineQuantile.max_bytes(p.calibration_size)
+    parts = [
+        KeystrokeProfile.max_bytes(background.keystrokes.n_classes),
+        ring,
+        SUMMARY_PRESSES * (8 + 8 + 1),  # float64 time and dwell, int8 class
+        4 + 8 * len(KEYBOARD_SUMMARY),  # count, float32 means and variances
+        HistogramRatio(background.mouse, max_count=MAX_MOUSE_COUNT).max_bytes(),
+        ring,
+        4 * p.mouse_actions,  # float32 action scores
+        4 + 8 * len(MOUSE_SUMMARY),
+        MAX_SESSION_BYTES,
+        _TAIL_HEAD.size + MAX_MOUSE_TAIL * (8 + 4 + 4 + 1 + 1),
+        2 * p.keyboard_cells,  # float16 cell scores
+        MAX_SESSION_BYTES,
+    ]
+    return _STATE.size + 4 * len(parts) + sum(parts)
+
+
+def _session_key(session: str) -> str:
+    """The session as the profile keeps it: only equality with the next window's
+    session matters, so an id longer than ``MAX_SESSION_BYTES`` is kept as a digest
+    (32 hex characters) and the state stays bounded whatever the wire carries."""
+    raw = session.encode()
+    if len(raw) <= MAX_SESSION_BYTES:
+        return session
+    return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def _no_mouse() -> MouseEvents:

@@ -48,9 +48,15 @@ class HistogramRatio:
 
     _MAGIC = b"CHR1"
 
-    def __init__(self, population: Population, relevance: float = RELEVANCE) -> None:
+    def __init__(
+        self, population: Population, relevance: float = RELEVANCE, max_count: int | None = None
+    ) -> None:
         self.population = population
         self.relevance = relevance
+        # Largest count a bin may hold (None: unbounded). A profile whose state must
+        # stay within a fixed size caps it: when a bin would exceed it, every count is
+        # halved, which keeps the histograms' shapes and slowly forgets old actions.
+        self.max_count = max_count
         self.counts = np.zeros((population.n_features, population.n_bins), dtype=np.uint32)
         self.n = 0
         self._table: np.ndarray | None = None
@@ -64,11 +70,22 @@ class HistogramRatio:
         self.counts += self.population.bin_counts(X).astype(np.uint32)
         self.n += X.shape[0]
         self._table = None
+        self._cap()
+
+    def _cap(self) -> None:
+        if self.max_count is None or self.n == 0:
+            return
+        while int(self.counts.max()) > self.max_count:
+            self.counts >>= 1
+            self.n = int(self.counts[0].sum())
 
     def _llr_table(self) -> np.ndarray:
         if self._table is None:
             log_pop = self.population.log_bin_probability()
-            p_user = (self.counts + self.relevance * np.exp(log_pop)) / (self.n + self.relevance)
+            # Each feature's histogram over its own total: all are ``n`` until counts
+            # are halved (``max_count``), after which rounding leaves them a few apart.
+            totals = self.counts.sum(axis=1, keepdims=True, dtype=np.float64)
+            p_user = (self.counts + self.relevance * np.exp(log_pop)) / (totals + self.relevance)
             self._table = (log_pop - np.log(p_user)).ravel()
         return self._table
 
@@ -90,15 +107,28 @@ class HistogramRatio:
         dtype = np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.uint32
         return pack(self._MAGIC, np.array([self.relevance]), self.counts.astype(dtype))
 
+    def max_bytes(self) -> int:
+        """Largest :meth:`to_bytes` under ``max_count`` (uint32 counts if unbounded)."""
+        width = 4 if self.max_count is None or self.max_count > 0xFFFF else 2
+        width = 1 if self.max_count is not None and self.max_count <= 0xFF else width
+        # Magic, then per array a dtype byte, ndim byte and uint32 dimensions:
+        # the relevance (1-D float64) and the counts (2-D).
+        return 4 + (2 + 4 + 8) + (2 + 8) + self.counts.size * width
+
     @classmethod
-    def from_bytes(cls, b: bytes, *, population: Population | None = None) -> HistogramRatio:
+    def from_bytes(
+        cls, b: bytes, *, population: Population | None = None, max_count: int | None = None
+    ) -> HistogramRatio:
+        """Rebuild from :meth:`to_bytes`; counts over ``max_count`` (a record written
+        without the cap) are halved as :meth:`learn_many` would."""
         if population is None:
             raise ValueError("HistogramRatio needs the shared population to be restored")
         head, counts = unpack(b, cls._MAGIC)
-        det = cls(population, relevance=float(head[0]))
+        det = cls(population, relevance=float(head[0]), max_count=max_count)
         if counts.size:
             if counts.shape != det.counts.shape:
                 raise ValueError("histogram of another population")
             det.counts = counts.astype(np.uint32)
             det.n = int(det.counts[0].sum())
+            det._cap()
         return det

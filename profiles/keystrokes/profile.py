@@ -143,6 +143,12 @@ class KeystrokeProfile:
         )
         return header + body
 
+    @staticmethod
+    def max_bytes(n_classes: int) -> int:
+        """Largest :meth:`to_bytes`: the dense layout (the sparse one is written only
+        when it is smaller)."""
+        return _HEADER.size + n_kinds(n_classes) * N_BINS
+
     @classmethod
     def from_bytes(cls, data: bytes, population: KeystrokePopulation) -> KeystrokeProfile:
         """Read this version's layout or the dense ``CKU1`` one."""

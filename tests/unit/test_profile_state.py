@@ -17,7 +17,14 @@ from collectors.simulate import Takeover, Workload
 from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import MouseEvents
-from profiles.user import EnrollmentPolicy, UserProfile
+from profiles.user import (
+    MAX_MOUSE_COUNT,
+    MAX_MOUSE_TAIL,
+    MAX_SESSION_BYTES,
+    EnrollmentPolicy,
+    UserProfile,
+    max_state_bytes,
+)
 from streams.judge import keystroke_events, mouse_events
 from streams.windows import Cursor, Windower
 
@@ -126,3 +133,110 @@ def test_each_modality_counts_the_sessions_it_is_used_in() -> None:
     assert p.keyboard.sessions == p.mouse.sessions == 2
     again = UserProfile.from_bytes(p.to_bytes(), Background.default())
     assert (again.keyboard.session, again.mouse.session) == ("tuesday", "tuesday")
+
+
+def _typing(n: int, t0: float = 0.0) -> KeystrokeEvents:
+    t = t0 + np.arange(n) * 150.0
+    return KeystrokeEvents(
+        np.sort(np.r_[t, t + 80.0]),
+        np.tile([True, False], n),
+        np.repeat(np.arange(n) % 13, 2).astype(np.int8),
+    )
+
+
+def _pointing(moves_after_click: int, t0: float = 0.0, x0: int = 0) -> MouseEvents:
+    """A point-and-click, then ``moves_after_click`` moves that no click or pause ends."""
+    n = 12 + moves_after_click
+    state = np.zeros(n, np.int8)
+    state[10:12] = (1, 2)
+    button = np.zeros(n, np.int8)
+    button[10:12] = 1
+    return MouseEvents(
+        t0 + np.arange(n) * 7.0,
+        (x0 + np.arange(n) * 3).astype(np.int32),
+        (np.arange(n) % 50).astype(np.int32),
+        button,
+        state,
+    )
+
+
+def test_state_is_bounded_by_16_kb_in_the_worst_case() -> None:
+    # Issue #3: <= 16 KB per user, both modalities. Every part of the state at its
+    # largest: dense keystroke counts, both rings full, full rolling contexts, mouse
+    # counts at their cap, a full pointer tail whose coordinates need int32, and
+    # session ids at the longest kept as they are.
+    bg = Background.default()
+    bound = max_state_bytes(bg)
+    assert bound <= 16 * 1024
+    rng = np.random.default_rng(0)
+    p = UserProfile(bg)
+    session = "s" * MAX_SESSION_BYTES
+    t = 0.0
+    for _ in range(12):  # fills the keyboard context (300 cells) and the carried presses
+        p.assess(_typing(60, t), None, session=session)
+        t += 60 * 150.0 + 2000.0
+    for _ in range(30):  # the tail: the moves after the last click, beyond int16
+        p.assess(None, _pointing(MAX_MOUSE_TAIL, t, x0=40_000), session=session)
+        t += 20_000.0
+    assert len(p.mouse.tail) == MAX_MOUSE_TAIL and int(p.mouse.tail.x.max()) > 0x7FFF
+    assert p.keyboard.cells.size == p.policy.keyboard_cells
+    assert p.mouse.recent.size == p.policy.mouse_actions
+    k = p.keyboard.model
+    k.counts = rng.integers(1, 256, k.counts.shape).astype(np.uint8)  # every cell typed
+    m = p.mouse.model
+    m.counts[:] = MAX_MOUSE_COUNT
+    m.n = int(m.counts[0].sum())
+    for _ in range(p.policy.calibration_size):
+        p.keyboard.calibration.learn_one(float(rng.normal()))
+        p.mouse.calibration.learn_one(float(rng.normal()))
+    data = p.to_bytes()
+    assert len(data) == bound  # the bound is this profile: every part is at its most
+    assert UserProfile.from_bytes(data, bg).to_bytes() == data
+
+
+def test_an_unfinished_action_longer_than_the_tail_is_scored_as_it_stands() -> None:
+    p = UserProfile(Background.default())
+    p.assess(None, _pointing(MAX_MOUSE_TAIL + 1), session="s")
+    assert len(p.mouse.tail) == 0 and p.mouse.actions > 0
+    p.assess(None, _pointing(MAX_MOUSE_TAIL, 10_000.0), session="s")
+    assert len(p.mouse.tail) == MAX_MOUSE_TAIL
+
+
+def test_mouse_counts_are_halved_at_their_cap() -> None:
+    p = UserProfile(Background.default())
+    p.assess(None, _pointing(0), session="s")
+    m = p.mouse.model
+    x = np.zeros((1, m.population.n_features))
+    m.counts[:, :] = 1
+    m.counts[0, int(m.population.bin_index(x)[0, 0])] = MAX_MOUSE_COUNT  # about to overflow
+    m.learn_many(x)
+    assert int(m.counts.max()) == (MAX_MOUSE_COUNT + 1) // 2
+    assert m.n == int(m.counts[0].sum())
+
+
+def test_older_records_are_brought_within_the_bound_when_read() -> None:
+    # A CUP3 record of the previous code could carry 512 tail events and uint32
+    # counts; read now, the tail keeps its newest events and the counts are halved.
+    bg = Background.default()
+    p = UserProfile(bg)
+    p.assess(None, _pointing(0), session="s")
+    p.mouse.tail = _pointing(2 * MAX_MOUSE_TAIL - 12, 50_000.0)
+    p.mouse.model.counts[:] = 3 * MAX_MOUSE_COUNT
+    again = UserProfile.from_bytes(p.to_bytes(), bg)
+    assert len(again.mouse.tail) == MAX_MOUSE_TAIL
+    assert float(again.mouse.tail.t_ms[-1]) == float(p.mouse.tail.t_ms[-1])
+    assert int(again.mouse.model.counts.max()) <= MAX_MOUSE_COUNT
+    assert len(again.to_bytes()) <= max_state_bytes(bg)
+
+
+def test_a_long_session_id_is_kept_as_a_digest_and_still_compared() -> None:
+    p = UserProfile(Background.default())
+    long_id = "\N{GRINNING FACE}" * 128  # the wire's longest id, 512 bytes of UTF-8
+    for _ in range(2):
+        p.assess(_typing(30), None, session=long_id)
+    assert p.keyboard.sessions == 1 and len(p.keyboard.session.encode()) <= MAX_SESSION_BYTES
+    again = UserProfile.from_bytes(p.to_bytes(), Background.default())
+    again.assess(_typing(30, 10_000.0), None, session=long_id)
+    assert again.keyboard.sessions == 1
+    again.assess(_typing(30, 20_000.0), None, session="other")
+    assert again.keyboard.sessions == 2
