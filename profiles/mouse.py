@@ -151,14 +151,24 @@ def action_types(X: np.ndarray) -> np.ndarray:
 
 
 _MM, _PC, _DD = int(ActionType.MM), int(ActionType.PC), int(ActionType.DD)
-_PRESSED, _RELEASED, _DRAG = int(State.PRESSED), int(State.RELEASED), int(State.DRAG)
+_MOVE, _PRESSED, _RELEASED, _DRAG = (
+    int(State.MOVE),
+    int(State.PRESSED),
+    int(State.RELEASED),
+    int(State.DRAG),
+)
+_RIGHT = int(Button.RIGHT)
 
 
 def pointer_events(events: MouseEvents) -> MouseEvents:
     """Events that move the pointer or click it: scroll and exotic buttons removed."""
-    # Pointer states are the codes MOVE..DRAG (0..3); comparisons cost less than isin.
+    # Pointer states are the codes MOVE..DRAG (0..3); comparisons cost less than isin,
+    # and with plain ints rather than the IntEnum members (numpy converts those on
+    # every call). Most windows have no scroll: then nothing is copied.
     state = events.state
-    keep = (state >= State.MOVE) & (state <= State.DRAG) & (events.button <= Button.RIGHT)
+    keep = (state >= _MOVE) & (state <= _DRAG) & (events.button <= _RIGHT)
+    if keep.all():
+        return events
     return events[keep]
 
 
@@ -213,24 +223,27 @@ def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
     start[1:] |= is_release[:-1]
 
     # A press followed by drag events before its release starts a DD action.
-    press_idx = np.flatnonzero(is_press)
-    release_idx = np.flatnonzero(is_release)
+    # (Methods and slices instead of np.flatnonzero, np.cumsum, np.diff...: the same
+    # operations without numpy's Python-level wrappers, whose overhead is most of
+    # the cost for the few hundred events of a window.)
+    press_idx = is_press.nonzero()[0]
+    release_idx = is_release.nonzero()[0]
     dd_press = np.zeros(n, dtype=bool)
     if press_idx.size and release_idx.size:
-        drag_cum = np.cumsum(state == _DRAG)
-        nxt = np.searchsorted(release_idx, press_idx)
+        drag_cum = (state == _DRAG).cumsum()
+        nxt = release_idx.searchsorted(press_idx)
         ok = nxt < release_idx.size
         p, r = press_idx[ok], release_idx[nxt[ok]]
         dragged = drag_cum[r] - drag_cum[p] > 0
         dd_press[p[dragged]] = True
     start |= dd_press
 
-    first = np.flatnonzero(start)
+    first = start.nonzero()[0]
     stop = np.empty_like(first)
     stop[:-1] = first[1:]
     stop[-1] = n
     release_cum = np.zeros(n + 1, np.int64)
-    np.cumsum(is_release, out=release_cum[1:])
+    is_release.cumsum(out=release_cum[1:])
     press_pos = np.where(is_press, idx, -1)
     np.maximum.accumulate(press_pos, out=press_pos)
 
@@ -281,15 +294,16 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
 
     # Concatenate the trajectory points of all actions, with their action id.
     lengths = ends - starts
-    seg = np.repeat(np.arange(kinds.size), lengths)
-    offsets = np.cumsum(lengths) - lengths
-    idx = np.arange(seg.size) + np.repeat(starts - offsets, lengths)
+    seg = np.arange(kinds.size).repeat(lengths)
+    offsets = lengths.cumsum() - lengths
+    idx = np.arange(seg.size) + (starts - offsets).repeat(lengths)
     t = t_all[idx]
     x = events.x[idx].astype(np.float64)
     y = events.y[idx].astype(np.float64)
 
     # Collapse equal timestamps inside an action (keep the last position).
-    last = np.ones(seg.size, dtype=bool)
+    last = np.empty(seg.size, dtype=bool)
+    last[-1] = True
     last[:-1] = (seg[1:] != seg[:-1]) | (t[1:] != t[:-1])
     seg, t, x, y = seg[last], t[last], x[last], y[last]
 
@@ -300,12 +314,12 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     if not ok.all():
         keep = ok[seg]
         # Renumber surviving actions 0..k-1 so that reductions stay dense.
-        new_id = np.cumsum(ok) - 1
+        new_id = ok.cumsum() - 1
         seg, t, x, y = new_id[seg[keep]], t[keep], x[keep], y[keep]
         kinds, hold, pauses, n_points = kinds[ok], hold[ok], pauses[ok], n_points[ok]
     k = kinds.size
 
-    change = np.flatnonzero(seg[1:] != seg[:-1]) + 1
+    change = (seg[1:] != seg[:-1]).nonzero()[0] + 1
     first = np.empty(k, np.int64)
     first[0] = 0
     first[1:] = change
@@ -317,9 +331,9 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     same1 = seg[1:] == seg[:-1]
     s1 = seg[1:][same1]
     # Clock resolution floor: sub-millisecond steps are timestamp noise, not speed.
-    dt = np.maximum(np.diff(t)[same1], 1.0)
-    dx = np.diff(x)[same1]
-    dy = np.diff(y)[same1]
+    dt = np.maximum((t[1:] - t[:-1])[same1], 1.0)
+    dx = (x[1:] - x[:-1])[same1]
+    dy = (y[1:] - y[:-1])[same1]
     ds = np.hypot(dx, dy)
     speed = ds / dt
     vx, vy = dx / dt, dy / dt
@@ -329,9 +343,9 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     # Second differences.
     same2 = s1[1:] == s1[:-1]
     s2 = s1[1:][same2]
-    dt2 = np.maximum(np.diff(tm1)[same2], 1.0)
-    accel = np.diff(speed)[same2] / dt2
-    dtheta = np.diff(theta)[same2]
+    dt2 = np.maximum((tm1[1:] - tm1[:-1])[same2], 1.0)
+    accel = (speed[1:] - speed[:-1])[same2] / dt2
+    dtheta = (theta[1:] - theta[:-1])[same2]
     dtheta = (dtheta + np.pi) % (2 * np.pi) - np.pi
     ds2 = (ds[1:] + ds[:-1])[same2] / 2
     moving = ds2 > 0
@@ -343,7 +357,7 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     # Third differences.
     same3 = s2[1:] == s2[:-1]
     s3 = s2[1:][same3]
-    jerk = np.diff(accel)[same3] / np.maximum(np.diff(tm2)[same3], 1.0)
+    jerk = (accel[1:] - accel[:-1])[same3] / np.maximum((tm2[1:] - tm2[:-1])[same3], 1.0)
 
     # Samples per action at each level, counted once for all the means of that level.
     n1 = np.maximum(np.bincount(s1, minlength=k), 1)
@@ -379,7 +393,7 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     s1o = s1[order]
     peak_first = np.empty(k, np.int64)
     peak_first[0] = 0
-    peak_first[1:] = np.flatnonzero(s1o[1:] != s1o[:-1]) + 1
+    peak_first[1:] = (s1o[1:] != s1o[:-1]).nonzero()[0] + 1
     peak_t = tm1[order][peak_first]
     has_duration = duration > 0
     t_peak = np.where(has_duration, (peak_t - t[first]) / np.where(has_duration, duration, 1), 0)

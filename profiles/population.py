@@ -49,6 +49,10 @@ class Population:
         # compare like with like; empty when the rows carry no group.
         self.group_counts = np.zeros((n_groups, self.n_features, self.n_bins))
         self.gaussian = RunningGaussian()
+        # log P and P per bin, kept until the counts change: every user's detector
+        # rebuilds its table from them after each window it learns.
+        self._log_p: np.ndarray | None = None
+        self._p: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -96,15 +100,27 @@ class Population:
     def learn_many(self, X: np.ndarray, groups: np.ndarray | None = None) -> None:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         self.counts += self.bin_counts(X)
+        self._log_p = self._p = None
         self.gaussian.update_many(X)
         if groups is not None:
             for g in range(self.n_groups):
                 self.group_counts[g] += self.bin_counts(X[groups == g])
 
     def log_bin_probability(self) -> np.ndarray:
-        """``(d, n_bins)`` log-probabilities, with one pseudo-count per bin."""
-        c = self.counts + 1.0
-        return np.log(c / c.sum(axis=1, keepdims=True))
+        """``(d, n_bins)`` log-probabilities, with one pseudo-count per bin (read-only:
+        cached until :meth:`learn_many`)."""
+        if self._log_p is None:
+            c = self.counts + 1.0
+            self._log_p = np.log(c / c.sum(axis=1, keepdims=True))
+            self._log_p.flags.writeable = False
+        return self._log_p
+
+    def bin_probability(self) -> np.ndarray:
+        """``exp`` of :meth:`log_bin_probability` (read-only, cached likewise)."""
+        if self._p is None:
+            self._p = np.exp(self.log_bin_probability())
+            self._p.flags.writeable = False
+        return self._p
 
     def group_log_bin_probability(self) -> np.ndarray:
         """``(n_groups, d, n_bins)`` log-probabilities per group, one pseudo-count per bin."""
@@ -119,7 +135,7 @@ class Population:
     def from_bytes(cls, b: bytes) -> Population:
         edges, counts, head, mean, scatter, *grouped = unpack(b, cls._MAGIC)
         pop = cls(edges)
-        pop.counts = counts
+        pop.counts = counts  # before any probability is cached
         pop.gaussian = RunningGaussian.from_arrays(head, mean, scatter)
         if grouped:  # files written before groups existed have none
             pop.group_counts = grouped[0]

@@ -321,7 +321,7 @@ class UserProfile:
             scores = k.model.cell_scores(new_cells).astype(np.float16)
             k.cells = np.concatenate((k.cells, scores))[-self.policy.keyboard_cells :]
             if k.cells.size >= self.policy.min_keyboard_cells:
-                raw = float(np.mean(k.cells, dtype=np.float64))
+                raw = float(np.add.reduce(k.cells, dtype=np.float64) / k.cells.size)
         return (raw, new_cells, summary, len(fresh))
 
     def _mouse_evidence(
@@ -351,7 +351,7 @@ class UserProfile:
             scores = m.model.score_many(actions).astype(np.float32)
             m.recent = np.concatenate((m.recent, scores))[-self.policy.mouse_actions :]
             if m.recent.size >= self.policy.min_mouse_actions:
-                raw = float(np.mean(m.recent))
+                raw = _mean32(m.recent)
         summary = _nanmedian_columns(actions[:, _MOUSE_SUMMARY_COLUMNS])
         return (raw, actions, summary)
 
@@ -597,10 +597,19 @@ def _concat_mouse(a: MouseEvents, b: MouseEvents) -> MouseEvents:
 
 def _finished_prefix(ev: MouseEvents) -> int:
     """Length of the prefix made of finished actions (ends at a release or a long pause)."""
-    ends = np.flatnonzero(ev.state == State.RELEASED) + 1
-    gaps = np.flatnonzero(np.diff(ev.t_ms) > PAUSE_MS) + 1
+    ends = (ev.state == _RELEASED).nonzero()[0] + 1
+    gaps = ((ev.t_ms[1:] - ev.t_ms[:-1]) > PAUSE_MS).nonzero()[0] + 1
     last = max(int(ends[-1]) if ends.size else 0, int(gaps[-1]) if gaps.size else 0)
     return last
+
+
+_RELEASED: Final = int(State.RELEASED)
+
+
+def _mean32(x: np.ndarray) -> float:
+    """``np.mean`` of a float32 array (summed and divided in float32, as numpy does),
+    without the Python-level wrapper that costs more than the sum of 20 numbers."""
+    return float(np.float32(np.add.reduce(x) / x.size))
 
 
 _TAIL_HEAD: Final = struct.Struct("<IB")  # events, bytes per coordinate (2 or 4)
@@ -726,8 +735,17 @@ def _nanmedian(x: np.ndarray) -> float:
 
 
 def _nanmedian_columns(a: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(a, axis=0)`` of a short 2-D array (see :func:`_nanmedian`)."""
-    return np.array([_nanmedian(a[:, j]) for j in range(a.shape[1])], dtype=np.float64)
+    """``np.nanmedian(a, axis=0)`` of a short 2-D array (see :func:`_nanmedian`).
+
+    A window finishes 1-3 pointer actions: sorting a handful of Python floats is
+    cheaper than four numpy sorts, and the values (and their mean) are the same."""
+    out = []
+    for column in a.T.tolist():
+        s = sorted(v for v in column if v == v)  # NaN != NaN
+        n = len(s)
+        h = n // 2
+        out.append(float("nan") if n == 0 else s[h] if n % 2 else (s[h - 1] + s[h]) / 2.0)
+    return np.array(out, dtype=np.float64)
 
 
 def _concat_presses(a: KeystrokePresses, a_end_ms: float, b: KeystrokePresses) -> KeystrokePresses:

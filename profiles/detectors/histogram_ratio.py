@@ -85,7 +85,8 @@ class HistogramRatio:
             # Each feature's histogram over its own total: all are ``n`` until counts
             # are halved (``max_count``), after which rounding leaves them a few apart.
             totals = self.counts.sum(axis=1, keepdims=True, dtype=np.float64)
-            p_user = (self.counts + self.relevance * np.exp(log_pop)) / (totals + self.relevance)
+            p_pop = self.population.bin_probability()
+            p_user = (self.counts + self.relevance * p_pop) / (totals + self.relevance)
             self._table = (log_pop - np.log(p_user)).ravel()
         return self._table
 

@@ -115,50 +115,56 @@ def pair_presses(events: KeystrokeEvents, max_dwell_ms: float = MAX_DWELL_MS) ->
 
     Events need not be sorted; ties keep their given order.
     """
+    # A window holds a few dozen events: numpy's per-call overhead, not the arrays,
+    # is the cost here, so methods and slices stand in for numpy's Python-level
+    # wrappers (np.diff, np.flatnonzero, np.argsort...): same operations, same values.
     n = len(events)
     if n == 0:
         empty = np.zeros(0)
         return KeystrokePresses(empty, empty.copy(), np.zeros(0, dtype=np.int8))
-    time_order = np.argsort(events.t_ms, kind="stable")
+    time_order = events.t_ms.argsort(kind="stable")
     t = events.t_ms[time_order]
     cls = events.key_class[time_order]
     down = events.is_down[time_order]
 
     # Events grouped by class, in time order inside each class.
-    order = np.argsort(cls, kind="stable")
+    order = cls.argsort(kind="stable")
     c, d = cls[order], down[order]
     # Runs of downs or ups of one class: where the class or the direction changes.
     key = c.astype(np.int16) * 2 + d
     boundary = np.empty(n, dtype=bool)
     boundary[0] = True
     np.not_equal(key[1:], key[:-1], out=boundary[1:])
-    starts = np.flatnonzero(boundary)
-    run_len = np.diff(starts, append=n)
-    run_of = np.repeat(np.arange(starts.size), run_len)
+    starts = boundary.nonzero()[0]
+    run_len = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=run_len[:-1])
+    run_len[-1] = n - starts[-1]
+    run_of = np.arange(starts.size).repeat(run_len)
     pos = np.arange(n) - starts[run_of]
 
     # Number of ups available to each down run: the run right after it, if it
     # is the same class and made of ups.
     run_c, run_d = c[starts], d[starts]
-    next_is_ups = np.zeros(starts.size, dtype=bool)
-    next_is_ups[:-1] = (run_c[1:] == run_c[:-1]) & ~run_d[1:] & run_d[:-1]
-    ups = np.zeros_like(run_len)
-    ups[:-1] = np.where(next_is_ups[:-1], run_len[1:], 0)
+    next_is_ups = (run_c[1:] == run_c[:-1]) & ~run_d[1:] & run_d[:-1]
+    ups = np.zeros(run_len.shape, run_len.dtype)
+    ups[:-1] = np.where(next_is_ups, run_len[1:], 0)
     matched_runs = np.minimum(run_len, ups)
 
     first_matched = (run_len - matched_runs)[run_of]
     is_matched = d & (pos >= first_matched)
     keep = d & (is_matched | (pos == 0))
 
-    dwell = np.full(n, np.nan)
-    idx = np.flatnonzero(is_matched)
+    dwell = np.empty(n)
+    dwell.fill(np.nan)
+    idx = is_matched.nonzero()[0]
     up_run = run_of[idx] + 1
     up_idx = starts[up_run] + pos[idx] - first_matched[idx]
     tc = t[order]
     dwell[idx] = tc[up_idx] - tc[idx]
     dwell[dwell > max_dwell_ms] = np.nan
 
-    kept = np.sort(order[keep])  # back to time order (order maps grouped -> time index)
+    kept = order[keep]
+    kept.sort()  # back to time order (order maps grouped -> time index)
     dwell_time = np.empty(n)
     dwell_time[order] = dwell
     return KeystrokePresses(

@@ -69,7 +69,7 @@ class KeystrokeWindow:
         cls, presses: KeystrokePresses, pause_ms: float = PAUSE_MS, n_classes: int = N_CLASSES
     ) -> KeystrokeWindow:
         t = presses.t_down_ms
-        dd = np.diff(t)
+        dd = t[1:] - t[:-1]  # np.diff, without its Python-level overhead
         ud = t[1:] - (t[:-1] + presses.dwell_ms[:-1])
         pause = dd > pause_ms
         dd = np.where(pause, np.nan, dd)
