@@ -327,7 +327,8 @@ class UserProfile:
     def _mouse_evidence(
         self, mouse: MouseEvents | None, session: str
     ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
-        """(raw score or None while too little data, rows of finished actions, summary)."""
+        """(raw score or None while too little data, finished actions as the model's
+        bins (one row each), summary)."""
         if mouse is None or len(mouse) == 0:
             return None
         m = self.mouse
@@ -346,14 +347,15 @@ class UserProfile:
         actions = extract(events[:cut]) if cut else np.zeros((0, 0))
         if actions.shape[0] == 0:
             return None
+        bins = m.model.bins(actions)  # scored now, learned by _learn
         raw: float | None = None
         if m.actions >= self.policy.min_mouse_actions:
-            scores = m.model.score_many(actions).astype(np.float32)
+            scores = m.model.score_bins(bins).astype(np.float32)
             m.recent = np.concatenate((m.recent, scores))[-self.policy.mouse_actions :]
             if m.recent.size >= self.policy.min_mouse_actions:
                 raw = _mean32(m.recent)
         summary = _nanmedian_columns(actions[:, _MOUSE_SUMMARY_COLUMNS])
-        return (raw, actions, summary)
+        return (raw, bins, summary)
 
     def _learn(
         self,
@@ -385,7 +387,7 @@ class UserProfile:
                 self.keyboard.summary.learn(summary)
                 learned = True
         if ms is not None:
-            raw, actions, summary = ms
+            raw, actions, summary = ms  # actions: one row of model bins each
             if not ms_active or (ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough):
                 m = self.mouse
                 m.unsampled += actions.shape[0] / p.mouse_actions
@@ -397,7 +399,7 @@ class UserProfile:
                 if raw is not None and m.unsampled >= stride:
                     m.calibration.learn_one(raw)
                     m.unsampled = 0.0
-                self.mouse.model.learn_many(actions)
+                self.mouse.model.learn_bins(actions)
                 self.mouse.actions += actions.shape[0]
                 self.mouse.summary.learn(summary)
                 learned = True

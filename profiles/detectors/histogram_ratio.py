@@ -66,9 +66,18 @@ class HistogramRatio:
         self.learn_many(np.atleast_2d(x))
 
     def learn_many(self, X: np.ndarray) -> None:
-        X = np.atleast_2d(X)
-        self.counts += self.population.bin_counts(X).astype(np.uint32)
-        self.n += X.shape[0]
+        self.learn_bins(self.bins(np.atleast_2d(X)))
+
+    def bins(self, X: np.ndarray) -> np.ndarray:
+        """Flat cell (feature, bin) of each feature of each row: what scoring and
+        learning both read, so a caller that does both quantises the rows once."""
+        return self.population.bin_index(X) + self._offsets
+
+    def learn_bins(self, bins: np.ndarray) -> None:
+        """Learn rows given as :meth:`bins`."""
+        added = np.bincount(bins.ravel(), minlength=self.counts.size)
+        self.counts += added.reshape(self.counts.shape).astype(np.uint32)
+        self.n += bins.shape[0]
         self._table = None
         self._cap()
 
@@ -92,7 +101,10 @@ class HistogramRatio:
 
     def score_many(self, X: np.ndarray) -> np.ndarray:
         """Score of each row of ``X``."""
-        bins = self.population.bin_index(X) + self._offsets
+        return self.score_bins(self.bins(X))
+
+    def score_bins(self, bins: np.ndarray) -> np.ndarray:
+        """Score of each row given as :meth:`bins`."""
         return self._llr_table()[bins].sum(axis=1)
 
     def score_one(self, x: np.ndarray) -> float:
