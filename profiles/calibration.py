@@ -42,6 +42,7 @@ class GenuineQuantile:
         self.filled = 0
         self.next = 0
         self._sorted: np.ndarray | None = None  # the ring sorted, until it changes
+        self._moments: tuple[float, float] | None = None  # its mean and sd, likewise
 
     def __len__(self) -> int:
         return self.filled
@@ -51,6 +52,7 @@ class GenuineQuantile:
         self.next = (self.next + 1) % self.size
         self.filled = min(self.filled + 1, self.size)
         self._sorted = None
+        self._moments = None
 
     def _reference(self) -> np.ndarray:
         # Every window is calibrated and weighed against the same ring, which changes
@@ -73,7 +75,7 @@ class GenuineQuantile:
         if score >= ref[-1]:
             return 1.0 if score > ref[-1] else 1.0 - 0.5 / n
         # Position between the two neighbouring reference scores, interpolated.
-        k = int(np.searchsorted(ref, score, side="right"))
+        k = int(ref.searchsorted(score, side="right"))
         lo, hi = ref[k - 1], ref[k]
         frac = 0.0 if hi == lo else (score - lo) / (hi - lo)
         return float((k - 0.5 + frac) / n) if n > 1 else 0.5
@@ -102,9 +104,13 @@ class GenuineQuantile:
         ref = self._reference()
         e = -math.log(max(1.0 - self._quantile(ref, score), 0.5 / n))
         if n >= MIN_TAIL and score > ref[-1]:
-            sd = float(np.std(ref))
+            # An impostor's windows are all beyond the top: the ring's moments change
+            # at most once per context, so they are computed once per ring.
+            if self._moments is None:
+                self._moments = (float(np.mean(ref)), float(np.std(ref)))
+            mean, sd = self._moments
             if sd > 0.0:
-                z = (score - float(np.mean(ref))) / sd
+                z = (score - mean) / sd
                 e = max(e, -math.log(max(0.5 * math.erfc(z / math.sqrt(2.0)), 1e-300)))
         return float(e)
 
