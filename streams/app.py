@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -48,12 +49,14 @@ from streams.verdict import LEVELS, encode_verdict
 log = logging.getLogger(__name__)
 
 _DRIFT = faust_drift()
-# The lean consumer and monitor mirror private Faust code: on another Faust, Faust's own.
+# The consumer's strict commits and the lean monitor rely on private Faust code: on
+# another Faust, Faust's own.
 _LEAN = not _DRIFT
 if _DRIFT:
     log.warning(
-        "installed Faust differs from the one streams.faust_lean mirrors (%s); "
-        "using Faust's own consumer and monitor (correct, slower)",
+        "installed Faust differs from the one streams.faust_lean was reviewed against (%s); "
+        "using Faust's own consumer and monitor (slower, and its commits can pass an "
+        "unacked batch: a crash may then skip an open window)",
         ", ".join(_DRIFT),
     )
 
@@ -80,6 +83,8 @@ class WorkerSettings:
     data_dir: str = ".cache/worker"
     window_seconds: float = 5.0
     idle_flush_seconds: float = 30.0
+    # How long a stopping worker waits for verdicts already sent to be acknowledged.
+    shutdown_grace_seconds: float = 10.0
     table_partitions: int = EVENTS.partitions
     # librdkafka-style client settings (TLS, SASL) shared with every cadence client; never
     # printed, since they hold the SASL password.
@@ -98,6 +103,9 @@ class WorkerSettings:
             data_dir=env.get("CADENCE_DATA_DIR", cls.data_dir),
             window_seconds=float(env.get("CADENCE_WINDOW_SECONDS", cls.window_seconds)),
             idle_flush_seconds=float(env.get("CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds)),
+            shutdown_grace_seconds=float(
+                env.get("CADENCE_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds)
+            ),
             kafka=kafka_client_config(bootstrap),
         )
 
@@ -187,6 +195,10 @@ class Worker:
         self.enrollment: dict[str, str] = {}
         self.levels: dict[str, str] = {}
         self.stream: StreamT | None = None
+        # Records sent and not yet acknowledged by Kafka (verdicts, findings, dead letters).
+        self.in_flight = 0
+        # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
+        self.exit_if_stop_hangs = False
         self._register()
 
     # -- wiring ---------------------------------------------------------------
@@ -424,6 +436,7 @@ class Worker:
         Straight to the producer: ``Topic.send`` would serialise raw bytes again and wrap
         the record in Faust's pending-message bookkeeping, for every verdict.
         """
+        self.in_flight += 1
         future: asyncio.Future[Any] = cast(
             Any,
             await self.app.producer.send(
@@ -437,11 +450,13 @@ class Worker:
         )
 
         def done(f: asyncio.Future[Any]) -> None:
-            if not f.cancelled() and f.exception() is None:
+            self.in_flight -= 1
+            error = asyncio.CancelledError() if f.cancelled() else f.exception()
+            if error is None:
                 delivered()
                 return
             self.metrics.delivery_errors.inc()
-            log.warning("delivery to %s failed (%r); retrying", topic, f.exception())
+            log.warning("delivery to %s failed (%r); retrying", topic, error)
             asyncio.ensure_future(self._retry(topic, key, value, delivered, headers))
 
         future.add_done_callback(done)
@@ -514,6 +529,54 @@ class Worker:
             },
         )
 
+    async def wait_for_shutdown(self, wait_empty: Callable[[], Awaitable[None]]) -> None:
+        """Finish what was consumed, as a rebalance does, but for a bounded time.
+
+        Faust's stop waits until every consumed message is acked, and a batch is acked
+        only once its window is judged and its verdict is in Kafka: so the open windows
+        are judged now (reason ``shutdown``, as ``rebalance`` on a rebalance), and the
+        wait is bounded by ``shutdown_grace_seconds`` because with the broker gone it
+        would never end. What is not acked by then is not committed: the next owner of
+        the partition receives those batches again (at-least-once).
+        """
+        await self.flush_all("shutdown")
+        grace = self.settings.shutdown_grace_seconds
+        try:
+            await asyncio.wait_for(wait_empty(), timeout=grace)
+        except TimeoutError:
+            log.warning(
+                "stopping with %d record(s) still unacknowledged after %.0f s: their batches "
+                "are redelivered to the partition's next owner",
+                self.in_flight,
+                grace,
+            )
+
+    def arm_stop_deadline(self) -> None:
+        """Exit at the latest ``3 x shutdown_grace_seconds`` after a stop began.
+
+        Some of Faust's and aiokafka's stop steps (closing the fetcher, flushing the
+        producer) wait for the broker without a bound; with the broker gone the process
+        would hang until a SIGKILL. Exiting instead loses nothing: a batch is committed
+        only once its verdict is in Kafka, so the next owner re-reads the rest.
+        """
+        if not self.exit_if_stop_hangs:
+            return
+        limit = 3 * self.settings.shutdown_grace_seconds
+
+        def hard_exit() -> None:
+            log.error(
+                "still stopping %.0f s after the stop began (broker unreachable?): exiting "
+                "now; nothing unacknowledged was committed, the next owner re-reads it",
+                limit,
+            )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(1)
+
+        timer = threading.Timer(limit, hard_exit)
+        timer.daemon = True
+        timer.start()
+
     def _load_state(self, user: str) -> UserState | None:
         raw = self.user_profiles.data.get(user.encode())
         return UserState.from_bytes(raw) if raw else None
@@ -560,6 +623,30 @@ class _App(faust.App):
     """
 
     cadence: Worker | None = None
+    _shutting_down = False
+
+    async def _stop_consumer(self) -> None:
+        self._shutting_down = True
+        if self.cadence is not None:
+            self.cadence.arm_stop_deadline()
+            # Judged while the tables still hold the partitions, as on a rebalance.
+            await self.cadence.flush_all("shutdown")
+        await super()._stop_consumer()
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        if self._shutting_down and self.cadence is not None:
+            parent = super()._consumer_wait_empty
+            await self.cadence.wait_for_shutdown(lambda: parent(consumer, logger))
+            return
+        await super()._consumer_wait_empty(consumer, logger)
+
+    async def _producer_flush(self, logger: Any) -> None:
+        # aiokafka's flush waits for every pending batch; with the broker gone that is forever.
+        grace = self.cadence.settings.shutdown_grace_seconds if self.cadence else 10.0
+        try:
+            await asyncio.wait_for(super()._producer_flush(logger), timeout=grace)
+        except TimeoutError:
+            logger.warning("producer not flushed within %.0f s; unsent records are resent", grace)
 
     def _new_transport(self) -> TransportT:
         if not _LEAN:
@@ -568,7 +655,8 @@ class _App(faust.App):
 
     def on_rebalance_start(self) -> None:
         super().on_rebalance_start()
-        if self.cadence is not None:
+        # Leaving the group on shutdown revokes every partition too: already judged.
+        if self.cadence is not None and not self._shutting_down:
             self.cadence.on_rebalance_start()
 
 

@@ -1,61 +1,65 @@
-"""Leaner versions of the Faust parts that every message goes through.
+"""Corrections and trimmings of the Faust parts every message goes through.
 
-**The consumer's hand-off.** faust-streaming 0.15.3 hands every fetched message to
-its conductor through ``Service.wait_first(callback(message), suspend_flow.wait())``:
-four tasks, an ``asyncio.wait`` and three cancellations per message, so that a
-hand-off blocked on a full stream buffer, suspended flow control (a rebalance) or a
-full producer buffer can be abandoned when the flow is suspended. With ~8 events per
-message that was the largest single cost of the worker after judging itself. A
-hand-off blocks only in those cases, and whether it would is known before it starts:
-when none holds, the callback runs to completion without suspending, so it is
-awaited directly; otherwise the message takes Faust's own path, unchanged.
-Everything else in the loop is Faust's ``Consumer._drain_messages``.
-
-**Only on the Faust it was written against.** Both parts copy or mirror private Faust
-code (the drain loop, the conductor's message handler). :func:`matches_faust` compares
-the installed Faust's sources with the ones they were derived from; on any other
-Faust the app uses Faust's own consumer and monitor (slower, never wrong) and says so.
+**Commits never pass an unacked message.** The worker acks a batch only when the
+window it belongs to is judged, so a partition's acked offsets have holes where
+windows are still open. faust-streaming 0.15.3 commits the first run of consecutive
+acked offsets after checking only that it starts *at most one* past the committed
+offset, and not at all before a partition's first commit (committed offset ``None``
+or 0): one unacked message, or all of them before the first commit, could be
+committed over, and a crash then skipped their window. :class:`Consumer` commits a
+run only if it starts at the committed offset (before the first commit: at the first
+offset read since the assignment), or if Faust's gaps (offsets never delivered, e.g.
+transaction markers) cover the hole.
 
 **The monitor.** Faust's default sensor counts and times every message, event, send
 and table access (a dict of timings per event) for its own stats pages, which the
 worker does not serve (its metrics are ``streams.metrics``). :class:`Monitor` keeps
 only what Faust itself reads back: the time each partition last delivered an event
 to a stream (its slow-processing warnings) and the commit and offset tracking.
+
+**Only on the Faust it was written against.** Both rely on private Faust code.
+:func:`matches_faust` compares the installed Faust's sources with the ones this module
+was reviewed against; on any other Faust the app uses Faust's own consumer and monitor
+and says so.
+
+*Removed:* a leaner hand-off of fetched messages to the conductor (awaiting the
+callback directly instead of Faust's ``wait_first`` per message). It roughly halved
+Faust's per-message cost, but a worker restarted after a clean stop sometimes stopped
+consuming a partition (lag stuck, no error: 4 of 9 restarts in
+``tests/integration/test_worker_shutdown.py``, 0 of 6 with Faust's own hand-off), and
+the cause was not found. Correct first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Set
 from time import monotonic
 from typing import Any, cast
 
 from faust.sensors.monitor import Monitor as FaustMonitor
-from faust.transport import conductor as faust_conductor
 from faust.transport import consumer as faust_consumer
-from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT
 from faust.types.tuples import Message
 
-# SHA-256 of the Faust sources this module copies or mirrors (faust-streaming 0.15.3).
+# SHA-256 of the Faust sources this module relies on (faust-streaming 0.15.3).
 DERIVED_FROM = {
-    "Consumer._drain_messages": "44a2500309e83c63",
-    "Conductor.build": "837cf521368c1ee4",
+    "Consumer._new_offset": "1d2c7ea89a7ad4f1",
+    "Consumer.getmany": "4b168d84882a70d6",
 }
 
 
 def _upstream_sources() -> dict[str, str]:
     return {
-        "Consumer._drain_messages": inspect.getsource(faust_consumer.Consumer._drain_messages),
-        "Conductor.build": inspect.getsource(faust_conductor.ConductorCompiler.build),
+        "Consumer._new_offset": inspect.getsource(faust_consumer.Consumer._new_offset),
+        "Consumer.getmany": inspect.getsource(faust_consumer.Consumer.getmany),
     }
 
 
 def faust_drift() -> list[str]:
-    """The Faust functions whose installed source differs from what this module mirrors."""
+    """The Faust functions whose installed source differs from what this module relies on."""
     try:
         sources = _upstream_sources()
     except (OSError, TypeError, AttributeError):
@@ -68,95 +72,44 @@ def faust_drift() -> list[str]:
 
 
 def matches_faust() -> bool:
-    """True if the installed Faust is the one the lean parts were derived from."""
+    """True if the installed Faust is the one this module was reviewed against."""
     return not faust_drift()
 
 
 class Consumer(faust_aiokafka.Consumer):
-    def _hand_off_guard(self) -> Callable[[TP], bool]:
-        """A test: True if the conductor's callback for a partition would not suspend.
+    # The first offset read from each partition since it was assigned.
+    _first_offset: dict[TP, int]
 
-        Mirrors what ``Conductor.on_message`` and the per-partition handler it calls
-        wait for: the conductor's lock, flow control, the producer buffer's ebb and a
-        free slot in every stream buffer subscribed to the partition. Runs for every
-        message, hence the localised lookups.
-        """
-        app = self.app
-        suspended = self.suspend_flow.is_set
-        flow_active = app.flow_control.is_active
-        conductor = cast(Any, app.topics)
-        conductor_locked = conductor._tp_to_callback_lock.locked
-        channels_of = conductor._tp_index.get
-        buffer = cast(Any, app.producer.buffer)
-        # ``ProducerBuffer.size`` reads a setting on every call; unthreaded, it is this.
-        pending = buffer.pending.qsize if not app.conf.producer_threaded else lambda: buffer.size
-        max_pending = buffer.max_messages
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first_offset = {}
 
-        def cannot_block(tp: TP) -> bool:
-            if suspended() or not flow_active() or conductor_locked():
-                return False
-            if pending() > max_pending:
-                return False
-            return not any(channel.queue.full() for channel in channels_of(tp, ()))
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        first = self._first_offset
+        async for tp, message in super().getmany(timeout):
+            if tp not in first:
+                first[tp] = message.offset
+            yield tp, message
 
-        return cannot_block
+    async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
+        for tp in assigned:
+            self._first_offset.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
-        callback = self.callback
-        getmany = self.getmany
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        set_flag = self.diag.set_flag
-        unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        cannot_block = self._hand_off_guard()
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
-                await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            if cannot_block(tp):
-                                await callback(message)
-                            else:
-                                await self.wait_first(callback(message), self.suspend_flow.wait())
-                            set_read_offset(tp, offset)
-                    unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            unset_flag(CONSUMER_FETCHING)
+    def _new_offset(self, tp: TP) -> int | None:
+        """Faust's next offset to commit, but never past a message that is not acked."""
+        acked = self._acked[tp]
+        if acked:
+            start = self._committed_offset[tp]
+            if start is None:
+                start = self._first_offset.get(tp)
+            lowest = min(acked)
+            gaps = self._gap[tp]
+            if gaps:
+                lowest = min(lowest, min(interval.begin for interval in gaps))
+            if start is None or lowest > start:
+                return None
+        return cast("int | None", super()._new_offset(tp))
 
 
 class Transport(faust_aiokafka.Transport):

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     worker = create_app()
+    # Only the worker process may exit on its own when a stop hangs (never a test run).
+    worker.exit_if_stop_hangs = True
     faust_worker = FaustWorker(worker.app, loglevel=args.loglevel)
     # At --loglevel warning or above Faust turns a terminal spinner for every log record:
     # it lowers the root logger to DEBUG, so every debug call of Faust and aiokafka

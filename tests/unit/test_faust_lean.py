@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 import pytest
+from faust.types import TP
 
 from streams import faust_lean
 
@@ -20,9 +21,10 @@ def test_the_reviewed_faust_is_recognised() -> None:
 
 def test_a_changed_faust_source_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
     sources = faust_lean._upstream_sources()
-    changed = dict(sources, **{"Conductor.build": sources["Conductor.build"] + "\n# upstream edit"})
+    name = "Consumer._new_offset"
+    changed = dict(sources, **{name: sources[name] + "\n# upstream edit"})
     monkeypatch.setattr(faust_lean, "_upstream_sources", lambda: changed)
-    assert faust_lean.faust_drift() == ["Conductor.build"]
+    assert faust_lean.faust_drift() == [name]
     assert not faust_lean.matches_faust()
 
 
@@ -44,3 +46,53 @@ def test_the_app_falls_back_to_fausts_own_parts(
     worker = worker_app.create_app(worker_app.WorkerSettings(app_id=f"lean-test-{lean}"))
     assert isinstance(worker.app.transport, faust_lean.Transport) is lean
     assert isinstance(worker.app.monitor, faust_lean.Monitor) is lean
+
+
+@pytest.fixture
+def consumer(monkeypatch: pytest.MonkeyPatch) -> faust_lean.Consumer:
+    from streams import app as worker_app
+
+    monkeypatch.setattr(worker_app, "_LEAN", True)
+    worker = worker_app.create_app(worker_app.WorkerSettings(app_id="lean-offsets"))
+    made = worker.app.consumer  # built, not started: no broker involved
+    assert isinstance(made, faust_lean.Consumer)
+    return made
+
+
+TP0 = TP("events", 0)
+
+
+def _acked(consumer: faust_lean.Consumer, *offsets: int) -> None:
+    consumer._acked[TP0] = list(offsets)
+    consumer._acked_index[TP0] = set(offsets)
+
+
+def test_commit_never_passes_the_unacked_message_at_the_committed_offset(
+    consumer: faust_lean.Consumer,
+) -> None:
+    # Committed 31 = offset 31 is the next to process. It belongs to an open window.
+    consumer._committed_offset[TP0] = 31
+    _acked(consumer, 32, 33)
+    assert consumer._new_offset(TP0) is None  # Faust 0.15.3 alone would commit 34
+    _acked(consumer, 31, 32, 33, 35)
+    assert consumer._new_offset(TP0) == 34
+
+
+def test_before_the_first_commit_the_first_offset_read_is_the_start(
+    consumer: faust_lean.Consumer,
+) -> None:
+    consumer._first_offset[TP0] = 0
+    _acked(consumer, 1, 2, 3)
+    assert consumer._new_offset(TP0) is None  # Faust alone: no check at all, 4
+    _acked(consumer, 0, 1, 2, 3)
+    assert consumer._new_offset(TP0) == 4
+
+
+def test_offsets_never_delivered_do_not_hold_commits_back(
+    consumer: faust_lean.Consumer,
+) -> None:
+    # 10-11 were never delivered (e.g. transaction markers): Faust records them as a gap.
+    consumer._committed_offset[TP0] = 10
+    consumer._gap[TP0].addi(10, 12)
+    _acked(consumer, 12, 13)
+    assert consumer._new_offset(TP0) == 14
