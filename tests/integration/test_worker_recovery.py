@@ -52,6 +52,26 @@ def check_against_offline(verdicts: list[Verdict], offline: list[Verdict]) -> No
     assert {next(iter(c)) for c in copies.values()} == {comparable(v) for v in offline}
 
 
+def check_each_event_judged_once(verdicts: list[Verdict], total_events: int) -> None:
+    """Redelivered verdicts are identical, every event is in exactly one verdict, and no
+    stretch of a session is judged twice (a user's state lives on one worker at a time).
+    A rebalance or a stop may close a window early, so boundaries can differ from an
+    undisturbed run; the content may not."""
+    copies: dict[str, set[tuple[object, ...]]] = defaultdict(set)
+    for v in verdicts:
+        copies[v.verdict_id].add(comparable(v))
+    assert all(len(c) == 1 for c in copies.values()), "one id, two different verdicts"
+    unique = {v.verdict_id: v for v in verdicts}
+    assert sum(v.events for v in unique.values()) == total_events
+    by_session: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
+    for v in unique.values():
+        by_session[(v.user, v.session)].append(v)
+    for windows in by_session.values():
+        windows.sort(key=lambda v: v.window_start_ms)
+        for earlier, later in zip(windows, windows[1:], strict=False):
+            assert earlier.window_end_ms < later.window_start_ms, "overlapping windows"
+
+
 def judged_all(reader: TopicReader, offline: list[Verdict]) -> bool:
     reader.poll(1.0)
     return len({v.verdict_id for v in read_verdicts(reader)}) >= len(offline)
@@ -104,20 +124,4 @@ def test_a_second_worker_takes_half_the_partitions_without_losing_or_changing_ve
     reader.poll(2.0)
     verdicts = read_verdicts(reader)
     reader.close()
-    copies: dict[str, set[tuple[object, ...]]] = defaultdict(set)
-    for v in verdicts:
-        copies[v.verdict_id].add(comparable(v))
-    assert all(len(c) == 1 for c in copies.values()), "one id, two different verdicts"
-    unique = {v.verdict_id: v for v in verdicts}
-    # Every event judged exactly once...
-    assert sum(v.events for v in unique.values()) == total_events
-    # ...and no stretch of a session judged by two workers: the windows of a session never
-    # overlap (a user's state lived on one worker at a time). A rebalance may close a window
-    # early, so boundaries can differ from an undisturbed run; the content may not.
-    by_session: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
-    for v in unique.values():
-        by_session[(v.user, v.session)].append(v)
-    for windows in by_session.values():
-        windows.sort(key=lambda v: v.window_start_ms)
-        for earlier, later in zip(windows, windows[1:], strict=False):
-            assert earlier.window_end_ms < later.window_start_ms, "overlapping windows"
+    check_each_event_judged_once(verdicts, total_events)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from streams.verdict import Verdict
 from tests.integration.collector_support import stoppable_broker
-from tests.integration.test_worker_recovery import workload
+from tests.integration.test_worker_recovery import check_each_event_judged_once, workload
 from tests.integration.worker_support import (
     Deployment,
     TopicReader,
     WorkerProcess,
-    comparable,
     read_verdicts,
     running_worker,
     wait_until,
@@ -41,23 +38,6 @@ def stop(worker: WorkerProcess) -> int:
         return worker.process.wait(timeout=STOP_BOUND_S)
     except subprocess.TimeoutExpired:
         pytest.fail(f"worker still running {STOP_BOUND_S} s after SIGTERM ({worker.log})")
-
-
-def check_each_event_judged_once(verdicts: list[Verdict], total_events: int) -> None:
-    copies: dict[str, set[tuple[object, ...]]] = defaultdict(set)
-    for v in verdicts:
-        copies[v.verdict_id].add(comparable(v))
-    assert all(len(c) == 1 for c in copies.values()), "one id, two different verdicts"
-    unique = {v.verdict_id: v for v in verdicts}
-    assert sum(v.events for v in unique.values()) == total_events
-    # The stop may close a window early (as a rebalance does); windows never overlap.
-    by_session: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
-    for v in unique.values():
-        by_session[(v.user, v.session)].append(v)
-    for windows in by_session.values():
-        windows.sort(key=lambda v: v.window_start_ms)
-        for earlier, later in zip(windows, windows[1:], strict=False):
-            assert earlier.window_end_ms < later.window_start_ms, "overlapping windows"
 
 
 def test_sigterm_mid_stream_stops_promptly_and_every_event_is_judged_once(
