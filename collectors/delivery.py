@@ -245,13 +245,8 @@ class BatchSender:
         self.counters.delivery_errors += 1
         self.metrics.delivery_errors.inc()
         if err.code() in _PERMANENT:
-            log.error(
-                "producer refused batch (spool id %d) for good: %s; dropping it", spool_id, err
-            )
             self._cursor = spool_id
-            self._acked.append(spool_id)
-            self.counters.rejected += 1
-            self.metrics.dropped_batches.inc()
+            self._drop_for_good(spool_id, err)
             return True
         now = time.monotonic()
         if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL_S:
@@ -294,19 +289,20 @@ class BatchSender:
         self.counters.delivery_errors += 1
         self.metrics.delivery_errors.inc()
         if err.code() in _PERMANENT:
-            # Retrying can never succeed; keeping it would block the spool forever.
-            log.error(
-                "broker rejected batch (spool id %d) for good: %s; dropping it", spool_id, err
-            )
-            self._acked.append(spool_id)
-            self.counters.rejected += 1
-            self.metrics.dropped_batches.inc()
+            self._drop_for_good(spool_id, err)
             return
         if err.code() == KafkaError._PURGE_QUEUE:
             return  # our own purge on close/restart: the spool still holds it
         log.warning("delivery of spool id %d failed: %s; will resend from the spool", spool_id, err)
         if self._rewind_to is None or spool_id < self._rewind_to:
             self._rewind_to = spool_id
+
+    def _drop_for_good(self, spool_id: int, err: KafkaError) -> None:
+        # Retrying can never succeed; keeping it would block the spool forever.
+        log.error("batch (spool id %d) can never be accepted: %s; dropping it", spool_id, err)
+        self._acked.append(spool_id)
+        self.counters.rejected += 1
+        self.metrics.dropped_batches.inc()
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

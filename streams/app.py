@@ -641,7 +641,8 @@ class _App(faust.App):
 
     async def _producer_flush(self, logger: Any) -> None:
         # aiokafka's flush waits for every pending batch; with the broker gone that is forever.
-        grace = self.cadence.settings.shutdown_grace_seconds if self.cadence else 10.0
+        settings = self.cadence.settings if self.cadence else WorkerSettings
+        grace = settings.shutdown_grace_seconds
         try:
             await asyncio.wait_for(super()._producer_flush(logger), timeout=grace)
         except TimeoutError:
