@@ -53,6 +53,7 @@ class Population:
         # rebuilds its table from them after each window it learns.
         self._log_p: np.ndarray | None = None
         self._p: np.ndarray | None = None
+        self._group_log_p: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -100,7 +101,7 @@ class Population:
     def learn_many(self, X: np.ndarray, groups: np.ndarray | None = None) -> None:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         self.counts += self.bin_counts(X)
-        self._log_p = self._p = None
+        self._log_p = self._p = self._group_log_p = None
         self.gaussian.update_many(X)
         if groups is not None:
             for g in range(self.n_groups):
@@ -123,9 +124,13 @@ class Population:
         return self._p
 
     def group_log_bin_probability(self) -> np.ndarray:
-        """``(n_groups, d, n_bins)`` log-probabilities per group, one pseudo-count per bin."""
-        c = self.group_counts + 1.0
-        return np.log(c / c.sum(axis=2, keepdims=True))
+        """``(n_groups, d, n_bins)`` log-probabilities per group, one pseudo-count per bin
+        (read-only, cached likewise)."""
+        if self._group_log_p is None:
+            c = self.group_counts + 1.0
+            self._group_log_p = np.log(c / c.sum(axis=2, keepdims=True))
+            self._group_log_p.flags.writeable = False
+        return self._group_log_p
 
     def to_bytes(self) -> bytes:
         head, mean, scatter = self.gaussian.arrays()
@@ -138,5 +143,5 @@ class Population:
         pop.counts = counts  # before any probability is cached
         pop.gaussian = RunningGaussian.from_arrays(head, mean, scatter)
         if grouped:  # files written before groups existed have none
-            pop.group_counts = grouped[0]
+            pop.group_counts = grouped[0]  # before any probability is cached
         return pop

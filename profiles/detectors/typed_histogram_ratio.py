@@ -14,14 +14,19 @@ and the population each have one histogram per group, and a row scores
     sum_j  log p_pop(bin_j | group) - log p_user(bin_j | group)
 
 i.e. the same naive-Bayes likelihood ratio, conditioned on the group: how
-the owner makes this *kind* of action, not how often. The counts are ``uint16``
-(a group is halved before a bin would overflow: bounded state that slowly
-forgets), three groups x 29 features x 16 bins = 2.8 KB per user.
+the owner makes this *kind* of action, not how often. The group columns
+themselves are not histogrammed (within a group they are constant, so they
+carry nothing). The cost is the pooled detector's: one flat table, each row's
+cells offset by its group, one gather and one sum to score, one ``bincount``
+to learn.
 
-Measured on Balabit (``docs/evaluation.md``): a better separation of people
-(session AUC 0.950 vs 0.938) and fewer false alarms in the takeover protocol,
-but slower takeover detection, since the task mix that no longer moves the
-owner's scores also told some attackers apart; hence not the profile's default.
+Counts are capped at :data:`MAX_COUNT` (4 095): a group whose busiest bin would
+pass it is halved, i.e. it slowly forgets with its bin proportions unchanged, as
+the pooled and keystroke histograms already do. The cap lets the counts be
+stored in 12 bits, which keeps the mouse (3 groups x 26 features x 16 bins)
+within the profile's 16 KB bound: 1.9 KB at most, against 2.5 KB in ``uint16``.
+
+Measured on Balabit: see ``docs/evaluation.md`` ("Mouse (Balabit)", "Takeover").
 
 >>> from profiles.population import Population
 >>> rng = np.random.default_rng(0)
@@ -37,11 +42,14 @@ True
 >>> det2 = TypedHistogramRatio.from_bytes(det.to_bytes(), population=pop)
 >>> det2.score_one(owner[0]) == det.score_one(owner[0])
 True
+>>> det.counts.shape, len(det.to_bytes())  # 2 groups x 2 features x 8 bins, one byte each
+((2, 2, 8), 56)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
@@ -49,86 +57,172 @@ from profiles.detectors._codec import pack, unpack
 from profiles.detectors.histogram_ratio import RELEVANCE
 from profiles.population import Population
 
-_MAX_COUNT = int(np.iinfo(np.uint16).max)
+#: Largest count of a bin (12 bits in the serialised state; see the module docstring).
+MAX_COUNT: Final = 0xFFF
 
 
 class TypedHistogramRatio:
     """Per-group quantile histograms scored as a log-likelihood ratio against the population's."""
 
-    _MAGIC = b"CTR1"
+    _MAGIC = b"CTR2"
 
     def __init__(
         self,
         population: Population,
-        group_columns: Sequence[int],
+        group_columns: Sequence[int] | None = None,
         relevance: float = RELEVANCE,
+        max_count: int = MAX_COUNT,
     ) -> None:
-        if population.n_groups != len(group_columns):
+        # By default the groups are the population's first columns (the mouse's
+        # type one-hot), so a stored detector needs no column list to be read.
+        columns = tuple(range(population.n_groups)) if group_columns is None else group_columns
+        if population.n_groups == 0 or population.n_groups != len(columns):
             raise ValueError("the population must count bins per group of these columns")
+        if not 0 < max_count <= MAX_COUNT:
+            raise ValueError(f"max_count must be in 1..{MAX_COUNT} (12-bit counts)")
         self.population = population
-        self.group_columns = tuple(int(c) for c in group_columns)
+        self.group_columns = tuple(int(c) for c in columns)
         self.relevance = relevance
-        shape = (len(self.group_columns), population.n_features, population.n_bins)
-        self.counts = np.zeros(shape, dtype=np.uint16)
+        self.max_count = max_count
+        # Only the features that are not the group's own one-hot are histogrammed.
+        features = np.setdiff1d(np.arange(population.n_features), self.group_columns)
+        n_groups, n_bins = len(self.group_columns), population.n_bins
+        # uint32 in memory, so a large batch cannot overflow before the cap halves it.
+        self.counts = np.zeros((n_groups, features.size, n_bins), dtype=np.uint32)
+        self._offsets = np.arange(features.size) * n_bins
+        self._group_stride = features.size * n_bins
+        # Contiguous columns (the mouse's) are read as slices, i.e. views, not copies.
+        self._features: slice | np.ndarray = _as_slice(features)
+        self._group_slice: slice | np.ndarray = _as_slice(np.array(self.group_columns))
         self._table: np.ndarray | None = None
-        self._offsets = np.arange(population.n_features) * population.n_bins
+        # The population's per-group log P of the histogrammed features and its exp,
+        # kept while the population's own cache is the same array: the table is rebuilt
+        # after every learned window, the population's part only when it learns.
+        self._pop_source: np.ndarray | None = None
+        self._log_pop = self._prior = np.zeros(0)  # prior: relevance x P_pop
 
     @property
     def n(self) -> int:
+        """Rows learned (after halvings: what the counts still hold)."""
         return int(self.counts[:, 0, :].sum())
 
     def groups(self, X: np.ndarray) -> np.ndarray:
         """Group of each row: the largest of its one-hot group columns."""
-        return np.argmax(np.atleast_2d(X)[:, self.group_columns], axis=1)
+        return np.atleast_2d(X)[:, self._group_slice].argmax(axis=1)
+
+    def bins(self, X: np.ndarray) -> np.ndarray:
+        """Flat cell (group, feature, bin) of each histogrammed feature of each row:
+        what scoring and learning both read, so a caller doing both quantises once."""
+        X = np.atleast_2d(X)
+        b = self.population.bin_index(X)[:, self._features] + self._offsets
+        b += (self.groups(X) * self._group_stride)[:, None]
+        return b
 
     def learn_one(self, x: np.ndarray) -> None:
         self.learn_many(np.atleast_2d(x))
 
     def learn_many(self, X: np.ndarray) -> None:
-        X = np.atleast_2d(X)
-        g = self.groups(X)
-        for k in np.unique(g).tolist():
-            c = self.counts[k] + self.population.bin_counts(X[g == k])
-            # uint16 keeps the state small; a group whose busiest bin would overflow
-            # is halved, i.e. it slowly forgets, with its bin proportions unchanged.
-            while c.max() > _MAX_COUNT:
-                c //= 2
-            self.counts[k] = c
+        self.learn_bins(self.bins(X))
+
+    def learn_bins(self, bins: np.ndarray) -> None:
+        """Learn rows given as :meth:`bins`."""
+        added = np.bincount(bins.ravel(), minlength=self.counts.size)
+        np.add(self.counts, added.reshape(self.counts.shape), out=self.counts, casting="unsafe")
+        if int(self.counts.max()) > self.max_count:
+            for g in range(self.counts.shape[0]):
+                while int(self.counts[g].max()) > self.max_count:
+                    self.counts[g] >>= 1
         self._table = None
 
     def _llr_table(self) -> np.ndarray:
         if self._table is None:
-            log_pop = self.population.group_log_bin_probability()
-            n = self.counts[:, :1, :].sum(axis=2, keepdims=True)
-            p_user = (self.counts + self.relevance * np.exp(log_pop)) / (n + self.relevance)
-            table = log_pop - np.log(p_user)
-            self._table = table.reshape(table.shape[0], -1)
+            source = self.population.group_log_bin_probability()
+            if source is not self._pop_source:
+                self._pop_source = source
+                self._log_pop = source[:, self._features]
+                self._prior = self.relevance * np.exp(self._log_pop)
+            log_pop, prior = self._log_pop, self._prior
+            # Each (group, feature) histogram over its own total: equal within a group
+            # until it is halved, after which rounding leaves them a few apart.
+            totals = self.counts.sum(axis=2, keepdims=True, dtype=np.float64)
+            p_user = (self.counts + prior) / (totals + self.relevance)
+            self._table = (log_pop - np.log(p_user)).ravel()
         return self._table
 
     def score_many(self, X: np.ndarray) -> np.ndarray:
         """Score of each row of ``X``."""
-        X = np.atleast_2d(X)
-        table = self._llr_table()
-        g = self.groups(X)
-        bins = self.population.bin_index(X) + self._offsets
-        return np.asarray(np.take_along_axis(table[g], bins, axis=1).sum(axis=1), np.float64)
+        return self.score_bins(self.bins(X))
+
+    def score_bins(self, bins: np.ndarray) -> np.ndarray:
+        """Score of each row given as :meth:`bins`."""
+        return self._llr_table()[bins].sum(axis=1)
 
     def score_one(self, x: np.ndarray) -> float:
         return float(self.score_many(x)[0])
 
     def to_bytes(self) -> bytes:
-        head = np.array([self.relevance, *self.group_columns])
-        return pack(self._MAGIC, head, self.counts)
+        # Counts in one byte each while they fit, else two per three bytes (12 bits);
+        # the reader tells them apart by length. No counts at all before learning.
+        flat = self.counts.ravel()
+        top = int(flat.max())
+        if top == 0:
+            data = np.zeros(0, np.uint8)
+        elif top <= 0xFF:
+            data = flat.astype(np.uint8)
+        else:
+            data = _pack12(flat)
+        return pack(self._MAGIC, np.array([self.relevance]), data)
+
+    def max_bytes(self) -> int:
+        """Largest :meth:`to_bytes`: magic, relevance (1-D float64), 12-bit counts (1-D)."""
+        return 4 + (2 + 4 + 8) + (2 + 4) + _packed12_size(self.counts.size)
 
     @classmethod
-    def from_bytes(cls, b: bytes, *, population: Population | None = None) -> TypedHistogramRatio:
+    def from_bytes(
+        cls,
+        b: bytes,
+        *,
+        population: Population | None = None,
+        group_columns: Sequence[int] | None = None,
+    ) -> TypedHistogramRatio:
         if population is None:
             raise ValueError("TypedHistogramRatio needs the shared population to be restored")
-        head, counts = unpack(b, cls._MAGIC)
-        det = cls(
-            population,
-            group_columns=[int(c) for c in head[1:]],
-            relevance=float(head[0]),
-        )
-        det.counts = counts.astype(np.uint16)
+        head, data = unpack(b, cls._MAGIC)
+        det = cls(population, group_columns, relevance=float(head[0]))
+        cells = det.counts.size
+        if data.size == cells:
+            flat = data.astype(np.uint32)
+        elif data.size == _packed12_size(cells):
+            flat = _unpack12(data, cells)
+        elif data.size:
+            raise ValueError("typed histogram of another population")
+        else:
+            return det
+        det.counts = flat.reshape(det.counts.shape)
         return det
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as an equivalent slice when it is a contiguous ascending range."""
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return slice(int(index[0]), int(index[0]) + index.size)
+    return index
+
+
+def _packed12_size(n: int) -> int:
+    return (n + 1) // 2 * 3
+
+
+def _pack12(counts: np.ndarray) -> np.ndarray:
+    """Two 12-bit values per three bytes, little-endian: ``a`` in the low 12 bits."""
+    c = counts.astype(np.uint32)
+    if c.size % 2:
+        c = np.r_[c, np.uint32(0)]
+    pair = c[0::2] | (c[1::2] << 12)
+    return np.stack([pair & 0xFF, (pair >> 8) & 0xFF, pair >> 16], axis=1).astype(np.uint8).ravel()
+
+
+def _unpack12(data: np.ndarray, n: int) -> np.ndarray:
+    b = data.reshape(-1, 3).astype(np.uint32)
+    pair = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    return np.stack([pair & 0xFFF, pair >> 12], axis=1).ravel()[:n]

@@ -15,6 +15,7 @@ from profiles.detectors.gaussian import GaussianNLL, RunningGaussian
 from profiles.detectors.gaussian_ratio import GaussianRatio
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.detectors.manhattan import ScaledManhattan
+from profiles.detectors.typed_histogram_ratio import MAX_COUNT as TYPED_MAX_COUNT
 from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio
 from profiles.mouse import N_FEATURES, TYPE_COLUMNS, action_types
 from profiles.population import Population
@@ -147,16 +148,43 @@ def test_typed_score_does_not_move_with_the_owners_action_mix() -> None:
     assert np.mean(typed.score_many(other)) > np.mean(typed.score_many(usual)) + 1.0
 
 
-def test_typed_counts_stay_uint16_and_keep_their_proportions() -> None:
+def test_typed_counts_stay_within_12_bits_and_keep_their_proportions() -> None:
     det = TypedHistogramRatio(POP, TYPE_COLUMNS)
-    rows = np.zeros((70_000, N_FEATURES))
-    rows[:, 0] = 1.0  # every row of type 0, all in one bin per feature: overflows uint16
-    det.learn_many(rows[:40_000])
+    rows = np.zeros((10_000, N_FEATURES))
+    rows[:, 0] = 1.0  # every row of type 0, all in one bin per feature: passes the cap
+    det.learn_many(rows[:4_000])
     before = det.score_many(rows[:3])
-    det.learn_many(rows[40_000:])
-    assert det.counts.dtype == np.uint16
-    assert int(det.counts[0].max()) <= np.iinfo(np.uint16).max
-    np.testing.assert_allclose(det.score_many(rows[:3]), before, atol=0.01)
+    det.learn_many(rows[4_000:])
+    assert 0 < int(det.counts[0].max()) <= TYPED_MAX_COUNT
+    assert int(det.counts[1:].max()) == 0  # the other groups are not halved with it
+    # Only the population prior's weight against the (halved) counts moves the score.
+    np.testing.assert_allclose(det.score_many(rows[:3]), before, rtol=0.002)
+
+
+@pytest.mark.parametrize("top", [0, 200, 4_000])
+def test_typed_counts_are_stored_as_narrow_as_they_fit_and_read_back_exactly(top: int) -> None:
+    det = TypedHistogramRatio(POP)  # the groups are the first columns by default
+    if top:
+        det.learn_many(np.random.default_rng(5).normal(size=(50, N_FEATURES)))
+        det.counts[2, 7, 3] = top  # as if that bin had seen many more actions
+    again = TypedHistogramRatio.from_bytes(det.to_bytes(), population=POP)
+    assert np.array_equal(again.counts, det.counts) and again.n == det.n
+    # No counts before learning; then one byte a bin, or 12 bits, never more.
+    size = {0: 0, 200: det.counts.size, 4_000: det.counts.size * 3 // 2}[top]
+    assert len(det.to_bytes()) == det.max_bytes() - det.counts.size * 3 // 2 + size
+    X = np.random.default_rng(6).normal(size=(20, N_FEATURES))
+    assert np.array_equal(again.score_many(X), det.score_many(X))
+
+
+def test_typed_ratio_ignores_the_group_columns_it_conditions_on() -> None:
+    # Within a group its one-hot is constant, so it is not histogrammed: 26 features.
+    det = TypedHistogramRatio(POP, TYPE_COLUMNS)
+    assert det.counts.shape == (3, N_FEATURES - 3, POP.n_bins)
+    det.learn_many(_SAMPLE[:500])
+    x = _SAMPLE[600].copy()
+    y = x.copy()
+    y[list(TYPE_COLUMNS)] *= 3.0  # same group (the largest column), other values
+    assert det.score_one(x) == det.score_one(y)
 
 
 @pytest.mark.parametrize("top", [0, 200, 60_000, 70_000])
