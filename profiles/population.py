@@ -82,10 +82,13 @@ class Population:
         pop.learn_many(sample, groups)
         return pop
 
-    def bin_index(self, X: np.ndarray) -> np.ndarray:
-        """Bin of each feature of each row: int array shaped like ``X`` (2-D)."""
+    def bin_index(self, X: np.ndarray, features: slice | np.ndarray | None = None) -> np.ndarray:
+        """Bin of each feature of each row: int array shaped like ``X`` (2-D), or like
+        ``X[:, features]`` when only those features are wanted."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        return (X[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
+        if features is None:
+            return (X[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
+        return (X[:, features, None] >= self.edges[None, features, :]).sum(axis=2)
 
     def bin_counts(self, X: np.ndarray) -> np.ndarray:
         """``(d, n_bins)`` histogram of the rows of ``X``."""

@@ -114,7 +114,7 @@ class TypedHistogramRatio:
         """Flat cell (group, feature, bin) of each histogrammed feature of each row:
         what scoring and learning both read, so a caller doing both quantises once."""
         X = np.atleast_2d(X)
-        b = self.population.bin_index(X)[:, self._features] + self._offsets
+        b = self.population.bin_index(X, self._features) + self._offsets
         b += (self.groups(X) * self._group_stride)[:, None]
         return b
 
