@@ -158,6 +158,8 @@ _MOVE, _PRESSED, _RELEASED, _DRAG = (
     int(State.DRAG),
 )
 _RIGHT = int(Button.RIGHT)
+#: Feature rows that are heavy-tailed magnitudes, log-compressed with :func:`_log`.
+_LOG_ROWS = np.array([3, 4, 5, 7, 8, 12, 13, 14, 15, 18, 19, 20, 21, 22, 23, 24, 27])
 
 
 def pointer_events(events: MouseEvents) -> MouseEvents:
@@ -269,6 +271,8 @@ def action_features(
     Events sharing a timestamp collapse to the last one: RDP batches pointer
     updates, and a zero time step would make speeds infinite.
     """
+    if min_points < MIN_POINTS:
+        raise ValueError(f"min_points must be at least {MIN_POINTS}: jerk is a third difference")
     if not actions:
         return np.empty((0, N_FEATURES))
     arrays = _Actions(
@@ -326,6 +330,13 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     lastp = np.empty(k, np.int64)
     lastp[:-1] = change - 1
     lastp[-1] = seg.size - 1
+    # Every action has >= MIN_POINTS (4) points, hence >= 3 first, 2 second and 1 third
+    # differences: no action is empty at any level, its samples there start at
+    # first - i, first - 2i, first - 3i, and one reduceat per level sums every quantity
+    # of that level at once (a call per quantity was most of the cost of a window).
+    ids = np.arange(k)
+    first1, first2 = first - ids, first - 2 * ids
+    n1, n2, n3 = n_points - 1, n_points - 2, n_points - 3
 
     # First differences (within an action only).
     same1 = seg[1:] == seg[:-1]
@@ -336,9 +347,17 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     dy = (y[1:] - y[:-1])[same1]
     ds = np.hypot(dx, dy)
     speed = ds / dt
-    vx, vy = dx / dt, dy / dt
     theta = np.arctan2(dy, dx)
     tm1 = (t[1:] + t[:-1])[same1] / 2  # time stamp of each speed sample
+    level1 = np.empty((7, speed.size))
+    level1[0] = speed
+    np.multiply(speed, speed, out=level1[1])
+    np.divide(dx, dt, out=level1[2])  # vx
+    np.divide(dy, dt, out=level1[3])  # vy
+    level1[4] = dt
+    np.equal(ds, 0, out=level1[5])  # still samples
+    level1[6] = ds  # path length
+    sum1 = np.add.reduceat(level1, first1, axis=1)
 
     # Second differences.
     same2 = s1[1:] == s1[:-1]
@@ -348,87 +367,74 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     dtheta = (theta[1:] - theta[:-1])[same2]
     dtheta = (dtheta + np.pi) % (2 * np.pi) - np.pi
     ds2 = (ds[1:] + ds[:-1])[same2] / 2
-    moving = ds2 > 0
-    abs_dtheta = np.abs(dtheta)
-    ang_speed = abs_dtheta / dt2
-    curvature = np.where(moving, abs_dtheta / np.where(moving, ds2, 1.0), 0.0)
     tm2 = (tm1[1:] + tm1[:-1])[same2] / 2
+    level2 = np.empty((6, accel.size))
+    np.abs(accel, out=level2[0])
+    level2[1] = accel
+    np.multiply(accel, accel, out=level2[2])
+    np.abs(dtheta, out=level2[3])
+    np.divide(level2[3], dt2, out=level2[4])  # angular speed
+    np.divide(level2[3], np.where(ds2 > 0, ds2, np.inf), out=level2[5])  # curvature, 0 if still
+    sum2 = np.add.reduceat(level2, first2, axis=1)
 
     # Third differences.
     same3 = s2[1:] == s2[:-1]
-    s3 = s2[1:][same3]
     jerk = (accel[1:] - accel[:-1])[same3] / np.maximum((tm2[1:] - tm2[:-1])[same3], 1.0)
-
-    # Samples per action at each level, counted once for all the means of that level.
-    n1 = np.maximum(np.bincount(s1, minlength=k), 1)
-    n2 = np.maximum(np.bincount(s2, minlength=k), 1)
-    n3 = np.maximum(np.bincount(s3, minlength=k), 1)
-
-    def mean(v: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
-        return np.bincount(s, weights=v, minlength=k) / n
-
-    def std(v: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
-        m = mean(v, s, n)
-        return np.sqrt(np.maximum(mean(v * v, s, n) - m * m, 0.0))
-
-    def vmax(v: np.ndarray, s: np.ndarray) -> np.ndarray:
-        out = np.zeros(k)
-        np.maximum.at(out, s, v)
-        return out
+    sum_jerk = np.add.reduceat(np.abs(jerk), first - 3 * ids)
 
     duration = t[lastp] - t[first]
-    path = np.bincount(s1, weights=ds, minlength=k)
+    path = sum1[6]
     cx = x[lastp] - x[first]
     cy = y[lastp] - y[first]
     chord = np.hypot(cx, cy)
-    straight = np.where(path > 0, chord / np.where(path > 0, path, 1.0), 1.0)
-    chord_safe = np.where(chord > 0, chord, 1.0)
+    moved = chord > 0
+    chord_safe = np.where(moved, chord, 1.0)
     # Perpendicular distance of every point to its action's chord.
     px = x - x[first][seg]
     py = y - y[first][seg]
     dev = np.abs(px * cy[seg] - py * cx[seg]) / chord_safe[seg]
 
-    # Time of peak speed, as a fraction of the duration (ballistic vs corrective).
-    order = np.lexsort((-speed, s1))
-    s1o = s1[order]
-    peak_first = np.empty(k, np.int64)
-    peak_first[0] = 0
-    peak_first[1:] = (s1o[1:] != s1o[:-1]).nonzero()[0] + 1
-    peak_t = tm1[order][peak_first]
+    # Time of peak speed, as a fraction of the duration (ballistic vs corrective): the
+    # first sample of each action at its maximum speed.
+    peak_speed = np.maximum.reduceat(speed, first1)
+    at_peak = np.where(speed == peak_speed[s1], np.arange(speed.size), speed.size)
+    peak_t = tm1[np.minimum.reduceat(at_peak, first1)]
     has_duration = duration > 0
-    t_peak = np.where(has_duration, (peak_t - t[first]) / np.where(has_duration, duration, 1), 0)
 
-    feats = np.empty((k, N_FEATURES))
-    feats[:, 0] = kinds == _MM
-    feats[:, 1] = kinds == _PC
-    feats[:, 2] = kinds == _DD
-    feats[:, 3] = _log(duration)
-    feats[:, 4] = _log(np.minimum(pauses, 60_000.0))
-    feats[:, 5] = _log(hold)
-    feats[:, 6] = np.log(n_points)
-    feats[:, 7] = _log(path)
-    feats[:, 8] = _log(chord)
-    feats[:, 9] = straight
-    feats[:, 10] = np.where(chord > 0, cx / chord_safe, 0.0)
-    feats[:, 11] = np.where(chord > 0, cy / chord_safe, 0.0)
-    feats[:, 12] = _log(np.where(chord > 0, vmax(dev, seg), 0.0))
-    feats[:, 13] = _log(mean(speed, s1, n1) * 1000)  # px/s
-    feats[:, 14] = _log(std(speed, s1, n1) * 1000)
-    feats[:, 15] = _log(vmax(speed, s1) * 1000)
-    feats[:, 16] = np.arcsinh(mean(vx, s1, n1) * 1000 / 100)
-    feats[:, 17] = np.arcsinh(mean(vy, s1, n1) * 1000 / 100)
-    feats[:, 18] = _log(mean(np.abs(accel), s2, n2) * 1e6)  # px/s^2
-    feats[:, 19] = _log(std(accel, s2, n2) * 1e6)
-    feats[:, 20] = _log(vmax(accel, s2) * 1e6)
-    feats[:, 21] = _log(vmax(-accel, s2) * 1e6)
-    feats[:, 22] = _log(mean(np.abs(jerk), s3, n3) * 1e9)  # px/s^3
-    feats[:, 23] = _log(mean(ang_speed, s2, n2) * 1000)  # rad/s
-    feats[:, 24] = _log(mean(curvature, s2, n2) * 1000)  # rad per 1000 px
-    feats[:, 25] = mean(abs_dtheta, s2, n2)
-    feats[:, 26] = t_peak
-    feats[:, 27] = _log(mean(dt, s1, n1))
-    feats[:, 28] = mean((ds == 0).astype(np.float64), s1, n1)
-    return feats
+    mean1 = sum1[:6] / n1
+    mean2 = sum2 / n2
+    rows = np.empty((N_FEATURES, k))
+    rows[0] = kinds == _MM
+    rows[1] = kinds == _PC
+    rows[2] = kinds == _DD
+    rows[3] = duration
+    rows[4] = np.minimum(pauses, 60_000.0)
+    rows[5] = hold
+    rows[6] = np.log(n_points)
+    rows[7] = path
+    rows[8] = chord
+    rows[9] = np.where(path > 0, chord / np.where(path > 0, path, 1.0), 1.0)  # straightness
+    rows[10] = np.where(moved, cx / chord_safe, 0.0)
+    rows[11] = np.where(moved, cy / chord_safe, 0.0)
+    rows[12] = np.where(moved, np.maximum.reduceat(dev, first), 0.0)
+    rows[13] = mean1[0] * 1000  # px/s
+    rows[14] = np.sqrt(np.maximum(mean1[1] - mean1[0] * mean1[0], 0.0)) * 1000
+    rows[15] = peak_speed * 1000
+    rows[16] = np.arcsinh(mean1[2] * 1000 / 100)
+    rows[17] = np.arcsinh(mean1[3] * 1000 / 100)
+    rows[18] = mean2[0] * 1e6  # px/s^2
+    rows[19] = np.sqrt(np.maximum(mean2[2] - mean2[1] * mean2[1], 0.0)) * 1e6
+    rows[20] = np.maximum.reduceat(accel, first2) * 1e6
+    rows[21] = np.minimum.reduceat(accel, first2) * -1e6
+    rows[22] = sum_jerk / n3 * 1e9  # px/s^3
+    rows[23] = mean2[4] * 1000  # rad/s
+    rows[24] = mean2[5] * 1000  # rad per 1000 px
+    rows[25] = mean2[3]
+    rows[26] = np.where(has_duration, (peak_t - t[first]) / np.where(has_duration, duration, 1), 0)
+    rows[27] = mean1[4]
+    rows[28] = mean1[5]
+    rows[_LOG_ROWS] = _log(rows[_LOG_ROWS])
+    return np.ascontiguousarray(rows.T)
 
 
 def extract(events: MouseEvents, pause_ms: float = PAUSE_MS) -> np.ndarray:
