@@ -20,12 +20,18 @@ Sources (``--source``, several allowed):
   array conversion (keyboard, mouse and mixed windows), with the benchmark's fast
   enrolment so that most windows are judged by active profiles.
 
+``--batch N`` judges window i of N users' streams in one
+:func:`~profiles.user.assess_many` call, as the worker does when many windows close
+together; a window's cost is then the call's divided by its windows (``ms`` no longer
+holds the actions' extraction, which is shared: it is in ``other``).
+
 Each stream is replayed ``--reps`` times with fresh profiles (identical work each
 time); a window's cost is the median over the repetitions, then the table gives the
 mean and median over windows. Benchmarks, not tests: nothing passes or fails.
 
     .venv/bin/python bench/assess.py                       # all sources, ~2 min
     .venv/bin/python bench/assess.py --source sim --cprofile 25   # where the time goes
+    .venv/bin/python bench/assess.py --batch 10 --users 10      # judged 10 at a time
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ sys.path.insert(0, str(REPO))
 from profiles.background import Background  # noqa: E402
 from profiles.keystrokes import KeystrokeEvents  # noqa: E402
 from profiles.mouse import MouseEvents  # noqa: E402
-from profiles.user import EnrollmentPolicy, UserProfile  # noqa: E402
+from profiles.user import EnrollmentPolicy, UserProfile, assess_many  # noqa: E402
 
 WINDOW_S = 5.0
 #: Stages timed inside ``assess`` (method names of ``UserProfile``).
@@ -188,17 +194,55 @@ def run_stream(stream: Stream, background: Background, timers: Timers) -> list[d
     return rows
 
 
-def measure(streams: list[Stream], background: Background, reps: int) -> list[dict[str, Any]]:
+def run_group(
+    streams: list[Stream], background: Background, timers: Timers
+) -> list[list[dict[str, float]]]:
+    """:func:`run_stream` for several streams at once, window i of each in one call."""
+    clock = time.process_time_ns
+    profiles = [UserProfile(background, s.policy) for s in streams]
+    rows: list[list[dict[str, float]]] = [[] for _ in streams]
+    for i in range(max(len(s.windows) for s in streams)):
+        live = [j for j, s in enumerate(streams) if i < len(s.windows)]
+        timers.spent.clear()
+        t0 = clock()
+        assess_many([(profiles[j], *streams[j].windows[i]) for j in live])
+        spent = (clock() - t0) / len(live)
+        stages = {stage: timers.spent.get(stage, 0) / len(live) for stage in STAGES}
+        for j in live:
+            t1 = clock()
+            data = profiles[j].to_bytes()
+            t2 = clock()
+            UserProfile.from_bytes(data, background, streams[j].policy)
+            t3 = clock()
+            row = {"assess": spent, "to_bytes": float(t2 - t1), "from_bytes": float(t3 - t2)}
+            row |= stages
+            row["other"] = row["assess"] - row["kb"] - row["ms"] - row["learn"]
+            row["bytes"] = float(len(data))
+            row["active"] = float(profiles[j].enrollment == "active")
+            rows[j].append(row)
+    return rows
+
+
+def measure(
+    streams: list[Stream], background: Background, reps: int, batch: int = 1
+) -> list[dict[str, Any]]:
     """One record per window: its kind, median cost per column over ``reps`` replays."""
     out: list[dict[str, Any]] = []
     with Timers() as timers:
-        for stream in streams:
-            runs = [run_stream(stream, background, timers) for _ in range(reps)]
-            for i, w in enumerate(stream.windows):
-                rec: dict[str, Any] = {c: statistics.median(r[i][c] for r in runs) for c in COLUMNS}
-                rec |= {"kind": kind(w), "bytes": runs[0][i]["bytes"]}
-                rec |= {"active": bool(runs[0][i]["active"]), "source": stream.name}
-                out.append(rec)
+        for g in range(0, len(streams), batch):
+            group = streams[g : g + batch]
+            if batch == 1:
+                runs = [[run_stream(group[0], background, timers)] for _ in range(reps)]
+            else:
+                runs = [run_group(group, background, timers) for _ in range(reps)]
+            for j, stream in enumerate(group):
+                for i, w in enumerate(stream.windows):
+                    rec: dict[str, Any] = {
+                        c: statistics.median(r[j][i][c] for r in runs) for c in COLUMNS
+                    }
+                    rec |= {"kind": kind(w), "bytes": runs[0][j][i]["bytes"]}
+                    rec |= {"active": bool(runs[0][j][i]["active"]), "source": stream.name}
+                    out.append(rec)
     return out
 
 
@@ -255,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-seconds", type=float, default=300.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=1, help="users' windows judged per call")
     ap.add_argument("--cprofile", type=int, default=0, help="print the top N functions instead")
     ap.add_argument("--json", help="write the table (and load average) here")
     args = ap.parse_args(argv)
@@ -277,9 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     records: list[dict[str, Any]] = []
     for _, streams in sources:
-        records += measure(streams, background, args.reps)
+        records += measure(streams, background, args.reps, max(1, args.batch))
     table = summarise(records)
     print_table(table)
+    if args.batch > 1:
+        print(f"(judged {args.batch} users' windows per assess_many call)")
     load_after = os.getloadavg()
     print(f"load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
     if args.json:

@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -201,7 +202,9 @@ def segment_actions(events: MouseEvents, pause_ms: float = PAUSE_MS) -> list[Mou
     ]
 
 
-def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
+def _segment(ev: MouseEvents, pause_ms: float, breaks: np.ndarray | None = None) -> _Actions:
+    """Actions of ``ev``; ``breaks`` (sorted indices) start separate windows: no action,
+    click or pause spans one, so each window is cut exactly as on its own."""
     n = len(ev)
     if n == 0:
         empty = np.zeros(0, np.int64)
@@ -214,12 +217,21 @@ def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
     # "held": a press came after the last release -> pauses there are click holds.
     last_pr = np.where(is_press | is_release, idx, -1)
     np.maximum.accumulate(last_pr, out=last_pr)
+    # A press or release before the window's first event belongs to another window.
+    window_start: np.ndarray | int = 0
+    if breaks is not None and breaks.size:
+        window_start = np.zeros(n, np.int64)
+        window_start[breaks] = breaks
+        np.maximum.accumulate(window_start, out=window_start)
+        window_start = window_start[1:]
     held_before = np.zeros(n, dtype=bool)
-    held_before[1:] = (last_pr[:-1] >= 0) & is_press[np.maximum(last_pr[:-1], 0)]
+    held_before[1:] = (last_pr[:-1] >= window_start) & is_press[np.maximum(last_pr[:-1], 0)]
 
     gap = np.empty(n)
     gap[0] = np.inf
     np.subtract(ev.t_ms[1:], ev.t_ms[:-1], out=gap[1:])
+    if breaks is not None:
+        gap[breaks] = np.inf
     start = (gap > pause_ms) & ~held_before
     start[0] = True
     start[1:] |= is_release[:-1]
@@ -236,6 +248,9 @@ def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
         nxt = release_idx.searchsorted(press_idx)
         ok = nxt < release_idx.size
         p, r = press_idx[ok], release_idx[nxt[ok]]
+        if breaks is not None and breaks.size:
+            window_end = np.append(breaks, n)[breaks.searchsorted(p, side="right")]
+            p, r = p[r < window_end], r[r < window_end]
         dragged = drag_cum[r] - drag_cum[p] > 0
         dd_press[p[dragged]] = True
     start |= dd_press
@@ -253,7 +268,9 @@ def _segment(ev: MouseEvents, pause_ms: float) -> _Actions:
     last_press = press_pos[stop - 1]
     clicked = (release_cum[stop] - release_cum[first] > 0) & (last_press >= first)
     kind = np.where(clicked, np.where(dd_press[first], _DD, _PC), _MM)
-    pause = np.where(first > 0, gap[first], 0.0)
+    # No pause before a window's first action (gap = inf there), as for the very first.
+    pause = gap[first]
+    pause[np.isinf(pause)] = 0.0
     return _Actions(kind, first, stop, np.where(clicked, last_press, -1), pause)
 
 
@@ -282,14 +299,18 @@ def action_features(
         np.array([a.press for a in actions], dtype=np.int64),
         np.array([a.pause_before_ms for a in actions], dtype=np.float64),
     )
-    return _features(events, arrays, min_points)
+    return _features(events, arrays, min_points)[0]
 
 
-def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.ndarray:
+def _features(
+    events: MouseEvents, actions: _Actions, min_points: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(one row per action with >= ``min_points`` points, which actions those are; None:
+    all of them)."""
     kinds, starts, stops = actions.kind, actions.start, actions.stop
     presses, pauses = actions.press, actions.pause_before_ms
     if kinds.size == 0:
-        return np.empty((0, N_FEATURES))
+        return np.empty((0, N_FEATURES)), None
     ends = np.where(kinds == _PC, presses + 1, stops)  # PC: up to the press
 
     t_all = events.t_ms.astype(np.float64, copy=False)
@@ -314,8 +335,10 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     n_points = np.bincount(seg, minlength=kinds.size)
     ok = n_points >= min_points
     if not ok.any():
-        return np.empty((0, N_FEATURES))
+        return np.empty((0, N_FEATURES)), ok
+    kept = None
     if not ok.all():
+        kept = ok
         keep = ok[seg]
         # Renumber surviving actions 0..k-1 so that reductions stay dense.
         new_id = ok.cumsum() - 1
@@ -434,10 +457,51 @@ def _features(events: MouseEvents, actions: _Actions, min_points: int) -> np.nda
     rows[27] = mean1[4]
     rows[28] = mean1[5]
     rows[_LOG_ROWS] = _log(rows[_LOG_ROWS])
-    return np.ascontiguousarray(rows.T)
+    return np.ascontiguousarray(rows.T), kept
 
 
 def extract(events: MouseEvents, pause_ms: float = PAUSE_MS) -> np.ndarray:
     """Events (any buttons, scroll included) -> one feature row per usable action."""
     pe = pointer_events(events)
-    return _features(pe, _segment(pe, pause_ms), MIN_POINTS)
+    return _features(pe, _segment(pe, pause_ms), MIN_POINTS)[0]
+
+
+def extract_many(windows: Sequence[MouseEvents], pause_ms: float = PAUSE_MS) -> list[np.ndarray]:
+    """``[extract(w) for w in windows]``, bit for bit, in one pass over all of them.
+
+    A window's extraction is ~100 numpy calls on a few hundred events, so its cost is
+    mostly numpy's per-call overhead; paid once for many windows (the worker judges
+    the windows of many users together) it is a fraction of the cost per window.
+
+    >>> t = np.arange(0.0, 200.0, 20.0)
+    >>> ev = MouseEvents(
+    ...     t_ms=t, x=np.arange(10, dtype=np.int32) * 10, y=np.zeros(10, np.int32),
+    ...     button=np.zeros(10, np.int8), state=np.zeros(10, np.int8),
+    ... )
+    >>> many = extract_many([ev, ev[:0], ev[3:]])
+    >>> [m.shape[0] for m in many]
+    [1, 0, 1]
+    >>> all(np.array_equal(m, extract(w)) for m, w in zip(many, [ev, ev[:0], ev[3:]]))
+    True
+    """
+    if len(windows) <= 1:
+        return [extract(w, pause_ms) for w in windows]
+    parts = [pointer_events(w) for w in windows]
+    ends = np.cumsum([len(p) for p in parts])
+    n = int(ends[-1])
+    if n == 0:
+        return [np.empty((0, N_FEATURES)) for _ in windows]
+    events = MouseEvents(
+        np.concatenate([p.t_ms for p in parts]),
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.button for p in parts]),
+        np.concatenate([p.state for p in parts]),
+    )
+    actions = _segment(events, pause_ms, np.unique(ends[ends < n]))
+    rows, kept = _features(events, actions, MIN_POINTS)
+    window_of = ends.searchsorted(actions.start, side="right")
+    if kept is not None:
+        window_of = window_of[kept]
+    counts = np.bincount(window_of, minlength=len(windows))
+    return np.split(rows, counts.cumsum()[:-1])

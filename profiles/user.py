@@ -46,8 +46,9 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 
@@ -66,7 +67,7 @@ from profiles.keystrokes import (
 )
 from profiles.keystrokes.binning import N_BINS
 from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
-from profiles.mouse import PAUSE_MS, MouseEvents, State, extract
+from profiles.mouse import PAUSE_MS, MouseEvents, State, extract, extract_many
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
 MODEL_VERSION: Final = "cadence-profile-3"
@@ -263,11 +264,22 @@ class UserProfile:
         self, keys: KeystrokeEvents | None, mouse: MouseEvents | None, session: str = ""
     ) -> Assessment:
         """Judge one window of the owner's account, then learn from it if it is trusted."""
+        session = _session_key(session)
+        pointer = self._pointer_window(mouse, session)
+        actions = extract(pointer.events) if pointer is not None and len(pointer.events) else None
+        return self._assess(keys, session, pointer, actions)
+
+    def _assess(
+        self,
+        keys: KeystrokeEvents | None,
+        session: str,
+        pointer: _PointerWindow | None,
+        actions: np.ndarray | None,
+    ) -> Assessment:
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
-        session = _session_key(session)
         kb = self._keyboard_evidence(keys, session)
-        ms = self._mouse_evidence(mouse, session)
+        ms = self._mouse_evidence(pointer, actions)
         kb_cal = ms_cal = None
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
         if kb is not None and kb[0] is not None and kb_active:
@@ -331,19 +343,17 @@ class UserProfile:
                 raw = float(np.add.reduce(k.cells, dtype=np.float64) / k.cells.size)
         return (raw, new_cells, summary, len(fresh))
 
-    def _mouse_evidence(
-        self, mouse: MouseEvents | None, session: str
-    ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
-        """(raw score or None while too little data, finished actions as the model's
-        bins (one row each), summary)."""
+    def _pointer_window(self, mouse: MouseEvents | None, session: str) -> _PointerWindow | None:
+        """The window's finished pointer events, to extract actions from; the rest is
+        carried to the next window. Depends on the events only, never on scores, so
+        the actions of many windows can be extracted together (:func:`assess_many`)."""
         if mouse is None or len(mouse) == 0:
             return None
         m = self.mouse
-        if session != m.session:
+        new_session = session != m.session
+        if new_session:
             m.session = session
-            m.recent = np.zeros(0, np.float32)
             m.tail = _no_mouse()
-            m.sessions += 1
         events = _concat_mouse(m.tail, mouse)
         # An action still in progress at the window's end is finished by the next
         # window: score only what ends at a release or a pause, carry the rest.
@@ -351,8 +361,20 @@ class UserProfile:
         if len(events) - cut > MAX_MOUSE_TAIL:
             cut = len(events)
         m.tail = events[cut:]
-        actions = extract(events[:cut]) if cut else np.zeros((0, 0))
-        if actions.shape[0] == 0:
+        return _PointerWindow(events[:cut], new_session)
+
+    def _mouse_evidence(
+        self, pointer: _PointerWindow | None, actions: np.ndarray | None
+    ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
+        """(raw score or None while too little data, finished actions as the model's
+        bins (one row each), summary)."""
+        if pointer is None:
+            return None
+        m = self.mouse
+        if pointer.new_session:
+            m.recent = np.zeros(0, np.float32)
+            m.sessions += 1
+        if actions is None or actions.shape[0] == 0:
             return None
         bins = m.model.bins(actions)  # scored now, learned by _learn
         raw: float | None = None
@@ -570,6 +592,50 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         MAX_SESSION_BYTES,
     ]
     return _STATE.size + 4 * len(parts) + sum(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _PointerWindow:
+    events: MouseEvents  # finished actions only
+    new_session: bool
+
+
+def assess_many(
+    windows: Sequence[tuple[UserProfile, KeystrokeEvents | None, MouseEvents | None, str]],
+) -> list[Assessment]:
+    """``[p.assess(keys, mouse, session) for p, keys, mouse, session in windows]``, bit
+    for bit, with the pointer actions of all windows extracted in one pass.
+
+    Extracting a window's actions is mostly numpy's per-call overhead, paid here once
+    for all the windows (the worker judges the windows of many users together). A
+    profile may appear once: its next window depends on this one's outcome. If a
+    window fails, the profiles of the others may be half updated: the caller must
+    drop them all (the worker decodes them again from their stored bytes).
+
+    >>> bg = Background.default()
+    >>> t = np.arange(0.0, 1000.0, 20.0)
+    >>> ev = MouseEvents(t, (t // 4).astype(np.int32), np.zeros(t.size, np.int32),
+    ...     np.zeros(t.size, np.int8), np.zeros(t.size, np.int8))
+    >>> a, b = UserProfile(bg), UserProfile(bg)
+    >>> assess_many([(a, None, ev, "s"), (b, None, ev, "s")]) == [
+    ...     UserProfile(bg).assess(None, ev, "s")] * 2
+    True
+    """
+    if len({id(w[0]) for w in windows}) < len(windows):
+        raise ValueError("a profile may appear once: its windows are judged one call each")
+    sessions = [_session_key(w[3]) for w in windows]
+    pointers = [
+        p._pointer_window(mouse, s) for (p, _, mouse, _), s in zip(windows, sessions, strict=True)
+    ]
+    pointing = [i for i, w in enumerate(pointers) if w is not None and len(w.events)]
+    actions: list[np.ndarray | None] = [None] * len(windows)
+    extracted = extract_many([cast(_PointerWindow, pointers[i]).events for i in pointing])
+    for i, a in zip(pointing, extracted, strict=True):
+        actions[i] = a
+    return [
+        p._assess(keys, s, pointer, a)
+        for (p, keys, _, _), s, pointer, a in zip(windows, sessions, pointers, actions, strict=True)
+    ]
 
 
 def _session_key(session: str) -> str:

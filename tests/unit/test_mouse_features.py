@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from profiles.mouse import (
     State,
     action_features,
     extract,
+    extract_many,
     pointer_events,
     segment_actions,
 )
@@ -141,3 +143,46 @@ def test_any_event_soup_gives_finite_features(
     f = action_features(ev, actions)
     assert f.shape[1] == N_FEATURES
     assert np.isfinite(f).all()
+
+
+def _soup(raw: list[tuple[float, int, int, tuple[int, int]]]) -> MouseEvents:
+    raw.sort(key=lambda r: r[0])
+    if not raw:
+        return events([(0, 0, 0, 0, 0)])[:0]
+    return events([(t, x, y, b, s) for t, x, y, (b, s) in raw])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 30_000),
+            st.integers(0, 4000),
+            st.integers(0, 3000),
+            st.sampled_from([(N, M), (L, P), (L, R), (N, D), (L, D)]),
+        ),
+        min_size=0,
+        max_size=120,
+    ),
+    st.lists(st.integers(0, 120), max_size=6),
+)
+def test_windows_extracted_together_give_each_window_alone_bit_for_bit(
+    raw: list[tuple[float, int, int, tuple[int, int]]], cuts: list[int]
+) -> None:
+    # Cut one stream anywhere (mid-click, mid-drag, mid-pause): no action, click or
+    # pause may reach across a window boundary when the windows are concatenated.
+    ev = _soup(raw)
+    bounds = [0, *sorted(min(c, len(ev)) for c in cuts), len(ev)]
+    windows = [ev[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    together = extract_many(windows)
+    assert len(together) == len(windows)
+    for w, f in zip(windows, together, strict=True):
+        alone = extract(w)
+        assert f.shape == alone.shape
+        assert np.array_equal(f, alone)
+
+
+def test_action_features_need_four_points() -> None:
+    ev = events(move(0, 0, 100))
+    with pytest.raises(ValueError, match="at least 4"):
+        action_features(ev, segment_actions(ev), min_points=3)

@@ -23,6 +23,7 @@ from profiles.user import (
     MAX_SESSION_BYTES,
     EnrollmentPolicy,
     UserProfile,
+    assess_many,
     max_state_bytes,
 )
 from streams.judge import keystroke_events, mouse_events
@@ -66,6 +67,31 @@ def test_a_profile_restored_after_any_window_judges_the_next_ones_exactly() -> N
     # What is compared is not a profile at rest: both modalities judge, and the trust
     # moved all the way (the taken-over account), so learning was also gated.
     assert both_active and {"trusted", "impostor"} <= levels
+
+
+def test_windows_judged_together_are_judged_as_one_by_one() -> None:
+    # The worker judges the windows of many users in one call; window i of every
+    # simulated user goes into call i here, with both modalities judging by the end.
+    bg = Background.default()
+    streams = list(simulated_windows().values())
+    alone = [UserProfile(bg, POLICY) for _ in streams]
+    together = [UserProfile(bg, POLICY) for _ in streams]
+    judged = 0
+    for i in range(max(len(s) for s in streams)):
+        live = [j for j, s in enumerate(streams) if i < len(s)]
+        batch = [(together[j], *streams[j][i]) for j in live]
+        for j, b in zip(live, assess_many(batch), strict=True):
+            keys, mouse, session = streams[j][i]
+            assert b == alone[j].assess(keys, mouse, session=session)
+            assert together[j].to_bytes() == alone[j].to_bytes()
+            judged += b.keyboard_score is not None and b.mouse_score is not None
+    assert judged > 0
+
+
+def test_a_profile_appears_once_per_call() -> None:
+    p = UserProfile(Background.default(), POLICY)
+    with pytest.raises(ValueError, match="once"):
+        assess_many([(p, None, None, "s"), (p, None, None, "s")])
 
 
 def test_state_stays_small() -> None:
