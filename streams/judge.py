@@ -10,7 +10,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from collectors.wire import KeyEvent, MouseEvent
 from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import Button, MouseEvents, State
-from profiles.user import MODEL_VERSION, EnrollmentPolicy, UserProfile
+from profiles.user import MODEL_VERSION, Assessment, EnrollmentPolicy, UserProfile, assess_many
 from streams.verdict import Verdict, verdict_id
 from streams.windows import Window
 
@@ -117,11 +117,38 @@ def judge_window(
     window: Window[Any], profile: UserProfile, now_ms: Callable[[], float] | None = None
 ) -> Verdict:
     """Assess ``window`` with the user's ``profile``, which learns from it if trusted."""
-    assessment = profile.assess(
-        keystroke_events(window.key_events) if window.key_events else None,
-        mouse_events(window.mouse_events) if window.mouse_events else None,
-        session=window.session,
+    return judge_windows([window], [profile], now_ms)[0]
+
+
+def judge_windows(
+    windows: Sequence[Window[Any]],
+    profiles: Sequence[UserProfile],
+    now_ms: Callable[[], float] | None = None,
+) -> list[Verdict]:
+    """:func:`judge_window` for windows of distinct users, judged together.
+
+    The verdicts are the ones each window would get alone
+    (:func:`profiles.user.assess_many`); the pointer actions of all windows are
+    extracted at once, which costs a fraction per window. If one window fails, the
+    other profiles may be half updated too: the caller drops them all.
+    """
+    assessments = assess_many(
+        [
+            (
+                profile,
+                keystroke_events(w.key_events) if w.key_events else None,
+                mouse_events(w.mouse_events) if w.mouse_events else None,
+                w.session,
+            )
+            for w, profile in zip(windows, profiles, strict=True)
+        ]
     )
+    return [_verdict(w, a, now_ms) for w, a in zip(windows, assessments, strict=True)]
+
+
+def _verdict(
+    window: Window[Any], assessment: Assessment, now_ms: Callable[[], float] | None
+) -> Verdict:
     return Verdict(
         verdict_id=verdict_id(
             window.user, window.device, window.session, window.first_seq, window.last_seq

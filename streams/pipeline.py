@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from collectors.wire import EventBatch
-from streams.judge import judge_window, load_profile
+from profiles.user import UserProfile
+from streams.judge import judge_window, judge_windows, load_profile
 from streams.state import UserState
 from streams.verdict import Verdict
 from streams.windows import AddResult, Window, Windower, advance
@@ -63,6 +64,8 @@ class Pipeline(Generic[T]):
         self.windower: Windower[T] = Windower(window_ms=window_ms)
         self.states: dict[str, UserState] = {}
         self.clock_ms = clock_ms
+        self.closed: list[Window[T]] = []  # closed, not judged yet
+        self.idle: set[str] = set()  # users whose decoded profile goes once judged
 
     def state_of(self, user: str) -> UserState:
         state = self.states.get(user)
@@ -72,30 +75,95 @@ class Pipeline(Generic[T]):
         return state
 
     def add(self, batch: EventBatch, token: T) -> tuple[AddResult[T], list[Judged[T]]]:
+        """Add a batch and judge the windows it closes."""
+        result = self.close(batch, token)
+        return result, self.judge_closed()
+
+    def close(self, batch: EventBatch, token: T) -> AddResult[T]:
+        """Add a batch; the windows it closes wait for :meth:`judge_closed`, so that the
+        windows of many users are judged together (a fraction of the cost each)."""
         state = self.state_of(batch.user)
         result = self.windower.add(batch, state.cursors, token=token)
-        return result, [self.judge(w) for w in result.closed]
+        self.closed.extend(result.closed)
+        return result
 
-    def flush(self, user: str, reason: str = "idle_flush") -> Judged[T] | None:
-        """Judge the user's open window now; the user is idle, so their decoded profile
-        (~25 KB, against a few KB of bytes) is dropped and decoded again when they return."""
+    def flush(self, user: str, reason: str = "idle_flush") -> list[Judged[T]]:
+        """Close the user's open window and judge every closed window."""
+        self.close_open(user, reason)
+        return self.judge_closed()
+
+    def close_open(self, user: str, reason: str = "idle_flush") -> None:
+        """Close the user's open window now; the user is idle, so their decoded profile
+        (~25 KB, against a few KB of bytes) is dropped once it is judged, and decoded
+        again when they return."""
         window = self.windower.flush(user, reason)
-        judged = None if window is None else self.judge(window)
-        state = self.states.get(user)
-        if state is not None:
-            state.decoded = None
+        if window is not None:
+            self.closed.append(window)
+        self.idle.add(user)
+
+    def judge_closed(self) -> list[Judged[T]]:
+        """Judge the closed windows, in order; each call to the profiles holds at most
+        one window per user (a user's next window depends on this one's outcome)."""
+        judged: list[Judged[T]] = []
+        while self.closed:
+            now: list[Window[T]] = []
+            later: list[Window[T]] = []
+            users: set[str] = set()
+            for w in self.closed:
+                (later if w.user in users else now).append(w)
+                users.add(w.user)
+            self.closed = later
+            judged += self.judge_many(now)
+        for user in self.idle:
+            state = self.states.get(user)
+            if state is not None:
+                state.decoded = None
+        self.idle.clear()
         return judged
 
-    def judge(self, window: Window[T]) -> Judged[T]:
-        state = self.state_of(window.user)
-        advance(state.cursors, window)
-        state.windows += 1
+    def judge_many(self, windows: list[Window[T]]) -> list[Judged[T]]:
+        """Judge windows of distinct users together; alone if one of them fails."""
+        states = [self.state_of(w.user) for w in windows]
+        for window, state in zip(windows, states, strict=True):
+            advance(state.cursors, window)
+            state.windows += 1
+        if len(windows) == 1:
+            return [self._judge_alone(windows[0], states[0])]
+        started = time.process_time()
+        try:
+            loaded = [_profile(state) for state in states]
+            profiles = [profile for profile, _ in loaded]
+            verdicts = judge_windows(windows, profiles, now_ms=self.clock_ms)
+            data = [profile.to_bytes() for profile in profiles]
+        except Exception:  # noqa: BLE001 - the failing window is found and reported below
+            # Any of the profiles may be half updated: each window is judged again,
+            # alone, from its user's bytes last persisted, as a restarted worker would.
+            for state in states:
+                state.decoded = None
+            return [self._judge_alone(w, s) for w, s in zip(windows, states, strict=True)]
+        cpu_seconds = (time.process_time() - started) / len(windows)
+        judged: list[Judged[T]] = []
+        for window, state, (profile, reset), verdict, state_profile in zip(
+            windows, states, loaded, verdicts, data, strict=True
+        ):
+            state.decoded, state.profile = profile, state_profile
+            judged.append(
+                Judged(
+                    window,
+                    verdict,
+                    state,
+                    cpu_seconds=cpu_seconds,
+                    profile_reset=reset,
+                    state_bytes=state.to_bytes(),
+                )
+            )
+        return judged
+
+    def _judge_alone(self, window: Window[T], state: UserState) -> Judged[T]:
         started = time.process_time()
         reset = False
         try:
-            profile = state.decoded
-            if profile is None:
-                profile, reset = load_profile(state.profile)
+            profile, reset = _profile(state)
             verdict = judge_window(window, profile, now_ms=self.clock_ms)
             data = profile.to_bytes()
         except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
@@ -113,12 +181,23 @@ class Pipeline(Generic[T]):
             state_bytes=state.to_bytes(),
         )
 
-    def forget(self, users: Iterable[str]) -> None:
-        """Drop open windows and cached states and profiles (partitions revoked)."""
+    def forget(self, users: Iterable[str]) -> list[Window[T]]:
+        """Drop the users' unjudged windows (returned), cached states and profiles."""
         users = set(users)
-        self.windower.drop(users)
+        dropped = self.windower.drop(users)
+        dropped += [w for w in self.closed if w.user in users]
+        self.closed = [w for w in self.closed if w.user not in users]
         for user in users:
             self.states.pop(user, None)
+            self.idle.discard(user)
+        return dropped
+
+
+def _profile(state: UserState) -> tuple[UserProfile, bool]:
+    """The user's profile, decoded from its bytes if not in memory; whether it was reset."""
+    if state.decoded is not None:
+        return state.decoded, False
+    return load_profile(state.profile)
 
 
 def replay(batches: Iterable[EventBatch], window_ms: float = 5000.0) -> Iterator[Verdict]:
@@ -132,6 +211,6 @@ def replay(batches: Iterable[EventBatch], window_ms: float = 5000.0) -> Iterator
             if judged.verdict is not None:
                 yield judged.verdict
     for user in list(pipeline.windower.open):
-        flushed = pipeline.flush(user)
-        if flushed is not None and flushed.verdict is not None:
-            yield flushed.verdict
+        for flushed in pipeline.flush(user):
+            if flushed.verdict is not None:
+                yield flushed.verdict

@@ -54,9 +54,10 @@ def test_each_judged_window_carries_the_state_right_after_it() -> None:
 class DecodingPipeline(Pipeline[None]):
     """The worker as it was: the profile decoded from its bytes for every window."""
 
-    def judge(self, window):  # type: ignore[no-untyped-def]
-        self.state_of(window.user).decoded = None
-        return super().judge(window)
+    def judge_many(self, windows):  # type: ignore[no-untyped-def]
+        for window in windows:
+            self.state_of(window.user).decoded = None
+        return super().judge_many(windows)
 
 
 def _judged(pipeline: Pipeline[None], batches: list) -> list:
@@ -103,3 +104,61 @@ def test_a_window_that_fails_leaves_the_profile_as_last_persisted(monkeypatch) -
         UserState.from_bytes(failed[-1].state_bytes).profile
         == UserState.from_bytes(persisted).profile
     )
+
+
+def _fast_enrolment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from profiles.user import EnrollmentPolicy
+    from streams import judge
+
+    fast = EnrollmentPolicy(min_presses=200, min_actions=40, min_sessions=1)
+    monkeypatch.setattr(judge, "enrollment_policy", lambda: fast)
+
+
+def test_windows_judged_together_get_the_verdicts_and_states_of_one_by_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The worker closes windows as batches arrive and judges them in groups (many users
+    # per call, a user's windows in order); nothing may differ from judging each at once.
+    from collectors.simulate import Takeover
+
+    _fast_enrolment(monkeypatch)
+    wl = Workload(users=5, seed=7, takeovers=[Takeover(user_index=4, at_s=150.0)])
+    batches = [b for _, b in wl.batches(until_s=420)]
+    one_by_one = _judged(Pipeline(lambda user: None, clock_ms=lambda: 0.0), batches)
+    grouped: Pipeline[None] = Pipeline(lambda user: None, clock_ms=lambda: 0.0)
+    together = []
+    for i, b in enumerate(batches):
+        grouped.close(b, None)
+        if i % 97 == 0:  # long groups: several windows of one user wait together
+            together += grouped.judge_closed()
+    together += grouped.judge_closed()
+    assert len({j.window.user for j in together}) == 5
+    key = lambda j: (j.window.user, j.window.first_seq)  # noqa: E731
+    assert sorted(map(key, together)) == sorted(map(key, one_by_one))
+    assert len(together) > 100
+    by_window = {key(j): j for j in one_by_one}
+    for j in together:
+        assert j.verdict == by_window[key(j)].verdict
+        assert j.state_bytes == by_window[key(j)].state_bytes
+    assert {"trusted", "impostor"} <= {j.verdict.level for j in together if j.verdict}
+
+
+def test_a_window_that_fails_in_a_group_fails_alone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from profiles.user import UserProfile, _session_key
+
+    batches = [b for _, b in Workload(users=4, seed=5).batches(until_s=60)]
+    victim = batches[0].user
+    sessions = {_session_key(b.session) for b in batches if b.user == victim}
+    original = UserProfile._assess
+
+    def fail_for_victim(self, keys, session, *args):  # type: ignore[no-untyped-def]
+        if session in sessions:
+            raise RuntimeError("this user's window cannot be judged")
+        return original(self, keys, session, *args)
+
+    monkeypatch.setattr(UserProfile, "_assess", fail_for_victim)
+    pipeline: Pipeline[None] = Pipeline(lambda user: None)
+    for b in batches:
+        pipeline.close(b, None)
+    judged = pipeline.judge_closed()
+    assert len({j.window.user for j in judged}) == 4
+    assert {j.window.user for j in judged if j.error is not None} == {victim}
+    assert all(j.verdict is not None for j in judged if j.window.user != victim)
