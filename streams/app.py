@@ -364,6 +364,7 @@ class Worker:
         if judged.profile_reset:
             self.metrics.profile_resets.inc()
         self.metrics.window_processing.observe(judged.cpu_seconds)
+        self.metrics.windows_judged_together.observe(judged.together)
         self.metrics.profile_bytes.observe(len(value))
         self.metrics.verdicts.labels(verdict.level).inc()
         self.enrollment[window.user] = verdict.enrollment

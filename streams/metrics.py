@@ -105,8 +105,16 @@ class WorkerMetrics:
         )
         self.window_processing = Histogram(
             "cadence_window_processing_seconds",
-            "CPU time to extract features, score, update and serialise one window",
+            "CPU time to extract features, score, update and serialise one window "
+            "(of windows judged together: their time divided by their number)",
             buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.windows_judged_together = Histogram(
+            "cadence_windows_judged_together",
+            "Closed windows judged in one call, observed once per window (1 at low load; "
+            "up to 16 while batches queue up)",
+            buckets=(1, 2, 4, 8, 16),
             registry=r,
         )
         self.profile_bytes = Histogram(

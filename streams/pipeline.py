@@ -39,6 +39,7 @@ class Judged(Generic[T]):
     error: Exception | None = None
     cpu_seconds: float = 0.0
     profile_reset: bool = False
+    together: int = 1  # windows judged in the same call (this one included)
     # The user's state right after this window, serialised now: a later window of the same
     # user (closed by the same batch) mutates ``state`` before this one is persisted.
     state_bytes: bytes = b""
@@ -154,6 +155,7 @@ class Pipeline(Generic[T]):
                     state,
                     cpu_seconds=cpu_seconds,
                     profile_reset=reset,
+                    together=len(windows),
                     state_bytes=state.to_bytes(),
                 )
             )
