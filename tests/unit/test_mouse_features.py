@@ -115,28 +115,31 @@ def test_reader_cleans_sentinels_duplicates_and_order() -> None:
     assert s.x.max() == 30
 
 
-@settings(max_examples=50, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(0, 3000),
-            st.integers(0, 4000),
-            st.integers(0, 3000),
-            st.sampled_from([(N, M), (L, P), (L, R), (N, D)]),
-        ),
-        min_size=0,
-        max_size=80,
+Soup = list[tuple[float, int, int, tuple[int, int]]]
+
+
+def soups(max_t: float, size: int) -> st.SearchStrategy[Soup]:
+    """Pointer events in any order of states: moves, presses, releases, drags."""
+    row = st.tuples(
+        st.floats(0, max_t),
+        st.integers(0, 4000),
+        st.integers(0, 3000),
+        st.sampled_from([(N, M), (L, P), (L, R), (N, D), (L, D)]),
     )
-)
-def test_any_event_soup_gives_finite_features(
-    raw: list[tuple[float, int, int, tuple[int, int]]],
-) -> None:
+    return st.lists(row, min_size=0, max_size=size)
+
+
+def _soup(raw: Soup) -> MouseEvents:
     raw.sort(key=lambda r: r[0])
-    ev = (
-        events([(t, x, y, b, s) for t, x, y, (b, s) in raw])
-        if raw
-        else events([(0, 0, 0, 0, 0)])[:0]
-    )
+    if not raw:
+        return events([(0, 0, 0, 0, 0)])[:0]
+    return events([(t, x, y, b, s) for t, x, y, (b, s) in raw])
+
+
+@settings(max_examples=50, deadline=None)
+@given(soups(3000, 80))
+def test_any_event_soup_gives_finite_features(raw: Soup) -> None:
+    ev = _soup(raw)
     actions = segment_actions(ev)
     covered = sum(a.stop - a.start for a in actions)
     assert covered == len(ev)  # actions tile the stream
@@ -145,29 +148,10 @@ def test_any_event_soup_gives_finite_features(
     assert np.isfinite(f).all()
 
 
-def _soup(raw: list[tuple[float, int, int, tuple[int, int]]]) -> MouseEvents:
-    raw.sort(key=lambda r: r[0])
-    if not raw:
-        return events([(0, 0, 0, 0, 0)])[:0]
-    return events([(t, x, y, b, s) for t, x, y, (b, s) in raw])
-
-
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.floats(0, 30_000),
-            st.integers(0, 4000),
-            st.integers(0, 3000),
-            st.sampled_from([(N, M), (L, P), (L, R), (N, D), (L, D)]),
-        ),
-        min_size=0,
-        max_size=120,
-    ),
-    st.lists(st.integers(0, 120), max_size=6),
-)
+@given(soups(30_000, 120), st.lists(st.integers(0, 120), max_size=6))
 def test_windows_extracted_together_give_each_window_alone_bit_for_bit(
-    raw: list[tuple[float, int, int, tuple[int, int]]], cuts: list[int]
+    raw: Soup, cuts: list[int]
 ) -> None:
     # Cut one stream anywhere (mid-click, mid-drag, mid-pause): no action, click or
     # pause may reach across a window boundary when the windows are concatenated.
