@@ -63,6 +63,7 @@ from profiles.keystrokes import (
     KeystrokeProfile,
     KeystrokeWindow,
     pair_presses,
+    pair_presses_many,
     window_cells,
 )
 from profiles.keystrokes.binning import N_BINS
@@ -267,18 +268,19 @@ class UserProfile:
         session = _session_key(session)
         pointer = self._pointer_window(mouse, session)
         actions = extract(pointer.events) if pointer is not None and len(pointer.events) else None
-        return self._assess(keys, session, pointer, actions)
+        presses = pair_presses(keys) if keys is not None and len(keys) else None
+        return self._assess(presses, session, pointer, actions)
 
     def _assess(
         self,
-        keys: KeystrokeEvents | None,
+        presses: KeystrokePresses | None,
         session: str,
         pointer: _PointerWindow | None,
         actions: np.ndarray | None,
     ) -> Assessment:
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
-        kb = self._keyboard_evidence(keys, session)
+        kb = self._keyboard_evidence(presses, session)
         ms = self._mouse_evidence(pointer, actions)
         kb_cal = ms_cal = None
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
@@ -311,13 +313,10 @@ class UserProfile:
     # -- evidence per modality ------------------------------------------------
 
     def _keyboard_evidence(
-        self, keys: KeystrokeEvents | None, session: str
+        self, fresh: KeystrokePresses | None, session: str
     ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
         """(raw score or None while too little data, cells of new presses, summary, new presses)."""
-        if keys is None or len(keys) == 0:
-            return None
-        fresh = pair_presses(keys)
-        if len(fresh) == 0:
+        if fresh is None or len(fresh) == 0:
             return None
         k = self.keyboard
         # Sessions are per modality: a session whose first window only points is still
@@ -604,10 +603,11 @@ def assess_many(
     windows: Sequence[tuple[UserProfile, KeystrokeEvents | None, MouseEvents | None, str]],
 ) -> list[Assessment]:
     """``[p.assess(keys, mouse, session) for p, keys, mouse, session in windows]``, bit
-    for bit, with the pointer actions of all windows extracted in one pass.
+    for bit, with the key presses of all windows paired, and their pointer actions
+    extracted, in one pass each.
 
-    Extracting a window's actions is mostly numpy's per-call overhead, paid here once
-    for all the windows (the worker judges the windows of many users together). A
+    Pairing a window's keys or extracting its actions is mostly numpy's per-call
+    overhead, paid here once for all the windows (the worker judges the windows of many users together). A
     profile may appear once: its next window depends on this one's outcome. If a
     window fails, the profiles of the others may be half updated: the caller must
     drop them all (the worker decodes them again from their stored bytes).
@@ -632,9 +632,16 @@ def assess_many(
     extracted = extract_many([cast(_PointerWindow, pointers[i]).events for i in pointing])
     for i, a in zip(pointing, extracted, strict=True):
         actions[i] = a
+    typing = [i for i, w in enumerate(windows) if w[1] is not None and len(w[1])]
+    presses: list[KeystrokePresses | None] = [None] * len(windows)
+    paired = pair_presses_many([cast(KeystrokeEvents, windows[i][1]) for i in typing])
+    for i, p in zip(typing, paired, strict=True):
+        presses[i] = p
     return [
-        p._assess(keys, s, pointer, a)
-        for (p, keys, _, _), s, pointer, a in zip(windows, sessions, pointers, actions, strict=True)
+        w[0]._assess(keys, s, pointer, a)
+        for w, keys, s, pointer, a in zip(
+            windows, presses, sessions, pointers, actions, strict=True
+        )
     ]
 
 

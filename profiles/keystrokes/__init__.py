@@ -19,6 +19,7 @@ from profiles.keystrokes.events import (
     KeystrokeEvents,
     KeystrokePresses,
     pair_presses,
+    pair_presses_many,
 )
 from profiles.keystrokes.population import KeystrokePopulation
 from profiles.keystrokes.profile import KeystrokeProfile
@@ -37,5 +38,6 @@ __all__ = [
     "KeystrokeWindow",
     "iter_windows",
     "pair_presses",
+    "pair_presses_many",
     "window_cells",
 ]

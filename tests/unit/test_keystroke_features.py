@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from profiles.keystrokes import (
     KeystrokeEvents,
@@ -12,6 +14,7 @@ from profiles.keystrokes import (
     KeystrokeWindow,
     iter_windows,
     pair_presses,
+    pair_presses_many,
     window_cells,
 )
 from profiles.keystrokes.features import FEATURE_NAMES, window_features
@@ -65,6 +68,38 @@ def test_pairing_unsorted_input_and_overlong_dwell():
     assert p.t_down_ms.tolist() == [0.0, 100.0]
     assert np.isnan(p.dwell_ms[0])  # a 3 s hold is not a dwell
     assert p.dwell_ms[1] == 50.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3000), st.booleans(), st.integers(0, 3)),
+        min_size=0,
+        max_size=60,
+    ),
+    st.lists(st.integers(0, 60), max_size=6),
+)
+def test_windows_paired_together_give_each_window_alone_bit_for_bit(
+    rows: list[tuple[int, bool, int]], cuts: list[int]
+) -> None:
+    # Integer times (ties) and few classes (long runs, rollover, repeats), cut anywhere:
+    # no run of downs or ups may reach across a window boundary once concatenated.
+    whole = (
+        events(rows)
+        if rows
+        else KeystrokeEvents(np.zeros(0), np.zeros(0, bool), np.zeros(0, np.int8))
+    )
+    bounds = [0, *sorted(min(c, len(whole)) for c in cuts), len(whole)]
+    windows = [
+        KeystrokeEvents(whole.t_ms[a:b], whole.is_down[a:b], whole.key_class[a:b])
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    for w, together in zip(windows, pair_presses_many(windows), strict=True):
+        alone = pair_presses(w)
+        assert np.array_equal(together.t_down_ms, alone.t_down_ms)
+        assert np.array_equal(together.dwell_ms, alone.dwell_ms, equal_nan=True)
+        assert np.array_equal(together.key_class, alone.key_class)
+        assert together.key_class.dtype == alone.key_class.dtype
 
 
 def regular_typing(n: int, flight: float = 200.0, dwell: float = 100.0) -> KeystrokeEvents:
