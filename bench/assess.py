@@ -5,10 +5,12 @@ The worker calls :meth:`profiles.user.UserProfile.assess` once per closed window
 serialises the profile after it. This drives real profiles with realistic windows and
 reports CPU time per window (``time.process_time_ns``), split into
 
-- ``kb`` / ``ms``: keyboard / mouse evidence (pairing or action extraction, features,
-  scoring against the model, rolling context);
+- ``kb`` / ``ms``: keyboard / mouse evidence from the window's features (summary,
+  scoring against the model, rolling context); the features themselves (pairing,
+  flights and cells; pointer actions) depend on the events only and are computed
+  before, for many windows at once in ``--batch`` mode: they are in ``other``;
 - ``learn``: model, calibration ring and summaries updated from a trusted window;
-- ``other``: the rest of ``assess`` (calibration, evidence, trust, reasons);
+- ``other``: the rest of ``assess`` (features, calibration, evidence, trust, reasons);
 - ``to_bytes`` / ``from_bytes``: serialising the state after the window, and decoding it.
 
 Sources (``--source``, several allowed):
@@ -22,8 +24,7 @@ Sources (``--source``, several allowed):
 
 ``--batch N`` judges window i of N users' streams in one
 :func:`~profiles.user.assess_many` call, as the worker does when many windows close
-together; a window's cost is then the call's divided by its windows (``ms`` no longer
-holds the actions' extraction, which is shared: it is in ``other``).
+together; a window's cost is then the call's divided by its windows.
 
 Each stream is replayed ``--reps`` times with fresh profiles (identical work each
 time); a window's cost is the median over the repetitions, then the table gives the

@@ -64,9 +64,9 @@ from profiles.keystrokes import (
     KeystrokeWindow,
     pair_presses,
     pair_presses_many,
-    window_cells,
 )
-from profiles.keystrokes.binning import N_BINS
+from profiles.keystrokes.binning import N_BINS, window_cells_many
+from profiles.keystrokes.windows import windows_from_presses
 from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
 from profiles.mouse import PAUSE_MS, MouseEvents, State, extract, extract_many
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
@@ -268,19 +268,22 @@ class UserProfile:
         session = _session_key(session)
         pointer = self._pointer_window(mouse, session)
         actions = extract(pointer.events) if pointer is not None and len(pointer.events) else None
-        presses = pair_presses(keys) if keys is not None and len(keys) else None
-        return self._assess(presses, session, pointer, actions)
+        typing = self._typing_window(
+            pair_presses(keys) if keys is not None and len(keys) else None, session
+        )
+        typed = _typed_windows([typing])[0] if typing is not None else None
+        return self._assess(typing, typed, pointer, actions)
 
     def _assess(
         self,
-        presses: KeystrokePresses | None,
-        session: str,
+        typing: _TypingWindow | None,
+        typed: tuple[KeystrokeWindow, np.ndarray] | None,
         pointer: _PointerWindow | None,
         actions: np.ndarray | None,
     ) -> Assessment:
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
-        kb = self._keyboard_evidence(presses, session)
+        kb = self._keyboard_evidence(typing, typed)
         ms = self._mouse_evidence(pointer, actions)
         kb_cal = ms_cal = None
         kb_active, ms_active = self.keyboard_active(), self.mouse_active()
@@ -312,27 +315,34 @@ class UserProfile:
 
     # -- evidence per modality ------------------------------------------------
 
-    def _keyboard_evidence(
-        self, fresh: KeystrokePresses | None, session: str
-    ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
-        """(raw score or None while too little data, cells of new presses, summary, new presses)."""
+    def _typing_window(self, fresh: KeystrokePresses | None, session: str) -> _TypingWindow | None:
+        """The window's presses after the remembered ones; depends on the events only,
+        never on scores, so many windows' flights and cells can be computed together."""
         if fresh is None or len(fresh) == 0:
             return None
         k = self.keyboard
         # Sessions are per modality: a session whose first window only points is still
         # a new session for the keyboard when its typing starts (and vice versa).
-        if session != k.session:
+        new_session = session != k.session
+        if new_session:
             k.session = session
             k.recent = _no_presses()
-            k.cells = np.zeros(0, np.float16)
-            k.sessions += 1
         recent = _concat_presses(k.recent, k.last_t_ms, fresh)
-        window = KeystrokeWindow.from_presses(recent)
-        # Cells of the new presses, including the flight from the last remembered press:
-        # the tail of the window over all remembered presses (flights are per pair).
-        new_cells = window_cells(_window_tail(window, len(fresh) + 1))
         k.last_t_ms = float(recent.t_down_ms[-1])
         k.recent = _rebase(recent[max(0, len(recent) - SUMMARY_PRESSES) :])
+        return _TypingWindow(recent, len(fresh), new_session)
+
+    def _keyboard_evidence(
+        self, typing: _TypingWindow | None, typed: tuple[KeystrokeWindow, np.ndarray] | None
+    ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
+        """(raw score or None while too little data, cells of new presses, summary, new presses)."""
+        if typing is None or typed is None:
+            return None
+        k = self.keyboard
+        if typing.new_session:
+            k.cells = np.zeros(0, np.float16)
+            k.sessions += 1
+        window, new_cells = typed
         summary = _keyboard_summary(window)
         raw: float | None = None
         if k.presses > 0 and new_cells.size:
@@ -340,7 +350,7 @@ class UserProfile:
             k.cells = np.concatenate((k.cells, scores))[-self.policy.keyboard_cells :]
             if k.cells.size >= self.policy.min_keyboard_cells:
                 raw = float(np.add.reduce(k.cells, dtype=np.float64) / k.cells.size)
-        return (raw, new_cells, summary, len(fresh))
+        return (raw, new_cells, summary, typing.fresh)
 
     def _pointer_window(self, mouse: MouseEvents | None, session: str) -> _PointerWindow | None:
         """The window's finished pointer events, to extract actions from; the rest is
@@ -594,6 +604,21 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
 
 
 @dataclass(frozen=True, slots=True)
+class _TypingWindow:
+    presses: KeystrokePresses  # the remembered presses, then the window's own
+    fresh: int  # the window's own presses
+    new_session: bool
+
+
+def _typed_windows(typing: Sequence[_TypingWindow]) -> list[tuple[KeystrokeWindow, np.ndarray]]:
+    """Each window over its presses, and the cells of its own presses: the tail of the
+    window, including the flight from the last remembered press (flights are per pair)."""
+    windows = windows_from_presses([t.presses for t in typing])
+    tails = [_window_tail(w, t.fresh + 1) for w, t in zip(windows, typing, strict=True)]
+    return list(zip(windows, window_cells_many(tails), strict=True))
+
+
+@dataclass(frozen=True, slots=True)
 class _PointerWindow:
     events: MouseEvents  # finished actions only
     new_session: bool
@@ -632,16 +657,20 @@ def assess_many(
     extracted = extract_many([cast(_PointerWindow, pointers[i]).events for i in pointing])
     for i, a in zip(pointing, extracted, strict=True):
         actions[i] = a
-    typing = [i for i, w in enumerate(windows) if w[1] is not None and len(w[1])]
+    keyed = [i for i, w in enumerate(windows) if w[1] is not None and len(w[1])]
     presses: list[KeystrokePresses | None] = [None] * len(windows)
-    paired = pair_presses_many([cast(KeystrokeEvents, windows[i][1]) for i in typing])
-    for i, p in zip(typing, paired, strict=True):
+    paired = pair_presses_many([cast(KeystrokeEvents, windows[i][1]) for i in keyed])
+    for i, p in zip(keyed, paired, strict=True):
         presses[i] = p
+    typing = [w[0]._typing_window(p, s) for w, p, s in zip(windows, presses, sessions, strict=True)]
+    typed: list[tuple[KeystrokeWindow, np.ndarray] | None] = [None] * len(windows)
+    typed_at = [i for i, t in enumerate(typing) if t is not None]
+    computed = _typed_windows([cast(_TypingWindow, typing[i]) for i in typed_at])
+    for i, t in zip(typed_at, computed, strict=True):
+        typed[i] = t
     return [
-        w[0]._assess(keys, s, pointer, a)
-        for w, keys, s, pointer, a in zip(
-            windows, presses, sessions, pointers, actions, strict=True
-        )
+        w[0]._assess(t, tw, pointer, a)
+        for w, t, tw, pointer, a in zip(windows, typing, typed, pointers, actions, strict=True)
     ]
 
 

@@ -17,7 +17,9 @@ from profiles.keystrokes import (
     pair_presses_many,
     window_cells,
 )
+from profiles.keystrokes.binning import window_cells_many
 from profiles.keystrokes.features import FEATURE_NAMES, window_features
+from profiles.keystrokes.windows import windows_from_presses
 
 
 def events(rows: list[tuple[float, bool, int]]) -> KeystrokeEvents:
@@ -94,12 +96,26 @@ def test_windows_paired_together_give_each_window_alone_bit_for_bit(
         KeystrokeEvents(whole.t_ms[a:b], whole.is_down[a:b], whole.key_class[a:b])
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
-    for w, together in zip(windows, pair_presses_many(windows), strict=True):
+    paired = pair_presses_many(windows)
+    for w, together in zip(windows, paired, strict=True):
         alone = pair_presses(w)
         assert np.array_equal(together.t_down_ms, alone.t_down_ms)
         assert np.array_equal(together.dwell_ms, alone.dwell_ms, equal_nan=True)
         assert np.array_equal(together.key_class, alone.key_class)
         assert together.key_class.dtype == alone.key_class.dtype
+    # Then their flights and cells, also computed together: no flight joins two windows.
+    typed = [p for p in paired if len(p)]
+    for p, w, cells in zip(
+        typed,
+        windows_from_presses(typed),
+        window_cells_many(windows_from_presses(typed)),
+        strict=True,
+    ):
+        alone_w = KeystrokeWindow.from_presses(p)
+        for field in ("dd_ms", "ud_ms", "pair_code"):
+            assert np.array_equal(getattr(w, field), getattr(alone_w, field), equal_nan=True)
+        assert w.n_pauses == alone_w.n_pauses and w.pair_code.dtype == alone_w.pair_code.dtype
+        assert np.array_equal(cells, window_cells(alone_w))
 
 
 def regular_typing(n: int, flight: float = 200.0, dwell: float = 100.0) -> KeystrokeEvents:

@@ -147,14 +147,14 @@ def test_a_window_that_fails_in_a_group_fails_alone(monkeypatch) -> None:  # typ
     batches = [b for _, b in Workload(users=4, seed=5).batches(until_s=60)]
     victim = batches[0].user
     sessions = {_session_key(b.session) for b in batches if b.user == victim}
-    original = UserProfile._assess
+    original = UserProfile._typing_window
 
-    def fail_for_victim(self, keys, session, *args):  # type: ignore[no-untyped-def]
+    def fail_for_victim(self, fresh, session):  # type: ignore[no-untyped-def]
         if session in sessions:
             raise RuntimeError("this user's window cannot be judged")
-        return original(self, keys, session, *args)
+        return original(self, fresh, session)
 
-    monkeypatch.setattr(UserProfile, "_assess", fail_for_victim)
+    monkeypatch.setattr(UserProfile, "_typing_window", fail_for_victim)
     pipeline: Pipeline[None] = Pipeline(lambda user: None)
     for b in batches:
         pipeline.close(b, None)
