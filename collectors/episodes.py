@@ -3,8 +3,10 @@
 Both the simulator and the dataset replayers describe activity as :class:`Episode`
 arrays (one entry per event, numpy) and hand a device's episodes to a
 :class:`DeviceStream`, which cuts them into :class:`~collectors.wire.EventBatch`
-records the way the agent does: a batch closes 250 ms after its first event, at 128
-events, or when the session changes; ``seq`` grows by one per batch and device.
+records the way the agent does: a batch closes ``BATCH_MAX_AGE_MS`` after its first
+event, at ``BATCH_MAX_EVENTS`` events (the agent's defaults; a stream can be given
+others, for benchmarks), or when the session changes; ``seq`` grows by one per batch
+and device.
 :func:`merge_streams` interleaves many devices in close-time order.
 
 >>> ep = Episode(np.array([0.0, 80.0, 300.0]), np.array([KD, KU, MM], np.int8),
@@ -197,7 +199,8 @@ class DeviceStream:
 
     Episodes must come in time order and not overlap. Wire times are
     ``boot_ms + t_ms`` (a monotonic clock counting from the device's boot) and map to
-    wall-clock time ``start_wall_ms + t_ms``.
+    wall-clock time ``start_wall_ms + t_ms``. ``max_events`` and ``max_age_ms`` are the
+    agent's ``Batcher`` limits (default: the agent's defaults).
     """
 
     def __init__(
@@ -208,8 +211,14 @@ class DeviceStream:
         *,
         start_wall_ms: float,
         boot_ms: float,
+        max_events: int = BATCH_MAX_EVENTS,
+        max_age_ms: float = BATCH_MAX_AGE_MS,
     ) -> None:
+        if max_events < 1 or max_age_ms <= 0:
+            raise ValueError("a batch needs max_events >= 1 and max_age_ms > 0")
         self.device_id = device_id
+        self.max_events = max_events
+        self.max_age_ms = max_age_ms
         self.user = user
         self.seq = 0
         self.boot_ms = boot_ms
@@ -254,22 +263,20 @@ class DeviceStream:
                     return None
                 self._pull()
                 continue
-            close_by_age = t[i] + BATCH_MAX_AGE_MS
+            max_events = self.max_events
+            close_by_age = t[i] + self.max_age_ms
             # The open batch is complete once something past its cut is buffered.
             if not (
-                self._done
-                or n - i >= BATCH_MAX_EVENTS
-                or t[-1] >= close_by_age
-                or seg[-1] != seg[i]
+                self._done or n - i >= max_events or t[-1] >= close_by_age or seg[-1] != seg[i]
             ):
                 self._pull()
                 continue
             j = min(
                 bisect.bisect_left(t, close_by_age, i),
-                i + BATCH_MAX_EVENTS,
+                i + max_events,
                 bisect.bisect_right(seg, seg[i], i),
             )
-            if j - i == BATCH_MAX_EVENTS or (j < n and seg[j] != seg[i]):
+            if j - i == max_events or (j < n and seg[j] != seg[i]):
                 close_ms = t[j - 1]  # full, or closed by a session change
             elif self._done and j == n:
                 close_ms = t[j - 1]  # the end of the recording / run: shut down now

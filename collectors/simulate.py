@@ -174,6 +174,7 @@ def _device_stream(
     rng: np.random.Generator,
     until_ms: float,
     start_wall_ms: float,
+    batching: tuple[int, float],
 ) -> DeviceStream:
     device = Device.from_rng(rng)
     # Monotonic clocks count from boot: every device has its own uptime.
@@ -184,6 +185,8 @@ def _device_stream(
         _activity(actors, device, rng, until_ms),
         start_wall_ms=start_wall_ms,
         boot_ms=boot_ms,
+        max_events=batching[0],
+        max_age_ms=batching[1],
     )
 
 
@@ -193,7 +196,8 @@ class Workload:
     ``run`` names this run's devices and sessions: two runs with different ``run``
     values produce the same behaviour under fresh device ids, so consumers that
     deduplicate on ``(device, seq)`` do not drop the second run. ``start_wall_ms``
-    (default: now) is the wall-clock time of event time 0.
+    (default: now) is the wall-clock time of event time 0. ``batch_max_events`` and
+    ``batch_max_age_ms`` are the agents' batching limits (default: the agent's).
     """
 
     def __init__(
@@ -204,9 +208,13 @@ class Workload:
         *,
         run: str = "",
         start_wall_ms: float | None = None,
+        batch_max_events: int = BATCH_MAX_EVENTS,
+        batch_max_age_ms: float = BATCH_MAX_AGE_MS,
     ) -> None:
         if users < 1:
             raise ValueError("users must be at least 1")
+        if batch_max_events < 1 or batch_max_age_ms <= 0:
+            raise ValueError("a batch needs batch_max_events >= 1 and batch_max_age_ms > 0")
         for tk in takeovers:
             if not 0 <= tk.user_index < users:
                 raise ValueError(f"takeover of user {tk.user_index}: only {users} users")
@@ -216,6 +224,7 @@ class Workload:
                 raise ValueError("takeover time must not be negative")
         self.seed = seed
         self.run = run
+        self.batching = (batch_max_events, batch_max_age_ms)
         self.takeovers = tuple(sorted(takeovers, key=lambda tk: (tk.user_index, tk.at_s)))
         self.start_wall_ms = time.time() * 1000.0 if start_wall_ms is None else start_wall_ms
         tag = f"sim:{seed}"
@@ -290,7 +299,9 @@ class Workload:
                 if tk.user_index == u.index and not tk.new_device:
                     actors.append(_Actor(tk.at_s * 1000.0, impostor, session))
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, u.index, 0xD5]))
-            streams.append(_device_stream(u.device, u.user, actors, rng, until_ms, wall))
+            streams.append(
+                _device_stream(u.device, u.user, actors, rng, until_ms, wall, self.batching)
+            )
         for k, (tk, impostor, device, session) in enumerate(self._impostors):
             if tk.new_device:
                 rng = np.random.default_rng(
@@ -298,7 +309,9 @@ class Workload:
                 )
                 actors = [_Actor(tk.at_s * 1000.0, impostor, session)]
                 owner = self.users[tk.user_index].user
-                streams.append(_device_stream(device, owner, actors, rng, until_ms, wall))
+                streams.append(
+                    _device_stream(device, owner, actors, rng, until_ms, wall, self.batching)
+                )
         return merge_streams(streams)
 
 

@@ -106,6 +106,46 @@ def test_batches_are_agent_like_and_round_trip() -> None:
     assert all(len(b.user) == 64 and int(b.user, 16) >= 0 for _, b in timed)
 
 
+@pytest.mark.parametrize(("max_events", "max_age_ms"), [(128, 1000.0), (16, 500.0)])
+def test_batching_limits_are_a_parameter(max_events: int, max_age_ms: float) -> None:
+    """Other batch limits cut the same events differently (benchmarks of the batch age)."""
+    default = _batches(Workload(users=4, seed=9, start_wall_ms=WALL), 30.0)
+    other = _batches(
+        Workload(
+            users=4,
+            seed=9,
+            start_wall_ms=WALL,
+            batch_max_events=max_events,
+            batch_max_age_ms=max_age_ms,
+        ),
+        30.0,
+    )
+
+    def events(timed: list[tuple[float, EventBatch]]) -> dict[str, list[object]]:
+        by_device: dict[str, list[object]] = defaultdict(list)
+        for _, b in timed:
+            by_device[b.device].extend(b.events)
+        return by_device
+
+    assert events(other) == events(default)
+    assert len(other) != len(default)
+    for close_s, batch in other:
+        assert 1 <= len(batch.events) <= max_events
+        times = [e.t_ms for e in batch.events]
+        assert times[-1] - times[0] < max_age_ms
+        assert batch.sent_at_ms == pytest.approx(WALL + close_s * 1000.0, abs=1e-3)
+    if max_events == 16:
+        assert any(len(b.events) == 16 for _, b in other)
+    else:
+        assert max(t[1] - t[0] for t in _spans(other)) > BATCH_MAX_AGE_MS
+    with pytest.raises(ValueError):
+        Workload(users=1, batch_max_age_ms=0.0)
+
+
+def _spans(timed: list[tuple[float, EventBatch]]) -> list[tuple[float, float]]:
+    return [(b.events[0].t_ms, b.events[-1].t_ms) for _, b in timed]
+
+
 def test_keys_are_released_and_buttons_balanced() -> None:
     timed = _batches(Workload(users=3, seed=4, start_wall_ms=WALL), 40.0)
     downs: dict[tuple[str, str], int] = defaultdict(int)
