@@ -4,6 +4,7 @@
     git archive main | tar -x -C /tmp/ab-main
     .venv/bin/python bench/ab.py --bootstrap 127.0.0.1:9092 /tmp/ab-main . --reps 2
     .venv/bin/python bench/ab.py ... . .:PRODUCER_COMPRESSION_TYPE=snappy   # settings by env
+    .venv/bin/python bench/ab.py ... . --batch-age-ms 250 500 1000 --ceiling  # collector batching
 
 On a shared 2-core machine one bench run against another measures the neighbours as
 much as the change: here every variant drains the very same backlog (each as a fresh
@@ -12,6 +13,13 @@ to compare is events per worker CPU second (user and system time of the worker
 process from its first consumed event to its last). ``DIR:NAME=VALUE+NAME=VALUE``
 runs ``DIR`` with extra environment. Prints one JSON line per drain; a benchmark,
 not a test.
+
+``--batch-age-ms A B ...`` pre-loads one backlog per collector batch age (the same
+users and activity, cut into batches the way an agent with that ``MAX_AGE_MS`` would,
+at most ``--batch-max-events`` events each) and drains each with every tree, in turn,
+each repetition going through all ages; ``--ceiling`` also times a plain consumer
+(consume + decode, ``streams.bench.measure_ceiling``) on each backlog every repetition,
+so the worker's figure can be read as a ratio of it.
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS  # noqa: E402
 from collectors.simulate import Workload  # noqa: E402
 from streams.bench import (  # noqa: E402
     create_run_topics,
     delete_run_topics,
     load_average,
+    measure_ceiling,
     produce,
     running_worker,
     wait_for,
@@ -92,34 +102,85 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument(
+        "--batch-age-ms",
+        type=float,
+        nargs="+",
+        default=[BATCH_MAX_AGE_MS],
+        help=f"one backlog per collector batch age (default {BATCH_MAX_AGE_MS:.0f})",
+    )
+    parser.add_argument(
+        "--batch-max-events",
+        type=int,
+        default=BATCH_MAX_EVENTS,
+        help=f"events at which a batch closes (default {BATCH_MAX_EVENTS})",
+    )
+    parser.add_argument(
+        "--ceiling", action="store_true", help="time a plain consumer on each backlog too"
+    )
     args = parser.parse_args()
-    topics = IsolatedTopics(f"ab{uuid.uuid4().hex[:6]}")
-    create_run_topics(args.bootstrap, topics, PARTITIONS)
+    # Event times end a little before now, like a live agent's; the same for every backlog.
+    start_wall = time.time() * 1000.0 - (args.seconds + 30.0) * 1000.0
+    backlogs: list[tuple[float, IsolatedTopics, int, int]] = []
     try:
-        start_wall = time.time() * 1000.0 - (args.seconds + 30.0) * 1000.0
-        workload = Workload(args.users, seed=0, run=topics.prefix, start_wall_ms=start_wall)
-        stats = produce(
-            args.bootstrap, topics.events, workload.batches(until_s=args.seconds), math.inf
-        )
-        print(json.dumps({"events": stats.events, "batches": stats.batches}), flush=True)
+        for age in args.batch_age_ms:
+            topics = IsolatedTopics(f"ab{uuid.uuid4().hex[:6]}")
+            create_run_topics(args.bootstrap, topics, PARTITIONS)
+            backlogs.append((age, topics, 0, 0))
+            workload = Workload(
+                args.users,
+                seed=0,
+                run=topics.prefix,
+                start_wall_ms=start_wall,
+                batch_max_events=args.batch_max_events,
+                batch_max_age_ms=age,
+            )
+            stats = produce(
+                args.bootstrap, topics.events, workload.batches(until_s=args.seconds), math.inf
+            )
+            backlogs[-1] = (age, topics, stats.events, stats.batches)
+            print(
+                json.dumps(
+                    {
+                        "batch_age_ms": age,
+                        "batch_max_events": args.batch_max_events,
+                        "events": stats.events,
+                        "batches": stats.batches,
+                        "events_per_batch": round(stats.events / max(stats.batches, 1), 1),
+                    }
+                ),
+                flush=True,
+            )
         for rep in range(args.reps):
-            for index, spec in enumerate(args.trees):
-                tree, _, extra = spec.partition(":")
-                env_extra = dict(e.split("=", 1) for e in extra.split("+") if e)
-                row = drain(
-                    args.bootstrap,
-                    topics,
-                    stats.events,
-                    Path(tree).resolve(),
-                    env_extra,
-                    f"v{index}-{rep}",
-                )
-                print(
-                    json.dumps({"tree": spec, "rep": rep, **row, "load": load_average()}),
-                    flush=True,
-                )
+            for age, topics, events, batches in backlogs:
+                if args.ceiling:
+                    counted, wall, cpu = measure_ceiling(args.bootstrap, topics.events, batches)
+                    ceiling = {
+                        "ceiling_events_per_s": round(counted / max(wall, 1e-9)),
+                        "ceiling_events_per_cpu_s": round(counted / max(cpu, 1e-9)),
+                    }
+                    print(
+                        json.dumps(
+                            {"batch_age_ms": age, "rep": rep, **ceiling, "load": load_average()}
+                        ),
+                        flush=True,
+                    )
+                for index, spec in enumerate(args.trees):
+                    tree, _, extra = spec.partition(":")
+                    env_extra = dict(e.split("=", 1) for e in extra.split("+") if e)
+                    row = drain(
+                        args.bootstrap,
+                        topics,
+                        events,
+                        Path(tree).resolve(),
+                        env_extra,
+                        f"v{index}-{rep}",
+                    )
+                    line = {"tree": spec, "batch_age_ms": age, "rep": rep, **row}
+                    print(json.dumps({**line, "load": load_average()}), flush=True)
     finally:
-        delete_run_topics(args.bootstrap, topics)
+        for _, topics, _, _ in backlogs:
+            delete_run_topics(args.bootstrap, topics)
     return 0
 
 

@@ -18,6 +18,7 @@ Nothing here is an assertion: it prints and returns figures.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -61,6 +62,9 @@ class BenchConfig:
     work_dir: Path | None = None
     keep_topics: bool = False
     py_spy: Path | None = None  # record the worker during the drain (collapsed stacks)
+    # The simulated agents' batching (None: the agent's defaults, collectors/batcher.py).
+    batch_max_events: int | None = None
+    batch_max_age_ms: float | None = None
 
 
 @dataclass
@@ -69,6 +73,8 @@ class BenchResult:
     seconds: float
     events: int = 0
     batches: int = 0
+    batch_max_events: int = 0
+    batch_max_age_ms: float = 0.0
     load_s: float = 0.0
     ceiling_events_per_s: float = 0.0
     ceiling_events_per_cpu_s: float = 0.0  # per CPU second of the consumer process
@@ -372,13 +378,21 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
+    from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS
     from collectors.simulate import Workload
 
+    max_events = config.batch_max_events or BATCH_MAX_EVENTS
+    max_age_ms = config.batch_max_age_ms or BATCH_MAX_AGE_MS
+    new_workload = functools.partial(
+        Workload, batch_max_events=max_events, batch_max_age_ms=max_age_ms
+    )
     run = f"bench{uuid.uuid4().hex[:8]}"
     topics = IsolatedTopics(run)
     result = BenchResult(
         users=config.users,
         seconds=config.seconds,
+        batch_max_events=max_events,
+        batch_max_age_ms=max_age_ms,
         cpus=os.cpu_count() or 0,
         python=sys.version.split()[0],
         run=run,
@@ -389,8 +403,11 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
     try:
         # 1. the backlog: event time ends a little before now, like a live agent's.
         start_wall = time.time() * 1000.0 - (config.seconds + 30.0) * 1000.0
-        workload = Workload(config.users, seed=config.seed, run=run, start_wall_ms=start_wall)
-        progress(f"loading {config.users} users x {config.seconds:.0f} s into {topics.events}")
+        workload = new_workload(config.users, seed=config.seed, run=run, start_wall_ms=start_wall)
+        progress(
+            f"loading {config.users} users x {config.seconds:.0f} s into {topics.events} "
+            f"(batches of <= {max_age_ms:.0f} ms, <= {max_events} events)"
+        )
         stats = produce(
             config.bootstrap, topics.events, workload.batches(until_s=config.seconds), math.inf
         )
@@ -480,7 +497,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             paced_users = min(paced_users, config.users)
             result.paced_users = paced_users
             verdicts.assigned.wait(30)
-            live = Workload(paced_users, seed=config.seed, run=f"{run}-live")
+            live = new_workload(paced_users, seed=config.seed, run=f"{run}-live")
             paced_start = time.time() * 1000.0
             progress(
                 f"paced: {paced_users} users in real time for {config.paced_seconds:.0f} s "

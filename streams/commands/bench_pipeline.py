@@ -36,6 +36,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="real-time event rate as a share of the measured throughput (default 0.25)",
     )
     parser.add_argument("--paced-users", type=int, default=None, help="overrides --paced-load")
+    parser.add_argument(
+        "--batch-age-ms",
+        type=float,
+        default=None,
+        help="simulated agents close a batch this long after its first event "
+        "(default: the agent's, collectors/batcher.py)",
+    )
+    parser.add_argument(
+        "--batch-max-events",
+        type=int,
+        default=None,
+        help="... or at this many events (default: the agent's)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write figures")
     parser.add_argument("--work-dir", type=Path, default=None, help="worker log and data")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete run topics")
@@ -71,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         keep_topics=args.keep_topics,
         py_spy=args.py_spy,
+        batch_max_events=args.batch_max_events,
+        batch_max_age_ms=args.batch_age_ms,
     )
     result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
     data = result.as_json()
@@ -83,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("target", justify="right")
     rows = [
         ("events pre-loaded", f"{result.events:,}", ""),
+        (
+            "events per batch (batch age, max events)",
+            f"{result.events / max(result.batches, 1):.1f} "
+            f"({result.batch_max_age_ms:.0f} ms, {result.batch_max_events})",
+            "",
+        ),
         ("ceiling (consume + decode)", _fmt(result.ceiling_events_per_s, " ev/s", 0), ""),
         ("pipeline (one worker)", _fmt(result.pipeline_events_per_s, " ev/s", 0), ""),
         ("ratio", _fmt(result.ratio), ">= 0.5"),
