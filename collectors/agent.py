@@ -106,8 +106,8 @@ class Agent:
     def step(self, max_wait_s: float | None = None) -> None:
         if max_wait_s is None:
             # While batches await their acknowledgement, a quarter second bounds how
-            # late delivery reports are served (under input a closed batch wakes us
-            # about as often anyway). With nothing spooled there is nothing to serve:
+            # late delivery reports are served (under input a closed batch also wakes
+            # us, once per batch age). With nothing spooled there is nothing to serve:
             # an idle desk wakes once a second, which also bounds how late the stop
             # flag is seen.
             max_wait_s = BUSY_WAIT_S if self.sender.pending else IDLE_WAIT_S

@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from collectors.batcher import MAX_AGE_MS
 from collectors.keyclass import OTHER, classify_char, classify_named
 from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
 
@@ -84,7 +85,7 @@ _MOVE = "mm"
 # stream wakes it ~1/BURST_S times a second instead of once per event. The events
 # carry the server's time, so this costs latency and no precision. The agent sets it
 # to the batch age and closes a batch per burst, so the latency stays one batch age.
-BURST_S = 0.25
+BURST_S = MAX_AGE_MS / 1000.0
 
 
 class Capture:

@@ -9,12 +9,12 @@ others, for benchmarks), or when the session changes; ``seq`` grows by one per b
 and device.
 :func:`merge_streams` interleaves many devices in close-time order.
 
->>> ep = Episode(np.array([0.0, 80.0, 300.0]), np.array([KD, KU, MM], np.int8),
+>>> ep = Episode(np.array([0.0, 80.0, 1300.0]), np.array([KD, KU, MM], np.int8),
 ...              np.array([1, 1, 5]), np.array([0, 0, 7]))
 >>> stream = DeviceStream("dev-1", "u" * 64, iter([(ep, "s-1")]), start_wall_ms=1.7e12,
 ...                       boot_ms=1000.0)
 >>> [(round(t * 1000), b.seq, len(b.events)) for t, b in merge_streams([stream])]
-[(250, 0, 2), (300, 1, 1)]
+[(1000, 0, 2), (1300, 1, 1)]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Final
 
 import numpy as np
 
+from collectors.batcher import MAX_AGE_MS, MAX_EVENTS
 from collectors.wire import Event, EventBatch, KeyEvent, MouseEvent
 
 # Event kind codes of the columnar arrays, in the order of ``KIND_NAMES``.
@@ -44,8 +45,9 @@ _KIND_NAMES: Final = np.array(KIND_NAMES)
 _new_key: Final = functools.partial(tuple.__new__, KeyEvent)
 _new_mouse: Final = functools.partial(tuple.__new__, MouseEvent)
 
-BATCH_MAX_EVENTS: Final = 128
-BATCH_MAX_AGE_MS: Final = 250.0
+# The agent's batching (collectors/batcher.py).
+BATCH_MAX_EVENTS: Final = MAX_EVENTS
+BATCH_MAX_AGE_MS: Final = MAX_AGE_MS
 
 
 def _no_ints() -> np.ndarray:

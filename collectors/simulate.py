@@ -2,7 +2,7 @@
 
 Each simulated user has a :class:`~collectors.persona.Persona` drawn from a seed and
 works on one device, alternating typing and mousing. Batches are cut like the real
-agent cuts them (every 250 ms of event time or 128 events, and on a session change),
+agent cuts them (every second of event time or 1024 events, and on a session change),
 carry a per-device ``seq`` that grows by one, monotonic ``t_ms`` (device uptime) and a
 ``clock_offset_ms`` that maps them to wall-clock time counted from ``start_wall_ms``.
 

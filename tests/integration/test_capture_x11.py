@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from collectors.batcher import MAX_EVENTS
 from collectors.keyclass import classify_char
 from collectors.spool import SqliteSpool
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch, KeyEvent, MouseEvent, decode_batch
@@ -196,7 +197,7 @@ def test_agent_publishes_classes_in_order_and_no_characters(
     events = [e for b in batches for e in b.events]
     times = [e.t_ms for e in events]
     assert times == sorted(times), "events out of order"
-    assert all(len(b.events) <= 128 for b in batches)
+    assert all(len(b.events) <= MAX_EVENTS for b in batches)
     assert not any(b.key_identity for b in batches)
     assert_keys_match_text(batches)
     moves = [(e.x, e.y) for e in events if isinstance(e, MouseEvent) and e.kind == "mm"]

@@ -1,11 +1,11 @@
-"""The batcher closes a batch at 128 events or 250 ms, whichever first, in order."""
+"""The batcher closes a batch at MAX_EVENTS events or MAX_AGE_MS, whichever first, in order."""
 
 from __future__ import annotations
 
 import threading
 
-from collectors.batcher import Batcher
-from collectors.wire import KeyEvent, MouseEvent
+from collectors.batcher import MAX_AGE_MS, MAX_EVENTS, Batcher
+from collectors.wire import MAX_EVENTS_PER_BATCH, KeyEvent, MouseEvent
 
 
 class FakeClock:
@@ -20,20 +20,26 @@ def _key(i: int) -> KeyEvent:
     return KeyEvent("kd", float(i), 0)
 
 
-def test_closes_at_128_events() -> None:
+def test_the_defaults_fit_the_wire() -> None:
+    assert 1 <= MAX_EVENTS <= MAX_EVENTS_PER_BATCH
+    assert 0 < MAX_AGE_MS <= 1000.0  # a verdict per 5 s window: at most a second late
+
+
+def test_closes_at_max_events() -> None:
     clock = FakeClock()
     b = Batcher(clock=clock)
-    for i in range(300):
+    n = 2 * MAX_EVENTS + 44
+    for i in range(n):
         b.add(_key(i))
     chunks = b.due()
-    assert [len(c) for c in chunks] == [128, 128]
-    assert [e.t_ms for c in chunks for e in c] == [float(i) for i in range(256)]
-    # The 44 left over wait for their 250 ms.
-    clock.now += 249.0
+    assert [len(c) for c in chunks] == [MAX_EVENTS, MAX_EVENTS]
+    assert [e.t_ms for c in chunks for e in c] == [float(i) for i in range(2 * MAX_EVENTS)]
+    # The 44 left over wait for their batch age.
+    clock.now += MAX_AGE_MS - 1.0
     assert b.due() == []
     clock.now += 1.0
     (rest,) = b.due()
-    assert [e.t_ms for e in rest] == [float(i) for i in range(256, 300)]
+    assert [e.t_ms for e in rest] == [float(i) for i in range(2 * MAX_EVENTS, n)]
 
 
 def test_age_counts_from_first_event_and_empty_batches_are_never_made() -> None:
@@ -44,9 +50,11 @@ def test_age_counts_from_first_event_and_empty_batches_are_never_made() -> None:
     assert b.next_deadline_s() is None
     b.add(MouseEvent("mm", 1.0, 5, 5))
     clock.now += 100
-    assert b.next_deadline_s() == 0.15
+    assert b.next_deadline_s() == (MAX_AGE_MS - 100) / 1000.0
     b.add(MouseEvent("mm", 2.0, 6, 6))
-    clock.now += 150
+    clock.now += MAX_AGE_MS - 101
+    assert b.due() == []
+    clock.now += 1
     (chunk,) = b.due()
     assert len(chunk) == 2
 
@@ -92,7 +100,7 @@ def test_concurrent_adders_lose_nothing() -> None:
 
 def test_a_burst_fills_batches_in_order_and_keeps_the_rest_open() -> None:
     clock = FakeClock()
-    b = Batcher(clock=clock)
+    b = Batcher(max_events=128, max_age_ms=250.0, clock=clock)
     b.add(_key(0))
     b.extend([_key(i) for i in range(1, 300)])
     b.extend([])
@@ -113,6 +121,6 @@ def test_a_burst_fills_batches_in_order_and_keeps_the_rest_open() -> None:
 def test_a_closing_burst_is_a_batch_of_its_own() -> None:
     b = Batcher(clock=FakeClock())
     b.extend([_key(i) for i in range(5)], close=True)
-    b.extend([_key(i) for i in range(5, 140)], close=True)
-    assert [len(c) for c in b.due()] == [5, 128, 7]
+    b.extend([_key(i) for i in range(5, MAX_EVENTS + 12)], close=True)
+    assert [len(c) for c in b.due()] == [5, MAX_EVENTS, 7]
     assert b.next_deadline_s() is None  # nothing left open to wait for
