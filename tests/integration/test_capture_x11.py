@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.batcher import MAX_EVENTS
+from collectors.batcher import MAX_AGE_MS, MAX_EVENTS
 from collectors.keyclass import classify_char
 from collectors.spool import SqliteSpool
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch, KeyEvent, MouseEvent, decode_batch
@@ -129,7 +129,7 @@ def run_agent(display: str, bootstrap: str, state: Path, *extra: str) -> tuple[s
             _xdotool(display, "mousemove", str(x), str(y))
             time.sleep(0.05)
         _xdotool(display, "click", "1")
-        time.sleep(0.6)  # > one batch age, so the last batch closes on its own
+        time.sleep(MAX_AGE_MS / 1000 + 0.35)  # > one batch age: the last batch closes itself
     text = log_path.read_text()
     return first_session(text), text
 
@@ -233,10 +233,11 @@ def test_key_identity_mode_is_audited_and_sends_only_hashes(
 def test_agent_keeps_running_when_its_spool_overflows(display: str, tmp_path: Path) -> None:
     # A port nobody listens on: a broker that is down for the whole run.
     dead = f"127.0.0.1:{free_port()}"
-    _, log = run_agent(display, dead, tmp_path, "--spool-max-batches", "3", "--flush-timeout", "1")
+    # The run makes a few batches (one a second): a spool of one overflows for sure.
+    _, log = run_agent(display, dead, tmp_path, "--spool-max-batches", "1", "--flush-timeout", "1")
     assert "spool full" in log and "dropped" in log
     assert "batches stay on the spool for the next start" in log  # clean exit, spool kept
-    assert SqliteSpool(tmp_path / "spool.db").batches == 3
+    assert SqliteSpool(tmp_path / "spool.db").batches == 1
 
 
 def test_screen_unlock_starts_a_new_session(
