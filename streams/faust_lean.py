@@ -11,23 +11,36 @@ run only if it starts at the committed offset (before the first commit: at the f
 offset read since the assignment), or if Faust's gaps (offsets never delivered, e.g.
 transaction markers) cover the hole.
 
+**No stream records while a rebalance is under way.** Faust's recovery resumes the
+stream partitions, seeks them to their committed offsets and only then resumes flow
+control, which empties every stream buffer; the fetcher, started earlier to read the
+changelogs, keeps running all the while. Stream records fetched in that window were
+lost: handed to the conductor after the seek, they were emptied out of the buffer
+and never fetched again (never acked: commits stall, lag stuck); handed before it,
+the seek's reset of the read offset made the next record look like a gap, which
+commits then passed over (events never judged). :class:`Consumer` fetches only
+changelog records until the rebalance has ended. Faust's own hand-off narrows the
+window to a message or two (each hand-off is a task of its own, and the agent takes
+each message out of the buffer before the next one arrives); the lean hand-off
+(below) handed up to 100 messages per turn of the event loop, which made it common.
+
 **The monitor.** Faust's default sensor counts and times every message, event, send
 and table access (a dict of timings per event) for its own stats pages, which the
 worker does not serve (its metrics are ``streams.metrics``). :class:`Monitor` keeps
 only what Faust itself reads back: the time each partition last delivered an event
 to a stream (its slow-processing warnings) and the commit and offset tracking.
 
-**Only on the Faust it was written against.** Both rely on private Faust code.
-:func:`matches_faust` compares the installed Faust's sources with the ones this module
-was reviewed against; on any other Faust the app uses Faust's own consumer and monitor
-and says so.
+**Only on the Faust it was written against.** All of these copy, mirror or rely on
+private Faust code. :func:`matches_faust` compares the installed Faust's sources with
+the ones this module was reviewed against; on any other Faust the app uses Faust's
+own consumer and monitor and says so.
 
 *Removed:* a leaner hand-off of fetched messages to the conductor (awaiting the
 callback directly instead of Faust's ``wait_first`` per message). It roughly halved
 Faust's per-message cost, but a worker restarted after a clean stop sometimes stopped
 consuming a partition (lag stuck, no error: 4 of 9 restarts in
-``tests/integration/test_worker_shutdown.py``, 0 of 6 with Faust's own hand-off), and
-the cause was not found. Correct first.
+``tests/integration/test_worker_shutdown.py``, 0 of 6 with Faust's own hand-off): the
+rebalance window above, which it widened.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from time import monotonic
 from typing import Any, cast
 
 from faust.sensors.monitor import Monitor as FaustMonitor
+from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT
@@ -48,13 +62,27 @@ from faust.types.tuples import Message
 DERIVED_FROM = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "Consumer.getmany": "4b168d84882a70d6",
+    "Consumer._wait_next_records": "6218e1969a636b3f",
+    "Recovery.on_recovery_completed": "6ef567acf072e46d",
+    "Recovery._resume_streams": "d986a6710c1aca98",
 }
+
+# How often a fetch waiting out a rebalance looks again (Faust's own wait with nothing
+# to fetch is 1 s; this delays the first stream record after a rebalance at most this).
+REBALANCE_POLL_S = 0.05
 
 
 def _upstream_sources() -> dict[str, str]:
     return {
         "Consumer._new_offset": inspect.getsource(faust_consumer.Consumer._new_offset),
         "Consumer.getmany": inspect.getsource(faust_consumer.Consumer.getmany),
+        "Consumer._wait_next_records": inspect.getsource(
+            faust_consumer.Consumer._wait_next_records
+        ),
+        "Recovery.on_recovery_completed": inspect.getsource(
+            faust_recovery.Recovery.on_recovery_completed
+        ),
+        "Recovery._resume_streams": inspect.getsource(faust_recovery.Recovery._resume_streams),
     }
 
 
@@ -95,6 +123,21 @@ class Consumer(faust_aiokafka.Consumer):
         for tp in assigned:
             self._first_offset.pop(tp, None)
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Faust's fetch, but only changelog records until a rebalance has ended.
+
+        Recovery seeks the stream partitions, then empties their buffers, with the
+        fetcher running: a stream record fetched in between is lost (module docstring).
+        """
+        if active_partitions and self.app.rebalancing:
+            changelog = self._is_changelog_tp
+            active_partitions = {tp for tp in active_partitions if changelog(tp)}
+            if not active_partitions:
+                # aiokafka reads an empty set as "every partition".
+                await self.sleep(REBALANCE_POLL_S)
+                return {}
+        return await super()._getmany(active_partitions, timeout)
 
     def _new_offset(self, tp: TP) -> int | None:
         """Faust's next offset to commit, but never past a message that is not acked."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import faust
 import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams import faust_lean
@@ -96,3 +100,34 @@ def test_offsets_never_delivered_do_not_hold_commits_back(
     consumer._gap[TP0].addi(10, 12)
     _acked(consumer, 12, 13)
     assert consumer._new_offset(TP0) == 14
+
+
+def _fetch(
+    consumer: faust_lean.Consumer, monkeypatch: pytest.MonkeyPatch, active: set[TP]
+) -> list[set[TP] | None]:
+    """The partitions Faust's own fetch was asked for (none: it was not called)."""
+    asked: list[set[TP] | None] = []
+
+    async def fetch(
+        self: Any, active_partitions: set[TP] | None, timeout: float
+    ) -> dict[TP, list[Any]]:
+        asked.append(active_partitions)
+        return {}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", fetch, raising=False)
+    monkeypatch.setattr(faust_lean, "REBALANCE_POLL_S", 0.0)
+    asyncio.run(consumer._getmany(active, timeout=0.0))
+    return asked
+
+
+def test_no_stream_records_are_fetched_while_a_rebalance_is_under_way(
+    consumer: faust_lean.Consumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recovery resumes the stream partitions, seeks them, then empties the stream buffers:
+    # a stream record fetched in between would be lost (see Consumer._getmany).
+    changelog = TP(next(iter(consumer.app.tables.changelog_topics)), 0)
+    monkeypatch.setattr(consumer.app, "rebalancing", True)
+    assert _fetch(consumer, monkeypatch, {TP0, changelog}) == [{changelog}]
+    assert _fetch(consumer, monkeypatch, {TP0}) == []  # not asked for "everything"
+    monkeypatch.setattr(consumer.app, "rebalancing", False)
+    assert _fetch(consumer, monkeypatch, {TP0, changelog}) == [{TP0, changelog}]
