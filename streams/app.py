@@ -147,8 +147,9 @@ class Worker:
             # them but the acks, which only gate the next commit.
             producer_linger=PRODUCER_LINGER_S,
             # A poll returns at most this many records, so pausing a partition whose
-            # stream buffer is under pressure takes effect before the buffer is full
-            # (a full buffer makes the conductor wait on every further message).
+            # stream buffer is under pressure takes effect before the buffer is full:
+            # a full buffer sends every further message down Faust's slow hand-off
+            # (see streams.faust_lean).
             broker_max_poll_records=MAX_POLL_RECORDS,
             producer_max_batch_size=PRODUCER_BATCH_BYTES,
         )

@@ -21,8 +21,19 @@ the seek's reset of the read offset made the next record look like a gap, which
 commits then passed over (events never judged). :class:`Consumer` fetches only
 changelog records until the rebalance has ended. Faust's own hand-off narrows the
 window to a message or two (each hand-off is a task of its own, and the agent takes
-each message out of the buffer before the next one arrives); the lean hand-off
-(below) handed up to 100 messages per turn of the event loop, which made it common.
+each message out of the buffer before the next one arrives); the lean hand-off below
+hands up to 100 messages per turn of the event loop, which made it the common case.
+
+**The consumer's hand-off.** faust-streaming 0.15.3 hands every fetched message to
+its conductor through ``Service.wait_first(callback(message), suspend_flow.wait())``:
+four tasks, an ``asyncio.wait`` and three cancellations per message, so that a
+hand-off blocked on a full stream buffer, suspended flow control (a rebalance) or a
+full producer buffer can be abandoned when the flow is suspended. A hand-off blocks
+only in those cases, and whether it would is known before it starts: when none holds,
+the callback runs to completion without suspending, so it is awaited directly;
+otherwise the message takes Faust's own path, unchanged. Everything else in the loop
+is Faust's ``Consumer._drain_messages``. It was worth 22-32 % more events per CPU
+second when removed (docs/performance.md, "The hand-off removed, re-measured").
 
 **The monitor.** Faust's default sensor counts and times every message, event, send
 and table access (a dict of timings per event) for its own stats pages, which the
@@ -34,26 +45,22 @@ to a stream (its slow-processing warnings) and the commit and offset tracking.
 private Faust code. :func:`matches_faust` compares the installed Faust's sources with
 the ones this module was reviewed against; on any other Faust the app uses Faust's
 own consumer and monitor and says so.
-
-*Removed:* a leaner hand-off of fetched messages to the conductor (awaiting the
-callback directly instead of Faust's ``wait_first`` per message). It roughly halved
-Faust's per-message cost, but a worker restarted after a clean stop sometimes stopped
-consuming a partition (lag stuck, no error: 4 of 9 restarts in
-``tests/integration/test_worker_shutdown.py``, 0 of 6 with Faust's own hand-off): the
-rebalance window above, which it widened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Set
+from collections.abc import AsyncIterator, Callable, Set
 from time import monotonic
 from typing import Any, cast
 
 from faust.sensors.monitor import Monitor as FaustMonitor
 from faust.tables import recovery as faust_recovery
+from faust.transport import conductor as faust_conductor
 from faust.transport import consumer as faust_consumer
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, EventT, StreamT
 from faust.types.tuples import Message
@@ -62,6 +69,8 @@ from faust.types.tuples import Message
 DERIVED_FROM = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "Consumer.getmany": "4b168d84882a70d6",
+    "Consumer._drain_messages": "44a2500309e83c63",
+    "Conductor.build": "837cf521368c1ee4",
     "Consumer._wait_next_records": "6218e1969a636b3f",
     "Recovery.on_recovery_completed": "6ef567acf072e46d",
     "Recovery._resume_streams": "d986a6710c1aca98",
@@ -76,6 +85,8 @@ def _upstream_sources() -> dict[str, str]:
     return {
         "Consumer._new_offset": inspect.getsource(faust_consumer.Consumer._new_offset),
         "Consumer.getmany": inspect.getsource(faust_consumer.Consumer.getmany),
+        "Consumer._drain_messages": inspect.getsource(faust_consumer.Consumer._drain_messages),
+        "Conductor.build": inspect.getsource(faust_conductor.ConductorCompiler.build),
         "Consumer._wait_next_records": inspect.getsource(
             faust_consumer.Consumer._wait_next_records
         ),
@@ -153,6 +164,91 @@ class Consumer(faust_aiokafka.Consumer):
             if start is None or lowest > start:
                 return None
         return cast("int | None", super()._new_offset(tp))
+
+    def _hand_off_guard(self) -> Callable[[TP], bool]:
+        """A test: True if the conductor's callback for a partition would not suspend.
+
+        Mirrors what ``Conductor.on_message`` and the per-partition handler it calls
+        wait for: the conductor's lock, flow control, the producer buffer's ebb and a
+        free slot in every stream buffer subscribed to the partition. Runs for every
+        message, hence the localised lookups.
+        """
+        app = self.app
+        suspended = self.suspend_flow.is_set
+        flow_active = app.flow_control.is_active
+        conductor = cast(Any, app.topics)
+        conductor_locked = conductor._tp_to_callback_lock.locked
+        channels_of = conductor._tp_index.get
+        buffer = cast(Any, app.producer.buffer)
+        # ``ProducerBuffer.size`` reads a setting on every call; unthreaded, it is this.
+        pending = buffer.pending.qsize if not app.conf.producer_threaded else lambda: buffer.size
+        max_pending = buffer.max_messages
+
+        def cannot_block(tp: TP) -> bool:
+            if suspended() or not flow_active() or conductor_locked():
+                return False
+            if pending() > max_pending:
+                return False
+            return not any(channel.queue.full() for channel in channels_of(tp, ()))
+
+        return cannot_block
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - Faust's loop
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        cannot_block = self._hand_off_guard()
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            if cannot_block(tp):
+                                await callback(message)
+                            else:
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
 
 
 class Transport(faust_aiokafka.Transport):
