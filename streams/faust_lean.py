@@ -32,8 +32,8 @@ full producer buffer can be abandoned when the flow is suspended. A hand-off blo
 only in those cases, and whether it would is known before it starts: when none holds,
 the callback runs to completion without suspending, so it is awaited directly;
 otherwise the message takes Faust's own path, unchanged. Everything else in the loop
-is Faust's ``Consumer._drain_messages``. It was worth 22-32 % more events per CPU
-second when removed (docs/performance.md, "The hand-off removed, re-measured").
+is Faust's ``Consumer._drain_messages``. Worth ~20 % more events per CPU second
+(docs/performance.md, "The hand-off restored").
 
 **The monitor.** Faust's default sensor counts and times every message, event, send
 and table access (a dict of timings per event) for its own stats pages, which the
