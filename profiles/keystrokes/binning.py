@@ -59,20 +59,37 @@ def n_kinds(n_classes: int) -> int:
 
 def window_cells(window: KeystrokeWindow) -> np.ndarray:
     """Cell index (int64) of every usable timing event of ``window``; NaN timings are skipped."""
-    nc = window.n_classes
-    dwell = window.dwell_ms
-    ok = ~np.isnan(dwell)
+    cells = _cells(
+        window.dwell_ms,
+        window.key_class,
+        window.pair_code,
+        window.dd_ms,
+        window.ud_ms,
+        window.n_classes,
+    )
+    return np.concatenate([c for c, _ in cells])
+
+
+def _cells(
+    dwell: np.ndarray,
+    key_class: np.ndarray,
+    pair_code: np.ndarray,
+    dd: np.ndarray,
+    ud: np.ndarray,
+    nc: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """(cells, which of the inputs they come from) for dwells, down-down and up-down
+    flights; NaN timings have no cell."""
     # Methods rather than np.searchsorted: the same search without its Python wrapper
     # (a window is a few dozen presses; the per-call overhead is the cost).
-    dwell_cells = window.key_class[ok].astype(np.int64) * N_BINS + DWELL_EDGES_MS.searchsorted(
-        dwell[ok]
-    )
-    pair = window.pair_code.astype(np.int64)
-    ok_dd = ~np.isnan(window.dd_ms)
-    dd_cells = (nc + pair[ok_dd]) * N_BINS + DD_EDGES_MS.searchsorted(window.dd_ms[ok_dd])
-    ok_ud = ~np.isnan(window.ud_ms)
-    ud_cells = (nc + nc * nc + pair[ok_ud]) * N_BINS + UD_EDGES_MS.searchsorted(window.ud_ms[ok_ud])
-    return np.concatenate([dwell_cells, dd_cells, ud_cells])
+    ok = ~np.isnan(dwell)
+    dwell_cells = key_class[ok].astype(np.int64) * N_BINS + DWELL_EDGES_MS.searchsorted(dwell[ok])
+    pair = pair_code.astype(np.int64)
+    ok_dd = ~np.isnan(dd)
+    dd_cells = (nc + pair[ok_dd]) * N_BINS + DD_EDGES_MS.searchsorted(dd[ok_dd])
+    ok_ud = ~np.isnan(ud)
+    ud_cells = (nc + nc * nc + pair[ok_ud]) * N_BINS + UD_EDGES_MS.searchsorted(ud[ok_ud])
+    return (dwell_cells, ok), (dd_cells, ok_dd), (ud_cells, ok_ud)
 
 
 def window_cells_many(windows: Sequence[KeystrokeWindow]) -> list[np.ndarray]:
@@ -87,21 +104,17 @@ def window_cells_many(windows: Sequence[KeystrokeWindow]) -> list[np.ndarray]:
     """
     if len(windows) <= 1 or len({w.n_classes for w in windows}) > 1:
         return [window_cells(w) for w in windows]
-    nc = windows[0].n_classes
     ids = np.arange(len(windows))
-    dwell = np.concatenate([w.dwell_ms for w in windows])
     press_of = ids.repeat([w.n_presses for w in windows])
-    ok = ~np.isnan(dwell)
-    key_class = np.concatenate([w.key_class for w in windows])[ok].astype(np.int64)
-    dwell_cells = key_class * N_BINS + DWELL_EDGES_MS.searchsorted(dwell[ok])
-    pair = np.concatenate([w.pair_code for w in windows]).astype(np.int64)
     flight_of = ids.repeat([w.dd_ms.size for w in windows])
-    dd = np.concatenate([w.dd_ms for w in windows])
-    ok_dd = ~np.isnan(dd)
-    dd_cells = (nc + pair[ok_dd]) * N_BINS + DD_EDGES_MS.searchsorted(dd[ok_dd])
-    ud = np.concatenate([w.ud_ms for w in windows])
-    ok_ud = ~np.isnan(ud)
-    ud_cells = (nc + nc * nc + pair[ok_ud]) * N_BINS + UD_EDGES_MS.searchsorted(ud[ok_ud])
+    (dwell_cells, ok), (dd_cells, ok_dd), (ud_cells, ok_ud) = _cells(
+        np.concatenate([w.dwell_ms for w in windows]),
+        np.concatenate([w.key_class for w in windows]),
+        np.concatenate([w.pair_code for w in windows]),
+        np.concatenate([w.dd_ms for w in windows]),
+        np.concatenate([w.ud_ms for w in windows]),
+        windows[0].n_classes,
+    )
     # Back to each window's order: its dwells, then its down-down, then its up-down cells.
     window_of = np.concatenate([press_of[ok], flight_of[ok_dd], flight_of[ok_ud]])
     order = window_of.argsort(kind="stable")

@@ -68,21 +68,37 @@ class KeystrokeWindow:
     def from_presses(
         cls, presses: KeystrokePresses, pause_ms: float = PAUSE_MS, n_classes: int = N_CLASSES
     ) -> KeystrokeWindow:
-        t = presses.t_down_ms
-        dd = t[1:] - t[:-1]  # np.diff, without its Python-level overhead
-        ud = t[1:] - (t[:-1] + presses.dwell_ms[:-1])
-        pause = dd > pause_ms
-        dd = np.where(pause, np.nan, dd)
-        ud = np.where(pause, np.nan, ud)
-        k = presses.key_class.astype(np.int16)
+        dd, ud, pair_code, pause = _flights(
+            presses.t_down_ms, presses.dwell_ms, presses.key_class, pause_ms, n_classes
+        )
         return cls(
             presses=presses,
             dd_ms=dd,
             ud_ms=ud,
-            pair_code=k[:-1] * n_classes + k[1:],
+            pair_code=pair_code,
             n_pauses=int(pause.sum()),
             n_classes=n_classes,
         )
+
+
+def _flights(
+    t: np.ndarray,
+    dwell: np.ndarray,
+    key_class: np.ndarray,
+    pause_ms: float,
+    n_classes: int,
+    keep: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(down-down, up-down, pair code, is a pause) of consecutive presses; ``keep``
+    selects the transitions to return (those that do not join two windows)."""
+    dd = t[1:] - t[:-1]  # np.diff, without its Python-level overhead
+    ud = t[1:] - (t[:-1] + dwell[:-1])
+    k = key_class.astype(np.int16)
+    pair_code = k[:-1] * n_classes + k[1:]
+    if keep is not None:
+        dd, ud, pair_code = dd[keep], ud[keep], pair_code[keep]
+    pause = dd > pause_ms
+    return np.where(pause, np.nan, dd), np.where(pause, np.nan, ud), pair_code, pause
 
 
 def windows_from_presses(
@@ -99,18 +115,17 @@ def windows_from_presses(
     if len(presses) <= 1 or any(len(p) == 0 for p in presses):
         return [KeystrokeWindow.from_presses(p, pause_ms, n_classes) for p in presses]
     sizes = np.array([len(p) for p in presses])
-    t = np.concatenate([p.t_down_ms for p in presses])
-    dwell = np.concatenate([p.dwell_ms for p in presses])
-    k = np.concatenate([p.key_class for p in presses]).astype(np.int16)
     # Flights of consecutive presses, less those that would join two windows.
-    joins = np.ones(t.size - 1, dtype=bool)
-    joins[sizes.cumsum()[:-1] - 1] = False
-    dd = (t[1:] - t[:-1])[joins]
-    ud = (t[1:] - (t[:-1] + dwell[:-1]))[joins]
-    pause = dd > pause_ms
-    dd = np.where(pause, np.nan, dd)
-    ud = np.where(pause, np.nan, ud)
-    pair_code = (k[:-1] * n_classes + k[1:])[joins]
+    within = np.ones(sizes.sum() - 1, dtype=bool)
+    within[sizes.cumsum()[:-1] - 1] = False
+    dd, ud, pair_code, pause = _flights(
+        np.concatenate([p.t_down_ms for p in presses]),
+        np.concatenate([p.dwell_ms for p in presses]),
+        np.concatenate([p.key_class for p in presses]),
+        pause_ms,
+        n_classes,
+        within,
+    )
     flights = sizes - 1
     pauses = np.bincount(np.arange(sizes.size).repeat(flights), pause, sizes.size)
     cuts = flights.cumsum()[:-1]
