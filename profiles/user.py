@@ -46,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 
 import numpy as np
 
@@ -62,16 +62,18 @@ from profiles.keystrokes import (
     KeystrokePresses,
     KeystrokeProfile,
     KeystrokeWindow,
-    pair_presses,
     pair_presses_many,
 )
 from profiles.keystrokes.binning import N_BINS, window_cells_many
 from profiles.keystrokes.windows import windows_from_presses
 from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
-from profiles.mouse import PAUSE_MS, MouseEvents, State, extract, extract_many
+from profiles.mouse import PAUSE_MS, MouseEvents, State, extract_many
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
 MODEL_VERSION: Final = "cadence-profile-3"
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,14 +267,7 @@ class UserProfile:
         self, keys: KeystrokeEvents | None, mouse: MouseEvents | None, session: str = ""
     ) -> Assessment:
         """Judge one window of the owner's account, then learn from it if it is trusted."""
-        session = _session_key(session)
-        pointer = self._pointer_window(mouse, session)
-        actions = extract(pointer.events) if pointer is not None and len(pointer.events) else None
-        typing = self._typing_window(
-            pair_presses(keys) if keys is not None and len(keys) else None, session
-        )
-        typed = _typed_windows([typing])[0] if typing is not None else None
-        return self._assess(typing, typed, pointer, actions)
+        return assess_many([(self, keys, mouse, session)])[0]
 
     def _assess(
         self,
@@ -649,29 +644,35 @@ def assess_many(
     if len({id(w[0]) for w in windows}) < len(windows):
         raise ValueError("a profile may appear once: its windows are judged one call each")
     sessions = [_session_key(w[3]) for w in windows]
+    # First what depends on the events only (carried tails, remembered presses), per
+    # profile; then the features of all windows at once; then each profile scores.
     pointers = [
         p._pointer_window(mouse, s) for (p, _, mouse, _), s in zip(windows, sessions, strict=True)
     ]
-    pointing = [i for i, w in enumerate(pointers) if w is not None and len(w.events)]
-    actions: list[np.ndarray | None] = [None] * len(windows)
-    extracted = extract_many([cast(_PointerWindow, pointers[i]).events for i in pointing])
-    for i, a in zip(pointing, extracted, strict=True):
-        actions[i] = a
-    keyed = [i for i, w in enumerate(windows) if w[1] is not None and len(w[1])]
-    presses: list[KeystrokePresses | None] = [None] * len(windows)
-    paired = pair_presses_many([cast(KeystrokeEvents, windows[i][1]) for i in keyed])
-    for i, p in zip(keyed, paired, strict=True):
-        presses[i] = p
+    actions = _where_present(
+        [w.events if w is not None and len(w.events) else None for w in pointers], extract_many
+    )
+    presses = _where_present(
+        [keys if keys is not None and len(keys) else None for _, keys, _, _ in windows],
+        pair_presses_many,
+    )
     typing = [w[0]._typing_window(p, s) for w, p, s in zip(windows, presses, sessions, strict=True)]
-    typed: list[tuple[KeystrokeWindow, np.ndarray] | None] = [None] * len(windows)
-    typed_at = [i for i, t in enumerate(typing) if t is not None]
-    computed = _typed_windows([cast(_TypingWindow, typing[i]) for i in typed_at])
-    for i, t in zip(typed_at, computed, strict=True):
-        typed[i] = t
+    typed = _where_present(typing, _typed_windows)
     return [
         w[0]._assess(t, tw, pointer, a)
         for w, t, tw, pointer, a in zip(windows, typing, typed, pointers, actions, strict=True)
     ]
+
+
+def _where_present(
+    values: list[_In | None], compute: Callable[[list[_In]], list[_Out]]
+) -> list[_Out | None]:
+    """``compute`` over the values that are not None, each result in its value's place."""
+    at = [i for i, v in enumerate(values) if v is not None]
+    out: list[_Out | None] = [None] * len(values)
+    for i, result in zip(at, compute([cast(_In, values[i]) for i in at]), strict=True):
+        out[i] = result
+    return out
 
 
 def _session_key(session: str) -> str:

@@ -4,7 +4,7 @@ The figures the product is judged by are not an EER but what an operator lives
 with: once someone else sits at an owner's unlocked desk, how long until the
 verdict says ``impostor``; and how often the owner themself is called an
 impostor per hour of work. Both come from the real :class:`UserProfile` driven
-exactly as the stream worker drives it (:func:`streams.judge.judge_window`):
+exactly as the stream worker drives it (:func:`streams.judge.judge_windows`):
 one :meth:`UserProfile.assess` per closed window of ``window_s`` seconds of
 event time, per session.
 
