@@ -496,8 +496,12 @@ class Worker:
     async def judge_closed(self) -> None:
         """Judge the windows closed so far, together, and publish their verdicts."""
         async with self.judging:
-            for judged in self.pipeline.judge_closed():
-                await self.publish(judged)
+            await self._publish_closed()
+
+    async def _publish_closed(self) -> None:
+        # Under self.judging: the verdicts leave in the order the windows were judged.
+        for judged in self.pipeline.judge_closed():
+            await self.publish(judged)
 
     async def flush_idle(self) -> None:
         now = time.monotonic()
@@ -506,8 +510,7 @@ class Worker:
                 if now - opened >= self.settings.idle_flush_seconds:
                     self.opened_at.pop(user, None)
                     self.pipeline.close_open(user)
-            for judged in self.pipeline.judge_closed():
-                await self.publish(judged)
+            await self._publish_closed()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def flush_all(self, reason: str) -> None:
@@ -515,8 +518,7 @@ class Worker:
             for user in list(self.pipeline.windower.open):
                 self.opened_at.pop(user, None)
                 self.pipeline.close_open(user, reason)
-            for judged in self.pipeline.judge_closed():
-                await self.publish(judged)
+            await self._publish_closed()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
     async def dead_letter(self, event: EventT, reason: str, field: str, detail: str) -> None:

@@ -113,24 +113,16 @@ def load_profile(data: bytes) -> tuple[UserProfile, bool]:
     return UserProfile(background(), enrollment_policy()), False
 
 
-def judge_window(
-    window: Window[Any], profile: UserProfile, now_ms: Callable[[], float] | None = None
-) -> Verdict:
-    """Assess ``window`` with the user's ``profile``, which learns from it if trusted."""
-    return judge_windows([window], [profile], now_ms)[0]
-
-
 def judge_windows(
     windows: Sequence[Window[Any]],
     profiles: Sequence[UserProfile],
     now_ms: Callable[[], float] | None = None,
 ) -> list[Verdict]:
-    """:func:`judge_window` for windows of distinct users, judged together.
-
-    The verdicts are the ones each window would get alone
-    (:func:`profiles.user.assess_many`); the pointer actions of all windows are
-    extracted at once, which costs a fraction per window. If one window fails, the
-    other profiles may be half updated too: the caller drops them all.
+    """Assess each window with its user's profile (distinct users), which learns from
+    it if trusted; all together, with the verdicts each window would get alone
+    (:func:`profiles.user.assess_many`: the features of all windows computed at once,
+    a fraction of the cost per window). If one window fails, the other profiles may
+    be half updated too: the caller drops them all.
     """
     assessments = assess_many(
         [

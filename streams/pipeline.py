@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from collectors.wire import EventBatch
 from profiles.user import UserProfile
-from streams.judge import judge_window, judge_windows, load_profile
+from streams.judge import judge_windows, load_profile
 from streams.state import UserState
 from streams.verdict import Verdict
 from streams.windows import AddResult, Window, Windower, advance
@@ -128,20 +128,26 @@ class Pipeline(Generic[T]):
         for window, state in zip(windows, states, strict=True):
             advance(state.cursors, window)
             state.windows += 1
-        if len(windows) == 1:
-            return [self._judge_alone(windows[0], states[0])]
+        return self._judge(windows, states)
+
+    def _judge(self, windows: list[Window[T]], states: list[UserState]) -> list[Judged[T]]:
         started = time.process_time()
         try:
             loaded = [_profile(state) for state in states]
             profiles = [profile for profile, _ in loaded]
             verdicts = judge_windows(windows, profiles, now_ms=self.clock_ms)
             data = [profile.to_bytes() for profile in profiles]
-        except Exception:  # noqa: BLE001 - the failing window is found and reported below
-            # Any of the profiles may be half updated: each window is judged again,
-            # alone, from its user's bytes last persisted, as a restarted worker would.
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
+            # The profiles may be half updated: the next window starts again from the
+            # bytes last persisted, as a restarted worker would. In a group, any of them
+            # may be: each window is judged again, alone, so a failure stays with its own.
             for state in states:
                 state.decoded = None
-            return [self._judge_alone(w, s) for w, s in zip(windows, states, strict=True)]
+            if len(windows) > 1:
+                return [
+                    j for w, s in zip(windows, states, strict=True) for j in self._judge([w], [s])
+                ]
+            return [Judged(windows[0], None, states[0], exc, state_bytes=states[0].to_bytes())]
         cpu_seconds = (time.process_time() - started) / len(windows)
         judged: list[Judged[T]] = []
         for window, state, (profile, reset), verdict, state_profile in zip(
@@ -160,28 +166,6 @@ class Pipeline(Generic[T]):
                 )
             )
         return judged
-
-    def _judge_alone(self, window: Window[T], state: UserState) -> Judged[T]:
-        started = time.process_time()
-        reset = False
-        try:
-            profile, reset = _profile(state)
-            verdict = judge_window(window, profile, now_ms=self.clock_ms)
-            data = profile.to_bytes()
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters
-            # The profile may be half updated: the next window starts again from the
-            # bytes last persisted, as a restarted worker would.
-            state.decoded = None
-            return Judged(window, None, state, exc, state_bytes=state.to_bytes())
-        state.decoded, state.profile = profile, data
-        return Judged(
-            window,
-            verdict,
-            state,
-            cpu_seconds=time.process_time() - started,
-            profile_reset=reset,
-            state_bytes=state.to_bytes(),
-        )
 
     def forget(self, users: Iterable[str]) -> list[Window[T]]:
         """Drop the users' unjudged windows (returned), cached states and profiles."""
