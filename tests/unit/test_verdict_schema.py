@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -54,7 +55,10 @@ def test_real_verdicts_validate(
     assert {v.enrollment for v in verdicts} == {"enrolling", "active"}
     assert any(v.keyboard_score is not None for v in verdicts)
     for verdict in verdicts:
-        record = json.loads(encode_verdict(verdict))
+        encoded = encode_verdict(verdict)
+        # The wire bytes are those of the field-by-field object, field order included.
+        assert encoded == orjson.dumps(dataclasses.asdict(verdict))
+        record = json.loads(encoded)
         errors = [e.message for e in validator.iter_errors(record)]
         assert not errors, (record, errors)
 
