@@ -7,7 +7,15 @@ flags override the most common settings.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+
+# Net allocations between young-generation collections (Python's default is 700). The
+# worker keeps every event of its users' open windows until they are judged: tens of
+# thousands of live tuples, which young collections promote and older ones traverse
+# again and again. At the default that was about a sixth of the worker's CPU
+# (docs/performance.md, "Garbage collection").
+GC_GEN0_THRESHOLD = 200_000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,5 +48,16 @@ def run(args: argparse.Namespace) -> int:
     # it lowers the root logger to DEBUG, so every debug call of Faust and aiokafka
     # (several per message) builds a record. A worker is not watched on a terminal.
     faust_worker.spinner = None
+    tune_gc(int(os.environ.get("CADENCE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD)))
     faust_worker.execute_from_commandline()
     return 0
+
+
+def tune_gc(gen0_threshold: int) -> None:
+    """Collect the young generation every ``gen0_threshold`` allocations (0: Python's
+    defaults), and leave the objects built so far (modules, the app) out of collections."""
+    if gen0_threshold <= 0:
+        return
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
+    gc.freeze()
