@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scroll runs as a fourth mouse action type: the Balabit session AUC with and without them.
+"""Scroll runs and short actions as more mouse action types: the Balabit session AUC.
 
 Offline measurement behind docs/evaluation.md, "Scroll actions" (not adopted). The
 challenge protocol of ``cadence evaluate mouse`` (each account enrols on its training
@@ -18,7 +18,11 @@ score in the variants that use it. Variants:
 - ``pointer``: the shipped score (``evaluate mouse``'s 0.938);
 - ``scroll``: pointer and scroll runs, plus the kind term (the measured candidate);
 - ``scroll-no-kind``: scroll runs scored by their features only;
-- ``kind-only``: scroll runs scored by the kind term only (how often, not how).
+- ``kind-only``: scroll runs scored by the kind term only (how often, not how);
+- ``short``: pointer actions and *short actions* (those with fewer than ``MIN_POINTS``
+  trajectory points, which the pointer features drop), 9 features defined for 1-3 points
+  (:data:`SHORT_FEATURES`), their own population and ratio, a pointer/short kind term;
+- ``scroll+short``: all three kinds, a 3-bin kind term.
 
     .venv/bin/python bench/scroll_actions.py --data ../shared/datasets/balabit
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -184,13 +189,14 @@ def main() -> int:
     labels = balabit.read_labels_checked(args.labels or args.data / "labels_dev.csv").by_session
 
     train: dict[str, tuple[list[np.ndarray], ...]] = {}
+    extractors: tuple[Callable[[MouseEvents], np.ndarray], ...] = (
+        extract,
+        scroll_runs,
+        short_actions,
+    )
     for ref in balabit.iter_sessions(args.data, "training_files"):
         ev = balabit_to_mouse_events(balabit.read_session(ref.path))
-        for rows, f in zip(
-            train.setdefault(ref.account, ([], [], [])),
-            (extract, scroll_runs, short_actions),
-            strict=True,
-        ):
+        for rows, f in zip(train.setdefault(ref.account, ([], [], [])), extractors, strict=True):
             rows.append(f(ev))
     enrol = {a: tuple(np.vstack(r) for r in rows) for a, rows in sorted(train.items())}
     pooled = [np.vstack([e[i] for e in enrol.values()]) for i in range(3)]
