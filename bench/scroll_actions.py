@@ -42,6 +42,7 @@ from collectors.datasets import balabit  # noqa: E402
 from profiles.detectors.histogram_ratio import HistogramRatio  # noqa: E402
 from profiles.metrics import roc_auc  # noqa: E402
 from profiles.mouse import (  # noqa: E402
+    FEATURE_NAMES,
     MIN_POINTS,
     PAUSE_MS,
     ActionType,
@@ -69,17 +70,9 @@ SCROLL_FEATURES = (
     "log_pause_before_ms",
     "log_pointer_events_during",
 )
-SHORT_FEATURES = (
-    "is_pc",
-    "is_dd",
-    "log_duration_ms",
-    "log_pause_before_ms",
-    "log_click_hold_ms",
-    "log_n_points",
-    "log_chord_px",
-    "log_path_px",
-    "log_speed",
-)
+#: Short actions: the pointer features that are defined for 1-3 points (types PC and DD,
+#: duration, pause before, click hold, points, path, chord), then the mean speed.
+SHORT_FEATURES = (*FEATURE_NAMES[1:9], "log_speed")
 VARIANTS = ("pointer", "scroll", "scroll-no-kind", "kind-only", "short", "scroll+short")
 
 
@@ -166,8 +159,8 @@ def short_actions(ev: MouseEvents) -> np.ndarray:
                 np.log1p(min(pause, 60_000.0)),
                 np.log1p(max(hold, 0.0)),
                 np.log(t.size),
-                np.log1p(np.hypot(x[-1] - x[0], y[-1] - y[0])),
                 np.log1p(path),
+                np.log1p(np.hypot(x[-1] - x[0], y[-1] - y[0])),
                 np.log1p(path / duration * 1000) if duration > 0 else 0.0,
             ]
         )
