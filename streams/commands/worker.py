@@ -13,7 +13,7 @@ import os
 # Net allocations between young-generation collections (Python's default is 700). The
 # worker keeps every event of its users' open windows until they are judged: tens of
 # thousands of live tuples, which young collections promote and older ones traverse
-# again and again. At the default that was about a sixth of the worker's CPU
+# again and again. At the default that was about a fifth of the worker's CPU
 # (docs/performance.md, "Garbage collection").
 GC_GEN0_THRESHOLD = 200_000
 
