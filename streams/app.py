@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -42,6 +43,7 @@ from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request
+from streams.sender import RecordSender
 from streams.state import UserState
 from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, VERDICTS
 from streams.verdict import LEVELS, encode_verdict
@@ -72,6 +74,8 @@ MAX_POLL_RECORDS = 500
 # Closed windows judged in one call at most. The saving per window levels off by ~10
 # (bench/assess.py --batch); at 200 windows/s, 16 windows wait at most ~80 ms.
 JUDGE_BATCH = 16
+# How often the delivery reports of outgoing records run when nothing else polls them.
+DELIVERY_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,16 @@ class Worker:
         self.judging = asyncio.Lock()
         # Records sent and not yet acknowledged by Kafka (verdicts, findings, dead letters).
         self.in_flight = 0
+        # Verdicts, findings, dead letters and changelog records leave through librdkafka
+        # (streams.sender); Faust's own producer keeps the audit records and its internals.
+        bootstrap = ",".join(h.removeprefix("kafka://") for h in settings.broker.split(";"))
+        self.sender = RecordSender(
+            settings.kafka or {"bootstrap.servers": bootstrap},
+            PRODUCER_LINGER_S,
+            PRODUCER_BATCH_BYTES,
+        )
+        # Changelog records the producer could not take yet (its queue was full), in order.
+        self.changelog_backlog: deque[tuple[bytes, bytes | None, int]] = deque()
         # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
         self.exit_if_stop_hangs = False
         self._register()
@@ -250,6 +264,10 @@ class Worker:
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:
             await self.flush_idle()
+
+        @app.timer(interval=DELIVERY_POLL_S)
+        async def run_delivery_reports() -> None:
+            self.deliver_reports()
 
         @app.timer(interval=5.0)
         async def update_gauges() -> None:
@@ -409,8 +427,9 @@ class Worker:
             self._ack_all(window.tokens)
         for cache in (self.opened_at, self.enrollment, self.levels):
             cache.pop(user, None)
-        had_profile = self.user_profiles.data.pop(key, None) is not None
-        self.user_profiles.send_changelog(partition, key, None, "raw", "raw")
+        had_profile = key in self.user_profiles.data
+        # The same producer as the profile's records: the tombstone cannot overtake them.
+        self._persist(key, None, partition)
         record = audit_record(
             request,
             had_profile=had_profile,
@@ -428,9 +447,62 @@ class Worker:
         # Awaited: the control record is acked only once the audit record is in Kafka.
         await (await self.audit_topic.send(key=key, value=record))
 
-    def _persist(self, key: bytes, value: bytes, partition: int) -> None:
-        self.user_profiles.data[key] = value
-        self.user_profiles.send_changelog(partition, key, value, "raw", "raw")
+    def _persist(self, key: bytes, value: bytes | None, partition: int) -> None:
+        """Store the user's state (``None``: erase it) and queue its changelog record."""
+        if value is None:
+            self.user_profiles.data.pop(key, None)
+        else:
+            self.user_profiles.data[key] = value
+        self.changelog_backlog.append((key, value, partition))
+        self._send_changelog()
+
+    def _send_changelog(self) -> None:
+        """Hand queued changelog records to the producer in order, as far as it takes them
+        (a full librdkafka queue takes the rest after the next delivery reports)."""
+        backlog = self.changelog_backlog
+        changelog = self.user_profiles.changelog_topic.get_topic_name()
+        table = cast(Any, self.user_profiles.data)
+        while backlog:
+            key, value, partition = backlog[0]
+
+            def done(error: Exception | None, at: int, offset: int, key: bytes = key) -> None:
+                if error is None:
+                    # What Faust's own changelog callback does: RocksDB keeps the offset.
+                    table.set_persisted_offset(TP(changelog, at), offset)
+                    return
+                self.metrics.delivery_errors.inc()
+                user = key.decode()
+                if self.user_partition.get(user) != at:
+                    log.warning("changelog record of %s lost with its partition", user[:12])
+                    return
+                # The state as it is now: never older than what failed, and a later
+                # record of the same user follows it in the same queue.
+                log.warning("changelog record of %s failed (%r); resending", user[:12], error)
+                self._persist(key, table.get(key), at)
+
+            try:
+                self.sender.send(changelog, key, value, done, partition)
+            except BufferError:
+                return
+            backlog.popleft()
+
+    def deliver_reports(self) -> None:
+        """Run the delivery callbacks (acks, changelog writes) of what Kafka acknowledged."""
+        self.sender.poll()
+        self._send_changelog()
+
+    async def while_delivering(self, waiting: Awaitable[None]) -> None:
+        """Await ``waiting`` (e.g. every batch acked), running delivery reports meanwhile:
+        acks come only from them."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            while not task.done():
+                self.deliver_reports()
+                await asyncio.wait([task], timeout=DELIVERY_POLL_S)
+        finally:
+            if not task.done():
+                task.cancel()
+        await task
 
     async def emit(
         self,
@@ -446,21 +518,9 @@ class Worker:
         the record in Faust's pending-message bookkeeping, for every verdict.
         """
         self.in_flight += 1
-        future: asyncio.Future[Any] = cast(
-            Any,
-            await self.app.producer.send(
-                topic.get_topic_name(),
-                key,
-                value,
-                None,
-                None,
-                list(headers.items()) if headers is not None else None,
-            ),
-        )
 
-        def done(f: asyncio.Future[Any]) -> None:
+        def done(error: Exception | None, partition: int, offset: int) -> None:
             self.in_flight -= 1
-            error = asyncio.CancelledError() if f.cancelled() else f.exception()
             if error is None:
                 delivered()
                 return
@@ -468,7 +528,25 @@ class Worker:
             log.warning("delivery to %s failed (%r); retrying", topic, error)
             asyncio.ensure_future(self._retry(topic, key, value, delivered, headers))
 
-        future.add_done_callback(done)
+        await self._send(topic.get_topic_name(), key, value, done, None, headers)
+
+    async def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        done: Any,
+        partition: int | None,
+        headers: dict[str, bytes] | None = None,
+    ) -> None:
+        while True:
+            try:
+                self.sender.send(topic, key, value, done, partition, headers)
+                return
+            except BufferError:
+                # librdkafka's queue is full: let it drain (and its reports run).
+                self.deliver_reports()
+                await asyncio.sleep(DELIVERY_POLL_S)
 
     async def _retry(
         self,
@@ -502,6 +580,7 @@ class Worker:
         # Under self.judging: the verdicts leave in the order the windows were judged.
         for judged in self.pipeline.judge_closed():
             await self.publish(judged)
+        self.deliver_reports()
 
     async def flush_idle(self) -> None:
         now = time.monotonic()
@@ -561,12 +640,26 @@ class Worker:
         await self.flush_all("shutdown")
         grace = self.settings.shutdown_grace_seconds
         try:
-            await asyncio.wait_for(wait_empty(), timeout=grace)
+            await asyncio.wait_for(self.while_delivering(wait_empty()), timeout=grace)
         except TimeoutError:
             log.warning(
                 "stopping with %d record(s) still unacknowledged after %.0f s: their batches "
                 "are redelivered to the partition's next owner",
                 self.in_flight,
+                grace,
+            )
+
+    async def drain_sender(self, grace: float, logger: Any) -> None:
+        """Wait up to ``grace`` seconds for every outgoing record's delivery report."""
+        deadline = time.monotonic() + grace
+        while (len(self.sender) or self.changelog_backlog) and time.monotonic() < deadline:
+            self.deliver_reports()
+            await asyncio.sleep(DELIVERY_POLL_S)
+        self.deliver_reports()
+        if len(self.sender) or self.changelog_backlog:
+            logger.warning(
+                "%d record(s) not delivered within %.0f s; their batches are redelivered",
+                len(self.sender) + len(self.changelog_backlog),
                 grace,
             )
 
@@ -653,11 +746,13 @@ class _App(faust.App):
         await super()._stop_consumer()
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
-        if self._shutting_down and self.cadence is not None:
-            parent = super()._consumer_wait_empty
+        parent = super()._consumer_wait_empty
+        if self.cadence is None:
+            await parent(consumer, logger)
+        elif self._shutting_down:
             await self.cadence.wait_for_shutdown(lambda: parent(consumer, logger))
-            return
-        await super()._consumer_wait_empty(consumer, logger)
+        else:
+            await self.cadence.while_delivering(parent(consumer, logger))
 
     async def _producer_flush(self, logger: Any) -> None:
         # aiokafka's flush waits for every pending batch; with the broker gone that is forever.
@@ -667,6 +762,8 @@ class _App(faust.App):
             await asyncio.wait_for(super()._producer_flush(logger), timeout=grace)
         except TimeoutError:
             logger.warning("producer not flushed within %.0f s; unsent records are resent", grace)
+        if self.cadence is not None:
+            await self.cadence.drain_sender(grace, logger)
 
     def _new_transport(self) -> TransportT:
         if not _LEAN:
