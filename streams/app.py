@@ -514,8 +514,8 @@ class Worker:
     ) -> None:
         """Send a record; call ``delivered`` once Kafka acknowledges it, retrying until it does.
 
-        Straight to the producer: ``Topic.send`` would serialise raw bytes again and wrap
-        the record in Faust's pending-message bookkeeping, for every verdict.
+        Through librdkafka (:mod:`streams.sender`), not Faust's producer: ``delivered``
+        runs from :meth:`deliver_reports`, on this loop.
         """
         self.in_flight += 1
 
