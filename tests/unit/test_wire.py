@@ -18,6 +18,8 @@ from collectors.wire import (
     MouseEvent,
     UnsupportedSchemaVersion,
     WireError,
+    _event,
+    _plain_event,
     decode_batch,
     encode_batch,
 )
@@ -216,3 +218,82 @@ def test_any_field_replaced_by_any_json_is_decoded_or_rejected(name: str, value:
         return
     assert isinstance(batch, EventBatch)
     assert math.isfinite(batch.sent_at_ms)
+
+
+# Rows near the valid ones: a valid row of each kind with up to two fields replaced by
+# values on both sides of their bounds, of every type JSON carries, sometimes cut short or
+# lengthened, so the fast path meets each way a row can be just wrong.
+_VALID_ROWS = [
+    ["kd", 1.0, 2, 0],
+    ["ku", 7, 12, 1],
+    ["mm", 5.0, 3, 4, 1],
+    ["md", 2.0, 10, 20, 1, 0],
+    ["mu", 2.5, -10, 20, 3, 255],
+    ["ms", 3.0, 1, 1, 0, -1, 0],
+    ["kd", 1.0, 2, 0, "ab" * 32],
+]
+# Values on both sides of every bound a row field has, and of every JSON type.
+_BOUNDARY_VALUES: list[Any] = [
+    *(0, 1, 2, 3, 4, 12, 13, 255, 256, -1, 1 << 20, (1 << 20) + 1, -(1 << 20), -(1 << 20) - 1),
+    *(0.0, -0.0, 1.0, 1.5, -1.0, -0.5, 3.0, 1e15, 1e300, 2.0**60, 2_400_000_000_000.0),
+    *("kd", "ku", "mm", "md", "mu", "ms", "zz", "", "ab" * 32, "AB" * 32),
+    *(True, False, None, [], {}),
+]
+_near_values = st.one_of(
+    st.sampled_from(_BOUNDARY_VALUES),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> Any:
+    row = list(draw(st.sampled_from(_VALID_ROWS)))
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        row[draw(st.integers(min_value=0, max_value=len(row) - 1))] = draw(_near_values)
+    resize = draw(st.sampled_from([0, 0, 0, -1, 1]))
+    if resize < 0:
+        row.pop()
+    elif resize > 0:
+        row.append(draw(_near_values))
+    return row
+
+
+@settings(max_examples=2000)
+@given(st.one_of(_rows(), json_values), st.booleans(), st.sampled_from([NOW_MS - 1e3, 0.0]))
+def test_fast_row_decoding_agrees_with_the_checked_one(
+    row: Any, key_identity: bool, clock_offset_ms: float
+) -> None:
+    """``_plain_event`` returns exactly the checked decoder's event, or defers to it."""
+    _agree(orjson.loads(orjson.dumps(row)), key_identity, clock_offset_ms)
+
+
+def _agree(row: Any, key_identity: bool, clock_offset_ms: float) -> None:
+    fast = _plain_event(row, key_identity, clock_offset_ms)
+    try:
+        checked = _event(0, row, key_identity, clock_offset_ms)
+    except WireError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == checked
+        assert type(fast) is type(checked)
+        assert [type(v) for v in fast] == [type(v) for v in checked]
+
+
+@pytest.mark.parametrize("key_identity", [False, True])
+@pytest.mark.parametrize("clock_offset_ms", [NOW_MS - 1e3, 0.0])
+def test_fast_row_decoding_agrees_on_every_single_field_change(
+    key_identity: bool, clock_offset_ms: float
+) -> None:
+    """Each field of each kind of row set to each boundary value, one at a time."""
+    for valid in _VALID_ROWS:
+        for i in range(len(valid)):
+            for value in _BOUNDARY_VALUES:
+                _agree([*valid[:i], value, *valid[i + 1 :]], key_identity, clock_offset_ms)
+
+
+def test_fast_path_takes_the_rows_collectors_send() -> None:
+    """The rows a collector writes never reach the slow path (that is the speed-up)."""
+    for row in _VALID_ROWS[:5]:
+        assert _plain_event(row, False, NOW_MS - 1000) is not None
