@@ -363,9 +363,20 @@ def _histogram_mean(metrics: dict[str, float], name: str) -> tuple[float, float]
     return metrics.get(f"{name}_sum", 0.0), metrics.get(f"{name}_count", 0.0)
 
 
+def py_spy_path() -> Path:
+    """The venv's py-spy; a clear error if it is not installed (it is not a dependency)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise FileNotFoundError(
+            f"--py-spy needs py-spy in this venv ({spy} is missing): "
+            f"{Path(sys.executable).with_name('pip')} install py-spy"
+        )
+    return spy
+
+
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy (from this venv) sampling ``pid`` until interrupted, as collapsed stacks."""
-    spy = Path(sys.executable).with_name("py-spy")
+    spy = py_spy_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [str(spy), "record", "--pid", str(pid), "--rate", "50", "--format", "raw", "-o", str(out)],

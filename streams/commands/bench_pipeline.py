@@ -69,9 +69,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.bench import BenchConfig, run_bench
+    from streams.bench import BenchConfig, py_spy_path, run_bench
 
     console = Console(stderr=True)
+    if args.py_spy is not None:
+        try:
+            py_spy_path()  # before minutes of loading the broker, not after
+        except FileNotFoundError as exc:
+            console.print(f"bench: {exc}")
+            return 2
     config = BenchConfig(
         users=args.users,
         seconds=args.seconds,
