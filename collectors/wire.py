@@ -270,10 +270,12 @@ _new: Final = tuple.__new__
 def _plain_event(row: Any, key_identity: bool, clock_offset_ms: float) -> Event | None:
     """The event of a row that is valid in every respect, else None (then :func:`_event`).
 
-    Decoding is most of what a worker does per event, and nearly every row is valid:
-    this accepts exactly the rows :func:`_event` accepts without a hash, returns the
-    same event, and builds no error text. Anything unusual (a bool, a bound crossed, a
-    scroll, a key hash) is left to :func:`_event`, which names the fault or accepts it. ``type(v) is int`` also keeps out bools, as ``_int_field`` does.
+    Every event of every record is decoded, and nearly every row is valid: for the rows
+    it takes (key rows without a hash, pointer moves, presses and releases, every field
+    in bounds) this returns exactly the event :func:`_event` would, without building
+    any error text. Anything else (a bool, a bound crossed, a scroll, a key hash) is
+    left to :func:`_event`, which names the fault or accepts the row. ``type(v) is
+    int`` keeps out bools, as ``_int_field``'s check does.
     """
     if type(row) is not list:
         return None
