@@ -111,13 +111,32 @@ def test_worker_secrets_are_references_only() -> None:
     (container,) = pod["containers"]
     assert all("value" not in e for e in container.get("env", []))
     secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
-    assert {"kafka-credentials", "kafka-ca", "pseudonym-key"} <= secret_volumes
+    assert {"kafka-credentials", "kafka-ca"} <= secret_volumes
     kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
     literals = [
         lit for gen in kustomization["configMapGenerator"] for lit in gen.get("literals", [])
     ]
     assert not any(re.search(r"PASSWORD=|KEY=", lit) for lit in literals), literals
     assert "secretGenerator" not in kustomization
+
+
+def test_workers_never_hold_the_pseudonym_key() -> None:
+    # Workers see only pseudonyms; whoever holds the key can re-identify people
+    # (docs/privacy.md), so no worker manifest may mount it or name it.
+    manifests = [
+        DEPLOY / "k8s" / "base" / "worker-deployment.yaml",
+        DEPLOY / "k8s" / "overlays" / "prod" / "worker-statefulset.yaml",
+        DEPLOY / "k8s" / "base" / "kustomization.yaml",
+    ]
+    for path in manifests:
+        text = path.read_text()
+        assert "pseudonym" not in text.lower(), path
+        assert "PSEUDONYM_KEY" not in text, path
+    (statefulset,) = [
+        d for d in yaml.safe_load_all(manifests[1].read_text()) if d and d["kind"] == "StatefulSet"
+    ]
+    volumes = statefulset["spec"]["template"]["spec"]["volumes"]
+    assert {"kafka-credentials", "kafka-ca"} <= {v["name"] for v in volumes if "secret" in v}
 
 
 # ---------------------------------------------------------------- alert rules
