@@ -55,7 +55,9 @@ def configure_common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="names this run's devices (default: the start time), so reruns are not deduplicated",
     )
-    parser.add_argument("--topic", default=None, help="default: cadence.events.v1")
+    parser.add_argument(
+        "--topic", default=None, help="default: env CADENCE_EVENTS_TOPIC, else cadence.events.v1"
+    )
     parser.add_argument("--flush-timeout", type=float, default=60.0, help="seconds to flush")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -69,7 +71,7 @@ def run_replay(
 
     from collectors.delivery import BatchSender
     from collectors.replay import load_user_map, replay_timed
-    from collectors.wire import EVENTS_TOPIC
+    from streams.topics import EVENTS
 
     if not args.dir.is_dir():
         print(f"cadence replay {name}: {args.dir} is not a directory", file=sys.stderr)
@@ -94,7 +96,7 @@ def run_replay(
     )
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],
-        topic=args.topic or EVENTS_TOPIC,
+        topic=args.topic or EVENTS.name,
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
     )
 

@@ -15,7 +15,9 @@ from streams.config import add_kafka_arguments
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_kafka_arguments(parser)
-    parser.add_argument("--topic", default=None, help="default: cadence.events.v1")
+    parser.add_argument(
+        "--topic", default=None, help="default: env CADENCE_EVENTS_TOPIC, else cadence.events.v1"
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -64,7 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from collectors.agent import AgentConfig, build_agent, default_state_dir
     from collectors.identity import MissingPseudonymKey
-    from collectors.wire import EVENTS_TOPIC
+    from streams.topics import EVENTS
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(
         bootstrap=args.kafka_config["bootstrap.servers"],
         kafka_extra={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
-        topic=args.topic or EVENTS_TOPIC,
+        topic=args.topic or EVENTS.name,
         state_dir=args.state_dir or default_state_dir(),
         spool_path=args.spool,
         memory_spool=args.memory_spool,

@@ -53,7 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="names this run's devices and sessions (default: the start time), so a rerun "
         "is not deduplicated against the previous one",
     )
-    parser.add_argument("--topic", default=None, help="default: cadence.events.v1")
+    parser.add_argument(
+        "--topic", default=None, help="default: env CADENCE_EVENTS_TOPIC, else cadence.events.v1"
+    )
     parser.add_argument("--truth", default=None, metavar="FILE", help="write ground truth JSON")
     parser.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to flush")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -67,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from collectors.delivery import BatchSender
     from collectors.publish import PublishStats
     from collectors.simulate import Takeover, Workload
-    from collectors.wire import EVENTS_TOPIC
     from streams.commands._replay import send_and_close
+    from streams.topics import EVENTS
 
     if args.rate <= 0:
         print("--rate must be positive", file=sys.stderr)
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],
-        topic=args.topic or EVENTS_TOPIC,
+        topic=args.topic or EVENTS.name,
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
     )
     speed = math.inf if args.fast else args.rate

@@ -6,6 +6,9 @@ the stream processor's end-to-end tests rely on when they replay into a broker.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -136,3 +139,16 @@ def test_simulate_command_publishes(kafka_bootstrap: str, tmp_path: Path) -> Non
     for b in received:
         by_device[b.device].append(b.seq)
     assert all(seqs == list(range(len(seqs))) for seqs in by_device.values())
+
+
+def test_producers_default_to_the_events_topic_the_worker_reads(kafka_bootstrap: str) -> None:
+    # An operator who renames the events topic by environment (CADENCE_EVENTS_TOPIC, what
+    # the worker and `topics create` read) must not leave the producers on the old name.
+    topic = _create_topic(kafka_bootstrap)
+    argv = [sys.executable, "-m", "streams.cli", "simulate", "--bootstrap", kafka_bootstrap]
+    argv += ["--users", "2", "--seconds", "3", "--fast", "--quiet"]
+    env = {**os.environ, "CADENCE_EVENTS_TOPIC": topic}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    received = _consume(kafka_bootstrap, topic, expected=10**9, timeout=10.0)
+    assert len({b.device for b in received}) == 2
