@@ -33,7 +33,7 @@ test: venv lint typecheck x11-tools deploy-check
 
 ## Quick loop while developing: no broker, no X, no deploy tools.
 test-fast: venv lint
-	$(PY) -m pytest -q -m "not integration and not slow and not x11" tests collectors profiles streams --doctest-modules
+	$(PY) -m pytest -q -m "not integration and not slow and not x11 and not dataset" tests collectors profiles streams --doctest-modules
 
 lint: venv
 	$(VENV)/bin/ruff check collectors streams profiles tests bench deploy
