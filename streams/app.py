@@ -20,7 +20,9 @@ its batches come back, close into the same window and give the same verdict id.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -66,6 +68,11 @@ if _DRIFT:
 # been sent after the broker received it.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000.0
 MAX_SPOOL_AGE_MS = 30 * 24 * 3600 * 1000.0
+# A dead letter keeps the bad record's bytes, up to this size: librdkafka refuses values
+# over ``message.max.bytes`` (1 000 000 by default) even when the events topic took the
+# record compressed. A larger value is replaced by its digest and size (headers); the
+# record itself stays on the events topic for its retention, at the source offset given.
+MAX_DEADLETTER_VALUE_BYTES = 900_000
 PRODUCER_LINGER_S = 0.01
 # Per partition; the default (16 KB) holds one changelog record.
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -326,7 +333,10 @@ class Worker:
             )
             return
         broker_ms = float(message.timestamp) * 1000.0
-        if batch.sent_at_ms > broker_ms + MAX_FUTURE_SKEW_MS or (
+        # The record's timestamp is CreateTime: the same workstation clock unless the
+        # topic uses LogAppendTime, so the future is also judged by this worker's clock.
+        now_ms = min(broker_ms, time.time() * 1000.0)
+        if batch.sent_at_ms > now_ms + MAX_FUTURE_SKEW_MS or (
             batch.sent_at_ms < broker_ms - MAX_SPOOL_AGE_MS
         ):
             await self.dead_letter(
@@ -366,7 +376,12 @@ class Worker:
         key = window.user.encode()
         value = judged.state_bytes
         partition = self.user_partition[window.user]
-        self.metrics.windows_closed.labels(window.reason).inc()
+        self.metrics.windows_closed.labels(window.reason if window.events else "empty").inc()
+        if verdict is None and judged.error is None:
+            # Heartbeats only: nothing to judge; the state keeps the cursor they moved.
+            self._persist(key, value, partition)
+            self._ack_all(window.tokens)
+            return
         if verdict is None:
             log.error(
                 "judging window %s..%s of %s failed: %r",
@@ -409,9 +424,9 @@ class Worker:
             delivered = _after_all(2, delivered)
             await self.emit(self.findings_topic, key, encode_finding(verdict), delivered)
         await self.emit(self.verdicts_topic, key, encode_verdict(verdict), delivered)
-        self.metrics.verdict_latency.observe(
-            max(0.0, (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0)
-        )
+        latency_s = (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0
+        if math.isfinite(latency_s):
+            self.metrics.verdict_latency.observe(max(0.0, latency_s))
 
     async def forget(self, request: ForgetRequest, partition: int) -> None:
         """Erase a user's profile: table, changelog (tombstone), caches; then audit it.
@@ -614,17 +629,23 @@ class Worker:
             field,
             detail,
         )
+        value = message.value if isinstance(message.value, bytes) else b""
+        headers = {
+            "cadence-reason": reason.encode(),
+            "cadence-field": field.encode(),
+            "cadence-detail": detail.encode()[:1024],
+            "cadence-source": f"{message.topic}:{message.partition}:{message.offset}".encode(),
+        }
+        if len(value) > MAX_DEADLETTER_VALUE_BYTES:
+            headers["cadence-value-bytes"] = str(len(value)).encode()
+            headers["cadence-value-sha256"] = hashlib.sha256(value).hexdigest().encode()
+            value = b""
         await self.emit(
             self.deadletter_topic,
             message.key if isinstance(message.key, bytes) else None,
-            message.value if isinstance(message.value, bytes) else b"",
+            value,
             lambda: self._ack_all([event]),
-            headers={
-                "cadence-reason": reason.encode(),
-                "cadence-field": field.encode(),
-                "cadence-detail": detail.encode()[:1024],
-                "cadence-source": f"{message.topic}:{message.partition}:{message.offset}".encode(),
-            },
+            headers=headers,
         )
 
     async def wait_for_shutdown(self, wait_empty: Callable[[], Awaitable[None]]) -> None:
@@ -691,7 +712,16 @@ class Worker:
 
     def _load_state(self, user: str) -> UserState | None:
         raw = self.user_profiles.data.get(user.encode())
-        return UserState.from_bytes(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return UserState.from_bytes(raw)
+        except Exception as exc:  # noqa: BLE001 - any damage: start the user over
+            # Raising here would fail every later batch of this user, for good; as for
+            # an unreadable profile (streams.judge.load_profile), the user enrolls again.
+            log.warning("stored state of %s unusable (%r): the user starts over", user[:12], exc)
+            self.metrics.profile_resets.inc()
+            return UserState()
 
     def update_gauges(self) -> None:
         self.metrics.flush_pending()

@@ -128,7 +128,17 @@ class Pipeline(Generic[T]):
         for window, state in zip(windows, states, strict=True):
             advance(state.cursors, window)
             state.windows += 1
-        return self._judge(windows, states)
+        # A window of heartbeats only (empty batches) has no behaviour and no event
+        # time: it is not judged (no verdict), but the cursor it moved is persisted.
+        judged = [
+            Judged(w, None, s, state_bytes=s.to_bytes())
+            for w, s in zip(windows, states, strict=True)
+            if not w.events
+        ]
+        full = [(w, s) for w, s in zip(windows, states, strict=True) if w.events]
+        if full:
+            judged += self._judge([w for w, _ in full], [s for _, s in full])
+        return judged
 
     def _judge(self, windows: list[Window[T]], states: list[UserState]) -> list[Judged[T]]:
         started = time.process_time()

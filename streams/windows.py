@@ -36,6 +36,10 @@ from collectors.wire import EventBatch, KeyEvent, MouseEvent
 T = TypeVar("T")
 
 MAX_CURSORS_PER_USER = 8
+# Events one window may hold before it is closed whatever its span: a person produces
+# ~20-200 events a second, so a 5 s window holds at most ~1 000; four full batches
+# (``MAX_EVENTS_PER_BATCH``) of one instant are not behaviour anyone can produce.
+MAX_WINDOW_EVENTS = 16_384
 
 # ``t_ms`` is field 1 of both KeyEvent and MouseEvent; itemgetter reads it without a
 # Python-level call per event.
@@ -93,9 +97,15 @@ class AddResult(Generic[T]):
 class Windower(Generic[T]):
     """Open windows of the users one worker owns (in memory; closed ones are persisted)."""
 
-    def __init__(self, window_ms: float = 5000.0, idle_gap_ms: float = 60_000.0) -> None:
+    def __init__(
+        self,
+        window_ms: float = 5000.0,
+        idle_gap_ms: float = 60_000.0,
+        max_events: int = MAX_WINDOW_EVENTS,
+    ) -> None:
         self.window_ms = window_ms
         self.idle_gap_ms = idle_gap_ms
+        self.max_events = max_events
         self.open: dict[str, Window[T]] = {}
 
     def add(self, batch: EventBatch, cursors: dict[str, Cursor], token: T) -> AddResult[T]:
@@ -131,7 +141,12 @@ class Windower(Generic[T]):
         times = list(map(_T_MS, events))
         t_first = min(times) if times else 0.0
         t_last = max(times) if times else 0.0
-        if window is not None and times and t_first - window.end_ms > self.idle_gap_ms:
+        if (
+            window is not None
+            and times
+            and window.events
+            and t_first - window.end_ms > self.idle_gap_ms
+        ):
             result.closed.append(self._close(batch.user, "idle_gap"))
             window = None
         if window is None:
@@ -162,6 +177,10 @@ class Windower(Generic[T]):
             window.end_ms = max(window.end_ms, t_last)
         if window.end_ms - window.start_ms >= self.window_ms:
             result.closed.append(self._close(batch.user, "span"))
+        elif window.events >= self.max_events:
+            # Event times that never span a window (a flood, a stuck clock) would
+            # otherwise hold every batch, unacked, until memory runs out.
+            result.closed.append(self._close(batch.user, "size"))
         return result
 
     def flush(self, user: str, reason: str = "flush") -> Window[T] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from pathlib import Path
@@ -65,7 +66,25 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     deployment: Deployment,
 ) -> None:
     batches = workload_batches(seed=11)
-    bad = poison(random.Random(5), 25)
+    # Malformed and larger than the worker may produce: its dead letter keeps a digest.
+    huge = b'{"v":1,' + b" " * 1_200_000
+    bad = [*poison(random.Random(5), 25), (b"u", huge)]
+    # A desk clock 30 min ahead stamps the record's CreateTime too: the worker's clock
+    # must catch what a comparison with that timestamp alone would let through.
+    ahead_ms = int(time.time() * 1000.0) + 30 * 60 * 1000
+    ahead = orjson.dumps(
+        {
+            "v": 1,
+            "device": "d",
+            "user": "u",
+            "session": "s",
+            "seq": 0,
+            "sent_at_ms": ahead_ms,
+            "clock_offset_ms": 0.0,
+            "key_identity": False,
+            "events": [],
+        }
+    )
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
     dead_reader = TopicReader(deployment.bootstrap, deployment.topics.deadletter)
     offline = offline_verdicts(batches)
@@ -75,6 +94,8 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
         half = len(batches) // 2
         deployment.send(batches[:half])
         deployment.produce_raw(bad)
+        deployment.produce_raw([(b"u", ahead)], timestamp_ms=ahead_ms)
+        bad.append((b"u", ahead))
         deployment.send(batches[half:])
 
         def judged_events() -> int:
@@ -98,7 +119,17 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     reasons = {dict(h)["cadence-reason"] for _, _, h in dead_reader.records}
     assert reasons <= {b"malformed", b"schema_version", b"key_mismatch", b"absurd_timestamp"}
     assert metrics['cadence_dead_letters_total{reason="schema_version"}'] == 5
-    assert sum(v for k, v in metrics.items() if k.startswith("cadence_dead_letters_total{")) == 25
+    (skewed,) = [dict(h) for _, v, h in dead_reader.records if v == ahead]
+    assert skewed["cadence-reason"] == b"absurd_timestamp"
+    assert sum(v for k, v in metrics.items() if k.startswith("cadence_dead_letters_total{")) == len(
+        bad
+    )
+    (digest,) = [
+        (v, dict(h)) for _, v, h in dead_reader.records if "cadence-value-bytes" in dict(h)
+    ]
+    assert digest[0] in (b"", None)
+    assert digest[1]["cadence-value-bytes"] == str(len(huge)).encode()
+    assert digest[1]["cadence-value-sha256"] == hashlib.sha256(huge).hexdigest().encode()
 
     # Verdicts carry what the SOC needs.
     for v in verdicts:

@@ -105,12 +105,20 @@ class Deployment:
         sender.close()
         return n
 
-    def produce_raw(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+    def produce_raw(
+        self, records: Iterable[tuple[bytes | None, bytes]], timestamp_ms: int | None = None
+    ) -> None:
         from confluent_kafka import Producer
 
-        producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all"})
+        # Compressed, so a value over the worker's 1 MB produce limit still fits the topic.
+        config = {"bootstrap.servers": self.bootstrap, "acks": "all"}
+        config |= {"compression.type": "zstd", "message.max.bytes": 4_000_000}
+        producer = Producer(config)
         for key, value in records:
-            producer.produce(self.events, key=key, value=value)
+            if timestamp_ms is None:
+                producer.produce(self.events, key=key, value=value)
+            else:
+                producer.produce(self.events, key=key, value=value, timestamp=timestamp_ms)
         assert producer.flush(30) == 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collectors.simulate import Workload
 from streams.pipeline import Pipeline
 from streams.state import UserState
@@ -162,3 +164,24 @@ def test_a_window_that_fails_in_a_group_fails_alone(monkeypatch) -> None:  # typ
     assert len({j.window.user for j in judged}) == 4
     assert {j.window.user for j in judged if j.error is not None} == {victim}
     assert all(j.verdict is not None for j in judged if j.window.user != victim)
+
+
+def test_a_window_of_heartbeats_only_is_not_judged_but_moves_the_cursor() -> None:
+    # Empty batches carry no behaviour and no event time: a verdict on them would have
+    # infinite window times (and an OCSF finding could not be encoded).
+    import dataclasses
+
+    (first, *rest) = [b for _, b in Workload(users=1, seed=3).batches(until_s=30)]
+    heartbeats = [dataclasses.replace(first, seq=s, events=()) for s in range(3)]
+    pipeline: Pipeline[int] = Pipeline(lambda user: None)
+    for i, b in enumerate(heartbeats):
+        pipeline.close(b, i)
+    (judged,) = pipeline.flush(first.user)
+    assert (judged.verdict, judged.error, judged.window.tokens) == (None, None, [0, 1, 2])
+    stored = UserState.from_bytes(judged.state_bytes)
+    assert stored.cursors[first.device].last_seq == 2 and stored.profile == b""
+    # The user's real activity afterwards is judged as usual, with finite times.
+    later = [dataclasses.replace(b, seq=b.seq + 3) for b in (first, *rest)]
+    verdicts = [j.verdict for b in later for j in pipeline.add(b, 0)[1]]
+    assert verdicts and all(v is not None for v in verdicts)
+    assert all(math.isfinite(v.window_start_ms) for v in verdicts if v is not None)

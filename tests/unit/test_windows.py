@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +133,27 @@ def test_user_state_round_trip() -> None:
         cursors={"d1": Cursor("s", 3), "d2": Cursor("t", 9)}, windows=4, profile=b"xyz"
     )
     assert UserState.from_bytes(state.to_bytes()) == state
+
+
+def test_heartbeats_alone_never_close_a_window_by_idle_gap() -> None:
+    # A window of empty batches has no event time (start +inf, end -inf); the next data
+    # batch must join it, not close it as "idle" against minus infinity.
+    w: Windower[int] = Windower(window_ms=5000)
+    cursors: dict[str, Cursor] = {}
+    assert w.add(batch(0, 0.0, n=0), cursors, 0).status == "empty"
+    result = w.add(batch(1, 1_000_000.0), cursors, 1)
+    assert result.closed == []
+    (window,) = w.open.values()
+    assert (window.first_seq, window.events, window.start_ms) == (0, 2, 1_000_000.0)
+
+
+def test_a_window_whose_events_never_span_it_closes_at_its_size_bound() -> None:
+    # A flood inside one instant of event time must not be held (unacked) for ever.
+    w: Windower[int] = Windower(window_ms=5000, max_events=1000)
+    instant = (KeyEvent("kd", 0.0, 1), KeyEvent("ku", 0.0, 1)) * 150
+    flood = [dataclasses.replace(batch(i, 0.0), events=instant) for i in range(10)]
+    closed = run(w, {}, flood)
+    assert [(c.first_seq, c.last_seq, c.reason, c.events) for c in closed] == [
+        (0, 3, "size", 1200),
+        (4, 7, "size", 1200),
+    ]
