@@ -542,7 +542,28 @@ class UserProfile:
         # modalities compared with the last session of either.
         mouse_session = parts[11] if n > 11 and magic == _MAGIC else parts[8]
         profile.mouse.session = _session_key(mouse_session.decode())
+        _require_finite(profile)
         return profile
+
+
+def _require_finite(profile: UserProfile) -> None:
+    """Reject a profile whose numbers are not all finite (damaged bytes): a NaN would
+    not fail at once but in a later window's calibration, and again for each window
+    until it rolls out; raising here lets the caller start the user over instead."""
+    k, m = profile.keyboard, profile.mouse
+    arrays = (
+        np.array([profile.trust.value, profile.trust.statistic, k.unsampled, m.unsampled]),
+        k.cells,
+        m.recent,
+        k.calibration.scores[: k.calibration.filled],
+        m.calibration.scores[: m.calibration.filled],
+        k.summary.mean,
+        k.summary.var,
+        m.summary.mean,
+        m.summary.var,
+    )
+    if not all(bool(np.isfinite(a).all()) for a in arrays):
+        raise ValueError("profile holds non-finite numbers")
 
 
 #: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM

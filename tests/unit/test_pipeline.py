@@ -185,3 +185,21 @@ def test_a_window_of_heartbeats_only_is_not_judged_but_moves_the_cursor() -> Non
     verdicts = [j.verdict for b in later for j in pipeline.add(b, 0)[1]]
     assert verdicts and all(v is not None for v in verdicts)
     assert all(math.isfinite(v.window_start_ms) for v in verdicts if v is not None)
+
+
+def test_a_stored_profile_with_non_finite_numbers_is_replaced_not_failed_window_by_window() -> None:
+    import numpy as np
+
+    from streams.judge import load_profile
+
+    batches = [b for _, b in Workload(users=1, seed=3).batches(until_s=60)]
+    pipeline: Pipeline[None] = Pipeline(lambda user: None)
+    for b in batches:
+        pipeline.add(b, None)
+    state = pipeline.states[batches[0].user]
+    profile, _ = load_profile(state.profile)
+    assert profile.keyboard.cells.size, "60 s of typing fills some cell scores"
+    profile.keyboard.cells[0] = np.nan  # what damaged bytes could hold
+    reloaded, reset = load_profile(profile.to_bytes())
+    assert reset and reloaded.keyboard.presses == 0
+    assert load_profile(state.profile)[1] is False
