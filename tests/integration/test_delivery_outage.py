@@ -182,5 +182,9 @@ def test_full_spool_drops_oldest_counted_and_keeps_running(
     seqs = {s - first for s in seqs_by_device(broker.bootstrap, topic, device)}
     assert set(range(dropped, 210)) <= seqs, "every batch still spooled must arrive"
     lost = set(range(dropped)) - seqs
-    # The window's batches were already handed to the producer before they were dropped.
-    assert dropped - window <= len(lost) <= dropped
+    # A dropped batch can still arrive if it was handed to the producer before the drop:
+    # at most a window of them per round of drops. A second round happens when the 10
+    # sends above find the producer not yet reconnected; its rewind hands over the
+    # then-oldest batches, which that round drops (seen once in CI: 160 dropped, 147 lost).
+    rounds = 1 if dropped == 150 else 2
+    assert dropped - rounds * window <= len(lost) <= dropped
