@@ -63,6 +63,13 @@ _REFUSAL_LOG_INTERVAL_S = 60.0
 _RESTART_BACKOFF_MAX_S = 60.0
 # Errors after which resending can never succeed: the batch is dropped, counted and logged.
 _PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD)
+# The broker refused the record's CreateTime: this workstation's clock is further from
+# the broker's than the topic allows (Kafka 4 refuses more than 1 h ahead by default).
+# Every resend carries a fresh timestamp from the same clock, so it can succeed only once
+# the clock is corrected: the batches stay on the spool and are retried at this pace.
+_CLOCK_RETRY_S = 10.0
+# A failed delivery report is logged at most this often (a refused clock fails them all).
+_DELIVERY_LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -119,6 +126,7 @@ class BatchSender:
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_delay = 1.0
         self._last_refusal_log = -_REFUSAL_LOG_INTERVAL_S
+        self._last_delivery_log = -_DELIVERY_LOG_INTERVAL_S
         self._pump()
 
     # -- public API -------------------------------------------------------------
@@ -293,7 +301,29 @@ class BatchSender:
             return
         if err.code() == KafkaError._PURGE_QUEUE:
             return  # our own purge on close/restart: the spool still holds it
-        log.warning("delivery of spool id %d failed: %s; will resend from the spool", spool_id, err)
+        now = time.monotonic()
+        if err.code() == KafkaError.INVALID_TIMESTAMP:
+            self.metrics.clock_refused.inc()
+            self._retry_at = max(self._retry_at, now + _CLOCK_RETRY_S)
+        if now - self._last_delivery_log >= _DELIVERY_LOG_INTERVAL_S:
+            self._last_delivery_log = now
+            if err.code() == KafkaError.INVALID_TIMESTAMP:
+                log.error(
+                    "the broker refuses this workstation's clock (batch spool id %d: %s): it is "
+                    "further from the broker's than the events topic allows. Batches stay on the "
+                    "spool and are retried every %.0f s; correct the clock (NTP), or create the "
+                    "topic with message.timestamp.type=LogAppendTime as 'cadence topics create' does",
+                    spool_id,
+                    err,
+                    _CLOCK_RETRY_S,
+                )
+            else:
+                log.warning(
+                    "delivery of spool id %d failed: %s; will resend from the spool"
+                    " (logged at most once a minute)",
+                    spool_id,
+                    err,
+                )
         if self._rewind_to is None or spool_id < self._rewind_to:
             self._rewind_to = spool_id
 

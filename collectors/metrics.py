@@ -47,6 +47,12 @@ class CollectorMetrics:
             "Failed delivery reports and producer errors",
             registry=r,
         )
+        self.clock_refused = Counter(
+            "cadence_collector_clock_refused_total",
+            "Delivery reports the broker refused for the record's timestamp (workstation clock);"
+            " the batches stay on the spool",
+            registry=r,
+        )
         self.key_identity_enabled = Gauge(
             "cadence_collector_key_identity_enabled",
             "1 while the audited key-identity mode is on",

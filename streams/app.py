@@ -333,8 +333,9 @@ class Worker:
             )
             return
         broker_ms = float(message.timestamp) * 1000.0
-        # The record's timestamp is CreateTime: the same workstation clock unless the
-        # topic uses LogAppendTime, so the future is also judged by this worker's clock.
+        # The shipped events topic stamps records on arrival (LogAppendTime); a topic
+        # left on CreateTime carries the same workstation clock as sent_at_ms, so the
+        # future is also judged by this worker's clock.
         now_ms = min(broker_ms, time.time() * 1000.0)
         if batch.sent_at_ms > now_ms + MAX_FUTURE_SKEW_MS or (
             batch.sent_at_ms < broker_ms - MAX_SPOOL_AGE_MS

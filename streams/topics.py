@@ -53,6 +53,12 @@ EVENTS: Final = TopicSpec(
         "retention.ms": str(_env_int("CADENCE_EVENTS_RETENTION_HOURS", 6) * HOUR_MS),
         "compression.type": "producer",
         "max.message.bytes": str(1 << 20),
+        # Records are stamped with the broker's clock, not the workstation's: Kafka 4
+        # refuses a CreateTime more than 1 h ahead, which would strand a desk with a wrong
+        # clock on its spool; stamped here, its batches reach the worker, which judges
+        # their send time and dead-letters the absurd ones. Retention then also counts
+        # from arrival, whatever the desk clocks say.
+        "message.timestamp.type": "LogAppendTime",
     },
 )
 VERDICTS: Final = TopicSpec(
@@ -155,14 +161,20 @@ class IsolatedTopics:
         return f"{self.prefix}-worker"
 
     def specs(self, partitions: int) -> list[TopicSpec]:
-        """The topics to create; the control topic is co-partitioned with the events."""
+        """The topics to create, configured as the shipped ones.
+
+        The control topic is co-partitioned with the events.
+
+        >>> [s.config["message.timestamp.type"] for s in IsolatedTopics("t1").specs(4)[:1]]
+        ['LogAppendTime']
+        """
         return [
-            TopicSpec(self.events, partitions, "events"),
-            TopicSpec(self.verdicts, 2, "verdicts"),
-            TopicSpec(self.deadletter, 1, "dead letters"),
-            TopicSpec(self.findings, 2, "findings"),
-            TopicSpec(self.control, partitions, "control, co-partitioned with events"),
-            TopicSpec(self.audit, 1, "audit"),
+            TopicSpec(self.events, partitions, "events", dict(EVENTS.config)),
+            TopicSpec(self.verdicts, 2, "verdicts", dict(VERDICTS.config)),
+            TopicSpec(self.deadletter, 1, "dead letters", dict(DEADLETTER.config)),
+            TopicSpec(self.findings, 2, "findings", dict(FINDINGS.config)),
+            TopicSpec(self.control, partitions, "control", dict(CONTROL.config)),
+            TopicSpec(self.audit, 1, "audit", dict(AUDIT.config)),
         ]
 
     def worker_env(self, partitions: int) -> dict[str, str]:

@@ -69,22 +69,29 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     # Malformed and larger than the worker may produce: its dead letter keeps a digest.
     huge = b'{"v":1,' + b" " * 1_200_000
     bad = [*poison(random.Random(5), 25), (b"u", huge)]
-    # A desk clock 30 min ahead stamps the record's CreateTime too: the worker's clock
-    # must catch what a comparison with that timestamp alone would let through.
-    ahead_ms = int(time.time() * 1000.0) + 30 * 60 * 1000
-    ahead = orjson.dumps(
-        {
-            "v": 1,
-            "device": "d",
-            "user": "u",
-            "session": "s",
-            "seq": 0,
-            "sent_at_ms": ahead_ms,
-            "clock_offset_ms": 0.0,
-            "key_identity": False,
-            "events": [],
-        }
-    )
+    # Desk clocks 30 min and 2 h ahead, the record's CreateTime stamped by them too. The
+    # events topic restamps on arrival (a CreateTime topic on Kafka 4 would refuse the
+    # second outright, stranding it on the desk's spool); the worker must dead-letter both.
+    now_ms = int(time.time() * 1000.0)
+    skewed_records = [
+        (
+            now_ms + ahead_s * 1000,
+            orjson.dumps(
+                {
+                    "v": 1,
+                    "device": "d",
+                    "user": "u",
+                    "session": "s",
+                    "seq": 0,
+                    "sent_at_ms": now_ms + ahead_s * 1000,
+                    "clock_offset_ms": 0.0,
+                    "key_identity": False,
+                    "events": [],
+                }
+            ),
+        )
+        for ahead_s in (30 * 60, 2 * 3600)
+    ]
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
     dead_reader = TopicReader(deployment.bootstrap, deployment.topics.deadletter)
     offline = offline_verdicts(batches)
@@ -94,8 +101,9 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
         half = len(batches) // 2
         deployment.send(batches[:half])
         deployment.produce_raw(bad)
-        deployment.produce_raw([(b"u", ahead)], timestamp_ms=ahead_ms)
-        bad.append((b"u", ahead))
+        for ahead_ms, ahead in skewed_records:
+            deployment.produce_raw([(b"u", ahead)], timestamp_ms=ahead_ms)
+            bad.append((b"u", ahead))
         deployment.send(batches[half:])
 
         def judged_events() -> int:
@@ -119,8 +127,8 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     reasons = {dict(h)["cadence-reason"] for _, _, h in dead_reader.records}
     assert reasons <= {b"malformed", b"schema_version", b"key_mismatch", b"absurd_timestamp"}
     assert metrics['cadence_dead_letters_total{reason="schema_version"}'] == 5
-    (skewed,) = [dict(h) for _, v, h in dead_reader.records if v == ahead]
-    assert skewed["cadence-reason"] == b"absurd_timestamp"
+    skewed = [dict(h) for _, v, h in dead_reader.records if v in {r for _, r in skewed_records}]
+    assert [h["cadence-reason"] for h in skewed] == [b"absurd_timestamp"] * 2
     assert sum(v for k, v in metrics.items() if k.startswith("cadence_dead_letters_total{")) == len(
         bad
     )
