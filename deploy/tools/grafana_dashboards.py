@@ -500,7 +500,11 @@ def collectors() -> dict[str, Any]:
                             (
                                 f"sum by (instance) (rate(cadence_collector_delivery_errors_total{{{C}}}[5m]))",
                                 "{{instance}}",
-                            )
+                            ),
+                            (
+                                f"sum by (instance) (rate(cadence_collector_clock_refused_total{{{C}}}[5m]))",
+                                "{{instance}} clock refused",
+                            ),
                         ],
                         unit="reqps",
                     ),
