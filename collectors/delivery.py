@@ -33,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from collectors.kafka_config import kafka_client_config
 from collectors.metrics import CollectorMetrics
-from collectors.spool import MemorySpool, Spool, SqliteSpool
+from collectors.spool import MemorySpool, Spool, SpoolError, SqliteSpool
 from collectors.wire import EVENTS_TOPIC, SCHEMA_VERSION, EventBatch, encode_batch
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ _PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD)
 _CLOCK_RETRY_S = 10.0
 # A failed delivery report is logged at most this often (a refused clock fails them all).
 _DELIVERY_LOG_INTERVAL_S = 60.0
+# A failing spool (full disk, locked file) fails every operation: logged at most this often.
+_SPOOL_LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -80,6 +82,8 @@ class SenderCounters:
     resends: int = 0  # rewinds to the oldest unacknowledged batch
     producer_restarts: int = 0  # producers recreated after a fatal error
     rejected: int = 0  # batches removed because the broker can never accept them
+    unspooled: int = 0  # batches dropped because the spool could not store them
+    spool_errors: int = 0  # failed spool reads and writes
 
 
 class BatchSender:
@@ -127,6 +131,7 @@ class BatchSender:
         self._restart_delay = 1.0
         self._last_refusal_log = -_REFUSAL_LOG_INTERVAL_S
         self._last_delivery_log = -_DELIVERY_LOG_INTERVAL_S
+        self._last_spool_log = -_SPOOL_LOG_INTERVAL_S
         self._pump()
 
     # -- public API -------------------------------------------------------------
@@ -139,7 +144,18 @@ class BatchSender:
         """Spool ``batch`` and hand it to the producer; returns without waiting."""
         key = batch.user.encode()
         value = encode_batch(batch)
-        spool_id = self.spool.put(batch.device, batch.seq, key, value)
+        try:
+            spool_id = self.spool.put(batch.device, batch.seq, key, value)
+        except SpoolError as exc:
+            # Without a spool entry the batch could be neither resent nor acknowledged
+            # in order: drop it, counted. Its seq was never persisted, so the next batch
+            # reuses it and the pipeline sees no gap for a batch nobody sent.
+            self.counters.unspooled += 1
+            self.metrics.dropped_batches.inc()
+            self._spool_failed(exc, f"dropped batch seq {batch.seq} ({len(batch.events)} events)")
+            self._serve(0)
+            self._settle()
+            return
         if not self._backlog and self._inflight < self.window:
             # Common path: nothing older is waiting, produce from memory.
             self._produce(spool_id, key, value)
@@ -276,7 +292,12 @@ class BatchSender:
         if self._fatal is not None or (self._retry_at and time.monotonic() < self._retry_at):
             return
         while self._backlog and self._inflight < self.window:
-            rows = self.spool.pending(self._cursor, min(500, self.window - self._inflight))
+            try:
+                rows = self.spool.pending(self._cursor, min(500, self.window - self._inflight))
+            except SpoolError as exc:
+                self._retry_at = time.monotonic() + _REWIND_INTERVAL_S
+                self._spool_failed(exc, "will read the backlog again")
+                return
             if not rows:
                 self._backlog = False
                 return
@@ -334,6 +355,20 @@ class BatchSender:
         self.counters.rejected += 1
         self.metrics.dropped_batches.inc()
 
+    def _spool_failed(self, exc: SpoolError, outcome: str) -> None:
+        self.counters.spool_errors += 1
+        self.metrics.spool_errors.labels(exc.operation).inc()
+        now = time.monotonic()
+        if now - self._last_spool_log >= _SPOOL_LOG_INTERVAL_S:
+            self._last_spool_log = now
+            log.error(
+                "%s: %s (free disk space; check that no other agent uses this state directory;"
+                " logged at most once a minute, %d spool errors so far)",
+                exc,
+                outcome,
+                self.counters.spool_errors,
+            )
+
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal = err
@@ -345,7 +380,13 @@ class BatchSender:
         """Apply what the callbacks collected: removals, rewinds, producer restarts."""
         if self._acked:
             acked, self._acked = self._acked, []
-            self.spool.remove(acked)
+            try:
+                self.spool.remove(acked)
+            except SpoolError as exc:
+                # Kept for the next attempt; until then a rewind may resend them, and
+                # consumers drop the duplicates.
+                self._acked = acked + self._acked
+                self._spool_failed(exc, f"{len(acked)} acknowledged batches stay until retried")
         if self._fatal is not None:
             if time.monotonic() >= self._restart_at:
                 self._restart_producer()

@@ -39,7 +39,7 @@ class CollectorMetrics:
         )
         self.dropped_batches = Counter(
             "cadence_collector_dropped_batches_total",
-            "Batches dropped unsent because the spool was past its bound (or permanently rejected)",
+            "Batches dropped unsent: spool past its bound, spool unwritable, or permanently rejected",
             registry=r,
         )
         self.delivery_errors = Counter(
@@ -51,6 +51,20 @@ class CollectorMetrics:
             "cadence_collector_clock_refused_total",
             "Delivery reports the broker refused for the record's timestamp (workstation clock);"
             " the batches stay on the spool",
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "cadence_collector_spool_errors_total",
+            "Spool reads and writes that failed (disk full, file locked or damaged), by operation;"
+            " a failed put drops its batch (also counted in dropped_batches)",
+            ["operation"],
+            registry=r,
+        )
+        for operation in ("put", "remove", "read"):
+            self.spool_errors.labels(operation)  # exported at 0 from the start, for rate()
+        self.spool_quarantined = Counter(
+            "cadence_collector_spool_quarantined_total",
+            "Damaged spool files moved aside at start (their batches are lost)",
             registry=r,
         )
         self.key_identity_enabled = Gauge(

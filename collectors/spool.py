@@ -18,11 +18,18 @@ The spool is bounded by batches and bytes. Past the bound the *oldest* batches a
 dropped, counted (``dropped``, ``cadence_collector_dropped_batches_total``) and
 reported in a WARNING log line: losing the oldest data of a long outage is the
 lesser evil compared with filling the workstation's disk.
+
+A file that cannot be written (disk full, locked by another process) raises
+:class:`SpoolError` from the failed operation with SQLite's reason, the transaction
+undone and the sizes unchanged; the sender counts it and carries on. A damaged file
+(not a database, malformed pages) is moved aside at open and a fresh spool started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +44,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_BATCHES = 1_000_000
+# SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged, not merely busy or unwritable.
+_DAMAGED = (11, 26)
+
+
+class SpoolError(Exception):
+    """The spool file could not be opened, read or written (disk full, locked, unreadable).
+
+    The sender catches it and keeps running: a batch it could not put is dropped and
+    counted; acknowledged ids it could not remove are removed at a later attempt.
+    """
+
+    def __init__(self, operation: str, path: Path, cause: sqlite3.Error) -> None:
+        super().__init__(f"spool {operation} failed on {path}: {cause}")
+        self.operation = operation  # open | put | remove | read
+        self.cause = cause
 
 
 class SpooledBatch(NamedTuple):
@@ -144,28 +166,71 @@ class SqliteSpool(_Bounded):
         super().__init__(max_bytes, max_batches, metrics)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per operation.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; FULL also survives power loss.
         self._fsync = fsync
-        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS batches (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                device TEXT NOT NULL, seq INTEGER NOT NULL,
-                key BLOB NOT NULL, value BLOB NOT NULL, size INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS sequences (
-                device TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
-            """
-        )
-        count, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM batches"
-        ).fetchone()
+        self.quarantined: Path | None = None  # where a damaged spool file was moved aside
+        try:
+            self._db = self._open()
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _DAMAGED:
+                raise SpoolError("open", self.path, exc) from exc
+            self.quarantined = self._quarantine(exc)
+            try:
+                self._db = self._open()
+            except sqlite3.Error as again:
+                raise SpoolError("open", self.path, again) from again
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per operation.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; FULL also survives power loss.
+            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+            db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS batches (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    device TEXT NOT NULL, seq INTEGER NOT NULL,
+                    key BLOB NOT NULL, value BLOB NOT NULL, size INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS sequences (
+                    device TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+                """
+            )
+            # Reads every row's size: a damaged page is found here, at start, not mid-run.
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM batches"
+            ).fetchone()
+            sequences = db.execute("SELECT device, last_seq FROM sequences").fetchall()
+        except BaseException:
+            db.close()
+            raise
         self._count, self._bytes = int(count), int(size)
-        for device, last in self._db.execute("SELECT device, last_seq FROM sequences"):
-            self._last_seq[device] = int(last)
+        self._last_seq.update((str(device), int(last)) for device, last in sequences)
+        return db
+
+    def _quarantine(self, exc: sqlite3.Error) -> Path:
+        """Move a damaged spool aside (kept for forensics) so that the agent can start.
+
+        Its batches are lost to the pipeline, which sees a sequence gap. The fresh spool
+        numbers from wall-clock milliseconds (``_first_seq``), above any number the lost
+        file handed out, so no new batch is taken for a duplicate of an old one.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                os.replace(part, target.with_name(target.name + suffix))
+        if self.metrics is not None:
+            self.metrics.spool_quarantined.inc()
+        log.error(
+            "spool %s is damaged (%s): moved it aside to %s and started an empty spool; the "
+            "batches it held are lost (the pipeline reports them as a sequence gap)",
+            self.path,
+            exc,
+            target,
+        )
+        return target
 
     def _first_seq(self) -> int:
         # A device id is derived from the machine, so a reinstalled agent (state lost)
@@ -178,8 +243,9 @@ class SqliteSpool(_Bounded):
         size = len(key) + len(value)
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            before = self._count, self._bytes
             try:
+                db.execute("BEGIN IMMEDIATE")
                 cur = db.execute(
                     "INSERT INTO batches (device, seq, key, value, size) VALUES (?, ?, ?, ?, ?)",
                     (device, seq, key, value, size),
@@ -194,9 +260,10 @@ class SqliteSpool(_Bounded):
                 self._bytes += size
                 dropped = self._evict() if self._over() else []
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                self._reload_sizes()
+            except BaseException as exc:
+                self._abort(before)
+                if isinstance(exc, sqlite3.Error):
+                    raise SpoolError("put", self.path, exc) from exc
                 raise
             if seq > self._last_seq.get(device, -1):
                 self._last_seq[device] = seq
@@ -205,6 +272,14 @@ class SqliteSpool(_Bounded):
         spool_id = cur.lastrowid
         assert spool_id is not None
         return spool_id
+
+    def _abort(self, sizes: tuple[int, int]) -> None:
+        # SQLite may have rolled the transaction back itself (a full disk does): a
+        # ROLLBACK then raises "no transaction is active" and would hide the real error.
+        self._count, self._bytes = sizes
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _evict(self) -> list[tuple[str, int, int]]:
         dropped: list[tuple[str, int, int]] = []
@@ -227,26 +302,21 @@ class SqliteSpool(_Bounded):
         self._db.execute("DELETE FROM batches WHERE id <= ?", (last_id,))
         return dropped
 
-    def _reload_sizes(self) -> None:
-        count, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM batches"
-        ).fetchone()
-        self._count, self._bytes = int(count), int(size)
-
     def remove(self, ids: Iterable[int]) -> None:
         params = [(i,) for i in ids]
         if not params:
             return
         with self._lock:
             db = self._db
-            if self._fsync:
-                # A removal lost to a power cut only resends an acknowledged batch (a
-                # duplicate, which consumers drop), never loses one: so no fsync of its
-                # own. The next put's FULL commit syncs the WAL, these frames included.
-                # Halves the fsyncs per batch; a process crash still keeps the commit.
-                db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")
+            before = self._count, self._bytes
             try:
+                if self._fsync:
+                    # A removal lost to a power cut only resends an acknowledged batch (a
+                    # duplicate, which consumers drop), never loses one: so no fsync of its
+                    # own. The next put's FULL commit syncs the WAL, these frames included.
+                    # Halves the fsyncs per batch; a process crash still keeps the commit.
+                    db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("BEGIN IMMEDIATE")
                 for (i,) in params:
                     row = db.execute(
                         "DELETE FROM batches WHERE id = ? RETURNING size", (i,)
@@ -255,25 +325,35 @@ class SqliteSpool(_Bounded):
                         self._count -= 1
                         self._bytes -= int(row[0])
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                self._reload_sizes()
+            except BaseException as exc:
+                self._abort(before)
+                if isinstance(exc, sqlite3.Error):
+                    raise SpoolError("remove", self.path, exc) from exc
                 raise
             finally:
                 if self._fsync:
+                    # Puts must stay fsynced whatever became of this removal (the pragma
+                    # only sets a flag on the connection, outside any transaction).
                     db.execute("PRAGMA synchronous=FULL")
 
     def pending(self, after_id: int = 0, limit: int = 1000) -> list[SpooledBatch]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, device, seq, key, value FROM batches WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
+            try:
+                rows = self._db.execute(
+                    "SELECT id, device, seq, key, value FROM batches WHERE id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise SpoolError("read", self.path, exc) from exc
         return [SpooledBatch(int(i), d, int(s), bytes(k), bytes(v)) for i, d, s, k, v in rows]
 
     def contains(self, spool_id: int) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM batches WHERE id = ?", (spool_id,)).fetchone()
+            try:
+                row = self._db.execute("SELECT 1 FROM batches WHERE id = ?", (spool_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise SpoolError("read", self.path, exc) from exc
         return row is not None
 
     def close(self) -> None:

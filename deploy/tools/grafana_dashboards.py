@@ -505,6 +505,10 @@ def collectors() -> dict[str, Any]:
                                 f"sum by (instance) (rate(cadence_collector_clock_refused_total{{{C}}}[5m]))",
                                 "{{instance}} clock refused",
                             ),
+                            (
+                                f"sum by (instance) (rate(cadence_collector_spool_errors_total{{{C}}}[5m]))",
+                                "{{instance}} spool errors",
+                            ),
                         ],
                         unit="reqps",
                     ),

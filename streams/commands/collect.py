@@ -66,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from collectors.agent import AgentConfig, build_agent, default_state_dir
     from collectors.identity import MissingPseudonymKey
+    from collectors.spool import SpoolError
     from streams.topics import EVENTS
 
     logging.basicConfig(
@@ -89,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         agent, capture = build_agent(config)
-    except MissingPseudonymKey as exc:
+    except (MissingPseudonymKey, SpoolError) as exc:
+        # A spool that cannot be opened is locked by another agent on this state
+        # directory, or unreadable (permissions); a damaged one was moved aside already.
         print(f"cadence collect: {exc}", file=sys.stderr)
         return 2
 
