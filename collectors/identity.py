@@ -12,7 +12,9 @@ from __future__ import annotations
 import getpass
 import hashlib
 import hmac
+import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -25,6 +27,9 @@ MIN_KEY_BYTES = 16
 DEFAULT_IDLE_MS = 15 * 60 * 1000.0
 
 _MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+_DEVICE_ID = re.compile(r"dev-[0-9a-f]{32}")
+
+log = logging.getLogger(__name__)
 
 
 class MissingPseudonymKey(RuntimeError):
@@ -79,21 +84,36 @@ def device_id(key: bytes, state_dir: Path) -> str:
 
     Derived from the machine id (or host name) under the deployment secret, so the
     pipeline cannot map it back to a host name; stored so that it stays the same when
-    the host is renamed.
+    the host is renamed. A stored value that is not an id this function writes (a file
+    damaged by a crash or a full disk) is replaced by a fresh derivation: batches from a
+    garbled id would be refused by every worker while the agent counts them as sent.
     """
     path = state_dir / "device-id"
     try:
-        stored = path.read_text().strip()
-    except OSError:
+        stored = path.read_bytes().decode("ascii").strip()
+    except FileNotFoundError:
         stored = ""
-    if stored:
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the stored device id %s (%s): deriving it again", path, exc)
+        stored = ""
+    if _DEVICE_ID.fullmatch(stored):
         return stored
+    if stored:
+        log.warning("the stored device id in %s is damaged: deriving it again", path)
     digest = hmac.new(key, b"device:" + _machine_fingerprint().encode(), hashlib.sha256)
     value = "dev-" + digest.hexdigest()[:32]
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(value + "\n")
-    os.replace(tmp, path)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="ascii") as out:
+            out.write(value + "\n")
+            out.flush()
+            # Without it a power cut after the rename can leave an empty or zero-filled file.
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        # The derivation is deterministic: an unstored id is only lost on a host rename.
+        log.warning("cannot store the device id in %s (%s); using it unstored", path, exc)
     return value
 
 

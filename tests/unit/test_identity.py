@@ -58,6 +58,18 @@ def test_device_id_is_stable_and_stored(tmp_path: Path) -> None:
     assert device_id(KEY, tmp_path / "fresh") == first  # same machine, same key
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [b"\xff\xfe\x00garbage", b"\x00" * 64, b"", b"dev-XYZ\n", b"dev-" + b"0" * 31 + b"\n"],
+    ids=["not-utf8", "nul-bytes", "empty", "not-hex", "too-short"],
+)
+def test_a_damaged_stored_device_id_is_derived_again(tmp_path: Path, damage: bytes) -> None:
+    expected = device_id(KEY, tmp_path / "clean")
+    (tmp_path / "device-id").write_bytes(damage)
+    assert device_id(KEY, tmp_path) == expected
+    assert (tmp_path / "device-id").read_text() == expected + "\n"  # repaired on disk
+
+
 def test_session_changes_on_idle_resume_only() -> None:
     s = SessionTracker(idle_ms=1000.0)
     first = s.session
