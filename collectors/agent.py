@@ -199,6 +199,7 @@ def build_agent(
         hasher,
         sink_many=functools.partial(agent.batcher.extend, close=True),
         burst_s=config.max_age_ms / 1000.0,
+        metrics=metrics,
     )
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port)

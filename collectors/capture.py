@@ -45,6 +45,7 @@ from typing import Any
 
 from collectors.batcher import MAX_AGE_MS
 from collectors.keyclass import OTHER, classify_char, classify_named
+from collectors.metrics import CollectorMetrics
 from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
 
 Sink = Callable[[Event], None]
@@ -54,6 +55,8 @@ KeyReducer = Callable[[str, Any, float, int], KeyEvent]
 
 log = logging.getLogger(__name__)
 
+_ERROR_LOG_INTERVAL_S = 60.0
+
 
 class KeyHasher:
     """HMAC-SHA256 of a key's identity (never the character itself on the wire)."""
@@ -62,7 +65,11 @@ class KeyHasher:
         self._key = key
 
     def __call__(self, identity: str) -> str:
-        return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest()
+        # surrogatepass: Windows hands characters outside the BMP (emoji) to pynput as
+        # lone UTF-16 surrogates, which strict UTF-8 refuses.
+        return hmac.new(
+            self._key, identity.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()
 
 
 def _key_class_and_identity(key: Any) -> tuple[int, str]:
@@ -103,6 +110,7 @@ class Capture:
         sink_many: SinkMany | None = None,
         burst_s: float = BURST_S,
         lean_x11: bool = True,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self._sink = sink
         self._sink_many: SinkMany = sink_many if sink_many is not None else self._each
@@ -111,27 +119,67 @@ class Capture:
         self._lean_x11 = lean_x11
         self._last_move_ms = -1
         self._listeners: list[Any] = []
+        self._metrics = metrics
+        self.errors = 0
+        self._last_error_log = -_ERROR_LOG_INTERVAL_S
 
     def _each(self, events: list[Event]) -> None:
         for event in events:
             self._sink(event)
 
     def key_event(self, kind: str, key: Any, t_ms: float, flags: int) -> KeyEvent:
-        """The wire event for ``key``: its class (and, audited, keyed hash), never the key."""
-        key_class, identity = _key_class_and_identity(key)
-        key_hash = self._hasher(identity) if self._hasher is not None else None
-        del key, identity  # the key goes no further than this frame
+        """The wire event for ``key``: its class (and, audited, keyed hash), never the key.
+
+        Never raises: a key that cannot be reduced is kept as an unclassified key, so
+        its timing still counts and the listener thread lives on.
+        """
+        try:
+            key_class, identity = _key_class_and_identity(key)
+            key_hash = self._hasher(identity) if self._hasher is not None else None
+            del identity
+        except Exception as exc:  # noqa: BLE001 - a listener thread must not die of a key
+            self.failed("key reduction", exc)
+            key_class, key_hash = OTHER, None
+        del key  # the key goes no further than this frame
         return KeyEvent(kind, t_ms, key_class, flags, key_hash)
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        """Count an input-path failure; log its type only, at most once a minute.
+
+        Never the exception's text or traceback: on the key path it can hold the key.
+        """
+        self.errors += 1
+        if self._metrics is not None:
+            self._metrics.capture_errors.inc()
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
+            self._last_error_log = now
+            log.error(
+                "input capture: %s failed (%s); the event was skipped or kept unclassified "
+                "(%d failures so far, logged at most once a minute)",
+                where,
+                type(exc).__name__,
+                self.errors,
+            )
 
     # -- pynput callbacks (run on pynput's listener threads) ----------------------
 
+    # An exception out of a callback stops pynput's listener, i.e. all capture: each
+    # callback keeps its own failures (try costs nothing in CPython 3.11 until it raises).
+
     def on_press(self, key: Any, injected: bool = False) -> None:
         t_ms = time.monotonic_ns() / 1e6
-        self._sink(self.key_event("kd", key, t_ms, FLAG_INJECTED if injected else 0))
+        try:
+            self._sink(self.key_event("kd", key, t_ms, FLAG_INJECTED if injected else 0))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("key press", exc)
 
     def on_release(self, key: Any, injected: bool = False) -> None:
         t_ms = time.monotonic_ns() / 1e6
-        self._sink(self.key_event("ku", key, t_ms, FLAG_INJECTED if injected else 0))
+        try:
+            self._sink(self.key_event("ku", key, t_ms, FLAG_INJECTED if injected else 0))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("key release", exc)
 
     def on_move(self, x: float, y: float, injected: bool = False) -> None:
         t_ns = time.monotonic_ns()
@@ -139,23 +187,31 @@ class Capture:
         if ms == self._last_move_ms:
             return  # at most one move per millisecond: more is noise and CPU
         self._last_move_ms = ms
-        # Positional: the hottest path in the agent, and keyword NamedTuple calls cost more.
-        self._sink(MouseEvent(_MOVE, t_ns / 1e6, int(x), int(y), 0, 0, 0, 1 if injected else 0))
+        try:
+            # Positional: the hottest path in the agent; keyword NamedTuple calls cost more.
+            self._sink(MouseEvent(_MOVE, t_ns / 1e6, int(x), int(y), 0, 0, 0, 1 if injected else 0))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("pointer move", exc)
 
     def on_click(
         self, x: float, y: float, button: Any, pressed: bool, injected: bool = False
     ) -> None:
         t_ms = time.monotonic_ns() / 1e6
-        code = _BUTTONS.get(getattr(button, "name", ""), 0)
-        flags = FLAG_INJECTED if injected else 0
-        self._sink(
-            MouseEvent("md" if pressed else "mu", t_ms, int(x), int(y), button=code, flags=flags)
-        )
+        try:
+            code = _BUTTONS.get(getattr(button, "name", ""), 0)
+            flags = FLAG_INJECTED if injected else 0
+            kind = "md" if pressed else "mu"
+            self._sink(MouseEvent(kind, t_ms, int(x), int(y), button=code, flags=flags))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("click", exc)
 
     def on_scroll(self, x: float, y: float, dx: float, dy: float, injected: bool = False) -> None:
         t_ms = time.monotonic_ns() / 1e6
-        flags = FLAG_INJECTED if injected else 0
-        self._sink(MouseEvent("ms", t_ms, int(x), int(y), dx=int(dx), dy=int(dy), flags=flags))
+        try:
+            flags = FLAG_INJECTED if injected else 0
+            self._sink(MouseEvent("ms", t_ms, int(x), int(y), dx=int(dx), dy=int(dy), flags=flags))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("scroll", exc)
 
     # -- lifecycle ----------------------------------------------------------------
 

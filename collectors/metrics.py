@@ -67,6 +67,11 @@ class CollectorMetrics:
             "Damaged spool files moved aside at start (their batches are lost)",
             registry=r,
         )
+        self.capture_errors = Counter(
+            "cadence_collector_capture_errors_total",
+            "Input events the capture path failed on (skipped, or kept as an unclassified key)",
+            registry=r,
+        )
         self.key_identity_enabled = Gauge(
             "cadence_collector_key_identity_enabled",
             "1 while the audited key-identity mode is on",
