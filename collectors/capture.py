@@ -287,7 +287,7 @@ class ServerClock:
     * Otherwise (a server on another clock), the offset starts at the first sample
       and is lowered whenever a read proves it too high (``sample < offset``).
     * Either way it is raised only on strong evidence -- over :attr:`WINDOW_MS`, at
-      least :attr:`MIN_SAMPLES` samples all more than :attr:`RAISE_SLACK_MS` above
+      least :attr:`min_samples` samples all more than :attr:`RAISE_SLACK_MS` above
       it (a server clock running slower than ours) -- so that it stays constant in
       steady state: dwell, flight and pointer intervals are differences of server
       timestamps, exact to the server's millisecond.
@@ -295,10 +295,16 @@ class ServerClock:
 
     SAME_CLOCK_MS = 5000
     WINDOW_MS = 10_000.0
-    MIN_SAMPLES = 16  # reads come 4 a second under input: 4 s of it in a 10 s window
+    # Evidence is reads over at least this share of a window. The reader reads once per
+    # burst under input, so the count that makes that share follows the burst length.
+    MIN_INPUT_SHARE = 0.4
     RAISE_SLACK_MS = 20.0
 
-    def __init__(self) -> None:
+    def __init__(self, read_interval_s: float = 0.25) -> None:
+        #: 16 at 0.25 s reads (or faster), 4 at the agent's 1 s bursts: a fixed 16 could
+        #: never be met by 1 s bursts, whose 10 s window holds at most 10 reads.
+        interval_ms = 1000.0 * max(read_interval_s, 0.25)
+        self.min_samples = max(3, round(self.MIN_INPUT_SHARE * self.WINDOW_MS / interval_ms))
         self.offset: float | None = None
         self.same_clock = False
         self._window_end = 0.0
@@ -335,7 +341,7 @@ class ServerClock:
         self._window_n += 1
         if now_ms >= self._window_end:
             if (
-                self._window_n >= self.MIN_SAMPLES
+                self._window_n >= self.min_samples
                 and self._window_min > self.offset + self.RAISE_SLACK_MS
             ):
                 log.info("X server clock: offset raised by %.1f ms", self._window_min - self.offset)
@@ -439,7 +445,7 @@ class XRecordInput:
         self._key_event = key_event
         self._burst_s = burst_s
         self._now_ns: Callable[[], int] = time.monotonic_ns
-        self.clock = ServerClock()
+        self.clock = ServerClock(read_interval_s=burst_s)
         self._last_t = -math.inf  # output times never go backwards
         self._last_move_server_ms = -1
         self.reads = 0  # wake-ups that read something (the footprint bench reports it)

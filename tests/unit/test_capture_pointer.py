@@ -197,6 +197,22 @@ def test_server_clock_raises_only_on_sustained_evidence() -> None:
     assert c.offset == pytest.approx(-48_850.0)
 
 
+def test_server_clock_raises_with_one_read_per_second_bursts() -> None:
+    """The agent reads once per 1 s burst: at most 10 reads per 10 s window."""
+    c = ServerClock(read_interval_s=1.0)
+    c.observe(1_000.0, 50_000)
+    assert c.offset == -49_000.0
+    for i in range(1, 31):  # a server clock 50 ms slow, read once a second
+        c.observe(1_000.0 + i * 1000, 50_000 + i * 1000 - 50)
+    assert c.offset == pytest.approx(-48_950.0)
+    # Read rarely (a key or two a minute), the same evidence is not enough.
+    sparse = ServerClock(read_interval_s=1.0)
+    sparse.observe(1_000.0, 50_000)
+    for i in range(1, 31):
+        sparse.observe(1_000.0 + i * 5000, 50_000 + i * 5000 - 50)
+    assert sparse.offset == -49_000.0
+
+
 def test_server_clock_unwraps_next_to_its_estimate() -> None:
     c = ServerClock()
     c.observe(10.0, (1 << 32) - 100_000)  # 100 s "behind" ours: another clock
