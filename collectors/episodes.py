@@ -179,7 +179,9 @@ def cut_at(ep: Episode, boundary_ms: float) -> Episode:
         extra.extend([(KU, cls, 0, 0)] * max(held, 0))
     for button in np.unique(c[kind == MD]).tolist():
         held = int(((kind == MD) & (c == button)).sum() - ((kind == MU) & (c == button)).sum())
-        x, y = int(kept.a[-1]), int(kept.b[-1])
+        # Released where the pointer last was: a key event's a, b are a class and 0.
+        last_mouse = int(np.flatnonzero(kind >= MM)[-1])  # a held button implies one
+        x, y = int(a[last_mouse]), int(kept.b[last_mouse])
         extra.extend([(MU, x, y, button)] * max(held, 0))
     if not extra:
         return kept

@@ -10,7 +10,17 @@ from statistics import median
 import numpy as np
 import pytest
 
-from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS
+from collectors.episodes import (
+    BATCH_MAX_AGE_MS,
+    BATCH_MAX_EVENTS,
+    KD,
+    KU,
+    MD,
+    MM,
+    MU,
+    Episode,
+    cut_at,
+)
 from collectors.persona import Persona
 from collectors.publish import publish
 from collectors.simulate import Takeover, Workload, pace, persona_seed
@@ -297,3 +307,18 @@ def test_publish_sends_everything_and_holds_back() -> None:
     assert stats.batches == len(sender.sent)
     assert stats.events == sum(len(b.events) for b in sender.sent)
     assert sender.max_pending <= 5
+
+
+def test_cut_releases_a_held_button_where_the_pointer_was_not_at_a_key_class() -> None:
+    # Button pressed at (400, 300), pointer moved to (420, 310), a key pressed: cut while
+    # both are held, so both are released.
+    ep = Episode(
+        np.array([0.0, 10.0, 20.0, 30.0]),
+        np.array([MD, MM, KD, KU], np.int8),
+        np.array([400, 420, 7, 7]),
+        np.array([300, 310, 0, 0]),
+        np.array([1, 0, 0, 0]),
+    )
+    cut = cut_at(ep, 25.0)
+    assert cut.kind.tolist() == [MD, MM, KD, KU, MU]
+    assert (int(cut.a[-1]), int(cut.b[-1]), int(cut.c[-1])) == (420, 310, 1)
