@@ -139,3 +139,12 @@ def test_next_seq_is_stable_until_used(tmp_path: Path) -> None:
     spool.put("d", first, b"", b"v")
     assert spool.next_seq("d") == first + 1
     assert MemorySpool().next_seq("d") == 0
+
+
+def test_remove_of_many_ids_with_repeats_and_unknowns(spool: SqliteSpool | MemorySpool) -> None:
+    spool.max_batches, spool.max_bytes = 5000, 10_000_000
+    ids = [spool.put("dev", seq, b"k", b"vv") for seq in range(1200)]
+    # More ids than one statement binds, an id twice, an id the spool never held.
+    spool.remove(ids[:1100] + ids[:3] + [10**9])
+    assert spool.batches == 100 and spool.nbytes == 300
+    assert [row.id for row in spool.pending(0, 1000)] == ids[1100:]
