@@ -69,15 +69,22 @@ class Population:
 
     @classmethod
     def fit(
-        cls, sample: np.ndarray, n_bins: int = N_BINS, groups: np.ndarray | None = None
+        cls,
+        sample: np.ndarray,
+        n_bins: int = N_BINS,
+        groups: np.ndarray | None = None,
+        n_groups: int | None = None,
     ) -> Population:
         """Edges at the population quantiles of ``sample``, then learn the sample.
 
-        ``groups`` (a small non-negative int per row) also keeps bin counts per group.
+        ``groups`` (a small non-negative int per row) also keeps bin counts per group;
+        ``n_groups`` says how many groups there are when the sample may lack the last
+        ones (default: the largest group seen, plus one).
         """
         sample = np.asarray(sample, dtype=np.float64)
         qs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-        n_groups = 0 if groups is None or groups.size == 0 else int(groups.max()) + 1
+        if n_groups is None:
+            n_groups = 0 if groups is None or groups.size == 0 else int(groups.max()) + 1
         pop = cls(np.quantile(sample, qs, axis=0).T, n_groups)
         pop.learn_many(sample, groups)
         return pop

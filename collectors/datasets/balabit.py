@@ -56,6 +56,26 @@ STATES: tuple[str, ...] = ("Move", "Pressed", "Released", "Drag", "Down", "Up")
 _BUTTON_CODE = {name: code for code, name in enumerate(BUTTONS)}
 _STATE_CODE = {name: code for code, name in enumerate(STATES)}
 _SCROLL = _BUTTON_CODE["Scroll"]
+# Other exports of the same recordings write "left" or " Pressed": matched case- and
+# space-insensitively, so a click is never read as a move.
+_BUTTON_FOLDED = {name.lower(): code for name, code in _BUTTON_CODE.items()}
+_STATE_FOLDED = {name.lower(): code for name, code in _STATE_CODE.items()}
+
+
+def _codes(names: tuple[str, ...], exact: dict[str, int], folded: dict[str, int]) -> np.ndarray:
+    get = exact.get
+    if all(name in exact for name in set(names)):  # the recordings' own spelling: fast
+        return np.fromiter((get(name, 0) for name in names), np.int8, len(names))
+    fold = folded.get
+    return np.fromiter((fold(name.strip().lower(), 0) for name in names), np.int8, len(names))
+
+
+def _row(r: list[str]) -> list[str] | None:
+    """The six fields of a data row (a trailing empty field dropped), or None."""
+    if len(r) == 7 and not r[6].strip():
+        r = r[:6]
+    return r if len(r) == 6 and r[0].strip()[:1].isdigit() else None
+
 
 # RDP reports 65535 (and occasionally other out-of-range values) when the
 # pointer leaves the remote desktop while a button is held.
@@ -79,7 +99,7 @@ class BalabitSession:
 
 def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     """Parse and clean one session from an open text stream."""
-    rows = [r for r in csv.reader(source) if len(r) == 6 and r[0][:1].isdigit()]
+    rows = [row for r in csv.reader(source) if (row := _row(r)) is not None]
     n = len(rows)
     if n == 0:
         empty = np.empty(0)
@@ -101,8 +121,8 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
             return parse_session(io.StringIO(""), session_id)
         t, x, y = _numeric_columns(rows)
     cols = list(zip(*rows, strict=True))
-    button = np.fromiter((_BUTTON_CODE.get(b, 0) for b in cols[2]), np.int8, n)
-    state = np.fromiter((_STATE_CODE.get(s, 0) for s in cols[3]), np.int8, n)
+    button = _codes(cols[2], _BUTTON_CODE, _BUTTON_FOLDED)
+    state = _codes(cols[3], _STATE_CODE, _STATE_FOLDED)
     # A NaN time would sort anywhere; a NaN position is as uninformative as a sentinel.
     finite_t = np.isfinite(t)
     if not finite_t.all():
@@ -194,7 +214,7 @@ def iter_sessions(root: str | os.PathLike[str], split: str) -> Iterator[SessionR
         raise FileNotFoundError(f"no {split}/ directory under {root}")
     for account_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for f in sorted(account_dir.glob("session_*")):
-            yield SessionRef(account_dir.name, f.name, f)
+            yield SessionRef(account_dir.name, session_key(f.name), f)
 
 
 _TRUE = frozenset({"1", "true", "yes", "y", "t", "1.0"})
@@ -202,13 +222,26 @@ _FALSE = frozenset({"0", "false", "no", "n", "f", "0.0"})
 
 
 def session_key(filename: str) -> str:
-    """The session file's name, whatever directory part a labels file puts in front.
+    """The session's name as labels and files are matched on, however either spells it.
 
     The challenge's ``public_labels.csv`` (and ``labels_dev.csv``) say
-    ``session_0029922803``; other exports write ``test_files/user7/session_…``
-    or Windows separators. Session names are unique across accounts.
+    ``session_0029922803``; other exports write ``test_files/user7/session_…``, Windows
+    separators, a file extension, or the bare number. Session names are unique across
+    accounts.
+
+    >>> [session_key(n) for n in ("session_0029922803", r"test_files\\user7\\session_12.csv",
+    ...                            " 0029922803 ", "SESSION_12.txt")]
+    ['session_0029922803', 'session_12', 'session_0029922803', 'session_12']
     """
-    return filename.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    name = filename.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, ext = name.rpartition(".")
+    if dot and ext.isalpha():  # an extension, not part of the name
+        name = stem
+    if name.isdigit():
+        return "session_" + name
+    if name.lower().startswith("session_"):
+        return "session_" + name[len("session_") :]
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +250,8 @@ class Labels:
 
     by_session: dict[str, int]
     bad_rows: int = 0
+    #: Sessions labelled twice with different values: left out, never guessed.
+    conflicting: tuple[str, ...] = ()
 
 
 def read_labels(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -232,6 +267,7 @@ def read_labels_checked(path: str | os.PathLike[str]) -> Labels:
     these is skipped and counted, never guessed.
     """
     labels: dict[str, int] = {}
+    conflicting: set[str] = set()
     bad = 0
     with Path(path).open(newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.reader(fh)
@@ -253,5 +289,9 @@ def read_labels_checked(path: str | os.PathLike[str]) -> Labels:
             if not name or value not in _TRUE | _FALSE:
                 bad += 1
                 continue
-            labels[name] = int(value in _TRUE)
-    return Labels(labels, bad)
+            label = int(value in _TRUE)
+            if labels.setdefault(name, label) != label:
+                conflicting.add(name)
+    for name in conflicting:
+        del labels[name]
+    return Labels(labels, bad, tuple(sorted(conflicting)))

@@ -165,8 +165,8 @@ def evaluate_keystrokes(
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> KeystrokeEvaluation:
     """Run the protocol of the module docstring; ``progress`` may wrap the test loop (tqdm)."""
-    if n_presses < 1:
-        raise ValueError(f"n_presses must be at least 1, got {n_presses}")
+    if n_presses < 2:
+        raise ValueError(f"n_presses must be at least 2, got {n_presses}")
     enroll_w = {u: session_windows(s, n_presses) for u, s in sorted(enroll.items())}
     skipped = {
         u: f"too little enrolment data (no full window of {n_presses} presses)"

@@ -111,7 +111,8 @@ def evaluate_mouse(
     if not enroll:
         raise ValueError("no account has a usable enrolment action")
     pooled = np.vstack(list(enroll.values()))
-    population = Population.fit(pooled, groups=action_types(pooled))
+    # Every action type has its group, even one no enrolment session happens to contain.
+    population = Population.fit(pooled, groups=action_types(pooled), n_groups=len(TYPE_COLUMNS))
 
     detectors: dict[str, dict[str, Detector]] = {}
     for method in methods:

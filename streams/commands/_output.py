@@ -7,6 +7,7 @@ cannot be written is a clear error (exit status 2), not a traceback after minute
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,3 +22,18 @@ def write_output(path: Path, data: bytes | str) -> None:
     except OSError as exc:
         print(f"cannot write {path}: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def write_plot(path: Path, draw: Callable[[Path], None]) -> bool:
+    """Draw a figure into ``path`` with ``draw``; False (and a message) if it cannot be written.
+
+    A figure is secondary to the figures on stdout and in the JSON: a command whose plot
+    cannot be written still prints its summary, then exits with status 2.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draw(path)
+    except OSError as exc:
+        print(f"cannot write {path}: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -9,9 +9,11 @@ enrolled profile. The last line on stdout is the one-line summary.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 from pathlib import Path
 
-from streams.commands._output import write_output
+from streams.commands._output import write_output, write_plot
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +39,22 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from collectors.datasets.freetext import iter_sessions
-    from profiles.evaluation.keystrokes import evaluate_keystrokes
+    from profiles.evaluation.keystrokes import METHODS, evaluate_keystrokes
     from profiles.keystrokes import KeystrokeEvents
 
-    if args.window < 1:
-        print(f"--window must be at least 1 key press, got {args.window}", file=sys.stderr)
+    if args.window < 2:
+        # A window's flights and rhythm need two presses at least.
+        print(f"--window must be at least 2 key presses, got {args.window}", file=sys.stderr)
+        return 2
+    vector = args.method.startswith("vector:")
+    if vector and importlib.util.find_spec(f"profiles.detectors.{args.method[7:]}") is None:
+        print(f"no detector module profiles.detectors.{args.method[7:]}", file=sys.stderr)
+        return 2
+    if args.method not in METHODS and not vector:
+        print(
+            f"unknown method {args.method!r}: choose from {', '.join(METHODS)} or vector:<module>",
+            file=sys.stderr,
+        )
         return 2
 
     def load(root: Path) -> dict[str, list[KeystrokeEvents]]:
@@ -84,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
     for user, eer in sorted(result.eer_by_user.items()):
         n_gen = result.genuine[user].size
         print(f"{user:>12}  EER {100 * eer:5.1f} %  ({n_gen} genuine windows)")
+    plotted = True
     if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        _plot_det(result.genuine, result.impostor, args.plot, args.window)
+        plotted = write_plot(
+            args.plot, functools.partial(_plot_det, result.genuine, result.impostor, args.window)
+        )
     print(
         f"keystrokes {args.method}: window {args.window} presses, {summary['users']} users, "
         f"EER mean {100 * summary['eer_mean']:.2f} % median {100 * summary['eer_median']:.2f} %"
@@ -94,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
         f" max {100 * float(np.max(list(result.eer_by_user.values()))):.1f} %;"
         f" {len(result.skipped)} users skipped)"
     )
-    return 0
+    return 0 if plotted else 2
 
 
-def _plot_det(genuine: dict, impostor: dict, path: Path, window: int) -> None:
+def _plot_det(genuine: dict, impostor: dict, window: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -7,9 +7,10 @@ labelled sessions of ``DIR/test_files`` and prints the AUC as its last line.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
-from streams.commands._output import write_output
+from streams.commands._output import write_output, write_plot
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     labels = checked.by_session
     if checked.bad_rows:
         print(f"{args.labels}: skipped {checked.bad_rows} unreadable label rows", file=sys.stderr)
+    if checked.conflicting:
+        print(
+            f"{args.labels}: left out {len(checked.conflicting)} sessions labelled both ways"
+            f" ({', '.join(checked.conflicting[:5])}{' …' if len(checked.conflicting) > 5 else ''})",
+            file=sys.stderr,
+        )
     training: dict[str, list[MouseEvents]] = {}
     for ref in tqdm(train_refs, desc="enrollment sessions", file=sys.stderr):
         training.setdefault(ref.account, []).append(to_events(read_session(ref.path)))
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             "sessions_skipped": len(first.skipped),
             "labels_missing": missing,
             "label_rows_bad": checked.bad_rows,
+            "labels_conflicting": list(checked.conflicting),
             "no_actions": first.no_actions,
             "skipped": first.skipped,
             "methods": {
@@ -126,11 +134,13 @@ def run(args: argparse.Namespace) -> int:
             "scores": first.scores,
         }
         write_output(args.json, json.dumps(payload, indent=2))
+    plotted = True
     if args.plot and not math.isnan(first.auc):
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        _plot(results, args.plot)
+        plotted = write_plot(args.plot, functools.partial(_plot, results))
     print(first.summary())
-    return 0 if not math.isnan(first.auc) else 1
+    if math.isnan(first.auc):
+        return 1
+    return 0 if plotted else 2
 
 
 def _plot(results: list, path: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.commands._output import write_output
+from streams.commands._output import write_output, write_plot
 
 if TYPE_CHECKING:
     from profiles.evaluation.takeover import Account
@@ -60,6 +60,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.keystrokes and not args.mouse:
         print("give --keystrokes DIR and/or --mouse DIR", file=sys.stderr)
         return 2
+    # Out of range, these leave no attack or no enrolment, and every takeover would
+    # read as missed: a wrong figure with exit 0.
+    for ok, message in (
+        (args.window_seconds > 0, "--window-seconds must be positive"),
+        (0 < args.enroll_fraction < 1, "--enroll-fraction must be between 0 and 1"),
+        (args.holdout >= 1, "--holdout must be at least 1 session"),
+        (args.max_impostor_seconds > 0, "--max-impostor-seconds must be positive"),
+        (args.users >= 0, "--users must be 0 (all) or more"),
+    ):
+        if not ok:
+            print(message, file=sys.stderr)
+            return 2
     background = Background.default()
     results: list[TakeoverResult] = []
     for modality, root, load in (
@@ -94,11 +106,9 @@ def run(args: argparse.Namespace) -> int:
             args.json,
             json.dumps(strict_json([_payload(r) for r in results]), indent=1, allow_nan=False),
         )
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        _plot(results, args.plot)
+    plotted = write_plot(args.plot, functools.partial(_plot, results)) if args.plot else True
     print(" | ".join(r.summary() for r in results))
-    return 0
+    return 0 if plotted else 2
 
 
 def _progress(items: Iterable[Account], desc: str) -> Iterable[Account]:
@@ -148,6 +158,13 @@ def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
         events = balabit_to_mouse_events(read_session(ref.path))
         if len(events):
             by_user.setdefault(ref.account, []).append((ref.session_id, events))
+    for user, recs in sorted(by_user.items()):
+        if len(recs) <= args.holdout:
+            print(
+                f"skipped mouse account {user}: {len(recs)} sessions with actions, need more"
+                f" than --holdout {args.holdout} (some to enrol, {args.holdout} held out)",
+                file=sys.stderr,
+            )
     return [
         split_by_session(u, recs, args.window_seconds, args.holdout)
         for u, recs in sorted(by_user.items())

@@ -104,10 +104,34 @@ def test_keystrokes_nothing_scorable_is_not_a_zero(
     assert "0 users scored" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
-def test_keystrokes_reject_a_non_positive_window(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [["--window", "0"], ["--window", "1"], ["--method", "nope"], ["--method", "vector:nope"]],
+)
+def test_keystrokes_reject_bad_options_before_reading(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _typing(tmp_path / "e" / "ann" / "a.csv", 30, 150.0, seed=1)
     args = ["evaluate", "keystrokes", "--enroll", str(tmp_path / "e"), "--test"]
-    assert main([*args, str(tmp_path / "e"), "--window", "0"]) == 2
+    assert main([*args, str(tmp_path / "e"), *extra]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unwritable_plot_still_prints_the_summary(
+    keystroke_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enroll, test = keystroke_dirs
+    (tmp_path / "taken").write_text("a file, not a directory")
+    code = main(
+        [
+            "evaluate", "keystrokes", "--enroll", str(enroll), "--test", str(test),
+            "--window", "20", "--plot", str(tmp_path / "taken" / "det.png"),
+        ]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "cannot write" in captured.err
+    assert "EER mean" in captured.out.strip().splitlines()[-1]
 
 
 # --- mouse -----------------------------------------------------------------------------
@@ -235,6 +259,39 @@ def test_mouse_with_one_class_only_reports_no_auc(
     assert "AUC n/a over 2 sessions" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
+def test_mouse_labels_match_files_however_either_spells_the_session(
+    balabit_dir: Path, tmp_path: Path
+) -> None:
+    t1 = balabit_dir / "test_files" / "user1"
+    (t1 / "session_02").rename(t1 / "session_02.csv")  # a file with an extension
+    labels = _labels(
+        tmp_path / "l.csv",
+        [
+            ("01", "0"),  # the bare number
+            ("session_02", "1"),
+            ("session_11.csv", "0"),  # an extension the file does not have
+            ("session_12", "1"),
+            ("session_21", "0"),  # labelled both ways: left out, not last-wins
+            ("session_21", "1"),
+        ],
+    )
+    out = tmp_path / "m.json"
+    args = ["evaluate", "mouse", "--data", str(balabit_dir), "--labels", str(labels)]
+    assert main([*args, "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["sessions"] == 4 and payload["labels_missing"] == 0
+    assert payload["labels_conflicting"] == ["session_21"]
+
+
+def test_mouse_typed_method_without_any_drag_in_enrolment(
+    balabit_dir: Path, tmp_path: Path
+) -> None:
+    labels = _labels(tmp_path / "l.csv", [("session_01", "0"), ("session_02", "1")])
+    args = ["evaluate", "mouse", "--data", str(balabit_dir), "--labels", str(labels)]
+    # The synthetic sessions hold moves and clicks only: no drag-and-drop group.
+    assert main([*args, "--method", "all"]) == 0
+
+
 def test_mouse_layout_errors_are_clear(
     tmp_path: Path, balabit_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -263,6 +320,49 @@ def test_balabit_reader_cleans_odd_rows() -> None:
     assert s.t_ms.tolist() == [100.0, 200.0, 270.0, 300.0, 400.0]
     assert s.x.tolist() == [10, 10, 10, 30, 40] and s.y.tolist() == [10, 10, 10, 30, 40]
     assert len(parse_session(io.StringIO(""))) == 0
+
+
+def test_balabit_reader_takes_other_spellings_of_the_same_rows() -> None:
+    canonical = parse_session(
+        io.StringIO(
+            "\n".join([HEADER, "0.1,0.1,Left,Pressed,10,10", "0.2,0.2,Left,Released,12,10"])
+        )
+    )
+    for rows in (
+        ["0.1,0.1,left,pressed,10,10", "0.2,0.2,LEFT,RELEASED,12,10"],  # other case
+        ["0.1,0.1, Left, Pressed,10,10", " 0.2,0.2,Left ,Released ,12,10"],  # spaces
+        ["0.1,0.1,Left,Pressed,10,10,", "0.2,0.2,Left,Released,12,10,"],  # trailing comma
+    ):
+        s = parse_session(io.StringIO("\n".join([HEADER, *rows])))
+        assert s.button.tolist() == canonical.button.tolist(), rows
+        assert s.state.tolist() == canonical.state.tolist(), rows
+        assert s.t_ms.tolist() == canonical.t_ms.tolist(), rows
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--holdout", "0"],
+        ["--enroll-fraction", "1"],
+        ["--enroll-fraction", "0"],
+        ["--window-seconds", "0"],
+        ["--max-impostor-seconds", "-1"],
+    ],
+)
+def test_takeover_rejects_options_that_leave_nothing_to_measure(
+    keystroke_dirs: tuple[Path, Path], extra: list[str]
+) -> None:
+    _, test = keystroke_dirs
+    assert main(["evaluate", "takeover", "--keystrokes", str(test), *extra]) == 2
+
+
+def test_takeover_names_mouse_accounts_it_leaves_out(
+    balabit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["evaluate", "takeover", "--mouse", str(balabit_dir / "test_files")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "skipped mouse account user9: 1 sessions" in err  # one session: nothing to enrol
 
 
 def test_takeover_writes_json_into_a_new_directory(
