@@ -14,8 +14,8 @@ counts towards the pause rate.
 ...     dwell_ms=np.array([90.0, 80.0, 100.0, 85.0, np.nan]),
 ...     key_class=np.array([1, 3, 7, 0, 9], dtype=np.int8),
 ... )
->>> [w.n_presses for w in iter_windows(p, 2)]
-[2, 2]
+>>> [w.n_presses for w in iter_windows(p, 2)], [w.n_presses for w in iter_windows(p, 3, tail=True)]
+([2, 2], [3, 2])
 >>> w = KeystrokeWindow.from_presses(p)
 >>> w.dd_ms.tolist()
 [200.0, 150.0, nan, 180.0]
@@ -147,11 +147,17 @@ def iter_windows(
     n_presses: int,
     pause_ms: float = PAUSE_MS,
     n_classes: int = N_CLASSES,
+    tail: bool = False,
 ) -> Iterator[KeystrokeWindow]:
-    """Consecutive, non-overlapping windows of ``n_presses``; a shorter tail is left out."""
+    """Consecutive, non-overlapping windows of ``n_presses``.
+
+    A shorter tail is left out, unless ``tail``: then it is one last, shorter window
+    (if it has the two presses a flight needs), so that learning sees every press.
+    """
     if n_presses < 2:
         raise ValueError("a window needs at least two presses")
-    for start in range(0, len(presses) - n_presses + 1, n_presses):
-        yield KeystrokeWindow.from_presses(
-            presses[start : start + n_presses], pause_ms=pause_ms, n_classes=n_classes
-        )
+    stop = len(presses) if tail else len(presses) - n_presses + 1
+    for start in range(0, stop, n_presses):
+        part = presses[start : start + n_presses]
+        if len(part) >= 2:
+            yield KeystrokeWindow.from_presses(part, pause_ms=pause_ms, n_classes=n_classes)

@@ -47,7 +47,7 @@ def keystroke_dirs(tmp_path: Path) -> tuple[Path, Path]:
     for i, (user, flight) in enumerate(flights.items()):
         _typing(enroll / user / "facebook.csv", 300, flight, seed=i)
         _typing(test / user / "twitter.csv", 120, flight, seed=100 + i)
-    _typing(enroll / "eve" / "facebook.csv", 5, 200.0, seed=7)  # too little to enrol
+    _typing(enroll / "eve" / "facebook.csv", 1, 200.0, seed=7)  # too little to enrol
     _typing(test / "eve" / "twitter.csv", 60, 200.0, seed=8)
     _typing(enroll / "fay" / "facebook.csv", 300, 280.0, seed=9)  # no test files
     _typing(test / "gus" / "twitter.csv", 60, 180.0, seed=10)  # never enrolled
@@ -84,6 +84,20 @@ def test_keystrokes_report_unscorable_users(
     assert "skipped gus: no enrolment files" in captured.err
     last = captured.out.strip().splitlines()[-1]
     assert "4 users" in last and "5 users skipped" in last and "EER mean" in last
+
+
+def test_keystrokes_enrol_on_every_press_of_short_files(tmp_path: Path) -> None:
+    """Every file shorter than the window still enrols (each user enrols on all files)."""
+    enroll, test = tmp_path / "enroll", tmp_path / "test"
+    for i, (user, flight) in enumerate({"ann": 120.0, "bob": 300.0}.items()):
+        for part in range(6):
+            _typing(enroll / user / f"part{part}.csv", 60, flight, seed=10 * i + part)
+        _typing(test / user / "t.csv", 400, flight, seed=100 + i)
+    out = tmp_path / "ks.json"
+    args = ["evaluate", "keystrokes", "--enroll", str(enroll), "--test", str(test)]
+    assert main([*args, "--window", "100", "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert sorted(summary["eer_by_user"]) == ["ann", "bob"] and summary["skipped"] == {}
 
 
 def test_keystrokes_nothing_scorable_is_not_a_zero(
