@@ -13,6 +13,7 @@ also starts (and afterwards stops) the local Kafka broker when none is running.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
@@ -88,17 +89,23 @@ class DemoState:
 
 
 def run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
     from rich.console import Console
     from rich.live import Live
 
-    from collectors.simulate import Takeover, Workload
+    from collectors.simulate import Workload
     from streams.admin import create_topics
 
     console = Console()
-    takeover = Takeover.parse(args.takeover)
+    try:
+        takeover = _check_arguments(args)
+    except ValueError as exc:
+        print(f"cadence demo: {exc}", file=sys.stderr)
+        return 2
     duration = args.seconds
-    # Event time never runs ahead of the real clock, however fast the simulation.
-    start_wall_ms = time.time() * 1000.0 - duration * 1000.0 * (1.0 - 1.0 / args.rate)
+    # Event time never runs ahead of the real clock, however fast the simulation (a
+    # slower-than-real demo starts now and stays behind it).
+    start_wall_ms = time.time() * 1000.0 - duration * 1000.0 * max(0.0, 1.0 - 1.0 / args.rate)
     workload = Workload(
         users=args.users,
         seed=args.seed,
@@ -115,16 +122,30 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]cadence demo[/]: {args.users} simulated people, Kafka at "
         f"{args.kafka_config['bootstrap.servers']}"
     )
-    for name, outcome in create_topics(args.kafka_config).items():
-        console.print(f"  topic {name}: {outcome}")
+    try:
+        for name, outcome in create_topics(args.kafka_config).items():
+            console.print(f"  topic {name}: {outcome}")
+    except (KafkaException, TimeoutError, RuntimeError) as exc:
+        reason = str(exc) or "no answer within 30 s"
+        print(
+            f"cadence demo: cannot create the topics ({reason}); is Kafka running?", file=sys.stderr
+        )
+        return 2
 
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []  # filled as soon as it exists, for finally
     stop = threading.Event()
+    # Closing the terminal or `kill` must stop the worker too, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         if not args.no_worker:
-            worker = _start_worker(args, console)
+            _start_worker(args, console, workers)
+        worker = workers[0] if workers else None
         publisher = threading.Thread(
-            target=_publish, args=(workload, args, state, stop), name="workload", daemon=True
+            target=_publish_or_report,
+            args=(workload, args, state, stop),
+            name="workload",
+            daemon=True,
         )
         reader = threading.Thread(
             target=_read_verdicts, args=(args, state, stop), name="verdicts", daemon=True
@@ -141,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                 if worker is not None and worker.poll() is not None:
                     state.error = f"worker exited with status {worker.returncode}"
                     break
+                if state.error:
+                    break
                 if not publisher.is_alive() and time.monotonic() - state.started > 5:
                     # Workload finished: leave the table up a few more seconds for late verdicts.
                     time.sleep(8)
@@ -151,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
         console.print("stopping…")
     finally:
         stop.set()
-        if worker is not None:
-            _stop_worker(worker)
+        for started in workers:
+            _stop_worker(started)
     if state.error:
         console.print(f"[red]{state.error}[/] (see .cache/demo-worker.log)")
         return 1
@@ -164,7 +187,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_worker(args: argparse.Namespace, console: Any) -> subprocess.Popen[bytes]:
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _check_arguments(args: argparse.Namespace) -> Takeover:
+    """The takeover to simulate; ValueError naming the first argument that cannot work."""
+    from collectors.simulate import Takeover
+
+    if args.users < 1:
+        raise ValueError("--users must be at least 1")
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise ValueError("--rate must be a positive number")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError("--seconds must be a positive number")
+    try:
+        takeover = Takeover.parse(args.takeover)
+    except ValueError:
+        raise ValueError(f"--takeover expects USER_INDEX@SECONDS, got {args.takeover!r}") from None
+    if not 0 <= takeover.user_index < args.users:
+        raise ValueError(f"--takeover user index must be 0 to {args.users - 1} (--users)")
+    if not (math.isfinite(takeover.at_s) and takeover.at_s >= 0):
+        raise ValueError("--takeover seconds must be a non-negative number")
+    return takeover
+
+
+def _start_worker(
+    args: argparse.Namespace, console: Any, workers: list[subprocess.Popen[bytes]]
+) -> None:
     env = {
         **os.environ,
         **DEMO_ENROLLMENT,
@@ -181,6 +231,7 @@ def _start_worker(args: argparse.Namespace, console: Any) -> subprocess.Popen[by
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: Ctrl-C here stops it via us
     )
+    workers.append(worker)  # from here on the caller's finally stops it, whatever happens
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if worker.poll() is not None:
@@ -188,11 +239,10 @@ def _start_worker(args: argparse.Namespace, console: Any) -> subprocess.Popen[by
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{args.web_port}/health", timeout=2) as r:
                 if r.status == 200:
-                    return worker
+                    return
         except OSError:
             pass
         time.sleep(0.5)
-    _stop_worker(worker)
     raise SystemExit("worker not ready after 90 s; see .cache/demo-worker.log")
 
 
@@ -207,13 +257,27 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait(timeout=10)
 
 
+def _publish_or_report(
+    workload: Workload, args: argparse.Namespace, state: DemoState, stop: threading.Event
+) -> None:
+    try:
+        _publish(workload, args, state, stop)
+    except Exception as exc:  # noqa: BLE001 - shown instead of a silent "finished"
+        state.error = f"the workload stopped: {exc}"
+
+
 def _publish(
     workload: Workload, args: argparse.Namespace, state: DemoState, stop: threading.Event
 ) -> None:
     from collectors.delivery import BatchSender
     from collectors.simulate import pace
+    from streams.topics import EVENTS
 
-    sender = BatchSender(bootstrap=args.kafka_config["bootstrap.servers"])
+    sender = BatchSender(
+        bootstrap=args.kafka_config["bootstrap.servers"],
+        topic=EVENTS.name,  # CADENCE_EVENTS_TOPIC, as the worker reads
+        extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
+    )
     timed = workload.batches(until_s=args.seconds)
 
     def clocked() -> Iterator[tuple[float, EventBatch]]:
