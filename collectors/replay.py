@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from collectors.episodes import KD, KU, MD, MM, MS, MU, DeviceStream, Episode, merge_streams
-from collectors.wire import EventBatch
+from collectors.wire import MAX_ID_LENGTH, EventBatch
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Recording",
@@ -127,6 +130,8 @@ def _load_freetext(path: Path) -> Episode:
     from collectors.datasets.freetext import read_session
 
     s = read_session(path)
+    if s.skipped:
+        log.warning("%s: skipped %d rows that did not parse", path, s.skipped)
     kind = np.where(s.is_down, KD, KU).astype(np.int8)
     cls = s.key_class.astype(np.int64)
     return Episode(s.t_ms, kind, cls, np.zeros_like(cls))
@@ -143,7 +148,8 @@ def keystroke_recordings(
     for user_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
         if wanted is not None and user_dir.name not in wanted:
             continue
-        files = sorted(f for f in user_dir.glob("*.csv") if f.is_file())
+        # .CSV too, as the evaluation reads them.
+        files = sorted(f for f in user_dir.iterdir() if f.suffix.lower() == ".csv" and f.is_file())
         for f in files[:limit_sessions]:
             yield Recording(user_dir.name, f.stem, functools.partial(_load_freetext, f))
 
@@ -169,6 +175,12 @@ def load_user_map(specs: Iterable[str]) -> dict[str, str]:
         if not sep or not user or not pseudonym:
             raise ValueError(f"expected DATASET_USER=PSEUDONYM or @FILE, got {spec!r}")
         mapping[user] = pseudonym
+    for user, pseudonym in mapping.items():
+        # What the wire accepts: a bad one would have every batch of that user rejected.
+        if not pseudonym or len(pseudonym) > MAX_ID_LENGTH or not pseudonym.isprintable():
+            raise ValueError(
+                f"pseudonym for {user!r} must be 1 to {MAX_ID_LENGTH} printable characters"
+            )
     return mapping
 
 
@@ -183,7 +195,12 @@ def _sessions_back_to_back(
 ) -> Iterator[tuple[Episode, str]]:
     start = 0.0
     for rec in recordings:
-        ep = rec.load()
+        try:
+            ep = rec.load()
+        except (OSError, ValueError, csv.Error) as exc:
+            # One unreadable file must not end the replay of everything after it.
+            log.warning("skipped recording %s/%s: %s", rec.dataset_user, rec.session_id, exc)
+            continue
         if not len(ep):
             continue
         if max_idle_ms is not None:
@@ -205,16 +222,20 @@ def replay_timed(
     gap_s: float = 1.0,
     max_idle_s: float | None = None,
     run: str = "",
+    kind: str = "",
 ) -> Iterator[tuple[float, EventBatch]]:
     """``(close time in s since the start, batch)`` of all recordings, in close-time order.
 
     Recordings must come grouped by dataset user (the readers yield them that way).
-    ``run`` renames devices and sessions so a rerun is not deduplicated away.
+    ``run`` renames devices and sessions so a rerun is not deduplicated away; ``kind``
+    (the dataset's) keeps a mouse and a keystroke replay of one user name, in the same
+    run, on different devices, whose sequence numbers would otherwise collide.
     """
     wall = time.time() * 1000.0 if start_wall_ms is None else start_wall_ms
     streams: list[DeviceStream] = []
     for dataset_user, group in groupby(recordings, key=lambda r: r.dataset_user):
-        tag = hashlib.sha256(f"replay:{run}:{dataset_user}".encode()).hexdigest()
+        name = f"replay:{run}:{dataset_user}" if not kind else f"replay:{kind}:{run}:{dataset_user}"
+        tag = hashlib.sha256(name.encode()).hexdigest()
         streams.append(
             DeviceStream(
                 "replay-dev-" + tag[:24],

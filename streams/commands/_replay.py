@@ -76,9 +76,16 @@ def run_replay(
     if not args.dir.is_dir():
         print(f"cadence replay {name}: {args.dir} is not a directory", file=sys.stderr)
         return 2
-    if args.speed <= 0:
-        print("--speed must be positive", file=sys.stderr)
-        return 2
+    for ok, message in (
+        (math.isfinite(args.speed) and args.speed > 0, "--speed must be a positive number"),
+        (math.isfinite(args.gap_s) and args.gap_s >= 0, "--gap-s must be 0 or more seconds"),
+        (args.max_idle_s >= 0, "--max-idle-s must be 0 or more seconds (or inf)"),  # NaN too
+        (args.limit_sessions is None or args.limit_sessions >= 0, "--limit-sessions must be >= 0"),
+        (args.flush_timeout >= 0, "--flush-timeout must be 0 or more seconds"),
+    ):
+        if not ok:
+            print(f"cadence replay {name}: {message}", file=sys.stderr)
+            return 2
     try:
         user_map = load_user_map(args.user_map)
     except (OSError, ValueError) as exc:
@@ -93,6 +100,7 @@ def run_replay(
         gap_s=args.gap_s,
         max_idle_s=max_idle,
         run=args.run_id if args.run_id is not None else str(int(time.time())),
+        kind=name,
     )
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],
@@ -120,17 +128,30 @@ def send_and_close(
     flush_timeout: float,
     label: str,
 ) -> int:
-    """Publish until done or Ctrl-C, flush what is pending; the command's exit status."""
+    """Publish until done, Ctrl-C or an error; always flush what is pending; the exit status.
+
+    0 only when something was sent and all of it delivered: an empty selection (no
+    recordings, a user filter that matches nobody) is an error, not a quiet success.
+    """
     from collectors.publish import publish
 
+    status = 0
+    stats: PublishStats | None = None
     try:
-        stats: PublishStats | None = publish(timed, sender, speed=speed, progress=report)
+        stats = publish(timed, sender, speed=speed, progress=report)
     except KeyboardInterrupt:
-        stats = None
-    remaining = sender.close(flush_timeout)
+        status = 130
+    except Exception as exc:  # noqa: BLE001 - what was sent before it is still delivered
+        print(f"{label}: stopped: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        remaining = sender.close(flush_timeout)
     if stats is not None:
         report(stats)
+        if stats.batches == 0:
+            print(f"{label}: nothing to send (no events in the selection)", file=sys.stderr)
+            status = 1
     if remaining:
         print(f"{label}: {remaining} batches not delivered", file=sys.stderr)
         return 1
-    return 0 if stats is not None else 130
+    return status

@@ -72,9 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from streams.commands._replay import send_and_close
     from streams.topics import EVENTS
 
-    if args.rate <= 0:
-        print("--rate must be positive", file=sys.stderr)
-        return 2
+    for ok, message in (
+        (math.isfinite(args.rate) and args.rate > 0, "--rate must be a positive number"),
+        (math.isfinite(args.seconds) and args.seconds > 0, "--seconds must be a positive number"),
+        (args.users >= 1, "--users must be at least 1"),
+    ):
+        if not ok:
+            print(f"cadence simulate: {message}", file=sys.stderr)
+            return 2
     try:
         takeovers = [
             dataclasses.replace(
@@ -89,7 +94,12 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             takeovers=takeovers,
             run=args.run_id if args.run_id is not None else str(int(time.time())),
+            # Wall-clock event times start now, so a paced run looks live to the pipeline;
+            # the truth file states the same start as the batches.
+            start_wall_ms=time.time() * 1000.0,
         )
+        if any(not math.isfinite(t.at_s) or t.at_s < 0 for t in takeovers):
+            raise ValueError("a takeover's SECONDS must be a non-negative number")
     except ValueError as exc:
         print(f"cadence simulate: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
     for row in truth:
         print(json.dumps({"takeover": row}), file=sys.stderr)
     if args.truth:
-        with open(args.truth, "w") as fh:
+        try:
+            truth_file = open(args.truth, "w")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            print(f"cadence simulate: cannot write --truth: {exc}", file=sys.stderr)
+            return 2
+        with truth_file as fh:
             json.dump(
                 {
                     "seed": args.seed,
@@ -126,6 +141,5 @@ def run(args: argparse.Namespace) -> int:
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
     )
     speed = math.inf if args.fast else args.rate
-    # Wall-clock event times start now, so a paced run looks live to the pipeline.
-    timed = workload.batches(args.seconds, start_wall_ms=time.time() * 1000.0)
+    timed = workload.batches(args.seconds)
     return send_and_close(timed, sender, speed, report, args.flush_timeout, "simulate")

@@ -1,4 +1,4 @@
-"""`cadence bench pipeline --py-spy` without py-spy stops at once, saying how to get it."""
+"""`cadence bench pipeline` stops at once on what cannot work: no py-spy, bad arguments."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ def test_py_spy_missing_is_a_clear_error_before_any_broker_work(
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "pip install py-spy" in err
     assert not (tmp_path / "spy.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--users", "0"], ["--seconds", "0"], ["--partitions", "0"], ["--batch-max-events", "0"],
+     ["--batch-age-ms", "-1"]],
+)  # fmt: skip
+def test_bad_arguments_stop_before_any_broker_work(extra: list[str]) -> None:
+    # 127.0.0.1:1 has no broker: reaching it would fail only after a timeout.
+    assert main(["bench", "pipeline", "--bootstrap", "127.0.0.1:1", *extra]) == 2

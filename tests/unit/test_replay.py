@@ -167,3 +167,58 @@ def test_users_filter(tmp_path: Path) -> None:
     _write_balabit(tmp_path, {"user7": 1, "user9": 1})
     batches = list(replay_batches(mouse_recordings(tmp_path, users=["user9"]), start_wall_ms=WALL))
     assert {b.user for b in batches} == {replay_pseudonym("user9")}
+
+
+def test_user_map_refuses_pseudonyms_the_wire_rejects(tmp_path: Path) -> None:
+    path = tmp_path / "map.csv"
+    path.write_text("user7,\n")  # an empty pseudonym
+    with pytest.raises(ValueError, match="user7"):
+        load_user_map([f"@{path}"])
+    with pytest.raises(ValueError, match="user9"):
+        load_user_map(["user9=" + "a" * 129])
+
+
+def test_mouse_and_keystroke_replays_of_one_name_get_different_devices(tmp_path: Path) -> None:
+    _write_balabit(tmp_path / "mouse", {"user23": 1})
+    (tmp_path / "keys" / "user23").mkdir(parents=True)
+    (tmp_path / "keys" / "user23" / "a.csv").write_text("\n".join(_typing_rows("hello")))
+    mouse = list(replay_timed(mouse_recordings(tmp_path / "mouse"), run="r", kind="mouse"))
+    keys = list(replay_timed(keystroke_recordings(tmp_path / "keys"), run="r", kind="keystrokes"))
+    assert {b.device for _, b in mouse}.isdisjoint({b.device for _, b in keys})
+
+
+def test_an_unreadable_recording_is_skipped_not_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = tmp_path / "user1"
+    user.mkdir()
+    (user / "a.csv").write_text("\n".join(_typing_rows("first")))
+    (user / "b.csv").write_text("type,key,t_ns\ndown,'" + "x" * 200_000 + "',1\n")  # csv.Error
+    (user / "c.CSV").write_text("\n".join(_typing_rows("third", start_ns=2 * 10**18)))
+    batches = list(replay_batches(keystroke_recordings(tmp_path), start_wall_ms=WALL))
+    sessions = {b.session for b in batches}
+    assert len(sessions) == 2  # a.csv and c.CSV, around the unreadable one
+    assert any("skipped recording user1/b" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--gap-s", "-5"], ["--max-idle-s", "-1"], ["--max-idle-s", "nan"], ["--speed", "nan"],
+     ["--limit-sessions", "-1"]],
+)  # fmt: skip
+def test_replay_rejects_arguments_that_would_break_the_wire(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    from streams.cli import main
+
+    _write_balabit(tmp_path, {"user7": 1})
+    assert main(["replay", "mouse", str(tmp_path), "--bootstrap", "127.0.0.1:1", *extra]) == 2
+
+
+def test_replay_of_nothing_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    _write_balabit(tmp_path, {"user7": 1})
+    args = ["replay", "mouse", str(tmp_path), "--bootstrap", "127.0.0.1:1", "--fast"]
+    assert main([*args, "--users", "nobody"]) == 1
+    assert "nothing to send" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from statistics import median
 
 import numpy as np
@@ -322,3 +323,20 @@ def test_cut_releases_a_held_button_where_the_pointer_was_not_at_a_key_class() -
     cut = cut_at(ep, 25.0)
     assert cut.kind.tolist() == [MD, MM, KD, KU, MU]
     assert (int(cut.a[-1]), int(cut.b[-1]), int(cut.c[-1])) == (420, 310, 1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--seconds", "0"], ["--seconds", "-5"], ["--rate", "nan"], ["--takeover", "1@nan"]],
+)
+def test_simulate_rejects_arguments_before_sending(extra: list[str]) -> None:
+    from streams.cli import main
+
+    assert main(["simulate", "--users", "3", "--bootstrap", "127.0.0.1:1", *extra]) == 2
+
+
+def test_simulate_truth_into_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from streams.cli import main
+
+    args = ["simulate", "--users", "2", "--seconds", "5", "--bootstrap", "127.0.0.1:1"]
+    assert main([*args, "--truth", str(tmp_path / "no" / "truth.json")]) == 2
