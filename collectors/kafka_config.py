@@ -10,6 +10,8 @@ never from flags (they would show in ``ps``), and are never logged.
 
 >>> kafka_client_config("broker:9093", env={"CADENCE_KAFKA_SECURITY_PROTOCOL": "SSL"})
 {'bootstrap.servers': 'broker:9093', 'security.protocol': 'SSL'}
+>>> kafka_client_config("b:9093", env={"CADENCE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+{'bootstrap.servers': 'b:9093', 'security.protocol': 'SASL_SSL', 'sasl.mechanism': 'SCRAM-SHA-512'}
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+# What the shipped deployment uses, and what the worker's aiokafka login assumes: every
+# client must agree (librdkafka's own default, GSSAPI, is never what we run).
+DEFAULT_SASL_MECHANISM = "SCRAM-SHA-512"
 
 _PASS_THROUGH = {
     "CADENCE_KAFKA_SECURITY_PROTOCOL": "security.protocol",
@@ -43,6 +48,12 @@ def kafka_client_config(
     for variable, setting in _PASS_THROUGH.items():
         if value := env.get(variable):
             config[setting] = value
+    if config.get("security.protocol", "").upper().startswith("SASL"):
+        config.setdefault("sasl.mechanism", DEFAULT_SASL_MECHANISM)
     if password_file := env.get("CADENCE_KAFKA_SASL_PASSWORD_FILE"):
-        config["sasl.password"] = Path(password_file).read_text().strip()
+        try:
+            config["sasl.password"] = Path(password_file).read_text().strip()
+        except OSError as exc:
+            # The message names the file, never its content.
+            raise OSError(f"cannot read CADENCE_KAFKA_SASL_PASSWORD_FILE: {exc}") from None
     return config

@@ -46,3 +46,36 @@ def create_topics(
                 raise
             outcome[name] = "exists"
     return outcome
+
+
+def copartitioning_problem(
+    kafka_config: Mapping[str, str], topics: Iterable[str], expected: int, timeout: float = 15.0
+) -> str | None:
+    """Why ``topics`` are not co-partitioned with ``expected`` partitions, or None.
+
+    A user's events, erasure requests and profile changelog must sit on the same partition
+    number: the worker that owns a user's events owns their profile, and erases it by
+    writing the tombstone to the erasure request's partition. Topics that do not exist
+    yet are fine (the worker or ``cadence topics create`` makes them with ``expected``).
+    An unreachable broker is not a problem here: the worker reports it as it connects.
+    """
+    names = list(topics)
+    try:
+        metadata = AdminClient(dict(kafka_config)).list_topics(timeout=timeout)
+    except KafkaException:
+        return None
+    counts = {
+        name: len(metadata.topics[name].partitions)
+        for name in names
+        if name in metadata.topics and metadata.topics[name].error is None
+    }
+    wrong = {name: n for name, n in counts.items() if n != expected}
+    if not wrong:
+        return None
+    listed = ", ".join(f"{name} has {n}" for name, n in sorted(counts.items()))
+    return (
+        f"topics are not co-partitioned: {listed}; all must have CADENCE_EVENTS_PARTITIONS="
+        f"{expected} partitions (a user's events, erasure requests and profile must share a "
+        "partition, or an erasure can miss the profile). Add partitions to every one of them "
+        "together and set CADENCE_EVENTS_PARTITIONS (docs/operations.md, Scaling)."
+    )

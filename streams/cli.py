@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from streams.config import resolve_kafka_config
+
 # (command path, module under streams.commands, one-line help)
 COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("collect",), "collect", "run the workstation capture agent"),
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        resolve_kafka_config(args)
+    except OSError as exc:
+        print(f"cadence: {exc}", file=sys.stderr)
+        return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

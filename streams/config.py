@@ -16,7 +16,7 @@ class _KafkaConfigAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        namespace.kafka_config = kafka_client_config(str(values))
+        namespace.kafka_bootstrap = str(values)
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,4 +27,15 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help=f"Kafka bootstrap servers (env CADENCE_KAFKA_BOOTSTRAP, default {DEFAULT_BOOTSTRAP})",
     )
-    parser.set_defaults(kafka_config=kafka_client_config())
+    # Built by the CLI after parsing (resolve_kafka_config): reading a password file
+    # here would make even --help fail when the file is missing.
+    parser.set_defaults(kafka_config=None, kafka_bootstrap=None)
+
+
+def resolve_kafka_config(args: argparse.Namespace) -> None:
+    """Fill ``args.kafka_config`` for a command that takes Kafka arguments.
+
+    Raises OSError (naming the file, never its content) when a secret cannot be read.
+    """
+    if hasattr(args, "kafka_bootstrap") and args.kafka_config is None:
+        args.kafka_config = kafka_client_config(args.kafka_bootstrap)

@@ -24,6 +24,8 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
+from collectors.kafka_config import DEFAULT_SASL_MECHANISM
+
 
 def ssl_context(config: Mapping[str, str]) -> ssl.SSLContext:
     """A client TLS context: the cluster CA (or the system store), optional client cert."""
@@ -57,6 +59,6 @@ def broker_credentials(config: Mapping[str, str]) -> Any:
     return faust.SASLCredentials(
         username=username,
         password=password,
-        mechanism=config.get("sasl.mechanism", "SCRAM-SHA-512"),
+        mechanism=config.get("sasl.mechanism", DEFAULT_SASL_MECHANISM),
         ssl_context=ssl_context(config) if protocol == "SASL_SSL" else None,
     )

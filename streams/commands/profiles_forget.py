@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import re
 import sys
 
@@ -23,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_kafka_arguments(parser)
     parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
     parser.add_argument(
-        "--by", default=getpass.getuser(), help="who requests it, for the audit record"
+        "--by", default=None, help="who requests it, for the audit record (default: your login)"
     )
     parser.add_argument(
         "--wait",
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     request = ForgetRequest(
         user=args.pseudonym,
         request_id=uuid.uuid4().hex,
-        requested_by=args.by,
+        requested_by=args.by or _login(),
         requested_at_ms=time.time() * 1000.0,
     )
     audit = _AuditWatch(args.kafka_config) if args.wait > 0 else None
@@ -126,3 +127,12 @@ class _AuditWatch:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _login() -> str:
+    # Resolved only when needed: getuser() raises for a uid with no passwd entry (a
+    # container's arbitrary uid), which must not break the parser of every command.
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

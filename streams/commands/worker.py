@@ -36,11 +36,24 @@ def run(args: argparse.Namespace) -> int:
     for name, value in overrides.items():
         if value is not None:
             os.environ[name] = str(value)
+    import sys
+
     from faust.worker import Worker as FaustWorker
 
+    from streams.admin import copartitioning_problem
     from streams.app import create_app
+    from streams.topics import CONTROL, EVENTS
 
     worker = create_app()
+    problem = copartitioning_problem(
+        worker.settings.kafka,
+        [EVENTS.name, CONTROL.name, worker.user_profiles.changelog_topic.get_topic_name()],
+        worker.settings.table_partitions,
+    )
+    if problem:
+        # Refused rather than run: erasures would be reported done and silently missed.
+        print(f"cadence worker: {problem}", file=sys.stderr)
+        return 2
     # Only the worker process may exit on its own when a stop hangs (never a test run).
     worker.exit_if_stop_hangs = True
     faust_worker = FaustWorker(worker.app, loglevel=args.loglevel)
