@@ -37,15 +37,32 @@ def create_topics(
         request_timeout=timeout,
     )
     outcome: dict[str, str] = {}
+    failed = False
     for name, future in futures.items():
+        # Every topic's outcome is collected before failing, so a partial creation is
+        # reported whole (the next run says "exists" for the ones that were made).
         try:
             future.result(timeout=timeout)
             outcome[name] = "created"
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-            outcome[name] = "exists"
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                outcome[name], failed = f"failed: {exc.args[0].str()}", True
+        except TimeoutError:
+            outcome[name], failed = f"failed: no answer within {timeout:g} s", True
+    if failed:
+        raise TopicsNotCreated(outcome)
     return outcome
+
+
+class TopicsNotCreated(RuntimeError):
+    """Some topics could not be created; ``outcome`` has every topic's result."""
+
+    def __init__(self, outcome: dict[str, str]) -> None:
+        self.outcome = outcome
+        bad = {n: o for n, o in outcome.items() if o.startswith("failed")}
+        super().__init__("; ".join(f"{n}: {o}" for n, o in bad.items()))
 
 
 def copartitioning_problem(

@@ -93,7 +93,10 @@ def render(report: dict[str, Any]) -> str:
             for name, stat in m["summary"].items():
                 lines.append(f"    {name}: mean {stat['mean']}, sd {stat['sd']}")
         lines.append(f"  devices: {', '.join(profile['devices']) or '-'}")
+    covered = report.get("verdicts_covered")
     lines += ["", f"recent verdicts: {len(report['recent_verdicts'])}"]
+    if covered:
+        lines[-1] += f" ({covered})"
     for v in report["recent_verdicts"]:
         lines.append(
             f"  {v['window_end_ms'] / 1000:.0f} {v['level']:<10} trust={v['trust']:5.1f} "

@@ -15,6 +15,8 @@ on ``verdict_id`` (at-least-once delivery).
 ...     events=42)
 >>> decode_verdict(encode_verdict(v)) == v
 True
+>>> decode_verdict(encode_verdict(v)[:-1] + b',"added_in_a_later_v1":true}') == v
+True
 >>> verdict_id("u", "d", "s", 1, 4) == verdict_id("u", "d", "s", 1, 4)
 True
 """
@@ -75,15 +77,74 @@ def encode_verdict(verdict: Verdict) -> bytes:
 
 
 def decode_verdict(data: bytes | str) -> Verdict:
-    """Parse a verdict; raises ``ValueError`` on anything that is not a v1 verdict."""
-    obj: Any = orjson.loads(data)
+    """Parse a verdict; raises ``ValueError`` on anything that is not a v1 verdict.
+
+    Fields a later v1 adds are ignored, as the schema promises its consumers; the
+    fields this version knows are type-checked, so a consumer never formats a string
+    as a trust or iterates a null as reasons.
+
+    >>> decode_verdict(b'{"v": 1, "verdict_id": 7}')
+    Traceback (most recent call last):
+    ...
+    ValueError: not a v1 verdict: verdict_id must be a string
+    """
+    try:
+        obj: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("v") != VERDICT_SCHEMA_VERSION:
         raise ValueError("not a v1 verdict")
-    obj["reasons"] = tuple(obj.get("reasons", ()))
-    try:
-        verdict = Verdict(**obj)
-    except TypeError as exc:
-        raise ValueError(f"not a v1 verdict: {exc}") from None
+    fields: dict[str, Any] = {}
+    for name, kind in _FIELD_KINDS.items():
+        if name not in obj:
+            raise ValueError(f"not a v1 verdict: {name} is missing")
+        value = obj[name]
+        if not _is(kind, value):
+            raise ValueError(f"not a v1 verdict: {name} must be {_KIND_NAMES[kind]}")
+        fields[name] = value
+    fields["reasons"] = tuple(fields["reasons"])
+    verdict = Verdict(**fields)
     if verdict.level not in LEVELS:
         raise ValueError(f"unknown level {verdict.level!r}")
     return verdict
+
+
+_STR, _NUMBER, _OPT_NUMBER, _INT, _REASONS = range(5)
+_KIND_NAMES = {
+    _STR: "a string",
+    _NUMBER: "a number",
+    _OPT_NUMBER: "a number or null",
+    _INT: "an integer",
+    _REASONS: "a list of strings",
+}
+_FIELD_KINDS: Final = {
+    "verdict_id": _STR,
+    "user": _STR,
+    "device": _STR,
+    "session": _STR,
+    "window_start_ms": _NUMBER,
+    "window_end_ms": _NUMBER,
+    "keyboard_score": _OPT_NUMBER,
+    "mouse_score": _OPT_NUMBER,
+    "trust": _NUMBER,
+    "level": _STR,
+    "reasons": _REASONS,
+    "enrollment": _STR,
+    "model_version": _STR,
+    "emitted_at_ms": _NUMBER,
+    "events": _INT,
+    "v": _INT,
+}
+
+
+def _is(kind: int, value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _NUMBER:
+        return number
+    if kind == _OPT_NUMBER:
+        return value is None or number
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(r, str) for r in value)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
 import time
 import uuid
 
@@ -18,7 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_kafka_arguments(parser)
     parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
     parser.add_argument(
-        "--verdict-hours", type=float, default=24.0, help="include verdicts of the last N hours"
+        "--verdict-hours",
+        type=float,
+        default=None,
+        help="only verdicts of the last N hours (default: every verdict the topic still holds)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -29,20 +34,38 @@ def run(args: argparse.Namespace) -> int:
     from streams.app import WorkerSettings
     from streams.profile_export import describe, render
     from streams.topics import VERDICTS
-    from streams.verdict import decode_verdict
+    from streams.verdict import Verdict, decode_verdict
 
+    if not re.fullmatch(r"[0-9a-f]{64}", args.pseudonym):
+        # A login here would find nothing and read as "never enrolled".
+        print("not a pseudonym (64 hex digits): use `cadence pseudonym LOGIN`", file=sys.stderr)
+        return 2
     app_id = os.environ.get("CADENCE_APP_ID", WorkerSettings.app_id)
     key = args.pseudonym.encode()
     state: bytes | None = None
     for _, value in _read(args.kafka_config, f"{app_id}-user-profiles-changelog", key):
         state = value  # compacted log: the last record for the key is the current one
-    since_ms = int(time.time() * 1000 - args.verdict_hours * 3_600_000)
-    verdicts = [
-        decode_verdict(value)
-        for _, value in _read(args.kafka_config, VERDICTS.name, key, since_ms=since_ms)
-        if value
-    ]
+    since_ms = (
+        None
+        if args.verdict_hours is None
+        else int(time.time() * 1000 - args.verdict_hours * 3_600_000)
+    )
+    verdicts: list[Verdict] = []
+    unreadable = 0
+    for _, value in _read(args.kafka_config, VERDICTS.name, key, since_ms=since_ms):
+        try:
+            verdicts.append(decode_verdict(value or b""))
+        except ValueError:
+            unreadable += 1  # one bad record must not withhold the rest of the answer
+    if unreadable:
+        print(f"skipped {unreadable} verdict records that could not be read", file=sys.stderr)
     report = describe(args.pseudonym, state or None, verdicts)
+    report["verdicts_covered"] = (
+        f"every verdict {VERDICTS.name} still holds (retention "
+        f"{int(VERDICTS.config['retention.ms']) // 86_400_000} days)"
+        if args.verdict_hours is None
+        else f"the last {args.verdict_hours:g} hours"
+    )
     print(
         orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render(report)
     )

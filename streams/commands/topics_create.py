@@ -16,10 +16,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.admin import create_topics
+    import sys
 
-    for name, outcome in create_topics(
-        args.kafka_config, replication_factor=args.replication_factor, timeout=args.timeout
-    ).items():
-        print(f"{name}: {outcome}")
+    from confluent_kafka import KafkaException
+
+    from streams.admin import TopicsNotCreated, create_topics
+
+    try:
+        outcome = create_topics(
+            args.kafka_config, replication_factor=args.replication_factor, timeout=args.timeout
+        )
+    except TopicsNotCreated as exc:
+        for name, result in exc.outcome.items():
+            print(f"{name}: {result}")
+        return 1
+    except KafkaException as exc:
+        print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
+        return 1
+    for name, result in outcome.items():
+        print(f"{name}: {result}")
     return 0

@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uuid
 
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, KafkaException
 
     from streams.topics import VERDICTS
     from streams.verdict import LEVELS, decode_verdict
@@ -39,6 +39,18 @@ def run(args: argparse.Namespace) -> int:
             "enable.auto.commit": False,
         }
     )
+    try:
+        # An unreachable broker or a missing topic must not read as "no verdicts".
+        meta = consumer.list_topics(VERDICTS.name, timeout=15).topics.get(VERDICTS.name)
+    except KafkaException as exc:
+        consumer.close()
+        print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
+        return 1
+    if meta is None or meta.error is not None:
+        consumer.close()
+        reason = "missing" if meta is None else meta.error
+        print(f"cannot read {VERDICTS.name}: {reason}", file=sys.stderr)
+        return 1
     consumer.subscribe([VERDICTS.name])
     idle = 0
     try:

@@ -130,3 +130,24 @@ def test_follow_keeps_waiting_and_shows_new_verdicts(kafka_bootstrap: str) -> No
         proc.terminate()
         proc.wait(timeout=30)
         reader.join(timeout=10)
+
+
+def test_tail_says_when_it_cannot_read_rather_than_showing_no_verdicts(
+    kafka_bootstrap: str,
+) -> None:
+    # An empty screen must mean "no verdicts", never "no broker" or "no topic".
+    missing = unique_name("no-such-verdicts")
+    for bootstrap, env in (
+        (kafka_bootstrap, {"CADENCE_VERDICTS_TOPIC": missing}),
+        ("127.0.0.1:1", {}),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "verdicts", "tail", "--bootstrap", bootstrap],
+            cwd=REPO,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1, (bootstrap, result.stderr[-500:])
+        assert "cannot" in result.stderr

@@ -74,3 +74,37 @@ def test_schema_rejects_what_v1_forbids(validator: Draft202012Validator) -> None
         {k: v for k, v in good.items() if k != "verdict_id"},
     ):
         assert not validator.is_valid(bad), bad
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("trust", "20"), ("reasons", None), ("reasons", [1]), ("events", 1.5), ("user", None)],
+)
+def test_decode_rejects_fields_of_the_wrong_type(field: str, value: object) -> None:
+    import orjson
+
+    from streams.verdict import decode_verdict
+
+    good = orjson.loads(_example_bytes())
+    with pytest.raises(ValueError, match=field):
+        decode_verdict(orjson.dumps({**good, field: value}))
+
+
+def _example_bytes() -> bytes:
+    from streams.verdict import Verdict, encode_verdict
+
+    return encode_verdict(
+        Verdict(
+            verdict_id="a" * 32, user="u" * 64, device="d", session="s",
+            window_start_ms=1.0, window_end_ms=2.0, keyboard_score=None, mouse_score=0.5,
+            trust=50.0, level="uncertain", reasons=("dwell",), enrollment="active",
+            model_version="m", emitted_at_ms=3.0, events=10,
+        )
+    )  # fmt: skip
+
+
+def test_export_refuses_a_login_for_a_pseudonym(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    assert main(["profiles", "export", "alice", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert "64 hex digits" in capsys.readouterr().err
