@@ -47,7 +47,15 @@ from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request
 from streams.sender import RecordSender
 from streams.state import UserState
-from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, VERDICTS
+from streams.topics import (
+    AUDIT,
+    CHANGELOG_CONFIG,
+    CONTROL,
+    DEADLETTER,
+    EVENTS,
+    FINDINGS,
+    VERDICTS,
+)
 from streams.verdict import LEVELS, encode_verdict
 
 log = logging.getLogger(__name__)
@@ -200,6 +208,7 @@ class Worker:
             key_type=bytes,
             value_type=bytes,
             partitions=settings.table_partitions,
+            extra_topic_configs=dict(CHANGELOG_CONFIG),
         )
         self.pipeline: Pipeline[EventT] = Pipeline(
             self._load_state, window_ms=settings.window_seconds * 1000.0

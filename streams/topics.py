@@ -103,6 +103,19 @@ CONTROL: Final = TopicSpec(
         "retention.ms": str(_env_int("CADENCE_CONTROL_RETENTION_DAYS", 7) * DAY_MS),
     },
 )
+#: Settings of the worker's profile changelog (``{app id}-user-profiles-changelog``),
+#: which Faust creates on first start. An erasure is a tombstone: without a compaction
+#: deadline the older records of a forgotten user could stay on disk for good (Kafka's
+#: default lag is unbounded and its segments roll after 7 days). Compacted within a day,
+#: the tombstone itself dropped a day later, as docs/privacy.md states; the Kubernetes
+#: KafkaTopic declares the same.
+CHANGELOG_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    "max.compaction.lag.ms": str(DAY_MS),
+    "delete.retention.ms": str(DAY_MS),
+    "segment.ms": str(DAY_MS),
+}
+
 AUDIT: Final = TopicSpec(
     name=os.environ.get("CADENCE_AUDIT_TOPIC", "cadence.audit.v1"),
     partitions=1,

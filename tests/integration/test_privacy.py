@@ -9,8 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from collectors.simulate import Workload
+from streams.topics import CHANGELOG_CONFIG
 from tests.integration.worker_support import (
     CADENCE,
     REPO,
@@ -116,6 +118,15 @@ def test_forget_erases_the_profile_for_good_and_export_tells_what_is_held(
     final = export(d, victim)["profile"]
     assert final is not None and final["enrollment"] == "enrolling"
     assert final["windows_judged"] < windows_before
+
+    # The changelog the worker created holds a forgotten profile's records no longer
+    # than privacy.md says: compacted within a day.
+    changelog = f"{d.topics.app_id}-user-profiles-changelog"
+    resource = ConfigResource(ConfigResource.Type.TOPIC, changelog)
+    admin = AdminClient({"bootstrap.servers": d.bootstrap})
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    for setting, value in CHANGELOG_CONFIG.items():
+        assert configs[setting].value == value, setting
 
     audit = TopicReader(d.bootstrap, d.topics.audit)
     audit.poll(3.0)

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from streams.app import WorkerSettings
-from streams.topics import AUDIT, CONTROL, DEADLETTER, EVENTS, FINDINGS, TOPICS, VERDICTS
+from streams.topics import (
+    AUDIT,
+    CHANGELOG_CONFIG,
+    CONTROL,
+    DEADLETTER,
+    EVENTS,
+    FINDINGS,
+    TOPICS,
+    VERDICTS,
+)
 
 yaml = pytest.importorskip("yaml")
 
@@ -69,6 +78,9 @@ def test_changelog_is_compacted_and_partitioned_like_its_source() -> None:
     assert changelog["partitions"] == EVENTS.partitions == WorkerSettings.table_partitions
     assert changelog["config"]["cleanup.policy"] == "compact"
     assert "retention.ms" not in changelog["config"]
+    # What the worker sets when it creates the changelog itself (outside Kubernetes).
+    for setting, value in CHANGELOG_CONFIG.items():
+        assert str(changelog["config"].get(setting, value)) == value, setting
 
 
 def test_all_topics_belong_to_the_same_cluster() -> None:
