@@ -120,8 +120,11 @@ class _AuditWatch:
             msg = self.consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            record = orjson.loads(msg.value() or b"{}")
-            if record.get("request_id") == request_id:
+            try:
+                record = orjson.loads(msg.value() or b"{}")
+            except orjson.JSONDecodeError:
+                continue  # not ours, whatever wrote it: keep waiting for our record
+            if isinstance(record, dict) and record.get("request_id") == request_id:
                 return dict(record)
         return None
 
