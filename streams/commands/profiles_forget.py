@@ -81,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 3
     print("done:", orjson.dumps(record).decode())
+    if record.get("had_profile") is False:
+        # Not an error (a person may never have enrolled), but a mistyped pseudonym
+        # looks exactly like this: say so rather than let "done" reassure.
+        print(
+            "note: the worker held no profile for this pseudonym; if one was expected, check "
+            "that it came from `cadence pseudonym LOGIN` with this deployment's key",
+            file=sys.stderr,
+        )
     return 0
 
 
