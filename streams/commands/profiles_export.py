@@ -109,6 +109,12 @@ def _read(
             partition, offset = msg.partition() or 0, msg.offset() or 0
             if offset + 1 >= ends[partition]:
                 todo.discard(partition)
+        if todo:
+            # A partial read could omit the profile and report "none": no answer is better.
+            raise SystemExit(
+                f"could not read all of {topic} within 120 s (partitions {sorted(todo)} "
+                "unfinished); no report, it would be incomplete"
+            )
         return out
     finally:
         consumer.close()
