@@ -12,6 +12,10 @@ never from flags (they would show in ``ps``), and are never logged.
 {'bootstrap.servers': 'broker:9093', 'security.protocol': 'SSL'}
 >>> kafka_client_config("b:9093", env={"CADENCE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
 {'bootstrap.servers': 'b:9093', 'security.protocol': 'SASL_SSL', 'sasl.mechanism': 'SCRAM-SHA-512'}
+>>> kafka_client_config("b:9093", env={"CADENCE_KAFKA_SASL_USERNAME": "svc"})
+Traceback (most recent call last):
+...
+ValueError: SASL credentials are set but CADENCE_KAFKA_SECURITY_PROTOCOL is unset: set it to SASL_SSL (or SASL_PLAINTEXT)
 """
 
 from __future__ import annotations
@@ -48,8 +52,16 @@ def kafka_client_config(
     for variable, setting in _PASS_THROUGH.items():
         if value := env.get(variable):
             config[setting] = value
-    if config.get("security.protocol", "").upper().startswith("SASL"):
+    protocol = config.get("security.protocol", "").upper()
+    if protocol.startswith("SASL"):
         config.setdefault("sasl.mechanism", DEFAULT_SASL_MECHANISM)
+    elif "sasl.username" in config or env.get("CADENCE_KAFKA_SASL_PASSWORD_FILE"):
+        # librdkafka would connect without them (PLAINTEXT, one warning): a deployment
+        # that meant to authenticate would run unauthenticated and unencrypted.
+        raise ValueError(
+            "SASL credentials are set but CADENCE_KAFKA_SECURITY_PROTOCOL is "
+            f"{protocol or 'unset'}: set it to SASL_SSL (or SASL_PLAINTEXT)"
+        )
     if password_file := env.get("CADENCE_KAFKA_SASL_PASSWORD_FILE"):
         try:
             config["sasl.password"] = Path(password_file).read_text().strip()

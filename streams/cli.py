@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         resolve_kafka_config(args)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"cadence: {exc}", file=sys.stderr)
         return 2
     try:

@@ -35,7 +35,8 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_kafka_config(args: argparse.Namespace) -> None:
     """Fill ``args.kafka_config`` for a command that takes Kafka arguments.
 
-    Raises OSError (naming the file, never its content) when a secret cannot be read.
+    Raises OSError (naming the file, never its content) when a secret cannot be read,
+    ValueError when the settings contradict each other.
     """
     if hasattr(args, "kafka_bootstrap") and args.kafka_config is None:
         args.kafka_config = kafka_client_config(args.kafka_bootstrap)
