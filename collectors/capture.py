@@ -46,6 +46,7 @@ from typing import Any
 from collectors.batcher import MAX_AGE_MS
 from collectors.keyclass import OTHER, classify_char, classify_named
 from collectors.metrics import CollectorMetrics
+from collectors.throttle import Throttle
 from collectors.wire import FLAG_INJECTED, Event, KeyEvent, MouseEvent
 
 Sink = Callable[[Event], None]
@@ -54,8 +55,6 @@ SinkMany = Callable[[list[Event]], None]
 KeyReducer = Callable[[str, Any, float, int], KeyEvent]
 
 log = logging.getLogger(__name__)
-
-_ERROR_LOG_INTERVAL_S = 60.0
 
 
 class KeyHasher:
@@ -121,7 +120,7 @@ class Capture:
         self._listeners: list[Any] = []
         self._metrics = metrics
         self.errors = 0
-        self._last_error_log = -_ERROR_LOG_INTERVAL_S
+        self._log_error = Throttle(60.0)
 
     def _each(self, events: list[Event]) -> None:
         for event in events:
@@ -151,9 +150,7 @@ class Capture:
         self.errors += 1
         if self._metrics is not None:
             self._metrics.capture_errors.inc()
-        now = time.monotonic()
-        if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
-            self._last_error_log = now
+        if self._log_error():
             log.error(
                 "input capture: %s failed (%s); the event was skipped or kept unclassified "
                 "(%d failures so far, logged at most once a minute)",

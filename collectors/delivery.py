@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from collectors.kafka_config import kafka_client_config
 from collectors.metrics import CollectorMetrics
 from collectors.spool import MemorySpool, Spool, SpoolError, SqliteSpool
+from collectors.throttle import Throttle
 from collectors.wire import EVENTS_TOPIC, SCHEMA_VERSION, EventBatch, encode_batch
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ _REQUIRED = {"acks": "all", "enable.idempotence": True}
 
 # Rewinding after a failed delivery report re-produces the backlog; at most this often.
 _REWIND_INTERVAL_S = 1.0
-# A refused produce() call is logged at most this often while it keeps being refused.
-_REFUSAL_LOG_INTERVAL_S = 60.0
 # Recreating a producer after a fatal error: first at once, then backing off to this.
 # (A fatal error that persists, e.g. no ACL to obtain an idempotent producer id, would
 # otherwise recreate a producer on every poll.)
@@ -68,10 +67,9 @@ _PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD)
 # Every resend carries a fresh timestamp from the same clock, so it can succeed only once
 # the clock is corrected: the batches stay on the spool and are retried at this pace.
 _CLOCK_RETRY_S = 10.0
-# A failed delivery report is logged at most this often (a refused clock fails them all).
-_DELIVERY_LOG_INTERVAL_S = 60.0
-# A failing spool (full disk, locked file) fails every operation: logged at most this often.
-_SPOOL_LOG_INTERVAL_S = 60.0
+# A refused produce() call, a failed delivery report (a refused clock fails them all) and
+# a failing spool (a full disk fails every operation) are each logged at most this often.
+_LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -129,9 +127,9 @@ class BatchSender:
         self._retry_at = 0.0  # no produce() before this monotonic time (after a refusal)
         self._restart_at = 0.0  # no producer restart before this monotonic time
         self._restart_delay = 1.0
-        self._last_refusal_log = -_REFUSAL_LOG_INTERVAL_S
-        self._last_delivery_log = -_DELIVERY_LOG_INTERVAL_S
-        self._last_spool_log = -_SPOOL_LOG_INTERVAL_S
+        self._log_refusal = Throttle(_LOG_INTERVAL_S)
+        self._log_delivery = Throttle(_LOG_INTERVAL_S)
+        self._log_spool = Throttle(_LOG_INTERVAL_S)
         self._pump()
 
     # -- public API -------------------------------------------------------------
@@ -272,9 +270,7 @@ class BatchSender:
             self._cursor = spool_id
             self._drop_for_good(spool_id, err)
             return True
-        now = time.monotonic()
-        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL_S:
-            self._last_refusal_log = now
+        if self._log_refusal():
             log.error(
                 "producer refused batch (spool id %d): %s; keeping it and everything after it "
                 "on the spool, retrying every %.0f s",
@@ -285,7 +281,7 @@ class BatchSender:
         # The cursor stays before this batch and the backlog is read from disk again
         # after the pause, so it is retried first and order is kept.
         self._backlog = True
-        self._retry_at = now + _REWIND_INTERVAL_S
+        self._retry_at = time.monotonic() + _REWIND_INTERVAL_S
         return False
 
     def _pump(self) -> None:
@@ -322,12 +318,10 @@ class BatchSender:
             return
         if err.code() == KafkaError._PURGE_QUEUE:
             return  # our own purge on close/restart: the spool still holds it
-        now = time.monotonic()
         if err.code() == KafkaError.INVALID_TIMESTAMP:
             self.metrics.clock_refused.inc()
-            self._retry_at = max(self._retry_at, now + _CLOCK_RETRY_S)
-        if now - self._last_delivery_log >= _DELIVERY_LOG_INTERVAL_S:
-            self._last_delivery_log = now
+            self._retry_at = max(self._retry_at, time.monotonic() + _CLOCK_RETRY_S)
+        if self._log_delivery():
             if err.code() == KafkaError.INVALID_TIMESTAMP:
                 log.error(
                     "the broker refuses this workstation's clock (batch spool id %d: %s): it is "
@@ -358,9 +352,7 @@ class BatchSender:
     def _spool_failed(self, exc: SpoolError, outcome: str) -> None:
         self.counters.spool_errors += 1
         self.metrics.spool_errors.labels(exc.operation).inc()
-        now = time.monotonic()
-        if now - self._last_spool_log >= _SPOOL_LOG_INTERVAL_S:
-            self._last_spool_log = now
+        if self._log_spool():
             log.error(
                 "%s: %s (free disk space; check that no other agent uses this state directory;"
                 " logged at most once a minute, %d spool errors so far)",

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from collectors.episodes import KD, KU, MD, MM, MS, MU, DeviceStream, Episode, merge_streams
-from collectors.wire import MAX_ID_LENGTH, EventBatch
+from collectors.wire import MAX_ID_LENGTH, EventBatch, is_identifier
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def load_user_map(specs: Iterable[str]) -> dict[str, str]:
         mapping[user] = pseudonym
     for user, pseudonym in mapping.items():
         # What the wire accepts: a bad one would have every batch of that user rejected.
-        if not pseudonym or len(pseudonym) > MAX_ID_LENGTH or not pseudonym.isprintable():
+        if not is_identifier(pseudonym):
             raise ValueError(
                 f"pseudonym for {user!r} must be 1 to {MAX_ID_LENGTH} printable characters"
             )

@@ -90,9 +90,12 @@ class Takeover:
         Takeover(user_index=3, at_s=60.5, impostor_seed=None, impostor_user=None, new_session=False, new_device=False)
         """
         user, sep, at = text.partition("@")
-        if not sep:
-            raise ValueError(f"expected USER_INDEX@SECONDS, got {text!r}")
-        return cls(user_index=int(user), at_s=float(at))
+        try:
+            if sep:
+                return cls(user_index=int(user), at_s=float(at))
+        except ValueError:
+            pass
+        raise ValueError(f"expected USER_INDEX@SECONDS, got {text!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +223,8 @@ class Workload:
                 raise ValueError(f"takeover of user {tk.user_index}: only {users} users")
             if tk.impostor_user is not None and not 0 <= tk.impostor_user < users:
                 raise ValueError(f"impostor user {tk.impostor_user}: only {users} users")
-            if tk.at_s < 0:
-                raise ValueError("takeover time must not be negative")
+            if not (math.isfinite(tk.at_s) and tk.at_s >= 0):  # NaN and inf too
+                raise ValueError("takeover time must be a non-negative number of seconds")
         self.seed = seed
         self.run = run
         self.batching = (batch_max_events, batch_max_age_ms)

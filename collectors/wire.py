@@ -238,11 +238,20 @@ def decode_batch(data: bytes | bytearray | memoryview | str) -> EventBatch:
     )
 
 
+def is_identifier(value: object) -> bool:
+    """What the wire accepts as a device, user or session id.
+
+    >>> is_identifier("dev-1"), is_identifier(""), is_identifier("x" * 129)
+    (True, False, False)
+    """
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
 def _identifier(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise WireError(name, "must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH or not value.isprintable():
+    if not is_identifier(value):
         raise WireError(name, f"must be printable and at most {MAX_ID_LENGTH} characters")
     return value
 

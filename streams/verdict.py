@@ -24,7 +24,8 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 import orjson
@@ -94,57 +95,34 @@ def decode_verdict(data: bytes | str) -> Verdict:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("v") != VERDICT_SCHEMA_VERSION:
         raise ValueError("not a v1 verdict")
-    fields: dict[str, Any] = {}
-    for name, kind in _FIELD_KINDS.items():
+    known: dict[str, Any] = {}
+    for name, (expected, check) in _FIELD_CHECKS.items():
         if name not in obj:
             raise ValueError(f"not a v1 verdict: {name} is missing")
-        value = obj[name]
-        if not _is(kind, value):
-            raise ValueError(f"not a v1 verdict: {name} must be {_KIND_NAMES[kind]}")
-        fields[name] = value
-    fields["reasons"] = tuple(fields["reasons"])
-    verdict = Verdict(**fields)
+        if not check(obj[name]):
+            raise ValueError(f"not a v1 verdict: {name} must be {expected}")
+        known[name] = obj[name]
+    known["reasons"] = tuple(known["reasons"])
+    verdict = Verdict(**known)
     if verdict.level not in LEVELS:
         raise ValueError(f"unknown level {verdict.level!r}")
     return verdict
 
 
-_STR, _NUMBER, _OPT_NUMBER, _INT, _REASONS = range(5)
-_KIND_NAMES = {
-    _STR: "a string",
-    _NUMBER: "a number",
-    _OPT_NUMBER: "a number or null",
-    _INT: "an integer",
-    _REASONS: "a list of strings",
-}
-_FIELD_KINDS: Final = {
-    "verdict_id": _STR,
-    "user": _STR,
-    "device": _STR,
-    "session": _STR,
-    "window_start_ms": _NUMBER,
-    "window_end_ms": _NUMBER,
-    "keyboard_score": _OPT_NUMBER,
-    "mouse_score": _OPT_NUMBER,
-    "trust": _NUMBER,
-    "level": _STR,
-    "reasons": _REASONS,
-    "enrollment": _STR,
-    "model_version": _STR,
-    "emitted_at_ms": _NUMBER,
-    "events": _INT,
-    "v": _INT,
-}
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is(kind: int, value: Any) -> bool:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == _STR:
-        return isinstance(value, str)
-    if kind == _NUMBER:
-        return number
-    if kind == _OPT_NUMBER:
-        return value is None or number
-    if kind == _INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, list) and all(isinstance(r, str) for r in value)
+# What a value of each annotation of Verdict's fields must be on the wire; the field list
+# itself is read from the dataclass, so a field added there is checked here too.
+_CHECKS: Final[dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "float": ("a number", _number),
+    "float | None": ("a number or null", lambda v: v is None or _number(v)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "tuple[str, ...]": (
+        "a list of strings",
+        lambda v: isinstance(v, list) and all(isinstance(r, str) for r in v),
+    ),
+}
+_FIELD_CHECKS: Final = {f.name: _CHECKS[str(f.type)] for f in fields(Verdict)}

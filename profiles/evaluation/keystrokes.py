@@ -37,6 +37,7 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,13 @@ from profiles.keystrokes.profile import KeystrokeProfile
 from profiles.keystrokes.windows import KeystrokeWindow, iter_windows
 from profiles.metrics import equal_error_rate
 
-__all__ = ["METHODS", "KeystrokeEvaluation", "evaluate_keystrokes", "session_windows"]
+__all__ = [
+    "METHODS",
+    "KeystrokeEvaluation",
+    "check_method",
+    "evaluate_keystrokes",
+    "session_windows",
+]
 
 METHODS: tuple[str, ...] = ("histogram", "histogram-raw")
 
@@ -160,6 +167,28 @@ def _vector_method(
     return window_features, scorers
 
 
+def check_method(method: str) -> None:
+    """ValueError unless ``method`` is one of ``METHODS`` or ``vector:<an existing module>``.
+
+    >>> check_method("vector:nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: no detector module profiles.detectors.nope
+    """
+    if method in METHODS:
+        return
+    if not method.startswith("vector:"):
+        raise ValueError(
+            f"unknown method {method!r}: choose from {', '.join(METHODS)} or vector:<module>"
+        )
+    module = method.split(":", 1)[1]
+    if (
+        not module.isidentifier()
+        or importlib.util.find_spec(f"profiles.detectors.{module}") is None
+    ):
+        raise ValueError(f"no detector module profiles.detectors.{module}")
+
+
 def evaluate_keystrokes(
     enroll: Mapping[str, Sequence[KeystrokeEvents]],
     test: Mapping[str, Sequence[KeystrokeEvents]],
@@ -170,6 +199,7 @@ def evaluate_keystrokes(
     """Run the protocol of the module docstring; ``progress`` may wrap the test loop (tqdm)."""
     if n_presses < 2:
         raise ValueError(f"n_presses must be at least 2, got {n_presses}")
+    check_method(method)
     # Histograms enrol on every press of every file, so a profile does not depend on N
     # (a file's tail under N presses would otherwise be dropped: up to 39 % of a user's
     # enrolment at N = 200 here). Window-statistic detectors learn full windows only,
@@ -185,10 +215,8 @@ def evaluate_keystrokes(
         represent, scorers = _histogram_method(enroll_w, normalise=True)
     elif method == "histogram-raw":
         represent, scorers = _histogram_method(enroll_w, normalise=False)
-    elif method.startswith("vector:"):
-        represent, scorers = _vector_method(enroll_w, method.split(":", 1)[1])
     else:
-        raise ValueError(f"unknown method {method!r}")
+        represent, scorers = _vector_method(enroll_w, method.split(":", 1)[1])
 
     users = list(scorers)
     genuine: dict[str, list[float]] = {u: [] for u in users}

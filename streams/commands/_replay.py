@@ -71,21 +71,26 @@ def run_replay(
 
     from collectors.delivery import BatchSender
     from collectors.replay import load_user_map, replay_timed
+    from streams.commands._args import positive, refuse
     from streams.topics import EVENTS
 
     if not args.dir.is_dir():
         print(f"cadence replay {name}: {args.dir} is not a directory", file=sys.stderr)
         return 2
-    for ok, message in (
-        (math.isfinite(args.speed) and args.speed > 0, "--speed must be a positive number"),
-        (math.isfinite(args.gap_s) and args.gap_s >= 0, "--gap-s must be 0 or more seconds"),
-        (args.max_idle_s >= 0, "--max-idle-s must be 0 or more seconds (or inf)"),  # NaN too
-        (args.limit_sessions is None or args.limit_sessions >= 0, "--limit-sessions must be >= 0"),
-        (args.flush_timeout >= 0, "--flush-timeout must be 0 or more seconds"),
+    if refuse(
+        f"replay {name}",
+        [
+            (positive(args.speed), "--speed must be a positive number"),
+            (math.isfinite(args.gap_s) and args.gap_s >= 0, "--gap-s must be 0 or more seconds"),
+            (args.max_idle_s >= 0, "--max-idle-s must be 0 or more seconds (or inf)"),  # NaN too
+            (
+                args.limit_sessions is None or args.limit_sessions >= 0,
+                "--limit-sessions must be >= 0",
+            ),
+            (args.flush_timeout >= 0, "--flush-timeout must be 0 or more seconds"),
+        ],
     ):
-        if not ok:
-            print(f"cadence replay {name}: {message}", file=sys.stderr)
-            return 2
+        return 2
     try:
         user_map = load_user_map(args.user_map)
     except (OSError, ValueError) as exc:

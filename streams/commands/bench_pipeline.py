@@ -70,20 +70,29 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from streams.bench import BenchConfig, py_spy_path, run_bench
+    from streams.commands._args import positive, refuse
 
     console = Console(stderr=True)
-    for ok, message in (
-        (args.users >= 1, "--users must be at least 1"),
-        (args.seconds > 0, "--seconds must be positive"),
-        (args.partitions >= 1, "--partitions must be at least 1"),
-        (args.paced_seconds >= 0, "--paced-seconds must be 0 or more"),
-        (_positive_or_default(args.paced_users), "--paced-users must be at least 1"),
-        (_positive_or_default(args.batch_max_events), "--batch-max-events must be at least 1"),
-        (_positive_or_default(args.batch_age_ms), "--batch-age-ms must be positive"),
+    # Before any topic is created or worker started. None: the default applies.
+    if refuse(
+        "bench pipeline",
+        [
+            (args.users >= 1, "--users must be at least 1"),
+            (positive(args.seconds), "--seconds must be positive"),
+            (args.partitions >= 1, "--partitions must be at least 1"),
+            (args.paced_seconds >= 0, "--paced-seconds must be 0 or more"),
+            (args.paced_users is None or args.paced_users >= 1, "--paced-users must be >= 1"),
+            (
+                args.batch_max_events is None or args.batch_max_events >= 1,
+                "--batch-max-events must be at least 1",
+            ),
+            (
+                args.batch_age_ms is None or positive(args.batch_age_ms),
+                "--batch-age-ms must be positive",
+            ),
+        ],
     ):
-        if not ok:  # before any topic is created or worker started
-            console.print(f"bench: {message}")
-            return 2
+        return 2
     if args.py_spy is not None:
         try:
             py_spy_path()  # before minutes of loading the broker, not after
@@ -150,7 +159,3 @@ def run(args: argparse.Namespace) -> int:
     print(summary)
     sys.stdout.flush()
     return 0
-
-
-def _positive_or_default(value: float | None) -> bool:
-    return value is None or value > 0  # None: the default applies

@@ -13,7 +13,6 @@ also starts (and afterwards stops) the local Kafka broker when none is running.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import subprocess
@@ -93,26 +92,35 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from collectors.simulate import Workload
+    from collectors.simulate import Takeover, Workload
     from streams.admin import create_topics
+    from streams.commands._args import positive, refuse
 
     console = Console()
+    if refuse(
+        "demo",
+        [
+            (positive(args.rate), "--rate must be a positive number"),
+            (positive(args.seconds), "--seconds must be a positive number"),
+        ],
+    ):
+        return 2
+    # Event time never runs ahead of the real clock, however fast the simulation (a
+    # slower-than-real demo starts now and stays behind it).
+    start_wall_ms = time.time() * 1000.0 - args.seconds * 1000.0 * max(0.0, 1.0 - 1.0 / args.rate)
     try:
-        takeover = _check_arguments(args)
+        takeover = Takeover.parse(args.takeover)
+        # Checks the users and the takeover against them (index, time).
+        workload = Workload(
+            users=args.users,
+            seed=args.seed,
+            takeovers=[takeover],
+            run=f"demo-{int(time.time())}",
+            start_wall_ms=start_wall_ms,
+        )
     except ValueError as exc:
         print(f"cadence demo: {exc}", file=sys.stderr)
         return 2
-    duration = args.seconds
-    # Event time never runs ahead of the real clock, however fast the simulation (a
-    # slower-than-real demo starts now and stays behind it).
-    start_wall_ms = time.time() * 1000.0 - duration * 1000.0 * max(0.0, 1.0 - 1.0 / args.rate)
-    workload = Workload(
-        users=args.users,
-        seed=args.seed,
-        takeovers=[takeover],
-        run=f"demo-{int(time.time())}",
-        start_wall_ms=start_wall_ms,
-    )
     state = DemoState()
     for user in workload.users:
         state.rows[user.user] = AccountRow(label=f"{user.index:>2} {user.user[:10]}")
@@ -189,27 +197,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _check_arguments(args: argparse.Namespace) -> Takeover:
-    """The takeover to simulate; ValueError naming the first argument that cannot work."""
-    from collectors.simulate import Takeover
-
-    if args.users < 1:
-        raise ValueError("--users must be at least 1")
-    if not (math.isfinite(args.rate) and args.rate > 0):
-        raise ValueError("--rate must be a positive number")
-    if not (math.isfinite(args.seconds) and args.seconds > 0):
-        raise ValueError("--seconds must be a positive number")
-    try:
-        takeover = Takeover.parse(args.takeover)
-    except ValueError:
-        raise ValueError(f"--takeover expects USER_INDEX@SECONDS, got {args.takeover!r}") from None
-    if not 0 <= takeover.user_index < args.users:
-        raise ValueError(f"--takeover user index must be 0 to {args.users - 1} (--users)")
-    if not (math.isfinite(takeover.at_s) and takeover.at_s >= 0):
-        raise ValueError("--takeover seconds must be a non-negative number")
-    return takeover
 
 
 def _start_worker(

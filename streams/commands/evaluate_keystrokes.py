@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 from pathlib import Path
 
 from streams.commands._output import write_output, write_plot
@@ -39,22 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from collectors.datasets.freetext import iter_sessions
-    from profiles.evaluation.keystrokes import METHODS, evaluate_keystrokes
+    from profiles.evaluation.keystrokes import check_method, evaluate_keystrokes
     from profiles.keystrokes import KeystrokeEvents
 
     if args.window < 2:
         # A window's flights and rhythm need two presses at least.
         print(f"--window must be at least 2 key presses, got {args.window}", file=sys.stderr)
         return 2
-    vector = args.method.startswith("vector:")
-    if vector and importlib.util.find_spec(f"profiles.detectors.{args.method[7:]}") is None:
-        print(f"no detector module profiles.detectors.{args.method[7:]}", file=sys.stderr)
-        return 2
-    if args.method not in METHODS and not vector:
-        print(
-            f"unknown method {args.method!r}: choose from {', '.join(METHODS)} or vector:<module>",
-            file=sys.stderr,
-        )
+    try:
+        check_method(args.method)  # before reading any recording
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
 
     def load(root: Path) -> dict[str, list[KeystrokeEvents]]:

@@ -56,22 +56,24 @@ def run(args: argparse.Namespace) -> int:
 
     from profiles.background import Background
     from profiles.evaluation.takeover import TakeoverResult, evaluate_takeover
+    from streams.commands._args import positive, refuse
 
     if not args.keystrokes and not args.mouse:
         print("give --keystrokes DIR and/or --mouse DIR", file=sys.stderr)
         return 2
     # Out of range, these leave no attack or no enrolment, and every takeover would
     # read as missed: a wrong figure with exit 0.
-    for ok, message in (
-        (args.window_seconds > 0, "--window-seconds must be positive"),
-        (0 < args.enroll_fraction < 1, "--enroll-fraction must be between 0 and 1"),
-        (args.holdout >= 1, "--holdout must be at least 1 session"),
-        (args.max_impostor_seconds > 0, "--max-impostor-seconds must be positive"),
-        (args.users >= 0, "--users must be 0 (all) or more"),
+    if refuse(
+        "evaluate takeover",
+        [
+            (positive(args.window_seconds), "--window-seconds must be positive"),
+            (0 < args.enroll_fraction < 1, "--enroll-fraction must be between 0 and 1"),
+            (args.holdout >= 1, "--holdout must be at least 1 session"),
+            (positive(args.max_impostor_seconds), "--max-impostor-seconds must be positive"),
+            (args.users >= 0, "--users must be 0 (all) or more"),
+        ],
     ):
-        if not ok:
-            print(message, file=sys.stderr)
-            return 2
+        return 2
     background = Background.default()
     results: list[TakeoverResult] = []
     for modality, root, load in (

@@ -69,17 +69,18 @@ def run(args: argparse.Namespace) -> int:
     from collectors.delivery import BatchSender
     from collectors.publish import PublishStats
     from collectors.simulate import Takeover, Workload
+    from streams.commands._args import positive, refuse
     from streams.commands._replay import send_and_close
     from streams.topics import EVENTS
 
-    for ok, message in (
-        (math.isfinite(args.rate) and args.rate > 0, "--rate must be a positive number"),
-        (math.isfinite(args.seconds) and args.seconds > 0, "--seconds must be a positive number"),
-        (args.users >= 1, "--users must be at least 1"),
+    if refuse(
+        "simulate",
+        [
+            (positive(args.rate), "--rate must be a positive number"),
+            (positive(args.seconds), "--seconds must be a positive number"),
+        ],
     ):
-        if not ok:
-            print(f"cadence simulate: {message}", file=sys.stderr)
-            return 2
+        return 2
     try:
         takeovers = [
             dataclasses.replace(
@@ -98,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
             # the truth file states the same start as the batches.
             start_wall_ms=time.time() * 1000.0,
         )
-        if any(not math.isfinite(t.at_s) or t.at_s < 0 for t in takeovers):
-            raise ValueError("a takeover's SECONDS must be a non-negative number")
     except ValueError as exc:
         print(f"cadence simulate: {exc}", file=sys.stderr)
         return 2
