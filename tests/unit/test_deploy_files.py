@@ -166,6 +166,11 @@ def test_every_alert_has_severity_summary_and_an_existing_runbook_section() -> N
         assert url.split("#")[1] in anchors, f"no section {alert['alert']} in docs/runbooks.md"
 
 
+def test_operations_guide_lists_every_alert() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert [a["alert"] for a in alerts() if f"`{a['alert']}`" not in guide] == []
+
+
 def test_alerts_use_only_exported_metrics() -> None:
     known = exported_names()
     for alert in alerts():

@@ -52,6 +52,13 @@ def rendered(overlay: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+WORKER_IMAGE = "{newName}:{newTag}".format(
+    **next(
+        image
+        for image in load(K8S / "base" / "kustomization.yaml")[0]["images"]
+        if image["name"] == "cadence-worker"
+    )
+)
 BASE_TOPICS = by_kind(load(K8S / "base" / "kafka-topics.yaml"), "KafkaTopic")
 BASE_USERS = by_kind(load(K8S / "base" / "kafka-users.yaml"), "KafkaUser")
 
@@ -180,6 +187,12 @@ def check_rendered(docs: list[dict[str, Any]]) -> None:
     (workload,) = workloads
     assert spec["scaleTargetRef"]["kind"] == workload["kind"]
     assert spec["scaleTargetRef"]["name"] == workload["metadata"]["name"]
+    # KEDA owns the count: a `replicas` here would reset it on every apply.
+    assert "replicas" not in workload["spec"]
+    # Every overlay runs the image the base names (an overlay's own resources are not
+    # rewritten by the base's `images`: prod's StatefulSet once pulled `cadence-worker`).
+    images = {c["image"] for c in workload["spec"]["template"]["spec"]["containers"]}
+    assert images == {WORKER_IMAGE}
     topics = by_kind(docs, "KafkaTopic")
     assert set(topics) == {t.name for t in TOPICS} | {CHANGELOG}
     for spec_ in TOPICS:
