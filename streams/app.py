@@ -217,6 +217,7 @@ class Worker:
         self.opened_at: dict[str, float] = {}
         self.enrollment: dict[str, str] = {}
         self.levels: dict[str, str] = {}
+        self.lag_series: set[tuple[str, str]] = set()  # (topic, partition) in consumer_lag
         self.stream: StreamT | None = None
         # One judging at a time (agent, idle flush, rebalance): each user's verdicts are
         # sent, and their state persisted, in the order the windows were judged.
@@ -293,6 +294,9 @@ class Worker:
         async def metrics(web: Any, request: Any) -> Any:
             self.metrics.flush_pending()
             self.metrics.open_windows.set(len(self.pipeline.windower.open))
+            # Timers start only after the first recovery: a worker stuck in it must still
+            # show it here.
+            self.update_consumer_gauges()
             return web.bytes(
                 generate_latest(self.metrics.registry),
                 content_type=CONTENT_TYPE_LATEST.split(";")[0],
@@ -742,8 +746,12 @@ class Worker:
         for level in LEVELS:
             count = sum(1 for v in self.levels.values() if v == level)
             self.metrics.users_at_level.labels(level).set(count)
+        self.update_consumer_gauges()
+
+    def update_consumer_gauges(self) -> None:
         self.metrics.recovery_in_progress.set(1 if self.app.in_recovery else 0)
         consumer = self.app.consumer
+        exported: set[tuple[str, str]] = set()
         for tp in consumer.assignment():
             if tp.topic != EVENTS.name:
                 continue
@@ -753,7 +761,14 @@ class Worker:
                 lag = (
                     max(0, highwater - (committed or 0) - 1) if committed is not None else highwater
                 )
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                labels = (tp.topic, str(tp.partition))
+                self.metrics.consumer_lag.labels(*labels).set(lag)
+                exported.add(labels)
+        # A partition that moved to another worker is that worker's to report: a frozen
+        # series here would be summed with the new owner's and page on lag nobody has.
+        for labels in self.lag_series - exported:
+            self.metrics.consumer_lag.remove(*labels)
+        self.lag_series = exported
 
 
 def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:
