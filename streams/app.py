@@ -108,6 +108,9 @@ class WorkerSettings:
     # How long a stopping worker waits for verdicts already sent to be acknowledged.
     shutdown_grace_seconds: float = 10.0
     table_partitions: int = EVENTS.partitions
+    # Of the topics Faust creates itself (its leader topic; the changelog if not declared):
+    # 1 suits the local one-broker Kafka, a cluster sets its topics' factor (3).
+    topic_replication_factor: int = 1
     # librdkafka-style client settings (TLS, SASL) shared with every cadence client; never
     # printed, since they hold the SASL password.
     kafka: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -127,6 +130,9 @@ class WorkerSettings:
             idle_flush_seconds=float(env.get("CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds)),
             shutdown_grace_seconds=float(
                 env.get("CADENCE_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds)
+            ),
+            topic_replication_factor=int(
+                env.get("CADENCE_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor)
             ),
             kafka=kafka_client_config(bootstrap),
         )
@@ -152,6 +158,7 @@ class Worker:
             web_router_enabled=False,
             web_graph_enabled=False,
             topic_partitions=settings.table_partitions,
+            topic_replication_factor=settings.topic_replication_factor,
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
             # A rebalance waits until every consumed batch is acked, so the next owner

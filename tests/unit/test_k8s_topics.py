@@ -195,6 +195,9 @@ def check_rendered(docs: list[dict[str, Any]]) -> None:
     assert images == {WORKER_IMAGE}
     topics = by_kind(docs, "KafkaTopic")
     assert set(topics) == {t.name for t in TOPICS} | {CHANGELOG}
+    # Topics Faust creates itself are replicated like the declared ones.
+    factor = int(config["CADENCE_TOPIC_REPLICATION_FACTOR"])
+    assert {t["spec"]["replicas"] for t in topics.values()} == {factor}
     for spec_ in TOPICS:
         assert topics[spec_.name]["spec"]["partitions"] == spec_.partitions
 
