@@ -47,6 +47,7 @@ from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request
 from streams.sender import RecordSender
 from streams.state import UserState
+from streams.table_store import MARK_INTERVAL_S, ErasureSafeRocksDB, ProfileTable
 from streams.topics import (
     AUDIT,
     CHANGELOG_CONFIG,
@@ -159,6 +160,8 @@ class Worker:
             web_graph_enabled=False,
             topic_partitions=settings.table_partitions,
             topic_replication_factor=settings.topic_replication_factor,
+            # rocksdb:// opens no partition database too old to have seen every erasure.
+            Table=ProfileTable,
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
             # A rebalance waits until every consumed batch is acked, so the next owner
@@ -217,6 +220,9 @@ class Worker:
             partitions=settings.table_partitions,
             extra_topic_configs=dict(CHANGELOG_CONFIG),
         )
+        store = self.user_profiles.data
+        if isinstance(store, ErasureSafeRocksDB):
+            store.on_discard = lambda partition: self.metrics.stale_tables_discarded.inc()
         self.pipeline: Pipeline[EventT] = Pipeline(
             self._load_state, window_ms=settings.window_seconds * 1000.0
         )
@@ -311,16 +317,33 @@ class Worker:
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
-            # Ready = joined the group, tables recovered, streams resumed. Before the first
-            # assignment Faust is neither rebalancing nor recovering, which is not ready.
-            assigned = cast(Any, app.tables).recovery.completed.is_set()
-            ready = assigned and not app.in_recovery and not app.rebalancing
+            ready = self.tables_ready()
             return web.json(
-                {"ready": ready, "assigned": assigned, "recovery": app.in_recovery},
+                {"ready": ready, "assigned": self.assigned(), "recovery": app.in_recovery},
                 status=200 if ready else 503,
             )
 
+        @app.timer(interval=MARK_INTERVAL_S)
+        async def mark_local_tables_in_step() -> None:
+            self.mark_tables_in_step()
+
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    def assigned(self) -> bool:
+        return bool(cast(Any, self.app.tables).recovery.completed.is_set())
+
+    def tables_ready(self) -> bool:
+        """Joined the group, tables recovered, streams resumed.
+
+        Before the first assignment Faust is neither rebalancing nor recovering, which is
+        not ready.
+        """
+        return self.assigned() and not self.app.in_recovery and not self.app.rebalancing
+
+    def mark_tables_in_step(self) -> None:
+        store = self.user_profiles.data
+        if isinstance(store, ErasureSafeRocksDB) and self.tables_ready():
+            store.mark_open_partitions()
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], *args: Any, **kwargs: Any) -> None:
         # Open windows of users we no longer own are forgotten unacked: the new
@@ -485,10 +508,13 @@ class Worker:
 
     def _persist(self, key: bytes, value: bytes | None, partition: int) -> None:
         """Store the user's state (``None``: erase it) and queue its changelog record."""
-        if value is None:
-            self.user_profiles.data.pop(key, None)
+        store = self.user_profiles.data
+        if isinstance(store, ErasureSafeRocksDB):
+            store.write(key, value, partition)
+        elif value is None:
+            store.pop(key, None)
         else:
-            self.user_profiles.data[key] = value
+            store[key] = value
         self.changelog_backlog.append((key, value, partition))
         self._send_changelog()
 

@@ -57,6 +57,12 @@ class WorkerMetrics:
             "Stored profiles that could not be read (older model version, damage): re-enrolled",
             registry=r,
         )
+        self.stale_tables_discarded = Counter(
+            "cadence_table_stale_partitions_discarded_total",
+            "Local table databases (RocksDB) deleted before opening because they had not "
+            "followed the changelog for longer than an erasure's tombstone is kept",
+            registry=r,
+        )
         self.delivery_errors = Counter(
             "cadence_delivery_errors_total",
             "Verdicts or dead letters Kafka did not acknowledge (they are retried)",

@@ -125,3 +125,36 @@ def test_a_second_worker_takes_half_the_partitions_without_losing_or_changing_ve
     verdicts = read_verdicts(reader)
     reader.close()
     check_each_event_judged_once(verdicts, total_events)
+
+
+def test_kill_9_with_the_rocksdb_store_reopens_its_databases_and_loses_nothing(
+    deployment: Deployment,
+) -> None:
+    # The prod overlay's store: the restarted worker reopens its local databases (kept in
+    # step, so not discarded) and replays only the changelog written since.
+    rocksdb = {"CADENCE_STORE": "rocksdb://"}
+    batches = workload(seed=23)
+    offline = offline_verdicts(batches)
+    reader = TopicReader(deployment.bootstrap, deployment.verdicts)
+    data_dir = deployment.tmp / "desk-data"
+    with running_worker(deployment, "desk", **rocksdb) as first:
+        # Partitions are opened at assignment; marked in step within MARK_INTERVAL_S.
+        wait_until(
+            lambda: len(list(data_dir.rglob("*.db.in-step"))) == deployment.partitions,
+            timeout=60,
+            what="every partition database marked in step",
+        )
+        deployment.send(batches)
+        wait_until(
+            lambda: reader.poll(0.5) >= 0 and len(reader.records) >= len(offline) // 3,
+            timeout=120,
+            what="a third of the verdicts",
+        )
+        first.kill(signal.SIGKILL)
+    assert len(reader.records) < len(offline), "the worker finished before it could be killed"
+    with running_worker(deployment, "desk", **rocksdb) as second:
+        wait_until(lambda: judged_all(reader, offline), timeout=180, what="every window judged")
+        assert second.metrics()["cadence_table_stale_partitions_discarded_total"] == 0
+    reader.poll(2.0)
+    check_against_offline(read_verdicts(reader), offline)
+    reader.close()

@@ -226,3 +226,8 @@ def test_prod_uses_rocksdb_on_a_volume_and_dev_the_memory_store() -> None:
     )
     assert "data" in claims
     assert {"name": "data", "mountPath": data_dir["data"]["CADENCE_DATA_DIR"]} in mounts
+    # A volume nobody reopens would keep profiles, erased ones too (docs/privacy.md).
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenScaled": "Delete",
+        "whenDeleted": "Delete",
+    }

@@ -1,0 +1,148 @@
+"""The profile table, whose RocksDB store never outlives an erasure.
+
+Faust's RocksDB store keeps each changelog partition in a local database and, when it
+opens one again (a restarted pod, a partition coming back after a rebalance), replays the
+changelog only *after the offset it stored*. Kafka keeps an erasure's tombstone for
+``delete.retention.ms`` (``CHANGELOG_CONFIG``: one day) once compaction has reached it;
+a database left unused for longer may therefore have missed a tombstone that is gone by
+the time it is reopened, and would serve the erased profile again, and write it back to
+the changelog with the user's next window.
+
+So each partition database carries a mark of when it was last known to follow its
+changelog (``<database>.in-step``, touched by the worker while it holds the partition
+with its recovery complete), and a database whose mark is older than half that retention,
+or that has none, is deleted before Faust opens it: the partition is rebuilt from the
+changelog, as the memory store always does.
+
+>>> import os, tempfile
+>>> from pathlib import Path
+>>> root = Path(tempfile.mkdtemp())
+>>> database = root / "user-profiles-3.db"
+>>> database.mkdir()
+>>> discard_if_stale(database, now=time.time(), max_age_s=60.0)  # no mark: unknown age
+True
+>>> database.exists()
+False
+>>> database.mkdir(); mark_in_step(database)
+>>> discard_if_stale(database, now=time.time(), max_age_s=60.0)
+False
+>>> os.utime(in_step_mark(database), (time.time() - 61, time.time() - 61))
+>>> discard_if_stale(database, now=time.time(), max_age_s=60.0)
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.stores import by_url
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import StoreT
+from yarl import URL
+
+from streams.topics import CHANGELOG_CONFIG
+
+log = logging.getLogger(__name__)
+
+# Half the tombstones' retention: room for clock differences between nodes and for a
+# mark refreshed only every MARK_INTERVAL_S.
+MAX_UNMARKED_S = int(CHANGELOG_CONFIG["delete.retention.ms"]) / 1000.0 / 2
+MARK_INTERVAL_S = 10.0
+
+
+def in_step_mark(database: Path) -> Path:
+    return database.with_name(database.name + ".in-step")
+
+
+def mark_in_step(database: Path) -> None:
+    """Record that ``database`` holds everything its changelog partition held until now."""
+    in_step_mark(database).touch()
+
+
+def discard_if_stale(database: Path, *, now: float, max_age_s: float) -> bool:
+    """Delete ``database`` unless its in-step mark is at most ``max_age_s`` old.
+
+    An ``OSError`` propagates: opening a database that could not be deleted would risk
+    serving an erased profile, so the worker stops instead.
+    """
+    if not database.exists():
+        return False
+    mark = in_step_mark(database)
+    try:
+        age = now - mark.stat().st_mtime
+    except FileNotFoundError:
+        age = float("inf")
+    if age <= max_age_s:
+        return False
+    shutil.rmtree(database)
+    mark.unlink(missing_ok=True)
+    log.warning(
+        "discarded the local table database %s (in step %s ago, at most %.0f s allowed): "
+        "rebuilding it from the changelog",
+        database.name,
+        "never" if age == float("inf") else f"{age:.0f} s",
+        max_age_s,
+    )
+    return True
+
+
+class ErasureSafeRocksDB(RocksDBStore):
+    """Faust's RocksDB store that deletes a partition database too old to trust."""
+
+    # Called with the partition whose database was deleted (the worker counts them).
+    on_discard: Callable[[int], None] | None = None
+
+    def _open_for_partition(self, partition: int) -> Any:
+        path = self.partition_path(partition)
+        if discard_if_stale(path, now=time.time(), max_age_s=MAX_UNMARKED_S) and self.on_discard:
+            self.on_discard(partition)
+        return super()._open_for_partition(partition)
+
+    def write(self, key: bytes, value: bytes | None, partition: int) -> None:
+        """Store (``None``: delete) ``key`` in ``partition``'s database.
+
+        Faust's own ``table[key] = value`` finds the partition from the event being
+        processed and fails outside one; the worker writes states from delivery reports
+        and timers, and knows the partition.
+        """
+        db = self._db_for_partition(partition)
+        if value is None:
+            db.delete(key)
+            self._key_index.pop(key, None)
+        else:
+            db.put(key, value)
+            self._key_index[key] = partition
+
+    def mark_open_partitions(self) -> None:
+        """Mark every database this store has open as in step with its changelog.
+
+        Only true while the worker is not recovering: the databases of its active
+        partitions are written with the changelog, its standbys follow it.
+        """
+        for partition in list(self._dbs):
+            mark_in_step(self.partition_path(partition))
+
+
+class ProfileTable(faust.Table):
+    """A Faust table that uses :class:`ErasureSafeRocksDB` for ``rocksdb://``."""
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        store_class = ErasureSafeRocksDB if URL(str(url)).scheme == "rocksdb" else by_url(url)
+        return store_class(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
