@@ -324,18 +324,22 @@ def pace(
     *,
     wait: Callable[[float], object] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    start: float | None = None,
 ) -> Iterator[T]:
-    """Yield each item once ``t / speed`` seconds have passed since the first call.
+    """Yield each item once ``t / speed`` seconds have passed since ``start``.
 
-    ``speed=math.inf`` never waits. ``wait(seconds)`` is called while waiting; pass a
-    producer's ``poll`` to serve delivery reports meanwhile (it may return early).
+    ``start`` is the ``clock()`` reading of ``t = 0`` (default: the first call). Give it
+    when the items' wall times were fixed before the first call, or every item goes out
+    late by the time in between. ``speed=math.inf`` never waits. ``wait(seconds)`` is
+    called while waiting; pass a producer's ``poll`` to serve delivery reports meanwhile
+    (it may return early).
 
     >>> list(pace([(0.0, "a"), (0.01, "b")], speed=10.0))
     ['a', 'b']
     """
     if speed <= 0:
         raise ValueError("speed must be positive")
-    started = clock()
+    started = clock() if start is None else start
     for t, item in timed:
         if math.isfinite(speed):
             due = started + t / speed

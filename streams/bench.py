@@ -18,7 +18,9 @@ Nothing here is an assertion: it prints and returns figures.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import math
 import os
 import signal
@@ -34,9 +36,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.topics import IsolatedTopics
+
+if TYPE_CHECKING:
+    from collectors.delivery import BatchSender
+    from collectors.publish import PublishStats
+    from collectors.simulate import Workload
+    from collectors.wire import EventBatch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -172,25 +180,85 @@ def delete_run_topics(bootstrap: str, topics: IsolatedTopics) -> None:
                 future.result(timeout=30)
 
 
-def produce(bootstrap: str, topic: str, timed: Iterable[tuple[float, Any]], speed: float) -> Any:
-    """Send batches through the agent's own delivery path; returns PublishStats."""
+@contextmanager
+def batch_sender(bootstrap: str, topic: str, *, flat_out: bool) -> Iterator[BatchSender]:
+    """The agent's own delivery path (a ``BatchSender``), flushed and closed on exit."""
     from collectors.delivery import BatchSender
-    from collectors.publish import publish
 
     sender = BatchSender(
         bootstrap=bootstrap,
         topic=topic,
         # Bigger producer batches: loading the backlog is not what is measured.
-        extra_config={"linger.ms": 50, "batch.size": 1 << 20} if math.isinf(speed) else None,
+        extra_config={"linger.ms": 50, "batch.size": 1 << 20} if flat_out else None,
         window=20_000,
     )
     try:
-        stats = publish(timed, sender, speed=speed, max_pending=50_000)
+        yield sender
     finally:
         remaining = sender.close(120.0)
     if remaining:
         raise RuntimeError(f"{remaining} batches not acknowledged by the broker")
-    return stats
+
+
+def produce(
+    bootstrap: str, topic: str, timed: Iterable[tuple[float, EventBatch]], speed: float
+) -> PublishStats:
+    """Send batches through the agent's own delivery path; returns PublishStats."""
+    from collectors.publish import publish
+
+    with batch_sender(bootstrap, topic, flat_out=math.isinf(speed)) as sender:
+        return publish(timed, sender, speed=speed, max_pending=50_000)
+
+
+def on_wall_clock(
+    timed: Iterable[tuple[float, EventBatch]],
+    origin_wall_ms: float,
+    origin_clock: float,
+    *,
+    wait: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[tuple[float, EventBatch]]:
+    """Batches generated with ``start_wall_ms=0``, each at ``origin_clock`` + its close time.
+
+    Their wall times are moved to ``origin_wall_ms``: event time 0 is ``origin_clock``,
+    the instant pacing starts, however long building the generator took before it.
+    """
+    from collectors.simulate import pace
+
+    def moved(batch: EventBatch) -> EventBatch:
+        return dataclasses.replace(
+            batch,
+            sent_at_ms=batch.sent_at_ms + origin_wall_ms,
+            clock_offset_ms=batch.clock_offset_ms + origin_wall_ms,
+        )
+
+    shifted = ((t, (t, moved(batch))) for t, batch in timed)
+    return pace(shifted, 1.0, wait=wait, clock=clock, start=origin_clock)
+
+
+def produce_in_real_time(
+    bootstrap: str, topic: str, workload: Workload, seconds: float
+) -> tuple[PublishStats, float]:
+    """Send ``seconds`` of ``workload`` in real time; returns (PublishStats, origin wall ms).
+
+    The producer is connected and every device stream built (its first batch cut) before
+    the clock starts, ~0.1 ms per user: started first, that time made every batch late.
+    """
+    from collectors.publish import publish
+
+    with batch_sender(bootstrap, topic, flat_out=False) as sender:
+        timed = workload.batches(until_s=seconds, start_wall_ms=0.0)
+        first = next(timed, None)
+        origin_wall_ms, origin_clock = time.time() * 1000.0, time.monotonic()
+        batches = on_wall_clock(
+            itertools.chain([first] if first is not None else [], timed),
+            origin_wall_ms,
+            origin_clock,
+            wait=lambda s: sender.poll(min(s, 0.1)),
+        )
+        # Paced above: publish only sends (speed inf never waits).
+        stats = publish(batches, sender, speed=math.inf, max_pending=50_000)
+    return stats, origin_wall_ms
 
 
 def measure_ceiling(bootstrap: str, topic: str, expected_batches: int) -> tuple[int, float, float]:
@@ -516,17 +584,13 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             result.paced_users = paced_users
             verdicts.assigned.wait(30)
             live = new_workload(paced_users, seed=config.seed, run=f"{run}-live")
-            paced_start = time.time() * 1000.0
             progress(
                 f"paced: {paced_users} users in real time for {config.paced_seconds:.0f} s "
                 f"(~{paced_users * per_user:.0f} events/s)"
             )
             before = worker.metrics()
-            stats = produce(
-                config.bootstrap,
-                topics.events,
-                live.batches(until_s=config.paced_seconds, start_wall_ms=paced_start),
-                1.0,
+            stats, paced_start = produce_in_real_time(
+                config.bootstrap, topics.events, live, config.paced_seconds
             )
             result.paced_events_per_s = stats.events / max(stats.elapsed_s, 1e-9)
             consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)

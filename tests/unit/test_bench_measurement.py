@@ -1,0 +1,102 @@
+"""What `cadence bench pipeline` measures, checked offline (no broker, no worker)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+import streams.bench as bench
+from collectors.simulate import Workload, pace
+from collectors.wire import EventBatch
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def test_pace_counts_from_the_given_start_not_from_its_first_call() -> None:
+    clock = FakeClock(10.3)  # first called 0.3 s after the start it is given
+    items = list(pace([(0.1, "a"), (0.5, "b")], 1.0, wait=clock.wait, clock=clock, start=10.0))
+    assert items == ["a", "b"]
+    assert clock.waits == pytest.approx([0.2])  # "a" was already due; "b" at 10.5
+
+
+def test_paced_batches_leave_at_origin_plus_close_time_with_wall_times_from_origin() -> None:
+    origin_clock, origin_wall_ms = 100.0, 1.7e12
+    clock = FakeClock(origin_clock)
+    timed = Workload(users=3, seed=4, start_wall_ms=0.0).batches(until_s=3.0)
+    sent = [
+        (clock.now, t, batch)
+        for t, batch in bench.on_wall_clock(
+            timed, origin_wall_ms, origin_clock, wait=clock.wait, clock=clock
+        )
+    ]
+    assert len(sent) > 3
+    assert all(at == pytest.approx(origin_clock + t) for at, t, _ in sent)
+    # The same batches, wall times included, as a workload whose event time 0 is the origin.
+    reference = list(Workload(users=3, seed=4, start_wall_ms=origin_wall_ms).batches(3.0))
+    assert [t for _, t, _ in sent] == [t for t, _ in reference]
+    for (_, _, got), (_, want) in zip(sent, reference, strict=True):
+        assert got.events == want.events
+        assert got.sent_at_ms == pytest.approx(want.sent_at_ms, abs=1e-3)
+        assert got.clock_offset_ms == pytest.approx(want.clock_offset_ms, abs=1e-3)
+
+
+class RecordingSender:
+    pending = 0
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, EventBatch]] = []
+
+    def send(self, batch: EventBatch) -> None:
+        self.sent.append((time.time() * 1000.0, batch))
+
+    def poll(self, timeout: float = 0) -> None:
+        time.sleep(timeout)
+
+
+class SlowToBuild(Workload):
+    """Records when its generator has built every device stream and cut the first batch."""
+
+    built_at_ms: float = 0.0
+
+    def batches(
+        self, until_s: float = float("inf"), *, start_wall_ms: float | None = None
+    ) -> Iterator[tuple[float, EventBatch]]:
+        timed = super().batches(until_s, start_wall_ms=start_wall_ms)
+        first = next(timed)
+        time.sleep(0.05)
+        self.built_at_ms = time.time() * 1000.0
+        yield first
+        yield from timed
+
+
+def test_the_paced_origin_is_taken_once_the_generator_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sender = RecordingSender()
+
+    @contextmanager
+    def fake_sender(*args: object, **kwargs: object) -> Iterator[RecordingSender]:
+        yield sender
+
+    monkeypatch.setattr(bench, "batch_sender", fake_sender)
+    workload = SlowToBuild(users=2, seed=1)
+    stats, origin_ms = bench.produce_in_real_time("unused:1", "events", workload, 0.6)
+    assert stats.batches == len(sender.sent) > 0
+    # Event time 0 is after the build: no batch's due time passed while it was going on.
+    assert origin_ms >= workload.built_at_ms
+    # Wall times count from the origin: no event happened before it.
+    assert all(b.events[0].t_ms + b.clock_offset_ms >= origin_ms for _, b in sender.sent)
