@@ -329,10 +329,12 @@ class VerdictReader(threading.Thread):
     def run(self) -> None:
         from streams.verdict import decode_verdict
 
+        # poll() returns as soon as a record is there; consume(n, timeout) waits for n
+        # records or the timeout, which stamped arrivals up to that timeout late.
         while not self.stop.is_set():
-            for msg in self.consumer.consume(500, timeout=0.2):
-                if not msg.error():
-                    self.received.append((time.time() * 1000.0, decode_verdict(msg.value() or b"")))
+            msg = self.consumer.poll(0.1)
+            if msg is not None and not msg.error():
+                self.received.append((time.time() * 1000.0, decode_verdict(msg.value() or b"")))
         self.consumer.close()
 
 
