@@ -67,6 +67,9 @@ class BenchConfig:
     paced_load: float = 0.25  # paced event rate as a share of the measured drain throughput
     paced_users: int | None = None  # overrides paced_load
     drain_timeout_s: float = 1800.0
+    # After the last paced send: how long to wait for the worker to consume it all and
+    # for the verdicts of what it consumed.
+    paced_settle_timeout_s: float = 120.0
     work_dir: Path | None = None
     keep_topics: bool = False
     py_spy: Path | None = None  # record the worker during the drain (collapsed stacks)
@@ -106,6 +109,13 @@ class BenchResult:
     paced_events_per_s: float = 0.0
     paced_verdicts: int = 0
     paced_backlog_events: int = 0  # sent in the paced phase, not yet consumed at its end
+    # Verdicts the worker emitted for the paced devices, and those of them the reader did
+    # not have when it stopped (0 unless the settle timeout ran out: the latency
+    # percentiles then leave out the latest verdicts, the ones of a worker falling behind).
+    paced_verdicts_emitted: int = 0
+    paced_verdicts_missing: int = 0
+    paced_events_unconsumed: int = 0  # still not consumed when the reader stopped
+    paced_settle_s: float = 0.0  # from the last paced send until all was in
     rss_bytes: int = 0
     rss_after_drain_bytes: int = 0
     rss_peak_bytes: int = 0
@@ -436,6 +446,59 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@dataclass
+class PacedTail:
+    """Where the paced phase's tail stood when :func:`settle_paced` returned."""
+
+    consumed: float
+    emitted: int  # verdicts of the watched devices the worker emitted (counter delta)
+    received: int  # ... and the reader received
+    complete: bool
+
+
+def verdicts_emitted(metrics: dict[str, float]) -> float:
+    """``cadence_verdicts_total`` summed over its levels."""
+    return sum(v for k, v in metrics.items() if k.startswith("cadence_verdicts_total{"))
+
+
+def settle_paced(
+    metrics: Callable[[], dict[str, float]],
+    received: list[tuple[float, Any]],
+    devices: set[str],
+    consumed_target: float,
+    emitted_before: float,
+    timeout_s: float,
+    *,
+    quiet_s: float = 2.0,
+    step_s: float = 0.2,
+) -> PacedTail:
+    """Wait until the worker consumed ``consumed_target`` events, the reader has every
+    verdict it emitted since ``emitted_before`` and none came for ``quiet_s``.
+
+    ``received`` is the reader's list of (arrival, verdict), read while it grows; only
+    verdicts of ``devices`` count. Short of ``timeout_s``, ``complete`` is False and the
+    counts say what was missing. The idle flush of each paced user's last window comes
+    ``CADENCE_IDLE_FLUSH_SECONDS`` (30) after the last batch, long after ``quiet_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    seen = count = 0
+    last_arrival = time.monotonic()
+    while True:
+        now = time.monotonic()
+        current = metrics()
+        consumed = current.get("cadence_events_consumed_total", 0.0)
+        emitted = int(verdicts_emitted(current) - emitted_before)
+        # Counted after the scrape: every verdict the worker had emitted by then is in.
+        while seen < len(received):
+            if received[seen][1].device in devices:
+                count, last_arrival = count + 1, now
+            seen += 1
+        done = consumed >= consumed_target and count >= emitted
+        if (done and now - last_arrival >= quiet_s) or now >= deadline:
+            return PacedTail(consumed, emitted, count, done)
+        time.sleep(step_s)
+
+
 def _histogram_mean(metrics: dict[str, float], name: str) -> tuple[float, float]:
     return metrics.get(f"{name}_sum", 0.0), metrics.get(f"{name}_count", 0.0)
 
@@ -601,9 +664,31 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             )
             result.load_average_paced = load_average()
             paced_end = time.time() * 1000.0
-            time.sleep(3.0)  # the verdicts of windows closed by the last batches
+            # Every verdict of what was sent, however late: stopping at a fixed time
+            # dropped the latest ones, exactly when the worker fell behind.
+            devices = {u.device for u in live.users}
+            target = before.get("cadence_events_consumed_total", 0.0) + stats.events
+            settle_started = time.monotonic()
+            tail = settle_paced(
+                worker.metrics,
+                verdicts.received,
+                devices,
+                target,
+                verdicts_emitted(before),
+                config.paced_settle_timeout_s,
+            )
+            result.paced_settle_s = time.monotonic() - settle_started
             verdicts.stop.set()
             verdicts.join(timeout=30)
+            result.paced_verdicts_emitted = tail.emitted
+            result.paced_verdicts_missing = max(0, tail.emitted - tail.received)
+            result.paced_events_unconsumed = max(0, int(target - tail.consumed))
+            if not tail.complete:
+                progress(
+                    f"paced: gave up after {config.paced_settle_timeout_s:.0f} s: "
+                    f"{result.paced_events_unconsumed} events not consumed, "
+                    f"{result.paced_verdicts_missing} verdicts not received"
+                )
             after = worker.metrics()
             status = proc_status(worker.pid)
             result.rss_bytes = status.get("VmRSS", 0)
@@ -617,23 +702,22 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             s0, c0 = _histogram_mean(before, "cadence_profile_bytes")
             s1, c1 = _histogram_mean(after, "cadence_profile_bytes")
             result.profile_bytes_paced = (s1 - s0) / (c1 - c0) if c1 > c0 else 0.0
-        # Windows that closed while the paced users were working: event time -> verdict.
-        emitted: list[float] = []
-        arrived: list[float] = []
-        for received_ms, v in verdicts.received:
-            if paced_start <= v.window_end_ms <= paced_end:
-                emitted.append(max(0.0, v.emitted_at_ms - v.window_end_ms) / 1000.0)
-                arrived.append(max(0.0, received_ms - v.window_end_ms) / 1000.0)
+        # Windows of the paced devices that closed while they were working: event time ->
+        # verdict emitted (and arrived at the reader).
+        paced = [
+            (v.window_end_ms, received_ms, v.emitted_at_ms)
+            for received_ms, v in verdicts.received
+            if v.device in devices and paced_start <= v.window_end_ms <= paced_end
+        ]
+        emitted = [max(0.0, at - end) / 1000.0 for end, _, at in paced]
+        arrived = [max(0.0, got - end) / 1000.0 for end, got, _ in paced]
         result.paced_verdicts = len(emitted)
         # A latency that grows from the first half of the paced phase to the second means
         # the worker is not keeping up: the load is above what it sustains.
         middle = (paced_start + paced_end) / 2.0
         halves: tuple[list[float], list[float]] = ([], [])
-        for _, v in verdicts.received:
-            if paced_start <= v.window_end_ms <= paced_end:
-                halves[v.window_end_ms > middle].append(
-                    max(0.0, v.emitted_at_ms - v.window_end_ms) / 1000.0
-                )
+        for (end, _, _), latency in zip(paced, emitted, strict=True):
+            halves[end > middle].append(latency)
         result.latency_p50_first_half_s = quantile(halves[0], 0.5)
         result.latency_p50_second_half_s = quantile(halves[1], 0.5)
         result.latency_p50_s = quantile(emitted, 0.5)

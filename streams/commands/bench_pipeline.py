@@ -141,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
             f"{_fmt(result.latency_p50_s, ' s')} / {_fmt(result.latency_p99_s, ' s')}",
             "p99 <= 2 s",
         ),
+        (
+            "paced verdicts: emitted / not received (events not consumed)",
+            f"{result.paced_verdicts_emitted:,} / {result.paced_verdicts_missing:,} "
+            f"({result.paced_events_unconsumed:,})",
+            "0 (0)",
+        ),
         ("worker RSS", _fmt(result.rss_bytes / 2**20, " MiB", 1), ""),
         ("RSS per user", _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1), ""),
         ("profile bytes per user", _fmt(result.profile_bytes_per_user, " B", 0), "<= 16 KB"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -100,3 +101,52 @@ def test_the_paced_origin_is_taken_once_the_generator_is_built(
     assert origin_ms >= workload.built_at_ms
     # Wall times count from the origin: no event happened before it.
     assert all(b.events[0].t_ms + b.clock_offset_ms >= origin_ms for _, b in sender.sent)
+
+
+class Verdict:
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+
+class ScriptedWorker:
+    """/metrics that move on by one step per scrape, the last step repeated."""
+
+    def __init__(self, steps: list[tuple[float, float]], received: list[tuple[float, Any]]):
+        self.steps = steps
+        self.received = received
+        self.arrivals: dict[int, list[Verdict]] = {}
+        self.scrapes = 0
+
+    def metrics(self) -> dict[str, float]:
+        consumed, emitted = self.steps[min(self.scrapes, len(self.steps) - 1)]
+        for v in self.arrivals.get(self.scrapes, []):
+            self.received.append((0.0, v))
+        self.scrapes += 1
+        return {
+            "cadence_events_consumed_total": consumed,
+            'cadence_verdicts_total{level="normal"}': emitted - 1,
+            'cadence_verdicts_total{level="suspicious"}': 1.0,
+            'cadence_verdicts_created{level="normal"}': 1e9,  # not a count
+        }
+
+
+def test_the_paced_tail_waits_for_late_verdicts_of_a_worker_behind() -> None:
+    received: list[tuple[float, Any]] = [(0.0, Verdict("drained-device"))]  # before: ignored
+    # Consumption completes at the 4th scrape; the 3 verdicts arrive up to the 6th.
+    worker = ScriptedWorker([(100, 1), (140, 1), (180, 2), (200, 3)], received)
+    worker.arrivals = {2: [Verdict("paced")], 4: [Verdict("paced")], 6: [Verdict("paced")]}
+    tail = bench.settle_paced(
+        worker.metrics, received, {"paced"}, 200, 0, 30.0, quiet_s=0.05, step_s=0.001
+    )
+    assert tail == bench.PacedTail(consumed=200, emitted=3, received=3, complete=True)
+    assert worker.scrapes >= 7  # a fixed wait of a few scrapes would have stopped earlier
+
+
+def test_the_paced_tail_reports_what_never_came_when_time_runs_out() -> None:
+    received: list[tuple[float, Any]] = []
+    worker = ScriptedWorker([(150, 5)], received)  # stuck: 50 events, 5 verdicts behind
+    worker.arrivals = {0: [Verdict("paced"), Verdict("other")]}
+    tail = bench.settle_paced(
+        worker.metrics, received, {"paced"}, 200, 0, 0.05, quiet_s=0.01, step_s=0.001
+    )
+    assert tail == bench.PacedTail(consumed=150, emitted=5, received=1, complete=False)
