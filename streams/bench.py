@@ -119,7 +119,13 @@ class BenchResult:
     rss_bytes: int = 0
     rss_after_drain_bytes: int = 0
     rss_peak_bytes: int = 0
+    # Mean size of every user's last serialised state: the last record per key of the
+    # profile changelog once the worker has stopped (all windows flushed).
     profile_bytes_per_user: float = 0.0
+    profile_users: int = 0  # keys in the changelog
+    # Means of the cadence_profile_bytes histogram: every state write in the drain (what
+    # profile_bytes_per_user was before), and in the paced phase.
+    profile_bytes_written_mean: float = 0.0
     profile_bytes_paced: float = 0.0
     active_users: int = 0
     windows_closed: dict[str, float] = field(default_factory=dict)
@@ -188,6 +194,71 @@ def delete_run_topics(bootstrap: str, topics: IsolatedTopics) -> None:
         for future in admin.delete_topics(names, operation_timeout=30).values():
             with suppress(Exception):
                 future.result(timeout=30)
+
+
+def profile_changelog(topics: IsolatedTopics) -> str:
+    """The changelog Faust creates for the worker's ``user-profiles`` table."""
+    return f"{topics.app_id}-user-profiles-changelog"
+
+
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 300.0
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record of ``topic`` up to its end now, in each partition's order."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-read-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is None or found.error is not None:
+            return
+        last: dict[int, int] = {}
+        for partition in found.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            if high > low:
+                last[partition] = high - 1
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in last])
+        deadline = time.monotonic() + timeout_s
+        while last:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: partitions {sorted(last)} not read to their end")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            partition, error = msg.partition() or 0, msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    last.pop(partition, None)
+                continue
+            yield msg.key(), msg.value()
+            if (msg.offset() or 0) >= last.get(partition, -1):
+                last.pop(partition, None)
+    finally:
+        consumer.close()
+
+
+def last_value_sizes(records: Iterable[tuple[bytes | None, bytes | None]]) -> dict[bytes, int]:
+    """The size of each key's last value; a tombstone (None) removes the key.
+
+    >>> last_value_sizes([(b"a", b"xx"), (b"b", b"y"), (b"a", b"xxxx"), (b"b", None)])
+    {b'a': 4}
+    """
+    sizes: dict[bytes, int] = {}
+    for key, value in records:
+        if key is None:
+            continue
+        if value is None:
+            sizes.pop(key, None)
+        else:
+            sizes[key] = len(value)
+    return sizes
 
 
 @contextmanager
@@ -615,7 +686,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             drained = worker.metrics()
             result.rss_after_drain_bytes = proc_status(worker.pid).get("VmRSS", 0)
             total, count = _histogram_mean(drained, "cadence_profile_bytes")
-            result.profile_bytes_per_user = total / count if count else 0.0
+            result.profile_bytes_written_mean = total / count if count else 0.0
             progress(
                 f"drain: {result.events} events in {result.drain_s:.1f} s = "
                 f"{result.pipeline_events_per_s:.0f} events/s, worker CPU "
@@ -702,6 +773,11 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             s0, c0 = _histogram_mean(before, "cadence_profile_bytes")
             s1, c1 = _histogram_mean(after, "cadence_profile_bytes")
             result.profile_bytes_paced = (s1 - s0) / (c1 - c0) if c1 > c0 else 0.0
+        # The worker has stopped, its last windows flushed: the changelog's last record
+        # of each user is the state a restarted worker would load.
+        sizes = last_value_sizes(read_topic(config.bootstrap, profile_changelog(topics)))
+        result.profile_users = len(sizes)
+        result.profile_bytes_per_user = sum(sizes.values()) / len(sizes) if sizes else 0.0
         # Windows of the paced devices that closed while they were working: event time ->
         # verdict emitted (and arrived at the reader).
         paced = [

@@ -149,7 +149,11 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("worker RSS", _fmt(result.rss_bytes / 2**20, " MiB", 1), ""),
         ("RSS per user", _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1), ""),
-        ("profile bytes per user", _fmt(result.profile_bytes_per_user, " B", 0), "<= 16 KB"),
+        (
+            f"serialised state per user (last of {result.profile_users:,} users)",
+            _fmt(result.profile_bytes_per_user, " B", 0),
+            "<= 16 KB",
+        ),
         ("active users at the end", f"{result.active_users:,}", ""),
         ("load average (drain)", " ".join(map(str, result.load_average_drain)), ""),
     ]

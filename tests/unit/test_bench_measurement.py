@@ -150,3 +150,21 @@ def test_the_paced_tail_reports_what_never_came_when_time_runs_out() -> None:
         worker.metrics, received, {"paced"}, 200, 0, 0.05, quiet_s=0.01, step_s=0.001
     )
     assert tail == bench.PacedTail(consumed=150, emitted=5, received=1, complete=False)
+
+
+def test_profile_size_per_user_is_each_users_last_state_not_the_mean_write() -> None:
+    # u1's state grows window by window; u2 was erased and enrolled again.
+    records = [
+        (b"u1", b"x" * 100),
+        (b"u2", b"y" * 500),
+        (b"u1", b"x" * 200),
+        (b"u2", None),
+        (b"u1", b"x" * 300),
+        (b"u2", b"y" * 50),
+        (None, b"z"),  # not a user's state
+    ]
+    sizes = bench.last_value_sizes(records)
+    assert sizes == {b"u1": 300, b"u2": 50}
+    # The histogram's mean over the writes (what the bench reported before) differs.
+    writes = [len(v) for k, v in records if k and v]
+    assert sum(writes) / len(writes) == 230 != sum(sizes.values()) / len(sizes)
