@@ -92,6 +92,12 @@ class BenchResult:
     pipeline_events_per_s: float = 0.0
     pipeline_events_per_cpu_s: float = 0.0  # per CPU second of the worker: load-independent
     drain_s: float = 0.0
+    # Consumed within the timed span (first to last sample of the worker's counter): the
+    # events before the first sample are outside it.
+    drain_events_timed: int = 0
+    # False when the drain was too short to time (MIN_DRAIN_S, MIN_DRAIN_SAMPLES): the
+    # events/s and ratios are then noise.
+    throughput_reliable: bool = False
     worker_cpu_s: float = 0.0
     # Including the idle flush of every user's last window, which the drain time leaves out.
     worker_cpu_with_flush_s: float = 0.0
@@ -599,6 +605,33 @@ def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 # -- the run -------------------------------------------------------------------
 
 
+class BenchRefused(ValueError):
+    """A run that cannot measure anything, refused before any broker work."""
+
+
+#: Below this drain time, or this many /metrics samples (one per ~0.2 s) in it, the
+#: drain's events/s are mostly the sampling's resolution: reported, but flagged.
+MIN_DRAIN_S = 2.0
+MIN_DRAIN_SAMPLES = 5
+
+
+def drain_throughput(
+    events: int, consumed_at_first: float, seconds: float, samples: int
+) -> tuple[float, bool]:
+    """(events/s, reliable) of a drain timed from its first sample to its last.
+
+    The events consumed before the first sample are outside the timed span and do not
+    count: counted in, a backlog consumed between two samples gave absurd rates.
+
+    >>> drain_throughput(1_000_000, 20_000.0, 10.0, 50)
+    (98000.0, True)
+    >>> drain_throughput(900, 0.0, 0.0004, 1)
+    (2250000.0, False)
+    """
+    rate = (events - consumed_at_first) / seconds if seconds > 0 else 0.0
+    return rate, seconds >= MIN_DRAIN_S and samples >= MIN_DRAIN_SAMPLES
+
+
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
     from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS
     from collectors.simulate import Workload
@@ -619,19 +652,26 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
         python=sys.version.split()[0],
         run=run,
     )
+    # 1. the backlog: event time ends a little before now, like a live agent's.
+    start_wall = time.time() * 1000.0 - (config.seconds + 30.0) * 1000.0
+    workload = new_workload(config.users, seed=config.seed, run=run, start_wall_ms=start_wall)
+    backlog = workload.batches(until_s=config.seconds)
+    first_batch = next(backlog, None)
+    if first_batch is None:
+        raise BenchRefused(
+            f"{config.users} users x {config.seconds:g} s of activity make no events: "
+            "raise --seconds or --users"
+        )
     work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix=f"{run}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     create_run_topics(config.bootstrap, topics, config.partitions)
     try:
-        # 1. the backlog: event time ends a little before now, like a live agent's.
-        start_wall = time.time() * 1000.0 - (config.seconds + 30.0) * 1000.0
-        workload = new_workload(config.users, seed=config.seed, run=run, start_wall_ms=start_wall)
         progress(
             f"loading {config.users} users x {config.seconds:.0f} s into {topics.events} "
             f"(batches of <= {max_age_ms:.0f} ms, <= {max_events} events)"
         )
         stats = produce(
-            config.bootstrap, topics.events, workload.batches(until_s=config.seconds), math.inf
+            config.bootstrap, topics.events, itertools.chain([first_batch], backlog), math.inf
         )
         result.events, result.batches, result.load_s = stats.events, stats.batches, stats.elapsed_s
         progress(
@@ -655,14 +695,17 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             last_count = 0.0
             last_change = time.monotonic()
             deadline = time.monotonic() + config.drain_timeout_s
-            cpu_at_first = 0.0
+            cpu_at_first = consumed_at_first = 0.0
+            samples = 0
             while True:
                 now = time.monotonic()
                 consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)
                 if first is None and consumed > 0:
-                    first, cpu_at_first = now, cpu_seconds(worker.pid)
+                    first, cpu_at_first, consumed_at_first = now, cpu_seconds(worker.pid), consumed
                     if config.py_spy is not None:
                         spy = start_py_spy(worker.pid, config.py_spy)
+                if first is not None:
+                    samples += 1
                 if consumed != last_count:
                     last_count, last_change = consumed, now
                 if consumed >= result.events:
@@ -670,11 +713,16 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
                 if now > deadline or (first is not None and now - last_change > 120):
                     raise TimeoutError(f"worker stuck at {consumed:.0f}/{result.events} events")
                 time.sleep(0.2)
-            assert first is not None
-            result.drain_s = time.monotonic() - first
+            assert first is not None  # consumed >= events > 0
+            result.drain_s = now - first
             result.worker_cpu_s = cpu_seconds(worker.pid) - cpu_at_first
-            result.pipeline_events_per_s = result.events / result.drain_s
-            result.pipeline_events_per_cpu_s = result.events / max(result.worker_cpu_s, 1e-9)
+            result.drain_events_timed = int(result.events - consumed_at_first)
+            result.pipeline_events_per_s, result.throughput_reliable = drain_throughput(
+                result.events, consumed_at_first, result.drain_s, samples
+            )
+            result.pipeline_events_per_cpu_s = result.drain_events_timed / max(
+                result.worker_cpu_s, 1e-9
+            )
             result.load_average_drain = load_average()
             result.ratio = result.pipeline_events_per_s / max(result.ceiling_events_per_s, 1e-9)
             result.ratio_cpu = result.pipeline_events_per_cpu_s / max(
@@ -688,10 +736,16 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             total, count = _histogram_mean(drained, "cadence_profile_bytes")
             result.profile_bytes_written_mean = total / count if count else 0.0
             progress(
-                f"drain: {result.events} events in {result.drain_s:.1f} s = "
+                f"drain: {result.drain_events_timed} events in {result.drain_s:.1f} s = "
                 f"{result.pipeline_events_per_s:.0f} events/s, worker CPU "
                 f"{result.worker_cpu_s:.1f} s (load {result.load_average_drain})"
             )
+            if not result.throughput_reliable:
+                progress(
+                    f"drain: {result.drain_s:.2f} s, {samples} samples (< {MIN_DRAIN_S:g} s or "
+                    f"< {MIN_DRAIN_SAMPLES}): the throughput figures are unreliable; "
+                    "load more (--users, --seconds)"
+                )
 
             # The drain leaves one open window per user, judged by the idle flush all at
             # once: wait for it, or the paced phase would measure that burst.
@@ -704,7 +758,7 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> B
             )
             result.flush_s = time.monotonic() - flush_started
             result.worker_cpu_with_flush_s = cpu_seconds(worker.pid) - cpu_at_first
-            result.pipeline_events_per_cpu_s = result.events / max(
+            result.pipeline_events_per_cpu_s = result.drain_events_timed / max(
                 result.worker_cpu_with_flush_s, 1e-9
             )
             result.ratio_cpu = result.pipeline_events_per_cpu_s / max(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -65,11 +66,25 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written (tried, and left as it was), or None if it can."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with path.open("a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.bench import BenchConfig, py_spy_path, run_bench
+    from streams.bench import BenchConfig, BenchRefused, py_spy_path, run_bench
     from streams.commands._args import positive, refuse
 
     console = Console(stderr=True)
@@ -80,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
             (args.users >= 1, "--users must be at least 1"),
             (positive(args.seconds), "--seconds must be positive"),
             (args.partitions >= 1, "--partitions must be at least 1"),
-            (args.paced_seconds >= 0, "--paced-seconds must be 0 or more"),
+            (
+                math.isfinite(args.paced_seconds) and args.paced_seconds >= 0,
+                "--paced-seconds must be a number, 0 or more",
+            ),
+            (positive(args.paced_load), "--paced-load must be a positive number"),
             (args.paced_users is None or args.paced_users >= 1, "--paced-users must be >= 1"),
             (
                 args.batch_max_events is None or args.batch_max_events >= 1,
@@ -92,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             ),
         ],
     ):
+        return 2
+    # Not after minutes of measuring: the figures would be lost.
+    problem = unwritable(args.json) if args.json is not None else None
+    if refuse("bench pipeline", [(problem is None, f"--json {args.json}: {problem}")]):
         return 2
     if args.py_spy is not None:
         try:
@@ -114,11 +137,14 @@ def run(args: argparse.Namespace) -> int:
         batch_max_events=args.batch_max_events,
         batch_max_age_ms=args.batch_age_ms,
     )
-    result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
-    data = result.as_json()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
+    try:
+        result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
+    except BenchRefused as exc:
+        refuse("bench pipeline", [(False, str(exc))])
+        return 2
+    unreliable = (
+        "" if result.throughput_reliable else f" (drain {result.drain_s:.2f} s: unreliable)"
+    )
     table = Table(title=f"cadence bench pipeline: {result.users} users, one worker")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -132,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
             "",
         ),
         ("ceiling (consume + decode)", _fmt(result.ceiling_events_per_s, " ev/s", 0), ""),
-        ("pipeline (one worker)", _fmt(result.pipeline_events_per_s, " ev/s", 0), ""),
+        (
+            "pipeline (one worker)",
+            _fmt(result.pipeline_events_per_s, " ev/s", 0) + unreliable,
+            "",
+        ),
         ("ratio", _fmt(result.ratio), ">= 0.5"),
         ("pipeline per worker CPU second", _fmt(result.pipeline_events_per_cpu_s, " ev/s", 0), ""),
         ("ratio per CPU second", _fmt(result.ratio_cpu), ""),
@@ -145,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             "paced verdicts: emitted / not received (events not consumed)",
             f"{result.paced_verdicts_emitted:,} / {result.paced_verdicts_missing:,} "
             f"({result.paced_events_unconsumed:,})",
-            "0 (0)",
+            "",
         ),
         ("worker RSS", _fmt(result.rss_bytes / 2**20, " MiB", 1), ""),
         ("RSS per user", _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1), ""),
@@ -168,4 +198,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary)
     sys.stdout.flush()
+    if args.json:
+        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
     return 0

@@ -26,8 +26,46 @@ def test_py_spy_missing_is_a_clear_error_before_any_broker_work(
 @pytest.mark.parametrize(
     "extra",
     [["--users", "0"], ["--seconds", "0"], ["--partitions", "0"], ["--batch-max-events", "0"],
-     ["--batch-age-ms", "-1"]],
+     ["--batch-age-ms", "-1"], ["--seconds", "inf"], ["--seconds", "nan"],
+     ["--paced-load", "nan"], ["--paced-load", "inf"], ["--paced-load", "-0.5"],
+     ["--paced-load", "0"], ["--paced-seconds", "inf"], ["--paced-seconds", "nan"],
+     ["--paced-seconds", "-1"]],
 )  # fmt: skip
-def test_bad_arguments_stop_before_any_broker_work(extra: list[str]) -> None:
+def test_bad_arguments_stop_before_any_broker_work(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     # 127.0.0.1:1 has no broker: reaching it would fail only after a timeout.
     assert main(["bench", "pipeline", "--bootstrap", "127.0.0.1:1", *extra]) == 2
+    assert f"cadence bench pipeline: {extra[0]} must be" in capsys.readouterr().err
+
+
+def test_a_load_without_events_is_refused_before_any_broker_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It used to load nothing, start a worker and end in an AssertionError minutes later.
+    argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "1", "--seconds", "0.5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cadence bench pipeline: 1 users x 0.5 s of activity make no events" in err
+
+
+def test_an_unwritable_json_path_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "1", "--seconds", "1"]
+    assert main([*argv, "--json", str(blocker / "out.json")]) == 2
+    assert f"--json {blocker / 'out.json'}" in capsys.readouterr().err
+    assert blocker.read_text() == ""
+
+
+def test_the_json_check_leaves_no_file_behind(tmp_path: Path) -> None:
+    from streams.commands.bench_pipeline import unwritable
+
+    out = tmp_path / "results" / "out.json"
+    assert unwritable(out) is None
+    assert not out.exists()
+    out.write_text("{}")
+    assert unwritable(out) is None
+    assert out.read_text() == "{}"
