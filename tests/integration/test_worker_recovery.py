@@ -15,6 +15,7 @@ from streams.verdict import Verdict
 from tests.integration.worker_support import (
     Deployment,
     TopicReader,
+    WorkerProcess,
     comparable,
     offline_verdicts,
     read_verdicts,
@@ -77,19 +78,23 @@ def judged_all(reader: TopicReader, offline: list[Verdict]) -> bool:
     return len({v.verdict_id for v in read_verdicts(reader)}) >= len(offline)
 
 
+def kill_9_after_a_third(worker: WorkerProcess, reader: TopicReader, offline: list) -> None:
+    wait_until(
+        lambda: reader.poll(0.5) >= 0 and len(reader.records) >= len(offline) // 3,
+        timeout=120,
+        what="a third of the verdicts",
+    )
+    worker.kill(signal.SIGKILL)
+    assert len(reader.records) < len(offline), "the worker finished before it could be killed"
+
+
 def test_kill_9_mid_stream_loses_nothing_and_restores_profiles(deployment: Deployment) -> None:
     batches = workload(seed=21)
     offline = offline_verdicts(batches)
     reader = TopicReader(deployment.bootstrap, deployment.verdicts)
     deployment.send(batches)
     with running_worker(deployment, "first") as first:
-        wait_until(
-            lambda: reader.poll(0.5) >= 0 and len(reader.records) >= len(offline) // 3,
-            timeout=120,
-            what="a third of the verdicts",
-        )
-        first.kill(signal.SIGKILL)
-    assert len(reader.records) < len(offline), "the worker finished before it could be killed"
+        kill_9_after_a_third(first, reader, offline)
     # A new process, with no local state: everything comes from Kafka.
     with running_worker(deployment, "second"):
         wait_until(lambda: judged_all(reader, offline), timeout=180, what="every window judged")
@@ -145,13 +150,7 @@ def test_kill_9_with_the_rocksdb_store_reopens_its_databases_and_loses_nothing(
             what="every partition database marked in step",
         )
         deployment.send(batches)
-        wait_until(
-            lambda: reader.poll(0.5) >= 0 and len(reader.records) >= len(offline) // 3,
-            timeout=120,
-            what="a third of the verdicts",
-        )
-        first.kill(signal.SIGKILL)
-    assert len(reader.records) < len(offline), "the worker finished before it could be killed"
+        kill_9_after_a_third(first, reader, offline)
     with running_worker(deployment, "desk", **rocksdb) as second:
         wait_until(lambda: judged_all(reader, offline), timeout=180, what="every window judged")
         assert second.metrics()["cadence_table_stale_partitions_discarded_total"] == 0
