@@ -48,6 +48,8 @@ class GenuineQuantile:
         return self.filled
 
     def learn_one(self, score: float) -> None:
+        if not math.isfinite(score):
+            return  # one NaN would make every later quantile of the ring undefined
         self.scores[self.next] = score
         self.next = (self.next + 1) % self.size
         self.filled = min(self.filled + 1, self.size)
@@ -70,6 +72,8 @@ class GenuineQuantile:
     @staticmethod
     def _quantile(ref: np.ndarray, score: float) -> float:
         n = ref.size
+        if score != score:
+            return 0.5  # NaN: no evidence either way
         if score <= ref[0]:
             return 0.0 if score < ref[0] else 0.5 / n
         if score >= ref[-1]:
@@ -130,6 +134,8 @@ class GenuineQuantile:
     def from_bytes(cls, data: bytes) -> GenuineQuantile:
         """Read a ring stored filled part only, or whole (as written before)."""
         size, filled, nxt = _HEADER.unpack_from(data)
+        if not size > 0 or filled > size or nxt >= size:
+            raise ValueError("calibration ring header out of range")
         cal = cls(size)
         count = min(size, (len(data) - _HEADER.size) // 4)
         if count < filled:

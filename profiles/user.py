@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TypeVar, cast
@@ -145,6 +146,9 @@ _MOUSE_SUMMARY_COLUMNS: Final = [
 ]
 
 
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+
+
 @dataclass(slots=True)
 class RunningSummary:
     """Exponentially weighted mean and variance of a few readable quantities."""
@@ -165,9 +169,17 @@ class RunningSummary:
         a = max(self.alpha, 1.0 / (self.n + 1))
         mean, var = [], []
         for xi, mi, vi in zip(x.tolist(), self.mean.tolist(), self.var.tolist(), strict=True):
-            diff = xi - mi if math.isfinite(xi) else 0.0
-            mean.append(mi + a * diff)
-            var.append((1 - a) * (vi + a * diff * diff))
+            diff = xi - mi
+            m, v = mi + a * diff, (1 - a) * (vi + a * diff * diff)
+            # A missing value (NaN) leaves its quantity as it was; shrinking its variance
+            # would make the next ordinary value read as a large deviation. So does one
+            # too large for the float32 state, which would hold inf, then NaN.
+            if math.isfinite(m) and abs(m) <= _FLOAT32_MAX and 0 <= v <= _FLOAT32_MAX:
+                mean.append(m)
+                var.append(v)
+            else:
+                mean.append(mi)
+                var.append(vi)
         self.mean = np.array(mean, dtype=np.float32)
         self.var = np.array(var, dtype=np.float32)
         self.n += 1
@@ -401,10 +413,21 @@ class UserProfile:
     ) -> bool:
         p = self.policy
         trusted_enough = self.trust.value >= p.learn_min_trust
+        # An enrolling modality learns whatever it sees, unless an active one says the
+        # owner is not there: an impostor the keyboard caught must not enrol their own
+        # pointing as the owner's (nor the other way round).
+        owner_present = trusted_enough and all(
+            cal is None or cal <= p.learn_gate
+            for cal, active in ((kb_cal, kb_active), (ms_cal, ms_active))
+            if active
+        )
+        enrolling_learns = owner_present or not (kb_active or ms_active)
         learned = False
         if kb is not None:
             raw, cells, summary, _ = kb
-            if not kb_active or (kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough):
+            if (not kb_active and enrolling_learns) or (
+                kb_active and kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough
+            ):
                 k = self.keyboard
                 k.unsampled += cells.size / p.keyboard_cells
                 stride = (
@@ -421,7 +444,9 @@ class UserProfile:
                 learned = True
         if ms is not None:
             raw, actions, summary = ms  # actions: one row of model bins each
-            if not ms_active or (ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough):
+            if (not ms_active and enrolling_learns) or (
+                ms_active and ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough
+            ):
                 m = self.mouse
                 m.unsampled += actions.shape[0] / p.mouse_actions
                 stride = (
@@ -475,7 +500,8 @@ class UserProfile:
         )
         # One join: concatenating each size with its part copied every part once more.
         sized = [struct.pack("<I", len(x)) for x in parts]
-        return b"".join([head, *(b for pair in zip(sized, parts, strict=True) for b in pair)])
+        body = b"".join([head, *(b for pair in zip(sized, parts, strict=True) for b in pair)])
+        return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def from_bytes(
@@ -493,6 +519,15 @@ class UserProfile:
         magic = bytes(data[:4])
         statistic: float | None
         if magic == _MAGIC:
+            # A stored state is read back from Kafka: damage anywhere must be refused
+            # here, not become the profile (most flipped bits are valid numbers).
+            if len(data) < _STATE.size + _CRC.size:
+                raise ValueError("profile state truncated")
+            (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+            data = data[: len(data) - _CRC.size]
+            if zlib.crc32(data) != crc:
+                raise ValueError("profile state damaged (checksum)")
+        if magic in (_MAGIC, _MAGIC_V3):
             head = _STATE.unpack_from(data)
             trust, statistic, last_t, presses, k_sessions, actions, m_sessions = head[1:8]
             k_unsampled, m_unsampled, n = head[8:]
@@ -506,8 +541,12 @@ class UserProfile:
         parts: list[bytes] = []
         for _ in range(n):
             (size,) = struct.unpack_from("<I", data, offset)
+            if offset + 4 + size > len(data):
+                raise ValueError("profile state truncated")
             parts.append(bytes(data[offset + 4 : offset + 4 + size]))
             offset += 4 + size
+        if offset != len(data) or n < 11:
+            raise ValueError("profile state of another layout")
         if magic == _MAGIC_V2:
             k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
         profile = cls(background, enrollment, trust_policy)
@@ -516,9 +555,9 @@ class UserProfile:
             profile.trust.statistic = statistic
         profile.keyboard = _Keyboard(
             KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
-            _unpack_presses(parts[2], single=magic == _MAGIC_V2),
+            _unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
             GenuineQuantile.from_bytes(parts[1]),
-            _unpack_summary(parts[3]),
+            _unpack_summary(parts[3], len(KEYBOARD_SUMMARY)),
             presses,
             k_sessions,
             last_t,
@@ -532,7 +571,7 @@ class UserProfile:
             np.frombuffer(parts[6], dtype=np.float32).copy(),
             _unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
             GenuineQuantile.from_bytes(parts[5]),
-            _unpack_summary(parts[7]),
+            _unpack_summary(parts[7], len(MOUSE_SUMMARY)),
             actions,
             m_sessions,
             m_unsampled,
@@ -540,8 +579,14 @@ class UserProfile:
         profile.keyboard.session = _session_key(parts[8].decode())
         # Before sessions were per modality (CUP2 and the first CUP3 records), both
         # modalities compared with the last session of either.
-        mouse_session = parts[11] if n > 11 and magic == _MAGIC else parts[8]
+        mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
         profile.mouse.session = _session_key(mouse_session.decode())
+        # The summaries only word the reasons; one spoilt by an earlier version's
+        # learning (a NaN) restarts alone instead of costing the user their profile.
+        for modality in (profile.keyboard, profile.mouse):
+            summary = modality.summary
+            if not (np.isfinite(summary.mean).all() and np.isfinite(summary.var).all()):
+                modality.summary = RunningSummary.zeros(summary.mean.size)
         _require_finite(profile)
         return profile
 
@@ -557,20 +602,19 @@ def _require_finite(profile: UserProfile) -> None:
         m.recent,
         k.calibration.scores[: k.calibration.filled],
         m.calibration.scores[: m.calibration.filled],
-        k.summary.mean,
-        k.summary.var,
-        m.summary.mean,
-        m.summary.var,
     )
     if not all(bool(np.isfinite(a).all()) for a in arrays):
         raise ValueError("profile holds non-finite numbers")
 
 
-#: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM
+#: State format: ``CUP4`` stores every value as the profile holds it (trust, its CUSUM
 #: statistic and the times of the carried presses and pointer events in float64; the
-#: rest is float32, float16 or integers in memory too). ``CUP2`` (floats rounded to
-#: float32) is still read.
-_MAGIC: Final = b"CUP3"
+#: rest is float32, float16 or integers in memory too), then a CRC-32 of all of it.
+#: ``CUP3`` (the same without the CRC) and ``CUP2`` (floats rounded to float32) are
+#: still read.
+_MAGIC: Final = b"CUP4"
+_MAGIC_V3: Final = b"CUP3"
+_CRC: Final = struct.Struct("<I")
 # magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
 # mouse sessions, keyboard and mouse evidence since the last ring entry, parts; then
 # each part behind its uint32 size
@@ -598,7 +642,8 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
     ``MAX_MOUSE_COUNT``, a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``). 15 437 bytes with the default policy (issue #3: <= 16 KB);
+    ``MAX_SESSION_BYTES``, the checksum). 15 441 bytes with the default policy (issue #3:
+    <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
     ring = GenuineQuantile.max_bytes(p.calibration_size)
@@ -616,7 +661,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         2 * p.keyboard_cells,  # float16 cell scores
         MAX_SESSION_BYTES,
     ]
-    return _STATE.size + 4 * len(parts) + sum(parts)
+    return _STATE.size + 4 * len(parts) + sum(parts) + _CRC.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -827,6 +872,9 @@ def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
         if window.n_presses > 1
         else np.nan
     )
+    # At least 1 ms per flight: presses a few ns apart (valid on the wire) would
+    # otherwise give a rate of ~1e300 per second.
+    span_s = max(span_s, 0.001 * (window.n_presses - 1))
     rate = (window.n_presses - 1 - window.n_pauses) / span_s if span_s and span_s > 0 else np.nan
     return np.array(
         [
@@ -908,14 +956,16 @@ def _pack_presses(p: KeystrokePresses) -> bytes:
     )
 
 
-def _unpack_presses(data: bytes, single: bool = False) -> KeystrokePresses:
+def _unpack_presses(data: bytes, n_classes: int, single: bool = False) -> KeystrokePresses:
     """Presses as packed by :func:`_pack_presses`, or in float32 (``single``: CUP2)."""
     width = 4 if single else 8
     dtype = np.float32 if single else np.float64
-    n = len(data) // (2 * width + 1)
+    n, rest = divmod(len(data), 2 * width + 1)
     t = np.frombuffer(data, dtype, n, 0).astype(np.float64)
     d = np.frombuffer(data, dtype, n, width * n).astype(np.float64)
     c = np.frombuffer(data, np.int8, n, 2 * width * n).copy()
+    if rest or (n and not 0 <= int(c.min()) <= int(c.max()) < n_classes):
+        raise ValueError("remembered presses out of range")
     return KeystrokePresses(t, d, c)
 
 
@@ -927,9 +977,11 @@ def _pack_summary(s: RunningSummary) -> bytes:
     )
 
 
-def _unpack_summary(data: bytes) -> RunningSummary:
+def _unpack_summary(data: bytes, d: int) -> RunningSummary:
+    """A summary of ``d`` quantities (another count: a state of another model version)."""
+    if len(data) != 4 + 8 * d:
+        raise ValueError("summary of another width")
     (n,) = struct.unpack_from("<I", data)
-    d = (len(data) - 4) // 8
     mean = np.frombuffer(data, np.float32, d, 4).copy()
     var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
     return RunningSummary(mean, var, n)

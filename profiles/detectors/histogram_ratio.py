@@ -33,6 +33,8 @@ True
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from profiles.detectors._codec import pack, unpack
@@ -137,6 +139,8 @@ class HistogramRatio:
         if population is None:
             raise ValueError("HistogramRatio needs the shared population to be restored")
         head, counts = unpack(b, cls._MAGIC)
+        if head.shape != (1,) or not (math.isfinite(float(head[0])) and head[0] > 0):
+            raise ValueError("histogram relevance out of range")
         det = cls(population, relevance=float(head[0]), max_count=max_count)
         if counts.size:
             if counts.shape != det.counts.shape:

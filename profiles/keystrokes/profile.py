@@ -38,6 +38,7 @@ True
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Final
 
@@ -168,6 +169,8 @@ class KeystrokeProfile:
             raise ValueError("not a keystroke profile of this version")
         if n_classes != population.n_classes:
             raise ValueError("keystroke profile of another class table")
+        if not (math.isfinite(prior) and prior > 0):
+            raise ValueError("keystroke profile prior out of range")
         profile = cls(population, prior_events=prior)
         flat = profile.counts.reshape(-1)
         if layout == _DENSE:

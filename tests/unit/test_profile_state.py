@@ -6,6 +6,7 @@ a crash it restores them from those bytes. Both must judge every later window al
 
 from __future__ import annotations
 
+import struct
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -126,7 +127,98 @@ def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before() 
     assert (a.level, a.learned) == (str(f["level"]), bool(f["learned"]))
     # Written again, it is the current format and reads back to the same state.
     again = p.to_bytes()
-    assert again[:4] == b"CUP3" and UserProfile.from_bytes(again, bg, policy).to_bytes() == again
+    assert again[:4] == b"CUP4" and UserProfile.from_bytes(again, bg, policy).to_bytes() == again
+
+
+@cache
+def judged_state() -> bytes:
+    """The state of a simulated user after all their windows: models, rings, presses."""
+    p = UserProfile(Background.default(), POLICY)
+    for keys, mouse, session in next(iter(simulated_windows().values())):
+        p.assess(keys, mouse, session=session)
+    assert p.keyboard.recent.key_class.size and p.keyboard.calibration.filled
+    return p.to_bytes()
+
+
+def as_cup3(state: bytes) -> bytes:
+    """The same state in the previous format: no checksum."""
+    return b"CUP3" + state[4:-4]
+
+
+def parts_of(record: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of each part of a CUP3/CUP4 record."""
+    n, offset, out = record[_STATE_SIZE - 1], _STATE_SIZE, []
+    for _ in range(n):
+        (size,) = struct.unpack_from("<I", record, offset)
+        out.append((offset + 4, size))
+        offset += 4 + size
+    return out
+
+
+_STATE_SIZE = struct.calcsize("<4sdddIIIIddB")
+
+
+def test_a_record_of_the_previous_format_without_checksum_is_read() -> None:
+    state = judged_state()
+    bg = Background.default()
+    assert UserProfile.from_bytes(as_cup3(state), bg, POLICY).to_bytes() == state
+
+
+def test_damaged_truncated_or_padded_state_is_refused() -> None:
+    # Read back from Kafka: most flipped bits are valid numbers, which would otherwise
+    # silently become the profile.
+    state, bg = judged_state(), Background.default()
+    for bit in range(0, 8 * len(state), 37):
+        damaged = bytearray(state)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises((ValueError, struct.error)):
+            UserProfile.from_bytes(bytes(damaged), bg, POLICY)
+    for cut in (1, 4, 5, 10, len(state) // 2):
+        with pytest.raises((ValueError, struct.error)):
+            UserProfile.from_bytes(state[:-cut], bg, POLICY)
+    for record in (state + bytes(1024), as_cup3(state) + bytes(3)):
+        with pytest.raises(ValueError):
+            UserProfile.from_bytes(record, bg, POLICY)
+
+
+def _patched(record: bytes, part: int, at: int, value: bytes) -> bytes:
+    offset, _ = parts_of(record)[part]
+    return record[: offset + at] + value + record[offset + at + len(value) :]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        # the keyboard ring's next slot beyond its size (header: size, filled, next)
+        lambda r: _patched(r, 1, 4, struct.pack("<H", 0xFFFF)),
+        # the mouse ring of size 0
+        lambda r: _patched(r, 5, 0, struct.pack("<H", 0)),
+        # a remembered press of a class that does not exist
+        lambda r: (
+            r[: parts_of(r)[2][0] + parts_of(r)[2][1] - 1]
+            + bytes([72])
+            + r[parts_of(r)[2][0] + parts_of(r)[2][1] :]
+        ),
+    ],
+    ids=["ring-next", "ring-size", "press-class"],
+)
+def test_values_out_of_range_are_refused_even_without_a_checksum(damage: object) -> None:
+    # Each used to be accepted, then raise in every later window of the user.
+    record = damage(as_cup3(judged_state()))  # type: ignore[operator]
+    with pytest.raises(ValueError):
+        UserProfile.from_bytes(record, Background.default(), POLICY)
+
+
+def test_a_summary_of_another_width_is_refused() -> None:
+    # A model version with one more summary quantity writes the same magic.
+    record = as_cup3(judged_state())
+    offset, size = parts_of(record)[3]
+    n = struct.unpack_from("<I", record, offset)[0]
+    d = (size - 4) // 8
+    wider = struct.pack("<I", n) + bytes(4 * (d + 1)) * 2
+    before = record[: offset - 4] + struct.pack("<I", len(wider)) + wider
+    with pytest.raises(ValueError):
+        UserProfile.from_bytes(before + record[offset + size :], Background.default(), POLICY)
 
 
 def test_foreign_bytes_are_refused() -> None:
@@ -266,3 +358,35 @@ def test_a_long_session_id_is_kept_as_a_digest_and_still_compared() -> None:
     assert again.keyboard.sessions == 1
     again.assess(_typing(30, 20_000.0), None, session="other")
     assert again.keyboard.sessions == 2
+
+
+def test_an_impostor_caught_by_one_modality_does_not_enrol_the_other() -> None:
+    # The owner only typed; someone else types and points. Their pointing must not become
+    # the owner's mouse profile, or pointing alone would soon read `trusted`.
+    windows = list(simulated_windows().values())
+    owner, other = windows[0], windows[1]
+    p = UserProfile(Background.default(), POLICY)
+    for keys, _, session in owner:
+        if keys is not None:
+            p.assess(keys, None, session=session)
+    assert p.keyboard_active() and not p.mouse_active() and p.mouse.actions == 0
+    flagged_then_learned = 0
+    for keys, mouse, session in other:
+        before = p.mouse.actions
+        a = p.assess(keys, mouse, session=session)
+        if a.level in ("suspicious", "impostor") and p.mouse.actions > before:
+            flagged_then_learned += 1
+    assert flagged_then_learned == 0
+    assert not p.mouse_active()
+
+
+def test_an_owner_enrols_the_second_modality_while_trusted() -> None:
+    windows = next(iter(simulated_windows().values()))
+    p = UserProfile(Background.default(), POLICY)
+    for keys, _, session in windows:
+        if keys is not None:
+            p.assess(keys, None, session=session)
+    assert p.keyboard_active() and not p.mouse_active()
+    for keys, mouse, session in windows:
+        p.assess(keys, mouse, session=session)
+    assert p.mouse_active()

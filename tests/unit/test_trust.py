@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,3 +169,14 @@ def test_evidence_grows_beyond_the_ring_and_is_exponential_within() -> None:
     assert abs(e.mean() - 1.0) < 0.1  # Exp(1) for the owner
     assert cal.evidence(4.0) < cal.evidence(6.0) < cal.evidence(8.0)
     assert cal.evidence(6.0) > 15.0  # ~6 sd beyond the owner: strong evidence
+
+
+def test_a_non_finite_score_neither_enters_the_ring_nor_breaks_calibration() -> None:
+    # A NaN once made every later quantile of the ring fail with an IndexError.
+    cal = GenuineQuantile(size=8)
+    for score in (1.0, 2.0, float("nan"), float("inf"), 3.0):
+        cal.learn_one(score)
+    assert cal.filled == 3 and np.isfinite(cal.scores[: cal.filled]).all()
+    assert cal.calibrate(float("nan")) == 0.5
+    assert math.isfinite(cal.evidence(float("nan")))
+    assert cal.calibrate(float("inf")) == 1.0 and cal.calibrate(float("-inf")) == 0.0
