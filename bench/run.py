@@ -14,9 +14,11 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ KAFKA_LOCAL = [sys.executable, str(REPO / "deploy" / "local" / "kafka_local.py")
 # (users, simulated seconds pre-loaded per user): ~1.2M events each, so both drains
 # take about as long; 60 s is enough for a part of the 1k users to finish enrolling.
 SCENARIOS: tuple[tuple[int, float], ...] = ((1000, 60.0), (10000, 6.0))
+# What an interrupted bench needs to stop its worker (SIGTERM, up to 30 s, then SIGKILL)
+# and delete its topics (up to 40 s).
+CLEANUP_S = 90.0
 
 
 def free_port() -> int:
@@ -35,29 +40,51 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_child(command: list[str]) -> int:
+    """Run ``command`` to its end; its exit status.
+
+    On Ctrl-C it gets SIGINT and up to ``CLEANUP_S`` to clean up before it is killed:
+    subprocess.run kills it 0.25 s after a KeyboardInterrupt, before a bench has stopped
+    its worker and deleted its topics. A second Ctrl-C kills it at once. (From a terminal
+    it has the first SIGINT already; ``cadence bench pipeline`` ignores the repeat.)
+    """
+    process = subprocess.Popen(command, cwd=REPO)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        print(f"bench: interrupted; up to {CLEANUP_S:.0f} s for it to clean up", file=sys.stderr)
+        with suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=CLEANUP_S)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.kill()
+            process.wait()
+        raise
+
+
 def run_pipeline(bootstrap: str, users: int, seconds: float, paced_seconds: float) -> Path:
     out = RESULTS / f"pipeline-{users}-users.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "bench",
-            "pipeline",
-            "--bootstrap",
-            bootstrap,
-            "--users",
-            str(users),
-            "--seconds",
-            str(seconds),
-            "--paced-seconds",
-            str(paced_seconds),
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        check=True,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "bench",
+        "pipeline",
+        "--bootstrap",
+        bootstrap,
+        "--users",
+        str(users),
+        "--seconds",
+        str(seconds),
+        "--paced-seconds",
+        str(paced_seconds),
+        "--json",
+        str(out),
+    ]
+    status = run_child(command)
+    if status != 0:
+        raise subprocess.CalledProcessError(status, command)
     return out
 
 
@@ -78,10 +105,8 @@ def run_footprint(bootstrap: str) -> Path | None:
 
     create_topics({"bootstrap.servers": bootstrap})
     out = RESULTS / "collector_footprint.json"
-    done = subprocess.run(
-        [sys.executable, str(script), "--bootstrap", bootstrap, "--out", str(out)], cwd=REPO
-    )
-    return out if done.returncode == 0 and out.exists() else None
+    status = run_child([sys.executable, str(script), "--bootstrap", bootstrap, "--out", str(out)])
+    return out if status == 0 and out.exists() else None
 
 
 def print_table(pipeline: list[dict[str, Any]], footprint: dict[str, Any] | None) -> None:

@@ -461,6 +461,31 @@ class WorkerProcess:
             return False
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def dies_with_this_thread() -> Callable[[], None] | None:
+    """A ``preexec_fn`` after which Linux kills the child when the thread starting it ends.
+
+    Whatever ends this process (SIGKILL included), its worker does not outlive it; the
+    worker runs in a session of its own (no terminal signals) and would otherwise keep
+    consuming. None elsewhere than Linux. prctl is looked up here, not in the child.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # it died before prctl: the signal will never come
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return set_death_signal
+
+
 @contextmanager
 def running_worker(
     bootstrap: str,
@@ -500,6 +525,7 @@ def running_worker(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=dies_with_this_thread(),
         )
     worker = WorkerProcess(process, port, log)
     try:
@@ -632,7 +658,43 @@ def drain_throughput(
     return rate, seconds >= MIN_DRAIN_S and samples >= MIN_DRAIN_SAMPLES
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stopping_cleans_up() -> Iterator[None]:
+    """SIGTERM takes Ctrl-C's path: a KeyboardInterrupt, so every ``finally`` runs (the
+    worker is stopped, the run's topics deleted).
+
+    Once either signal has arrived, both are ignored until the block is left: a second
+    one would cut the clean-up short, and bench/run.py forwards a Ctrl-C that the
+    terminal may already have sent. Outside the main thread (no signal handlers there)
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        os.write(2, b"bench: stopping: the worker, then this run's topics\n")
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
 def run_bench(config: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
+    with stopping_cleans_up():
+        return _run_bench(config, progress)
+
+
+def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchResult:
     from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS
     from collectors.simulate import Workload
 
