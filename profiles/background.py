@@ -46,6 +46,8 @@ class Background:
         magic, nk, nm = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("not a cadence background model")
+        if _HEADER.size + nk + nm != len(data):
+            raise ValueError("background model truncated or padded")
         k = data[_HEADER.size : _HEADER.size + nk]
         m = data[_HEADER.size + nk : _HEADER.size + nk + nm]
         return cls(KeystrokePopulation.from_bytes(k), Population.from_bytes(m))

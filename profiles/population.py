@@ -149,6 +149,16 @@ class Population:
     @classmethod
     def from_bytes(cls, b: bytes) -> Population:
         edges, counts, head, mean, scatter, *grouped = unpack(b, cls._MAGIC)
+        # Read once at start-up and shared by every profile: a damaged value would not
+        # fail here but turn scores into NaN or inf for everyone.
+        if edges.ndim != 2 or not np.isfinite(edges).all() or (np.diff(edges, axis=1) < 0).any():
+            raise ValueError("population bin edges damaged")
+        d, n_bins = edges.shape[0], edges.shape[1] + 1
+        for c in (counts, *grouped):
+            if c.shape[-2:] != (d, n_bins) or not np.isfinite(c).all() or (c < 0).any():
+                raise ValueError("population counts damaged")
+        if not all(np.isfinite(a).all() for a in (head, mean, scatter)):
+            raise ValueError("population moments damaged")
         pop = cls(edges)
         pop.counts = counts  # before any probability is cached
         pop.gaussian = RunningGaussian.from_arrays(head, mean, scatter)

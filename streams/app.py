@@ -40,6 +40,7 @@ from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, dec
 from streams.faust_lean import Monitor as LeanMonitor
 from streams.faust_lean import Transport as LeanTransport
 from streams.faust_lean import faust_drift
+from streams.judge import background, enrollment_policy
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
@@ -144,6 +145,10 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        # Read now, so a damaged CADENCE_BACKGROUND or policy stops the worker at start
+        # instead of failing every window.
+        background()
+        enrollment_policy()
         self.metrics = WorkerMetrics()
         self.app = _App(
             settings.app_id,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -62,6 +61,7 @@ def keystroke_events(events: list[KeyEvent]) -> KeystrokeEvents:
 
 _PRESSED, _RELEASED, _DRAG = int(State.PRESSED), int(State.RELEASED), int(State.DRAG)
 _SCROLL, _DOWN, _UP = int(Button.SCROLL), int(State.DOWN), int(State.UP)
+_OTHER_BUTTON = int(Button.X)
 
 
 def mouse_events(events: list[MouseEvent]) -> MouseEvents:
@@ -80,10 +80,11 @@ def mouse_events(events: list[MouseEvent]) -> MouseEvents:
             if held:
                 button[i], state[i] = held, _DRAG
         elif kind == "md":
-            held = buttons[i]
+            # Wire 0 is "other" (back, forward...), not profiles' NONE: it is no click.
+            held = buttons[i] or _OTHER_BUTTON
             button[i], state[i] = held, _PRESSED
         elif kind == "mu":
-            button[i], state[i], held = buttons[i], _RELEASED, 0
+            button[i], state[i], held = buttons[i] or _OTHER_BUTTON, _RELEASED, 0
         elif kind == "ms":
             button[i], state[i] = _SCROLL, _DOWN if dys[i] < 0 else _UP
         elif held:
@@ -104,13 +105,16 @@ def load_profile(data: bytes) -> tuple[UserProfile, bool]:
     Failing every window of that user would stop judging them for good, so the
     user enrolls again from scratch, and the worker counts and logs it.
     """
+    shared, policy = background(), enrollment_policy()
     if data:
         try:
-            return UserProfile.from_bytes(data, background(), enrollment_policy()), False
-        except (ValueError, struct.error, IndexError) as exc:
-            log.warning("stored profile unusable (%s): the user enrolls again", exc)
-            return UserProfile(background(), enrollment_policy()), True
-    return UserProfile(background(), enrollment_policy()), False
+            return UserProfile.from_bytes(data, shared, policy), False
+        except Exception as exc:
+            # Whatever the bytes make the reader raise: failing every window of the user
+            # instead would stop judging them for good.
+            log.warning("stored profile unusable (%r): the user enrolls again", exc)
+            return UserProfile(shared, policy), True
+    return UserProfile(shared, policy), False
 
 
 def judge_windows(

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Final
 
@@ -99,7 +100,11 @@ class KeystrokePopulation:
         magic, n_classes, n_bins, pseudo = _HEADER.unpack_from(data)
         if magic != _MAGIC or n_bins != N_BINS:
             raise ValueError("not a keystroke population of this version")
+        if not (math.isfinite(pseudo) and pseudo > 0):
+            raise ValueError("keystroke population pseudo-count damaged")
         pop = cls(n_classes=n_classes, pseudo_count=pseudo)
         counts = np.frombuffer(data, dtype="<f4", offset=_HEADER.size)
+        if counts.size != pop.counts.size or not np.isfinite(counts).all() or (counts < 0).any():
+            raise ValueError("keystroke population counts damaged")
         pop.counts = counts.astype(np.float64).reshape(pop.counts.shape)
         return pop

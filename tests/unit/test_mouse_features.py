@@ -170,3 +170,21 @@ def test_action_features_need_four_points() -> None:
     ev = events(move(0, 0, 100))
     with pytest.raises(ValueError, match="at least 4"):
         action_features(ev, segment_actions(ev), min_points=3)
+
+
+@pytest.mark.parametrize(("wire_button", "clicked"), [(1, True), (2, True), (3, False), (0, False)])
+def test_only_left_and_right_wire_clicks_end_a_point_and_click(
+    wire_button: int, clicked: bool
+) -> None:
+    # Wire button 0 is "other" (back, forward): it used to reach the profile as a click.
+    from collectors.wire import MouseEvent
+    from profiles.mouse import ActionType, action_types, extract
+    from streams.judge import mouse_events
+
+    moves = [MouseEvent("mm", 20.0 * i, 10 * i, 0) for i in range(8)]
+    click = [
+        MouseEvent("md", 170.0, 70, 0, wire_button),
+        MouseEvent("mu", 260.0, 70, 0, wire_button),
+    ]
+    types = [ActionType(t) for t in action_types(extract(mouse_events(moves + click)))]
+    assert (ActionType.PC in types) is clicked
