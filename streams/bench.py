@@ -23,6 +23,7 @@ import functools
 import itertools
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -726,8 +727,10 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
         )
     work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix=f"{run}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    create_run_topics(config.bootstrap, topics, config.partitions)
+    finished = False
     try:
+        # Inside: a creation that fails half-way leaves topics to delete.
+        create_run_topics(config.bootstrap, topics, config.partitions)
         progress(
             f"loading {config.users} users x {config.seconds:.0f} s into {topics.events} "
             f"(batches of <= {max_age_ms:.0f} ms, <= {max_events} events)"
@@ -917,10 +920,16 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
         result.latency_max_s = max(emitted) if emitted else None
         result.arrival_latency_p50_s = quantile(arrived, 0.5)
         result.arrival_latency_p99_s = quantile(arrived, 0.99)
+        finished = True
     finally:
         if not config.keep_topics:
             with suppress(Exception):
                 delete_run_topics(config.bootstrap, topics)
+        if config.work_dir is None:  # a temporary directory: the worker's data is large
+            if finished:
+                shutil.rmtree(work_dir, ignore_errors=True)
+            else:
+                progress(f"the worker's log and data are kept in {work_dir}")
     return result
 
 
