@@ -135,15 +135,14 @@ class Assessment:
 # Summaries behind the reasons a verdict gives: plain quantities an analyst can read.
 KEYBOARD_SUMMARY: Final = ("dwell_ms", "flight_ms", "typing_rate_per_s", "erase_rate")
 _MOUSE_SUMMARY_SOURCES: Final = {
-    "speed": "log_mean_speed",
+    "speed": "log_speed_mean",
     "straightness": "straightness",
     "click_hold": "log_click_hold_ms",
     "duration": "log_duration_ms",
 }
-MOUSE_SUMMARY: Final = tuple(n for n, f in _MOUSE_SUMMARY_SOURCES.items() if f in MOUSE_FEATURES)
-_MOUSE_SUMMARY_COLUMNS: Final = [
-    MOUSE_FEATURES.index(_MOUSE_SUMMARY_SOURCES[n]) for n in MOUSE_SUMMARY
-]
+MOUSE_SUMMARY: Final = tuple(_MOUSE_SUMMARY_SOURCES)
+# A name that is not a feature fails here (a filter once dropped "speed" silently).
+_MOUSE_SUMMARY_COLUMNS: Final = [MOUSE_FEATURES.index(f) for f in _MOUSE_SUMMARY_SOURCES.values()]
 
 
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
@@ -642,7 +641,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
     ``MAX_MOUSE_COUNT``, a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 15 441 bytes with the default policy (issue #3:
+    ``MAX_SESSION_BYTES``, the checksum). 15 449 bytes with the default policy (issue #3:
     <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
@@ -978,9 +977,10 @@ def _pack_summary(s: RunningSummary) -> bytes:
 
 
 def _unpack_summary(data: bytes, d: int) -> RunningSummary:
-    """A summary of ``d`` quantities (another count: a state of another model version)."""
+    """A summary of ``d`` quantities; one of another count (a state written by a model
+    version with other quantities) starts over: it only words the reasons."""
     if len(data) != 4 + 8 * d:
-        raise ValueError("summary of another width")
+        return RunningSummary.zeros(d)
     (n,) = struct.unpack_from("<I", data)
     mean = np.frombuffer(data, np.float32, d, 4).copy()
     var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()

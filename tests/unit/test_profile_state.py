@@ -22,6 +22,7 @@ from profiles.user import (
     MAX_MOUSE_COUNT,
     MAX_MOUSE_TAIL,
     MAX_SESSION_BYTES,
+    MOUSE_SUMMARY,
     EnrollmentPolicy,
     UserProfile,
     assess_many,
@@ -209,16 +210,21 @@ def test_values_out_of_range_are_refused_even_without_a_checksum(damage: object)
         UserProfile.from_bytes(record, Background.default(), POLICY)
 
 
-def test_a_summary_of_another_width_is_refused() -> None:
-    # A model version with one more summary quantity writes the same magic.
+def test_a_summary_of_another_width_starts_over_and_the_rest_is_kept() -> None:
+    # A model version with other summary quantities writes the same magic; the summary
+    # only words the reasons, so the profile is kept.
     record = as_cup3(judged_state())
     offset, size = parts_of(record)[3]
     n = struct.unpack_from("<I", record, offset)[0]
     d = (size - 4) // 8
     wider = struct.pack("<I", n) + bytes(4 * (d + 1)) * 2
     before = record[: offset - 4] + struct.pack("<I", len(wider)) + wider
-    with pytest.raises(ValueError):
-        UserProfile.from_bytes(before + record[offset + size :], Background.default(), POLICY)
+    bg = Background.default()
+    p = UserProfile.from_bytes(before + record[offset + size :], bg, POLICY)
+    kept = UserProfile.from_bytes(record, bg, POLICY)
+    assert p.keyboard.summary.n == 0 and p.keyboard.summary.mean.size == d
+    assert p.keyboard.presses == kept.keyboard.presses > 0
+    assert p.keyboard.model.to_bytes() == kept.keyboard.model.to_bytes()
 
 
 def test_foreign_bytes_are_refused() -> None:
@@ -390,3 +396,8 @@ def test_an_owner_enrols_the_second_modality_while_trusted() -> None:
     for keys, mouse, session in windows:
         p.assess(keys, mouse, session=session)
     assert p.mouse_active()
+
+
+def test_the_mouse_summary_words_every_quantity_it_names() -> None:
+    # "speed" named a feature that does not exist and was silently left out.
+    assert MOUSE_SUMMARY == ("speed", "straightness", "click_hold", "duration")
