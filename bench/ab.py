@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS  # noqa: E402
 from collectors.simulate import Workload  # noqa: E402
 from streams.bench import (  # noqa: E402
+    DrainWatch,
     create_run_topics,
     delete_run_topics,
     load_average,
@@ -51,6 +53,7 @@ from streams.bench import (  # noqa: E402
 from streams.topics import IsolatedTopics  # noqa: E402
 
 PARTITIONS = 12
+DRAIN_TIMEOUT_S = 1800.0
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -74,16 +77,23 @@ def drain(
     with running_worker(bootstrap, topics, PARTITIONS, work_dir, tree, env) as worker:
         wait_for(worker.ready, 120, "the worker to be ready")
         first: tuple[float, float, float, float] | None = None
+        # A tree that crashes mid-drain or stops consuming must not hang the A/B.
+        watch = DrainWatch(events, DRAIN_TIMEOUT_S)
         while True:
+            now = time.monotonic()
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"{tree}: worker exited; see {worker.log}")
             consumed = worker.metrics().get("cadence_events_consumed_total", 0.0)
             if first is None and consumed > 0:
-                first = (time.monotonic(), *cpu_times(worker.pid), consumed)
+                first = (now, *cpu_times(worker.pid), consumed)
             if consumed >= events:
                 break
+            watch.check(consumed, now)
             time.sleep(0.1)
-        assert first is not None
-        wall = time.monotonic() - first[0]
+        assert first is not None  # consumed >= events > 0
+        wall = now - first[0]
         user, system = cpu_times(worker.pid)
+    shutil.rmtree(work_dir, ignore_errors=True)  # kept after a failure, for the log
     user, system = user - first[1], system - first[2]
     counted = events - first[3]
     return {
@@ -125,8 +135,8 @@ def main() -> int:
     try:
         for age in args.batch_age_ms:
             topics = IsolatedTopics(f"ab{uuid.uuid4().hex[:6]}")
+            backlogs.append((age, topics, 0, 0))  # first: a creation may fail half-way
             create_run_topics(args.bootstrap, topics, PARTITIONS)
-            backlogs.append((age, topics, 0, 0))
             workload = Workload(
                 args.users,
                 seed=0,
@@ -180,7 +190,10 @@ def main() -> int:
                     print(json.dumps({**line, "load": load_average()}), flush=True)
     finally:
         for _, topics, _, _ in backlogs:
-            delete_run_topics(args.bootstrap, topics)
+            try:
+                delete_run_topics(args.bootstrap, topics)
+            except Exception as exc:  # the other backlogs' topics still go
+                print(f"ab: {topics.prefix}.* not deleted: {exc!r}", file=sys.stderr)
     return 0
 
 

@@ -541,6 +541,24 @@ def running_worker(
             process.wait(timeout=10)
 
 
+class DrainWatch:
+    """Ends a drain that cannot finish: past ``timeout_s``, or, once the worker's counter
+    has moved, ``stall_s`` without it moving again."""
+
+    def __init__(self, events: int, timeout_s: float, stall_s: float = 120.0) -> None:
+        self.events = events
+        self.deadline = time.monotonic() + timeout_s
+        self.stall_s = stall_s
+        self.last = 0.0
+        self.last_change = time.monotonic()
+
+    def check(self, consumed: float, now: float) -> None:
+        if consumed != self.last:
+            self.last, self.last_change = consumed, now
+        if now > self.deadline or (consumed > 0 and now - self.last_change > self.stall_s):
+            raise TimeoutError(f"worker stuck at {consumed:.0f}/{self.events} events")
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -757,9 +775,7 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
             verdicts.start()
             first: float | None = None
             spy: subprocess.Popen[bytes] | None = None
-            last_count = 0.0
-            last_change = time.monotonic()
-            deadline = time.monotonic() + config.drain_timeout_s
+            watch = DrainWatch(result.events, config.drain_timeout_s)
             cpu_at_first = consumed_at_first = 0.0
             samples = 0
             while True:
@@ -771,12 +787,9 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
                         spy = start_py_spy(worker.pid, config.py_spy)
                 if first is not None:
                     samples += 1
-                if consumed != last_count:
-                    last_count, last_change = consumed, now
                 if consumed >= result.events:
                     break
-                if now > deadline or (first is not None and now - last_change > 120):
-                    raise TimeoutError(f"worker stuck at {consumed:.0f}/{result.events} events")
+                watch.check(consumed, now)
                 time.sleep(0.2)
             assert first is not None  # consumed >= events > 0
             result.drain_s = now - first

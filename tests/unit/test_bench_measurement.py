@@ -168,3 +168,17 @@ def test_profile_size_per_user_is_each_users_last_state_not_the_mean_write() -> 
     # The histogram's mean over the writes (what the bench reported before) differs.
     writes = [len(v) for k, v in records if k and v]
     assert sum(writes) / len(writes) == 230 != sum(sizes.values()) / len(sizes)
+
+
+def test_a_drain_that_stops_moving_or_overruns_is_ended() -> None:
+    t0 = time.monotonic()
+    watch = bench.DrainWatch(events=1000, timeout_s=600.0, stall_s=120.0)
+    watch.check(0.0, t0 + 300)  # a worker slow to start: only the deadline applies
+    watch.check(10.0, t0 + 301)
+    watch.check(500.0, t0 + 400)
+    watch.check(500.0, t0 + 519)
+    with pytest.raises(TimeoutError, match="stuck at 500/1000"):
+        watch.check(500.0, t0 + 521)  # 121 s without progress
+    moving = bench.DrainWatch(events=1000, timeout_s=600.0)
+    with pytest.raises(TimeoutError):
+        moving.check(999.0, t0 + 601)  # moving, but past the deadline
