@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             _fmt(result.pipeline_events_per_s, " ev/s", 0) + unreliable,
             "",
         ),
-        ("ratio", _fmt(result.ratio), ">= 0.5"),
+        ("ratio", _fmt(result.ratio) + (unreliable and " (unreliable)"), ">= 0.5"),
         ("pipeline per worker CPU second", _fmt(result.pipeline_events_per_cpu_s, " ev/s", 0), ""),
         ("ratio per CPU second", _fmt(result.ratio_cpu), ""),
         (
@@ -178,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
             "",
         ),
         ("worker RSS", _fmt(result.rss_bytes / 2**20, " MiB", 1), ""),
-        ("RSS per user", _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1), ""),
+        (
+            "worker RSS / users (the base included)",
+            _fmt(result.rss_bytes / max(result.users, 1) / 1024, " KiB", 1),
+            "",
+        ),
         (
             f"serialised state per user (last of {result.profile_users:,} users)",
             _fmt(result.profile_bytes_per_user, " B", 0),
