@@ -275,10 +275,15 @@ class UserProfile:
     # -- the one entry point --------------------------------------------------
 
     def assess(
-        self, keys: KeystrokeEvents | None, mouse: MouseEvents | None, session: str = ""
+        self,
+        keys: KeystrokeEvents | None,
+        mouse: MouseEvents | None,
+        session: str = "",
+        learn: bool = True,
     ) -> Assessment:
-        """Judge one window of the owner's account, then learn from it if it is trusted."""
-        return assess_many([(self, keys, mouse, session)])[0]
+        """Judge one window of the owner's account, then learn from it if it is trusted
+        (and ``learn``: the caller may know the input is not a person's, e.g. synthetic)."""
+        return assess_many([(self, keys, mouse, session, learn)])[0]
 
     def _assess(
         self,
@@ -286,6 +291,7 @@ class UserProfile:
         typed: tuple[KeystrokeWindow, np.ndarray] | None,
         pointer: _PointerWindow | None,
         actions: np.ndarray | None,
+        learn: bool = True,
     ) -> Assessment:
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
@@ -305,7 +311,7 @@ class UserProfile:
             self.trust.update(evidence, ms[1].shape[0] / self.policy.mouse_actions)
             reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
             scored.append(("mouse", "pointer movements", ms_cal))
-        learned = self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
+        learned = learn and self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
         return Assessment(
             keyboard_score=kb_cal,
@@ -684,9 +690,15 @@ class _PointerWindow:
     new_session: bool
 
 
-def assess_many(
-    windows: Sequence[tuple[UserProfile, KeystrokeEvents | None, MouseEvents | None, str]],
-) -> list[Assessment]:
+#: One window to judge: profile, keys, pointer events, session and, optionally, whether
+#: the profile may learn from it (default: yes, if trusted).
+WindowToJudge = (
+    tuple[UserProfile, KeystrokeEvents | None, MouseEvents | None, str]
+    | tuple[UserProfile, KeystrokeEvents | None, MouseEvents | None, str, bool]
+)
+
+
+def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
     """``[p.assess(keys, mouse, session) for p, keys, mouse, session in windows]``, bit
     for bit, with the key presses of all windows paired, and their pointer actions
     extracted, in one pass each.
@@ -711,20 +723,18 @@ def assess_many(
     sessions = [_session_key(w[3]) for w in windows]
     # First what depends on the events only (carried tails, remembered presses), per
     # profile; then the features of all windows at once; then each profile scores.
-    pointers = [
-        p._pointer_window(mouse, s) for (p, _, mouse, _), s in zip(windows, sessions, strict=True)
-    ]
+    pointers = [w[0]._pointer_window(w[2], s) for w, s in zip(windows, sessions, strict=True)]
     actions = _where_present(
         [w.events if w is not None and len(w.events) else None for w in pointers], extract_many
     )
     presses = _where_present(
-        [keys if keys is not None and len(keys) else None for _, keys, _, _ in windows],
+        [w[1] if w[1] is not None and len(w[1]) else None for w in windows],
         pair_presses_many,
     )
     typing = [w[0]._typing_window(p, s) for w, p, s in zip(windows, presses, sessions, strict=True)]
     typed = _where_present(typing, _typed_windows)
     return [
-        w[0]._assess(t, tw, pointer, a)
+        w[0]._assess(t, tw, pointer, a, w[4] if len(w) > 4 else True)
         for w, t, tw, pointer, a in zip(windows, typing, typed, pointers, actions, strict=True)
     ]
 

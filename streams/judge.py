@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from collectors.wire import KeyEvent, MouseEvent
+from collectors.wire import FLAG_INJECTED, KeyEvent, MouseEvent
 from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import Button, MouseEvents, State
@@ -128,6 +128,7 @@ def judge_windows(
     a fraction of the cost per window). If one window fails, the other profiles may
     be half updated too: the caller drops them all.
     """
+    synthetic = [synthetic_events(w) for w in windows]
     assessments = assess_many(
         [
             (
@@ -135,16 +136,37 @@ def judge_windows(
                 keystroke_events(w.key_events) if w.key_events else None,
                 mouse_events(w.mouse_events) if w.mouse_events else None,
                 w.session,
+                # Input the OS marked as synthetic (a script, a remote-control tool) is
+                # judged, never learned: it must not become the owner's profile.
+                not n,
             )
-            for w, profile in zip(windows, profiles, strict=True)
+            for w, profile, n in zip(windows, profiles, synthetic, strict=True)
         ]
     )
-    return [_verdict(w, a, now_ms) for w, a in zip(windows, assessments, strict=True)]
+    return [
+        _verdict(w, a, now_ms, n) for w, a, n in zip(windows, assessments, synthetic, strict=True)
+    ]
+
+
+def synthetic_events(window: Window[Any]) -> int:
+    """Events of ``window`` the workstation's OS reported as injected."""
+    return sum(1 for e in window.key_events if e.flags & FLAG_INJECTED) + sum(
+        1 for e in window.mouse_events if e.flags & FLAG_INJECTED
+    )
 
 
 def _verdict(
-    window: Window[Any], assessment: Assessment, now_ms: Callable[[], float] | None
+    window: Window[Any],
+    assessment: Assessment,
+    now_ms: Callable[[], float] | None,
+    synthetic: int = 0,
 ) -> Verdict:
+    reasons = assessment.reasons
+    if synthetic:
+        note = (
+            f"input marked synthetic by the OS: {synthetic} of {window.events} events, not learned"
+        )
+        reasons = (note, *reasons[:2])
     return Verdict(
         verdict_id=verdict_id(
             window.user, window.device, window.session, window.first_seq, window.last_seq
@@ -158,7 +180,7 @@ def _verdict(
         mouse_score=assessment.mouse_score,
         trust=assessment.trust,
         level=assessment.level,
-        reasons=assessment.reasons,
+        reasons=reasons,
         enrollment=assessment.enrollment,
         model_version=MODEL_VERSION,
         emitted_at_ms=now_ms() if now_ms else time.time() * 1000.0,

@@ -203,3 +203,29 @@ def test_a_stored_profile_with_non_finite_numbers_is_replaced_not_failed_window_
     reloaded, reset = load_profile(profile.to_bytes())
     assert reset and reloaded.keyboard.presses == 0
     assert load_profile(state.profile)[1] is False
+
+
+def test_synthetic_input_is_judged_and_said_but_never_learned() -> None:
+    # A script or remote-control tool the OS flags must not become the owner's profile.
+    import dataclasses
+
+    from profiles.user import UserProfile
+    from streams.judge import background, enrollment_policy
+
+    batches = [b for _, b in Workload(users=1, seed=5).batches(until_s=120)]
+    injected = [
+        dataclasses.replace(b, events=tuple(e._replace(flags=1) for e in b.events)) for b in batches
+    ]
+    for stream, synthetic in ((batches, False), (injected, True)):
+        pipeline: Pipeline[None] = Pipeline(lambda user: None)
+        judged = [j for b in stream for j in pipeline.add(b, None)[1]]
+        verdicts = [j.verdict for j in judged if j.verdict is not None]
+        assert verdicts
+        noted = [
+            v for v in verdicts if v.reasons and v.reasons[0].startswith("input marked synthetic")
+        ]
+        assert len(noted) == (len(verdicts) if synthetic else 0)
+        last = UserState.from_bytes(judged[-1].state_bytes)
+        profile = UserProfile.from_bytes(last.profile, background(), enrollment_policy())
+        learned = profile.keyboard.presses + profile.mouse.actions
+        assert (learned == 0) is synthetic
