@@ -13,10 +13,10 @@ DEMO_ARGS ?=
 .PHONY: venv demo test test-fast lint typecheck unit integration dataset bench clean
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
 ## The live demo: local Kafka (started and stopped here unless one is running), a worker,

@@ -80,7 +80,22 @@ def test_dockerfile_is_multistage_pinned_non_root_with_healthcheck() -> None:
     assert health and "/health" in health[0]
     runs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
     assert '".[streams]"' in runs and "[dev]" not in runs and "[collector" not in runs
+    assert "-c constraints.txt" in runs  # the versions CI tested, not the newest
     assert parser.baseimage == image or "${PYTHON_IMAGE}" in parser.baseimage
+
+
+def test_ci_and_image_pin_the_faust_the_lean_consumer_was_reviewed_against() -> None:
+    from importlib.metadata import version
+
+    from streams.faust_lean import faust_drift
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert pins["faust-streaming"] == version("faust-streaming")
+    assert faust_drift() == []
 
 
 # ---------------------------------------------------------------- worker pod
