@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.app import Worker, WorkerSettings, create_app
-from streams.table_store import MAX_UNMARKED_S, ErasureSafeRocksDB, in_step_mark
+from streams.table_store import MAX_UNMARKED_S, ROCKSDB_OPTIONS, ErasureSafeRocksDB, in_step_mark
 
 pytest.importorskip("rocksdict", reason="the RocksDB store needs rocksdict (pip install '.[dev]')")
 
@@ -102,3 +102,12 @@ def test_states_are_written_and_erased_outside_any_event(tmp_path: Path) -> None
     store.write(b"user", None, PARTITION)
     assert store.get(b"user") is None
     assert profile_of(store, b"user") is None
+
+
+def test_rocksdb_is_sized_for_many_small_partition_databases(tmp_path: Path) -> None:
+    # Faust's defaults (a 2 GiB cache and 3 x 64 MiB memtables per partition database)
+    # multiplied by a worker's 24 databases would exceed the pod's memory.
+    _, store = rocksdb_worker(tmp_path)
+    options = store.rocksdb_options
+    assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+    assert options.write_buffer_size * options.max_write_buffer_number <= 16 * 1024**2
