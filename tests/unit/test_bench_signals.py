@@ -129,3 +129,37 @@ def test_run_py_lets_an_interrupted_bench_finish_its_clean_up(tmp_path: Path) ->
     out, _ = runner.communicate(timeout=60)
     assert out.strip() == "interrupted"
     assert cleaned.read_text() == "done"
+
+
+class FakeSender:
+    def __init__(self, **kwargs: object) -> None:
+        self.closed: list[float] = []
+        FakeSender.last = self
+
+    def close(self, timeout: float) -> int:
+        self.closed.append(timeout)
+        return 1  # one batch never acknowledged
+
+    last: FakeSender
+
+
+def test_an_interrupted_send_does_not_hold_up_the_clean_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import collectors.delivery
+    from streams.bench import batch_sender
+
+    monkeypatch.setattr(collectors.delivery, "BatchSender", FakeSender)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        batch_sender("unused:1", "t", flat_out=False),
+    ):
+        raise KeyboardInterrupt
+    # Not the 120 s a finished load may take to be acknowledged (it spun that long).
+    assert FakeSender.last.closed == [2.0]
+    with (
+        pytest.raises(RuntimeError, match="1 batches not acknowledged"),
+        batch_sender("unused:1", "t", flat_out=False),
+    ):
+        pass
+    assert FakeSender.last.closed == [120.0]
