@@ -680,7 +680,7 @@ def _typed_windows(typing: Sequence[_TypingWindow]) -> list[tuple[KeystrokeWindo
     """Each window over its presses, and the cells of its own presses: the tail of the
     window, including the flight from the last remembered press (flights are per pair)."""
     windows = windows_from_presses([t.presses for t in typing])
-    tails = [_window_tail(w, t.fresh + 1) for w, t in zip(windows, typing, strict=True)]
+    tails = [_window_tail(w, t.fresh) for w, t in zip(windows, typing, strict=True)]
     return list(zip(windows, window_cells_many(tails), strict=True))
 
 
@@ -898,13 +898,18 @@ def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
     )
 
 
-def _window_tail(window: KeystrokeWindow, presses: int) -> KeystrokeWindow:
-    """The window of the last ``presses`` presses, cut from a longer one (same flights)."""
-    start = max(0, window.n_presses - presses)
-    if start == 0:
-        return window
+def _window_tail(window: KeystrokeWindow, fresh: int) -> KeystrokeWindow:
+    """What is new in ``window``: its last ``fresh`` presses, and the flight from the
+    remembered press before them, whose own dwell was scored and learned with the window
+    it came in (a tail with it counted that dwell twice)."""
+    start = window.n_presses - fresh - 1
+    if start < 0:
+        return window  # nothing remembered before the window's presses
+    presses = window.presses[start:]
+    dwell = presses.dwell_ms.copy()
+    dwell[0] = np.nan
     return KeystrokeWindow(
-        window.presses[start:],
+        KeystrokePresses(presses.t_down_ms, dwell, presses.key_class),
         window.dd_ms[start:],
         window.ud_ms[start:],
         window.pair_code[start:],

@@ -10,6 +10,7 @@ import struct
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,9 +110,31 @@ def test_state_stays_small() -> None:
     assert len(UserProfile(bg).to_bytes()) < 300
 
 
-def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before() -> None:
+def _tail_before_2026_12_06(window: Any, fresh: int) -> Any:
+    """The keystroke tail as the code that wrote profile-cup2.npz cut it: the remembered
+    press's dwell included (scored a second time; profiles.user._window_tail no longer
+    does), so the expected values below are that code's."""
+    from profiles.keystrokes.windows import KeystrokeWindow
+
+    start = max(0, window.n_presses - fresh - 1)
+    if start == 0:
+        return window
+    return KeystrokeWindow(
+        window.presses[start:],
+        window.dd_ms[start:],
+        window.ud_ms[start:],
+        window.pair_code[start:],
+        int(np.count_nonzero(np.isnan(window.dd_ms[start:]))),
+        window.n_classes,
+    )
+
+
+def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Written by the code of cadence-profile-3 / format CUP2: a profile, the window that
     # followed, and what that code's profile restored from these bytes made of it.
+    monkeypatch.setattr("profiles.user._window_tail", _tail_before_2026_12_06)
     f = np.load(Path(__file__).parent / "data" / "profile-cup2.npz", allow_pickle=False)
     data = f["profile"].tobytes()
     assert data[:4] == b"CUP2"
@@ -401,3 +424,20 @@ def test_an_owner_enrols_the_second_modality_while_trusted() -> None:
 def test_the_mouse_summary_words_every_quantity_it_names() -> None:
     # "speed" named a feature that does not exist and was silently left out.
     assert MOUSE_SUMMARY == ("speed", "straightness", "click_hold", "duration")
+
+
+def test_each_press_is_scored_and_learned_once_across_windows() -> None:
+    # The press remembered for the flight into the next window was counted (and its
+    # dwell scored and learned) again with that window.
+    def typing(t0: float, presses: int, key_class: int) -> KeystrokeEvents:
+        t = np.array([t0 + 200.0 * i + d for i in range(presses) for d in (0.0, 90.0)])
+        down = np.tile([True, False], presses)
+        return KeystrokeEvents(t, down, np.full(t.size, key_class, np.int8))
+
+    p = UserProfile(Background.default(), POLICY)
+    p.assess(typing(0.0, 10, 1), None, session="s")
+    p.assess(typing(2000.0, 10, 2), None, session="s")
+    assert int(p.keyboard.model.counts[1].sum()) == 10  # class 1's dwells, from window 1 only
+    for i in range(2, 10):
+        p.assess(typing(2000.0 * i, 10, 2), None, session="s")
+    assert p.presses_learned == 100
