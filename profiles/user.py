@@ -134,8 +134,10 @@ class Assessment:
 
 # Summaries behind the reasons a verdict gives: plain quantities an analyst can read.
 KEYBOARD_SUMMARY: Final = ("dwell_ms", "flight_ms", "typing_rate_per_s", "erase_rate")
+# Pointer speed ("log_speed_mean") is not among them: a misnamed source once left it out,
+# and adding it now would widen the stored summary, which code of before 2026-12-06 cannot
+# read back (a rollback would fail every window of every user).
 _MOUSE_SUMMARY_SOURCES: Final = {
-    "speed": "log_speed_mean",
     "straightness": "straightness",
     "click_hold": "log_click_hold_ms",
     "duration": "log_duration_ms",
@@ -312,6 +314,11 @@ class UserProfile:
             reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
             scored.append(("mouse", "pointer movements", ms_cal))
         learned = learn and self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
+        if not learn:
+            # Nor later: an unfinished action or the last press carried into the next
+            # window would be learned with it.
+            self.mouse.tail = _no_mouse()
+            self.keyboard.recent = _no_presses()
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
         return Assessment(
             keyboard_score=kb_cal,
@@ -501,11 +508,13 @@ class UserProfile:
             m.sessions,
             k.unsampled,
             m.unsampled,
-            len(parts),
+            len(parts) + 1,
         )
         # One join: concatenating each size with its part copied every part once more.
         sized = [struct.pack("<I", len(x)) for x in parts]
-        body = b"".join([head, *(b for pair in zip(sized, parts, strict=True) for b in pair)])
+        body = b"".join(
+            [head, *(b for pair in zip(sized, parts, strict=True) for b in pair), _CRC_SIZE]
+        )
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
@@ -524,15 +533,6 @@ class UserProfile:
         magic = bytes(data[:4])
         statistic: float | None
         if magic == _MAGIC:
-            # A stored state is read back from Kafka: damage anywhere must be refused
-            # here, not become the profile (most flipped bits are valid numbers).
-            if len(data) < _STATE.size + _CRC.size:
-                raise ValueError("profile state truncated")
-            (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-            data = data[: len(data) - _CRC.size]
-            if zlib.crc32(data) != crc:
-                raise ValueError("profile state damaged (checksum)")
-        if magic in (_MAGIC, _MAGIC_V3):
             head = _STATE.unpack_from(data)
             trust, statistic, last_t, presses, k_sessions, actions, m_sessions = head[1:8]
             k_unsampled, m_unsampled, n = head[8:]
@@ -552,6 +552,12 @@ class UserProfile:
             offset += 4 + size
         if offset != len(data) or n < 11:
             raise ValueError("profile state of another layout")
+        if magic == _MAGIC and n > _CHECKSUMMED_FROM:
+            # A stored state is read back from Kafka: damage anywhere must be refused
+            # here, not become the profile (most flipped bits are valid numbers).
+            (crc,) = _CRC.unpack(parts[-1])
+            if zlib.crc32(memoryview(data)[: len(data) - _CRC.size]) != crc:
+                raise ValueError("profile state damaged (checksum)")
         if magic == _MAGIC_V2:
             k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
         profile = cls(background, enrollment, trust_policy)
@@ -612,14 +618,16 @@ def _require_finite(profile: UserProfile) -> None:
         raise ValueError("profile holds non-finite numbers")
 
 
-#: State format: ``CUP4`` stores every value as the profile holds it (trust, its CUSUM
+#: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM
 #: statistic and the times of the carried presses and pointer events in float64; the
-#: rest is float32, float16 or integers in memory too), then a CRC-32 of all of it.
-#: ``CUP3`` (the same without the CRC) and ``CUP2`` (floats rounded to float32) are
-#: still read.
-_MAGIC: Final = b"CUP4"
-_MAGIC_V3: Final = b"CUP3"
+#: rest is float32, float16 or integers in memory too). Since 2026-12-06 its last part
+#: is a CRC-32 of everything before it: code that predates it reads the first 12 parts
+#: and ignores the rest, so a rollback keeps the profiles; records without it (11 or 12
+#: parts) are still read. ``CUP2`` (floats rounded to float32) is still read.
+_MAGIC: Final = b"CUP3"
 _CRC: Final = struct.Struct("<I")
+_CRC_SIZE: Final = struct.pack("<I", _CRC.size)
+_CHECKSUMMED_FROM: Final = 12  # parts before the CRC part
 # magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
 # mouse sessions, keyboard and mouse evidence since the last ring entry, parts; then
 # each part behind its uint32 size
@@ -647,7 +655,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
     ``MAX_MOUSE_COUNT``, a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 15 449 bytes with the default policy (issue #3:
+    ``MAX_SESSION_BYTES``, the checksum). 15 445 bytes with the default policy (issue #3:
     <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
@@ -666,7 +674,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         2 * p.keyboard_cells,  # float16 cell scores
         MAX_SESSION_BYTES,
     ]
-    return _STATE.size + 4 * len(parts) + sum(parts) + _CRC.size
+    return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
 
 
 @dataclass(frozen=True, slots=True)

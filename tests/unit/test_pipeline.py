@@ -229,3 +229,21 @@ def test_synthetic_input_is_judged_and_said_but_never_learned() -> None:
         profile = UserProfile.from_bytes(last.profile, background(), enrollment_policy())
         learned = profile.keyboard.presses + profile.mouse.actions
         assert (learned == 0) is synthetic
+
+
+def test_synthetic_pointer_events_are_not_carried_into_the_next_window() -> None:
+    # An unfinished injected action used to be carried and learned with the next window.
+    from collectors.wire import FLAG_INJECTED, MouseEvent
+    from profiles.user import UserProfile
+    from streams.judge import background, enrollment_policy, mouse_events
+
+    p = UserProfile(background(), enrollment_policy())
+    injected = [
+        MouseEvent("mm", 1000.0 + 7 * i, 3 * i, 2 * i, flags=FLAG_INJECTED) for i in range(60)
+    ]
+    p.assess(None, mouse_events(injected), session="s", learn=False)
+    assert len(p.mouse.tail) == 0
+    own = [MouseEvent("md", 1500.0, 180, 120, 1), MouseEvent("mu", 1580.0, 180, 120, 1)]
+    p.assess(None, mouse_events(own), session="s")
+    # A click with no movement of its own is no action; with the carried moves it was one.
+    assert p.mouse.actions == 0

@@ -151,7 +151,7 @@ def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before(
     assert (a.level, a.learned) == (str(f["level"]), bool(f["learned"]))
     # Written again, it is the current format and reads back to the same state.
     again = p.to_bytes()
-    assert again[:4] == b"CUP4" and UserProfile.from_bytes(again, bg, policy).to_bytes() == again
+    assert again[:4] == b"CUP3" and UserProfile.from_bytes(again, bg, policy).to_bytes() == again
 
 
 @cache
@@ -165,12 +165,14 @@ def judged_state() -> bytes:
 
 
 def as_cup3(state: bytes) -> bytes:
-    """The same state in the previous format: no checksum."""
-    return b"CUP3" + state[4:-4]
+    """The same state as written before its checksum part existed (12 parts)."""
+    record = bytearray(state[: -(4 + 4)])  # the checksum part: its size, its CRC
+    record[_STATE_SIZE - 1] = 12
+    return bytes(record)
 
 
 def parts_of(record: bytes) -> list[tuple[int, int]]:
-    """(offset, size) of each part of a CUP3/CUP4 record."""
+    """(offset, size) of each part of a CUP3 record."""
     n, offset, out = record[_STATE_SIZE - 1], _STATE_SIZE, []
     for _ in range(n):
         (size,) = struct.unpack_from("<I", record, offset)
@@ -186,6 +188,17 @@ def test_a_record_of_the_previous_format_without_checksum_is_read() -> None:
     state = judged_state()
     bg = Background.default()
     assert UserProfile.from_bytes(as_cup3(state), bg, POLICY).to_bytes() == state
+
+
+def test_code_that_predates_the_checksum_reads_the_same_parts() -> None:
+    # It reads the first 12 parts and ignores the rest: a rollback during a rolling
+    # update keeps every profile (a new magic would have re-enrolled them all).
+    state = judged_state()
+    legacy = as_cup3(state)
+    assert state[:4] == legacy[:4] == b"CUP3"
+    assert [state[o : o + n] for o, n in parts_of(state)[:12]] == [
+        legacy[o : o + n] for o, n in parts_of(legacy)
+    ]
 
 
 def test_damaged_truncated_or_padded_state_is_refused() -> None:
@@ -421,9 +434,10 @@ def test_an_owner_enrols_the_second_modality_while_trusted() -> None:
     assert p.mouse_active()
 
 
-def test_the_mouse_summary_words_every_quantity_it_names() -> None:
-    # "speed" named a feature that does not exist and was silently left out.
-    assert MOUSE_SUMMARY == ("speed", "straightness", "click_hold", "duration")
+def test_the_mouse_summary_keeps_the_width_earlier_code_reads() -> None:
+    # Its names must be features (a misnamed one was once dropped silently), and its width
+    # the one code of before 2026-12-06 reads back after a rollback.
+    assert MOUSE_SUMMARY == ("straightness", "click_hold", "duration")
 
 
 def test_each_press_is_scored_and_learned_once_across_windows() -> None:
