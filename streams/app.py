@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -236,6 +237,9 @@ class Worker:
         self.enrollment: dict[str, str] = {}
         self.levels: dict[str, str] = {}
         self.lag_series: set[tuple[str, str]] = set()  # (topic, partition) in consumer_lag
+        # Events (= table) partitions assigned to this worker: a state whose partition has
+        # moved away is its new owner's to write.
+        self.owned_partitions: set[int] = set()
         self.stream: StreamT | None = None
         # One judging at a time (agent, idle flush, rebalance): each user's verdicts are
         # sent, and their state persisted, in the order the windows were judged.
@@ -251,7 +255,9 @@ class Worker:
             PRODUCER_BATCH_BYTES,
         )
         # Changelog records the producer could not take yet (its queue was full), in order.
-        self.changelog_backlog: deque[tuple[bytes, bytes | None, int]] = deque()
+        self.changelog_backlog: deque[
+            tuple[bytes, bytes | None, int, Callable[[bool], None] | None]
+        ] = deque()
         # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
         self.exit_if_stop_hangs = False
         self._register()
@@ -313,8 +319,12 @@ class Worker:
             self.metrics.flush_pending()
             self.metrics.open_windows.set(len(self.pipeline.windower.open))
             # Timers start only after the first recovery: a worker stuck in it must still
-            # show it here.
-            self.update_consumer_gauges()
+            # show it here. /metrics is the liveness probe: it must answer whatever the
+            # consumer's state (not started yet, a partition reassigned meanwhile).
+            try:
+                self.update_consumer_gauges()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("consumer gauges not updated: %r", exc)
             return web.bytes(
                 generate_latest(self.metrics.registry),
                 content_type=CONTENT_TYPE_LATEST.split(";")[0],
@@ -333,6 +343,7 @@ class Worker:
             self.mark_tables_in_step()
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def assigned(self) -> bool:
         return bool(cast(Any, self.app.tables).recovery.completed.is_set())
@@ -350,10 +361,14 @@ class Worker:
         if isinstance(store, ErasureSafeRocksDB) and self.tables_ready():
             store.mark_open_partitions()
 
+    async def _on_assigned(self, sender: Any, assigned: set[TP], *args: Any, **kwargs: Any) -> None:
+        self.owned_partitions = {tp.partition for tp in assigned if tp.topic == EVENTS.name}
+
     async def _on_revoked(self, sender: Any, revoked: set[TP], *args: Any, **kwargs: Any) -> None:
         # Open windows of users we no longer own are forgotten unacked: the new
         # owner receives their batches again from the last commit.
         partitions = {tp.partition for tp in revoked if tp.topic == EVENTS.name}
+        self.owned_partitions -= partitions
         users = {u for u, p in self.user_partition.items() if p in partitions}
         self.pipeline.forget(users)
         for user in users:
@@ -462,6 +477,10 @@ class Worker:
         erasures = self.erasures.get(window.user, 0)
 
         def delivered() -> None:
+            if partition not in self.owned_partitions:
+                # Reported after a rebalance took the partition away: the new owner judges
+                # these batches again from the stored state (the same verdict, same id).
+                return
             # Written once per closed window, not per batch: one changelog record per verdict.
             if self.erasures.get(window.user, 0) == erasures:
                 self._persist(key, value, partition)
@@ -493,7 +512,18 @@ class Worker:
             cache.pop(user, None)
         had_profile = key in self.user_profiles.data
         # The same producer as the profile's records: the tombstone cannot overtake them.
-        self._persist(key, None, partition)
+        # Audited only once Kafka has it: a crash in between would otherwise leave an
+        # erasure on record that never happened.
+        erased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._persist(key, None, partition, partial(_settle, erased))
+        await self.while_delivering(_settled(erased))
+        if not erased.result():
+            log.warning(
+                "erasure of %s (request %s) left to the partition's new owner",
+                user[:12],
+                request.request_id,
+            )
+            return
         record = audit_record(
             request,
             had_profile=had_profile,
@@ -511,8 +541,21 @@ class Worker:
         # Awaited: the control record is acked only once the audit record is in Kafka.
         await (await self.audit_topic.send(key=key, value=record))
 
-    def _persist(self, key: bytes, value: bytes | None, partition: int) -> None:
-        """Store the user's state (``None``: erase it) and queue its changelog record."""
+    def _persist(
+        self,
+        key: bytes,
+        value: bytes | None,
+        partition: int,
+        on_done: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Store the user's state (``None``: erase it) and queue its changelog record;
+        ``on_done(True)`` once Kafka has the record, ``on_done(False)`` if the partition
+        moved to another worker first."""
+        if partition not in self.owned_partitions:
+            log.info("state of %s not written: partition %d moved away", key[:12], partition)
+            if on_done:
+                on_done(False)
+            return
         store = self.user_profiles.data
         if isinstance(store, ErasureSafeRocksDB):
             store.write(key, value, partition)
@@ -520,8 +563,15 @@ class Worker:
             store.pop(key, None)
         else:
             store[key] = value
-        self.changelog_backlog.append((key, value, partition))
+        self.changelog_backlog.append((key, value, partition, on_done))
         self._send_changelog()
+
+    def _stored(self, key: bytes, partition: int) -> bytes | None:
+        """The state this worker holds for ``key`` (``None``: none, or erased)."""
+        store = self.user_profiles.data
+        if isinstance(store, ErasureSafeRocksDB):
+            return store.read(key, partition)
+        return cast(bytes | None, store.get(key))
 
     def _send_changelog(self) -> None:
         """Hand queued changelog records to the producer in order, as far as it takes them
@@ -530,22 +580,34 @@ class Worker:
         changelog = self.user_profiles.changelog_topic.get_topic_name()
         table = cast(Any, self.user_profiles.data)
         while backlog:
-            key, value, partition = backlog[0]
+            key, value, partition, on_done = backlog[0]
 
-            def done(error: Exception | None, at: int, offset: int, key: bytes = key) -> None:
+            def done(
+                error: Exception | None,
+                at: int,
+                offset: int,
+                key: bytes = key,
+                partition: int = partition,
+                on_done: Callable[[bool], None] | None = on_done,
+            ) -> None:
+                # `at` is -1 on a failure: the record's partition is the one it was sent to.
                 if error is None:
                     # What Faust's own changelog callback does: RocksDB keeps the offset.
-                    table.set_persisted_offset(TP(changelog, at), offset)
+                    table.set_persisted_offset(TP(changelog, partition), offset)
+                    if on_done:
+                        on_done(True)
                     return
                 self.metrics.delivery_errors.inc()
                 user = key.decode()
-                if self.user_partition.get(user) != at:
+                if partition not in self.owned_partitions:
                     log.warning("changelog record of %s lost with its partition", user[:12])
+                    if on_done:
+                        on_done(False)
                     return
-                # The state as it is now: never older than what failed, and a later
-                # record of the same user follows it in the same queue.
+                # The state as it is now (a tombstone if erased): never older than what
+                # failed, and a later record of the same user follows it in the queue.
                 log.warning("changelog record of %s failed (%r); resending", user[:12], error)
-                self._persist(key, table.get(key), at)
+                self._persist(key, self._stored(key, partition), partition, on_done)
 
             try:
                 self.sender.send(changelog, key, value, done, partition)
@@ -807,6 +869,15 @@ class Worker:
         for labels in self.lag_series - exported:
             self.metrics.consumer_lag.remove(*labels)
         self.lag_series = exported
+
+
+async def _settled(future: asyncio.Future[bool]) -> None:
+    await future
+
+
+def _settle(future: asyncio.Future[bool], ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)
 
 
 def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:

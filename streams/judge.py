@@ -109,6 +109,8 @@ def load_profile(data: bytes) -> tuple[UserProfile, bool]:
     if data:
         try:
             return UserProfile.from_bytes(data, shared, policy), False
+        except (MemoryError, RecursionError):
+            raise  # the process, not the bytes: fail the window, keep the profile
         except Exception as exc:
             # Whatever the bytes make the reader raise: failing every window of the user
             # instead would stop judging them for good.

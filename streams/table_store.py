@@ -43,7 +43,7 @@ from typing import Any, Final
 import faust
 from faust.stores import by_url
 from faust.stores.rocksdb import Store as RocksDBStore
-from faust.types import StoreT
+from faust.types import TP, StoreT
 from yarl import URL
 
 from streams.topics import CHANGELOG_CONFIG
@@ -116,13 +116,30 @@ class ErasureSafeRocksDB(RocksDBStore):
             self.on_discard(partition)
         return super()._open_for_partition(partition)
 
-    def write(self, key: bytes, value: bytes | None, partition: int) -> None:
-        """Store (``None``: delete) ``key`` in ``partition``'s database.
+    def _held(self, partition: int) -> bool:
+        """Open here, or assigned to this worker (active or standby)."""
+        if partition in self._dbs:
+            return True
+        tp = TP(self.table.changelog_topic.get_topic_name(), partition)
+        assignor = self.app.assignor
+        return tp in assignor.assigned_actives() or tp in assignor.assigned_standbys()
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        # A delivery report that comes after its partition was given away would reopen
+        # the database, which nothing then closes or follows: skipped.
+        if self._held(tp.partition):
+            super().set_persisted_offset(tp, offset)
+
+    def write(self, key: bytes, value: bytes | None, partition: int) -> bool:
+        """Store (``None``: delete) ``key`` in ``partition``'s database; False if the
+        partition is no longer this worker's (its new owner holds the state now).
 
         Faust's own ``table[key] = value`` finds the partition from the event being
         processed and fails outside one; the worker writes states from delivery reports
         and timers, and knows the partition.
         """
+        if not self._held(partition):
+            return False
         db = self._db_for_partition(partition)
         if value is None:
             db.delete(key)
@@ -130,15 +147,31 @@ class ErasureSafeRocksDB(RocksDBStore):
         else:
             db.put(key, value)
             self._key_index[key] = partition
+        return True
+
+    def read(self, key: bytes, partition: int) -> bytes | None:
+        """``key`` in ``partition``'s database (Faust's ``get`` looks only in the
+        partition of the event being processed, if there is one)."""
+        if not self._held(partition):
+            return None
+        value = self._db_for_partition(partition).get(key)
+        return None if value is None else bytes(value)
 
     def mark_open_partitions(self) -> None:
-        """Mark every database this store has open as in step with its changelog.
+        """Mark the databases of this worker's active partitions as in step with their
+        changelog (call only once recovery is complete: it writes both at once).
 
-        Only true while the worker is not recovering: the databases of its active
-        partitions are written with the changelog, its standbys follow it.
+        Standbys are not marked: Faust may still be replaying them, or have stalled,
+        with nothing to tell; one that becomes active is marked from then on, and one
+        reopened after a restart is rebuilt if its last mark is too old.
         """
+        changelog = self.table.changelog_topic.get_topic_name()
+        actives = {
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog
+        }
         for partition in list(self._dbs):
-            mark_in_step(self.partition_path(partition))
+            if partition in actives:
+                mark_in_step(self.partition_path(partition))
 
 
 class ProfileTable(faust.Table):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,18 @@ def rocksdb_worker(tmp_path: Path) -> tuple[Worker, ErasureSafeRocksDB]:
     )
     store = worker.user_profiles.data
     assert isinstance(store, ErasureSafeRocksDB)
+    assign(worker, actives={PARTITION})
     return worker, store
+
+
+def assign(worker: Worker, actives: Iterable[int] = (), standbys: Iterable[int] = ()) -> None:
+    """What the group's assignment gives this worker, of the changelog's partitions."""
+    from faust.types import TP
+
+    topic = worker.user_profiles.changelog_topic.get_topic_name()
+    assignor = worker.app.assignor
+    assignor.assigned_actives = lambda: {TP(topic, p) for p in actives}  # type: ignore[method-assign]
+    assignor.assigned_standbys = lambda: {TP(topic, p) for p in standbys}  # type: ignore[method-assign]
 
 
 def changelog_tp(worker: Worker) -> object:
@@ -111,3 +123,27 @@ def test_rocksdb_is_sized_for_many_small_partition_databases(tmp_path: Path) -> 
     options = store.rocksdb_options
     assert options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
     assert options.write_buffer_size * options.max_write_buffer_number <= 16 * 1024**2
+
+
+def test_a_late_delivery_report_does_not_reopen_a_partition_given_away(tmp_path: Path) -> None:
+    # Reopened, the database would be marked in step while nothing feeds it, and
+    # replayed days later from its old offset: an erased profile could come back.
+    worker, store = rocksdb_worker(tmp_path)
+    store.write(b"user", b"profile", PARTITION)
+    give_back(worker, store)
+    assign(worker)  # the partition now belongs to another worker
+    store.set_persisted_offset(changelog_tp(worker), 42)  # type: ignore[arg-type]
+    assert not store.write(b"user", b"newer", PARTITION)
+    assert store.read(b"user", PARTITION) is None
+    assert PARTITION not in store._dbs
+
+
+def test_only_active_partitions_are_marked_in_step(tmp_path: Path) -> None:
+    # A standby may still be replaying, or have stalled: Faust does not say.
+    worker, store = rocksdb_worker(tmp_path)
+    assign(worker, actives={PARTITION}, standbys={PARTITION + 1})
+    store._db_for_partition(PARTITION)
+    store._db_for_partition(PARTITION + 1)
+    store.mark_open_partitions()
+    assert in_step_mark(store.partition_path(PARTITION)).exists()
+    assert not in_step_mark(store.partition_path(PARTITION + 1)).exists()

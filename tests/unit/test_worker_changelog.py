@@ -1,0 +1,73 @@
+"""The worker's changelog records: resent after a failure, never written for a partition
+that moved away (the real RecordSender code path, with librdkafka's producer replaced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.app import Worker, WorkerSettings, create_app
+
+PARTITION = 4
+
+
+class Producer:
+    """What RecordSender uses of confluent_kafka.Producer."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes | None, int, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any, on_delivery: Any, **kw: Any) -> None:
+        self.sent.append((key, value, kw.get("partition"), on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+class TimedOut:
+    """What librdkafka reports after message.timeout.ms."""
+
+    def __str__(self) -> str:
+        return "Local: Message timed out"
+
+
+def worker_owning(*partitions: int) -> tuple[Worker, Producer]:
+    worker = create_app(WorkerSettings(app_id="cadence-test-changelog", store="memory://"))
+    producer = Producer()
+    worker.sender._producer = producer
+    worker.owned_partitions = set(partitions)
+    return worker, producer
+
+
+def test_a_tombstone_that_fails_is_sent_again() -> None:
+    # Reported with partition -1, it was taken for a record of a partition moved away
+    # and dropped: the erased profile stayed in the compacted changelog.
+    worker, producer = worker_owning(PARTITION)
+    outcomes: list[bool] = []
+    worker._persist(b"victim", None, PARTITION, outcomes.append)
+    (key, value, partition, report) = producer.sent[-1]
+    report(TimedOut(), None)
+    assert [(k, v, p) for k, v, p, _ in producer.sent] == [(b"victim", None, PARTITION)] * 2
+    assert outcomes == []  # not settled until Kafka has it
+
+
+def test_a_failed_state_is_resent_as_it_is_now() -> None:
+    worker, producer = worker_owning(PARTITION)
+    worker._persist(b"u", b"old", PARTITION)
+    worker._persist(b"u", b"new", PARTITION)
+    producer.sent[0][3](TimedOut(), None)
+    assert producer.sent[-1][:3] == (b"u", b"new", PARTITION)
+
+
+def test_nothing_is_written_for_a_partition_that_moved_away() -> None:
+    worker, producer = worker_owning(PARTITION)
+    outcomes: list[bool] = []
+    worker._persist(b"u", b"state", PARTITION + 1, outcomes.append)
+    assert producer.sent == [] and b"u" not in worker.user_profiles.data
+    assert outcomes == [False]
+    worker._persist(b"v", b"state", PARTITION, outcomes.append)
+    worker.owned_partitions.clear()  # a rebalance takes it before the report comes
+    producer.sent[-1][3](TimedOut(), None)
+    assert outcomes == [False, False] and len(producer.sent) == 1
