@@ -198,7 +198,9 @@ class Workload:
 
     ``run`` names this run's devices and sessions: two runs with different ``run``
     values produce the same behaviour under fresh device ids, so consumers that
-    deduplicate on ``(device, seq)`` do not drop the second run. ``start_wall_ms``
+    deduplicate on ``(device, seq)`` do not drop the second run; with ``run_users`` the
+    accounts are renamed too (another pseudonym per run), so a run never continues the
+    profiles an earlier run left on the same topics. ``start_wall_ms``
     (default: now) is the wall-clock time of event time 0. ``batch_max_events`` and
     ``batch_max_age_ms`` are the agents' batching limits (default: the agent's).
     """
@@ -210,6 +212,7 @@ class Workload:
         takeovers: Sequence[Takeover] = (),
         *,
         run: str = "",
+        run_users: bool = False,
         start_wall_ms: float | None = None,
         batch_max_events: int = BATCH_MAX_EVENTS,
         batch_max_age_ms: float = BATCH_MAX_AGE_MS,
@@ -234,7 +237,7 @@ class Workload:
         self.users = [
             SimUser(
                 index=i,
-                user=_hex(f"{tag}:user-{i}"),
+                user=_hex(f"{tag}:{run}:user-{i}" if run_users else f"{tag}:user-{i}"),
                 persona=Persona.from_seed(persona_seed(seed, i)),
                 device="sim-dev-" + _hex(f"{tag}:{run}:device-{i}")[:24],
                 session="sim-ses-" + _hex(f"{tag}:{run}:session-{i}")[:24],

@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             takeovers=[takeover],
             run=f"demo-{int(time.time())}",
+            # Its own accounts: an earlier demo's events on the same broker (a new worker
+            # group reads them from the start) must not become these people's profiles.
+            run_users=True,
             start_wall_ms=start_wall_ms,
         )
     except ValueError as exc:

@@ -88,6 +88,15 @@ def test_run_renames_devices_not_behaviour() -> None:
     assert [x[1].events for x in a] == [x[1].events for x in b]
 
 
+def test_run_users_renames_the_accounts_too() -> None:
+    # The demo's: a second demo on the same topics must not continue the first one's
+    # profiles (its new worker group reads the earlier events too).
+    a = _batches(Workload(users=2, seed=1, run="a", run_users=True, start_wall_ms=WALL), 10.0)
+    b = _batches(Workload(users=2, seed=1, run="b", run_users=True, start_wall_ms=WALL), 10.0)
+    assert {x[1].user for x in a}.isdisjoint({x[1].user for x in b})
+    assert [x[1].events for x in a] == [x[1].events for x in b]
+
+
 def test_batches_are_agent_like_and_round_trip() -> None:
     wl = Workload(users=6, seed=2, start_wall_ms=WALL)
     timed = _batches(wl, 60.0)
