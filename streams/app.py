@@ -516,7 +516,7 @@ class Worker:
         # erasure on record that never happened.
         erased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._persist(key, None, partition, partial(_settle, erased))
-        await self.while_delivering(_settled(erased))
+        await self.while_delivering(erased)
         if not erased.result():
             log.warning(
                 "erasure of %s (request %s) left to the partition's new owner",
@@ -620,7 +620,7 @@ class Worker:
         self.sender.poll()
         self._send_changelog()
 
-    async def while_delivering(self, waiting: Awaitable[None]) -> None:
+    async def while_delivering(self, waiting: Awaitable[object]) -> None:
         """Await ``waiting`` (e.g. every batch acked), running delivery reports meanwhile:
         acks come only from them."""
         task = asyncio.ensure_future(waiting)
@@ -869,10 +869,6 @@ class Worker:
         for labels in self.lag_series - exported:
             self.metrics.consumer_lag.remove(*labels)
         self.lag_series = exported
-
-
-async def _settled(future: asyncio.Future[bool]) -> None:
-    await future
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:
