@@ -341,6 +341,7 @@ class Worker:
         @app.timer(interval=MARK_INTERVAL_S)
         async def mark_local_tables_in_step() -> None:
             self.mark_tables_in_step()
+            await self.mark_standby_tables_in_step()
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -360,6 +361,19 @@ class Worker:
         store = self.user_profiles.data
         if isinstance(store, ErasureSafeRocksDB) and self.tables_ready():
             store.mark_open_partitions()
+
+    async def mark_standby_tables_in_step(self) -> None:
+        store = self.user_profiles.data
+        if not isinstance(store, ErasureSafeRocksDB) or self.app.rebalancing:
+            return
+        try:
+            await store.mark_standbys_in_step()
+        except MemoryError:
+            raise
+        except Exception:
+            # Unmarked, a standby is rebuilt before use: slower, never unsafe. The
+            # broker being unreachable is the usual cause, and is reported elsewhere.
+            log.warning("could not check the standby tables against the broker", exc_info=True)
 
     async def _on_assigned(self, sender: Any, assigned: set[TP], *args: Any, **kwargs: Any) -> None:
         self.owned_partitions = {tp.partition for tp in assigned if tp.topic == EVENTS.name}

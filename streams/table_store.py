@@ -10,9 +10,12 @@ the changelog with the user's next window.
 
 So each partition database carries a mark of when it was last known to follow its
 changelog (``<database>.in-step``, touched by the worker while it holds the partition
-with its recovery complete), and a database whose mark is older than half that retention,
-or that has none, is deleted before Faust opens it: the partition is rebuilt from the
-changelog, as the memory store always does.
+with its recovery complete, and for a standby while its replay has reached the end the
+broker reports), and a database whose mark is older than half that retention, or that has
+none, is deleted before Faust opens it: the partition is rebuilt from the changelog, as
+the memory store always does. The same holds for a standby database promoted in place
+(the worker takes over the partition it was following): Faust keeps it open and replays
+from its offset, so a standby that stalled is deleted first.
 
 >>> import os, tempfile
 >>> from pathlib import Path
@@ -36,7 +39,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -157,21 +160,77 @@ class ErasureSafeRocksDB(RocksDBStore):
         value = self._db_for_partition(partition).get(key)
         return None if value is None else bytes(value)
 
+    def _changelog_partitions(self, tps: Iterable[TP]) -> set[int]:
+        changelog = self.table.changelog_topic.get_topic_name()
+        return {tp.partition for tp in tps if tp.topic == changelog}
+
     def mark_open_partitions(self) -> None:
         """Mark the databases of this worker's active partitions as in step with their
         changelog (call only once recovery is complete: it writes both at once).
 
-        Standbys are not marked: Faust may still be replaying them, or have stalled,
-        with nothing to tell; one that becomes active is marked from then on, and one
-        reopened after a restart is rebuilt if its last mark is too old.
+        Standbys are marked by :meth:`mark_standbys_in_step`, which asks the broker.
         """
-        changelog = self.table.changelog_topic.get_topic_name()
-        actives = {
-            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog
-        }
+        actives = self._changelog_partitions(self.app.assignor.assigned_actives())
         for partition in list(self._dbs):
             if partition in actives:
                 mark_in_step(self.partition_path(partition))
+
+    async def mark_standbys_in_step(self) -> None:
+        """Mark the open standby databases whose replay has reached the end of their
+        changelog partition, as the broker reports it now.
+
+        A standby that is still replaying, or has stalled, is not marked: if it stays
+        behind for longer than ``MAX_UNMARKED_S`` it is rebuilt before it is used.
+        """
+        changelog = self.table.changelog_topic.get_topic_name()
+        standbys = [
+            tp
+            for tp in self.app.assignor.assigned_standbys()
+            if tp.topic == changelog and tp.partition in self._dbs
+        ]
+        if not standbys:
+            return
+        # The broker's end offsets, not the fetcher's: a stalled fetcher's last
+        # high watermark is as old as its last fetch.
+        ends = await self.app.consumer.highwaters(*standbys)
+        replayed = self.app.tables.recovery.standby_offsets  # type: ignore[attr-defined]
+        for tp in standbys:
+            end, offset = ends.get(tp), replayed.get(tp)
+            # ``end`` is the offset the next record will get; the standby has applied
+            # everything up to ``offset`` (-1: nothing, which is all of an empty log).
+            if end is not None and offset is not None and offset >= end - 1:
+                mark_in_step(self.partition_path(tp.partition))
+
+    async def on_rebalance(
+        self,
+        assigned: set[TP],
+        revoked: set[TP],
+        newly_assigned: set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        # Before Faust's recovery reads the persisted offsets of the new actives.
+        self.discard_stale_open_actives()
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    def discard_stale_open_actives(self) -> None:
+        """Close and delete the open database of an active partition whose mark is too
+        old: a standby promoted in place that had stopped following its changelog."""
+        now = time.time()
+        actives = self._changelog_partitions(self.app.assignor.assigned_actives())
+        for partition in sorted(actives & set(self._dbs)):
+            path = self.partition_path(partition)
+            try:
+                fresh = now - in_step_mark(path).stat().st_mtime <= MAX_UNMARKED_S
+            except FileNotFoundError:
+                fresh = False
+            if fresh:
+                continue
+            db = self._dbs.pop(partition)
+            for key in [k for k, p in self._key_index.items() if p == partition]:
+                self._key_index.pop(key, None)
+            db.close()  # RocksDB's lock on the directory goes with it
+            if discard_if_stale(path, now=now, max_age_s=MAX_UNMARKED_S) and self.on_discard:
+                self.on_discard(partition)
 
 
 class ProfileTable(faust.Table):

@@ -157,3 +157,27 @@ def test_kill_9_with_the_rocksdb_store_reopens_its_databases_and_loses_nothing(
     reader.poll(2.0)
     check_against_offline(read_verdicts(reader), offline)
     reader.close()
+
+
+def test_rocksdb_standbys_are_marked_in_step_once_they_follow_their_changelog(
+    deployment: Deployment,
+) -> None:
+    # With two workers each partition has an active and a standby database. A standby
+    # unmarked for MAX_UNMARKED_S would be rebuilt from the whole changelog before use,
+    # so a standby that follows must be marked like an active one.
+    rocksdb = {"CADENCE_STORE": "rocksdb://"}
+    deployment.send(workload(seed=24, users=16, seconds=60.0))
+
+    def marked(name: str) -> int:
+        return len(list((deployment.tmp / f"{name}-data").rglob("*.db.in-step")))
+
+    with running_worker(deployment, "a", **rocksdb):
+        wait_until(lambda: marked("a") == deployment.partitions, timeout=120, what="a's marks")
+        with running_worker(deployment, "b", **rocksdb) as b:
+            # b never was the only worker: what it holds beyond its actives is standbys.
+            wait_until(
+                lambda: marked("b") == deployment.partitions,
+                timeout=120,
+                what="b's active and standby databases marked in step",
+            )
+            assert b.metrics()["cadence_table_stale_partitions_discarded_total"] == 0

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from streams.app import Worker, WorkerSettings, create_app
-from streams.table_store import MAX_UNMARKED_S, ROCKSDB_OPTIONS, ErasureSafeRocksDB, in_step_mark
+from streams.table_store import (
+    MAX_UNMARKED_S,
+    ROCKSDB_OPTIONS,
+    ErasureSafeRocksDB,
+    in_step_mark,
+    mark_in_step,
+)
 
 pytest.importorskip("rocksdict", reason="the RocksDB store needs rocksdict (pip install '.[dev]')")
 
@@ -55,6 +61,23 @@ def profile_of(store: ErasureSafeRocksDB, key: bytes) -> bytes | None:
     return None if value is None else bytes(value)
 
 
+def stored_with_mark(worker: Worker, store: ErasureSafeRocksDB, mark_age_s: float | None) -> None:
+    """A profile in the partition's database, replayed to offset 41, marked in step
+    ``mark_age_s`` ago (None: never)."""
+    store._db_for_partition(PARTITION).put(b"user", b"profile")
+    store.set_persisted_offset(changelog_tp(worker), 41)  # type: ignore[arg-type]
+    if mark_age_s is not None:
+        mark_in_step(store.partition_path(PARTITION))
+        then = time.time() - mark_age_s
+        os.utime(in_step_mark(store.partition_path(PARTITION)), (then, then))
+
+
+def assert_rebuilt(worker: Worker, store: ErasureSafeRocksDB) -> None:
+    assert profile_of(store, b"user") is None
+    assert store.persisted_offset(changelog_tp(worker)) is None  # replay from the start
+    assert worker.metrics.stale_tables_discarded._value.get() == 1
+
+
 def test_a_database_kept_in_step_is_reopened_with_its_data(tmp_path: Path) -> None:
     worker, store = rocksdb_worker(tmp_path)
     store._db_for_partition(PARTITION).put(b"user", b"profile")
@@ -73,16 +96,9 @@ def test_a_database_out_of_step_too_long_is_rebuilt_from_the_changelog(
     # Kept, the replay would start after offset 41 and could miss a compacted-away
     # tombstone: the erased profile would be served again.
     worker, store = rocksdb_worker(tmp_path)
-    store._db_for_partition(PARTITION).put(b"user", b"profile")
-    store.set_persisted_offset(changelog_tp(worker), 41)  # type: ignore[arg-type]
-    if mark_age_s is not None:
-        store.mark_open_partitions()
-        then = time.time() - mark_age_s
-        os.utime(in_step_mark(store.partition_path(PARTITION)), (then, then))
+    stored_with_mark(worker, store, mark_age_s)
     give_back(worker, store)
-    assert profile_of(store, b"user") is None
-    assert store.persisted_offset(changelog_tp(worker)) is None  # replay from the start
-    assert worker.metrics.stale_tables_discarded._value.get() == 1
+    assert_rebuilt(worker, store)
 
 
 def test_only_a_recovered_worker_marks_its_databases_in_step(tmp_path: Path) -> None:
@@ -147,3 +163,94 @@ def test_only_active_partitions_are_marked_in_step(tmp_path: Path) -> None:
     store.mark_open_partitions()
     assert in_step_mark(store.partition_path(PARTITION)).exists()
     assert not in_step_mark(store.partition_path(PARTITION + 1)).exists()
+
+
+class EndOffsets:
+    """The broker's end offsets of the changelog partitions, as a consumer reports them."""
+
+    def __init__(self, worker: Worker, ends: dict[int, int]) -> None:
+        self.topic = worker.user_profiles.changelog_topic.get_topic_name()
+        self.ends = ends
+
+    async def highwaters(self, *tps: object) -> dict[object, int]:
+        from faust.types import TP
+
+        return {TP(self.topic, p): end for p, end in self.ends.items() if TP(self.topic, p) in tps}
+
+
+def standby_replayed(worker: Worker, offsets: dict[int, int]) -> None:
+    from faust.types import TP
+
+    topic = worker.user_profiles.changelog_topic.get_topic_name()
+    recovery = worker.app.tables.recovery  # type: ignore[attr-defined]
+    recovery.standby_offsets.update({TP(topic, p): offset for p, offset in offsets.items()})
+
+
+def test_a_standby_is_marked_in_step_only_once_it_has_replayed_to_the_end(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    worker, store = rocksdb_worker(tmp_path)
+    caught_up, lagging, empty = PARTITION, PARTITION + 1, PARTITION + 2
+    assign(worker, standbys={caught_up, lagging, empty})
+    for partition in (caught_up, lagging, empty):
+        store._db_for_partition(partition)
+    # Offsets are those of the last record replayed; an end is the next record's offset.
+    standby_replayed(worker, {caught_up: 9, lagging: 5, empty: -1})
+    worker.app.consumer = EndOffsets(worker, {caught_up: 10, lagging: 10, empty: 0})  # type: ignore[assignment]
+    asyncio.run(store.mark_standbys_in_step())
+    marked = {
+        p for p in (caught_up, lagging, empty) if in_step_mark(store.partition_path(p)).exists()
+    }
+    assert marked == {caught_up, empty}
+
+
+def test_a_standby_is_not_marked_when_the_broker_cannot_say(tmp_path: Path) -> None:
+    import asyncio
+
+    worker, store = rocksdb_worker(tmp_path)
+    assign(worker, standbys={PARTITION})
+    store._db_for_partition(PARTITION)
+    standby_replayed(worker, {PARTITION: 9})
+    worker.app.consumer = EndOffsets(worker, {})  # type: ignore[assignment]
+    asyncio.run(store.mark_standbys_in_step())
+    assert not in_step_mark(store.partition_path(PARTITION)).exists()
+
+
+def promote(worker: Worker, store: ErasureSafeRocksDB) -> None:
+    """The rebalance that makes this worker's standby partition its active one."""
+    import asyncio
+
+    assign(worker, actives={PARTITION})
+    tp = changelog_tp(worker)
+    asyncio.run(store.on_rebalance({tp}, set(), set(), 0))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mark_age_s", [MAX_UNMARKED_S + 60.0, None], ids=["old-mark", "no-mark"])
+def test_a_standby_promoted_in_place_after_it_stopped_following_is_rebuilt(
+    tmp_path: Path, mark_age_s: float | None
+) -> None:
+    # Faust keeps a standby's database open when the partition becomes active and
+    # replays only after its offset: a tombstone compacted away meanwhile would be missed.
+    worker, store = rocksdb_worker(tmp_path)
+    assign(worker, standbys={PARTITION})
+    stored_with_mark(worker, store, mark_age_s)
+    promote(worker, store)
+    assert_rebuilt(worker, store)
+
+
+def test_a_standby_promoted_in_step_keeps_its_data(tmp_path: Path) -> None:
+    import asyncio
+
+    worker, store = rocksdb_worker(tmp_path)
+    assign(worker, standbys={PARTITION})
+    store._db_for_partition(PARTITION).put(b"user", b"profile")
+    store.set_persisted_offset(changelog_tp(worker), 41)  # type: ignore[arg-type]
+    standby_replayed(worker, {PARTITION: 41})
+    worker.app.consumer = EndOffsets(worker, {PARTITION: 42})  # type: ignore[assignment]
+    asyncio.run(store.mark_standbys_in_step())
+    promote(worker, store)
+    assert profile_of(store, b"user") == b"profile"
+    assert store.persisted_offset(changelog_tp(worker)) == 41  # type: ignore[arg-type]
+    assert worker.metrics.stale_tables_discarded._value.get() == 0
