@@ -77,12 +77,15 @@ class BenchConfig:
     # The simulated agents' batching (None: the agent's defaults, collectors/batcher.py).
     batch_max_events: int | None = None
     batch_max_age_ms: float | None = None
+    # The worker's table store (CADENCE_STORE): memory:// as in dev, rocksdb:// as in prod.
+    store: str = "memory://"
 
 
 @dataclass
 class BenchResult:
     users: int
     seconds: float
+    store: str = "memory://"
     events: int = 0
     batches: int = 0
     batch_max_events: int = 0
@@ -731,6 +734,7 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
     result = BenchResult(
         users=config.users,
         seconds=config.seconds,
+        store=config.store,
         batch_max_events=max_events,
         batch_max_age_ms=max_age_ms,
         cpus=os.cpu_count() or 0,
@@ -773,7 +777,13 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
         progress(f"ceiling: {events} events in {seconds:.1f} s (load {result.load_average})")
 
         # 3. the drain
-        with running_worker(config.bootstrap, topics, config.partitions, work_dir) as worker:
+        with running_worker(
+            config.bootstrap,
+            topics,
+            config.partitions,
+            work_dir,
+            env_extra={"CADENCE_STORE": config.store},
+        ) as worker:
             wait_for(worker.ready, 120, "the worker to be ready")
             verdicts = VerdictReader(config.bootstrap, topics.verdicts)
             verdicts.start()

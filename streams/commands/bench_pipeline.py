@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="... or at this many events (default: the agent's)",
     )
+    parser.add_argument(
+        "--store",
+        choices=("memory://", "rocksdb://"),
+        default="memory://",
+        help="the worker's table store (default memory://; prod runs rocksdb://)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write figures")
     parser.add_argument("--work-dir", type=Path, default=None, help="worker log and data")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete run topics")
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         py_spy=args.py_spy,
         batch_max_events=args.batch_max_events,
         batch_max_age_ms=args.batch_age_ms,
+        store=args.store,
     )
     try:
         result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
@@ -145,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     unreliable = (
         "" if result.throughput_reliable else f" (drain {result.drain_s:.2f} s: unreliable)"
     )
-    table = Table(title=f"cadence bench pipeline: {result.users} users, one worker")
+    table = Table(
+        title=f"cadence bench pipeline: {result.users} users, one worker, {result.store} store"
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")

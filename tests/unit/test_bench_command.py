@@ -69,3 +69,25 @@ def test_the_json_check_leaves_no_file_behind(tmp_path: Path) -> None:
     out.write_text("{}")
     assert unwritable(out) is None
     assert out.read_text() == "{}"
+
+
+def test_the_store_option_reaches_the_run_and_an_unknown_store_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import streams.bench
+
+    seen: list[str] = []
+
+    def stop(config: streams.bench.BenchConfig, progress: object) -> None:
+        seen.append(config.store)
+        raise streams.bench.BenchRefused("stopped by the test")
+
+    monkeypatch.setattr(streams.bench, "run_bench", stop)
+    argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "1", "--seconds", "1"]
+    assert main(argv) == 2
+    assert main([*argv, "--store", "rocksdb://"]) == 2
+    assert seen == ["memory://", "rocksdb://"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--store", "redis://"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'redis://'" in capsys.readouterr().err
