@@ -19,6 +19,7 @@ import numpy as np
 from collectors.wire import FLAG_INJECTED, KeyEvent, MouseEvent
 from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
+from profiles.keystrokes.liveness import mechanical_typing_many
 from profiles.mouse import Button, MouseEvents, State
 from profiles.user import MODEL_VERSION, Assessment, EnrollmentPolicy, UserProfile, assess_many
 from streams.verdict import Verdict, verdict_id
@@ -131,22 +132,30 @@ def judge_windows(
     be half updated too: the caller drops them all.
     """
     synthetic = [synthetic_events(w) for w in windows]
+    keys = [keystroke_events(w.key_events) if w.key_events else None for w in windows]
+    typed = [k for k in keys if k is not None]
+    too_regular = iter(mechanical_typing_many(typed))
+    mechanical = [next(too_regular) if k is not None else None for k in keys]
     assessments = assess_many(
         [
             (
                 profile,
-                keystroke_events(w.key_events) if w.key_events else None,
+                k,
                 mouse_events(w.mouse_events) if w.mouse_events else None,
                 w.session,
-                # Input the OS marked as synthetic (a script, a remote-control tool) is
-                # judged, never learned: it must not become the owner's profile.
-                not n,
+                # Input the OS marked as synthetic (a script, a remote-control tool), or
+                # typed with a machine's regularity, is judged, never learned: it must
+                # not become the owner's profile.
+                not n and m is None,
             )
-            for w, profile, n in zip(windows, profiles, synthetic, strict=True)
+            for w, profile, k, n, m in zip(
+                windows, profiles, keys, synthetic, mechanical, strict=True
+            )
         ]
     )
     return [
-        _verdict(w, a, now_ms, n) for w, a, n in zip(windows, assessments, synthetic, strict=True)
+        _verdict(w, a, now_ms, n, m)
+        for w, a, n, m in zip(windows, assessments, synthetic, mechanical, strict=True)
     ]
 
 
@@ -162,8 +171,11 @@ def _verdict(
     assessment: Assessment,
     now_ms: Callable[[], float] | None,
     synthetic: int = 0,
+    mechanical: str | None = None,
 ) -> Verdict:
     reasons = assessment.reasons
+    if mechanical is not None:
+        reasons = (mechanical, *reasons[:2])
     if synthetic:
         note = (
             f"input marked synthetic by the OS: {synthetic} of {window.events} events, not learned"

@@ -52,7 +52,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "reasons": "Up to three human-readable features that deviate most from the owner's "
     "profile, with their z-score; empty for trusted and uncertain. Whatever the level, a "
     "window with input the OS marked as synthetic starts with 'input marked synthetic by "
-    "the OS: N of M events, not learned'.",
+    "the OS: N of M events, not learned', and one whose typing is too regular for a person "
+    "(a script's timing) carries 'typing too regular for a person (...), not learned'.",
     "enrollment": "Profile state: enrolling (still learning the owner, no decision) or active.",
     "model_version": "Version of the detector and profile encoding that produced the verdict.",
     "emitted_at_ms": "Wall-clock time the worker emitted the verdict, Unix epoch milliseconds.",

@@ -231,6 +231,56 @@ def test_synthetic_input_is_judged_and_said_but_never_learned() -> None:
         assert (learned == 0) is synthetic
 
 
+def test_typing_with_a_machines_regularity_is_judged_and_said_but_never_learned() -> None:
+    # A script holding every key for the owner's usual time would look like the owner
+    # press by press; its metronome must not become the owner's profile.
+    import numpy as np
+
+    from collectors.wire import EventBatch, KeyEvent
+    from profiles.user import UserProfile
+    from streams.judge import background, enrollment_policy
+
+    rng = np.random.default_rng(3)
+    n = 1200  # 3 minutes of typing, one batch a second
+    steady_down = np.arange(n) * 150.0
+    steady_hold = np.full(n, 85.0)
+    human_down = np.cumsum(rng.lognormal(np.log(130), 0.45, n))
+    human_hold = rng.lognormal(np.log(85), 0.25, n)
+    classes = rng.integers(0, 6, n)
+
+    def stream(down: np.ndarray, hold: np.ndarray) -> list[EventBatch]:
+        events = sorted(
+            [KeyEvent("kd", float(t), int(c)) for t, c in zip(down, classes, strict=True)]
+            + [
+                KeyEvent("ku", float(t + h), int(c))
+                for t, h, c in zip(down, hold, classes, strict=True)
+            ],
+            key=lambda e: e.t_ms,
+        )
+        per_second: dict[int, list[KeyEvent]] = {}
+        for e in events:
+            per_second.setdefault(int(e.t_ms // 1000), []).append(e)
+        return [
+            EventBatch("dev", "u", "s", seq, 1.7e12, 1.7e12 - 1e6, tuple(per_second[k]))
+            for seq, k in enumerate(sorted(per_second), start=1)
+        ]
+
+    for batches, mechanical in (
+        (stream(human_down, human_hold), False),
+        (stream(steady_down, steady_hold), True),
+        (stream(human_down, steady_hold), True),  # human rhythm, a machine's key holds
+    ):
+        pipeline: Pipeline[None] = Pipeline(lambda user: None)
+        judged = [j for b in batches for j in pipeline.add(b, None)[1]]
+        verdicts = [j.verdict for j in judged if j.verdict is not None]
+        assert len(verdicts) > 10
+        noted = [v for v in verdicts if v.reasons and "too regular for a person" in v.reasons[0]]
+        assert len(noted) == (len(verdicts) if mechanical else 0)
+        last = UserState.from_bytes(judged[-1].state_bytes)
+        profile = UserProfile.from_bytes(last.profile, background(), enrollment_policy())
+        assert (profile.keyboard.presses == 0) is mechanical
+
+
 def test_synthetic_pointer_events_are_not_carried_into_the_next_window() -> None:
     # An unfinished injected action used to be carried and learned with the next window.
     from collectors.wire import FLAG_INJECTED, MouseEvent
