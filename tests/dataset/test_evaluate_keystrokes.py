@@ -8,23 +8,15 @@ plus a margin, so a regression fails loudly but noise does not.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.dataset.recordings import require_freetext
+
 pytestmark = pytest.mark.dataset
 
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("CADENCE_DATASETS", REPO.parent / "shared" / "datasets"))
-FREETEXT = ROOT / "keystrokes-freetext"
-
-if not FREETEXT.is_dir():
-    pytest.skip(
-        f"free-text keystroke recordings not found at {FREETEXT} "
-        "(set CADENCE_DATASETS to the folder holding keystrokes-freetext/)",
-        allow_module_level=True,
-    )
+FREETEXT = require_freetext()
 
 
 def split(tmp: Path, enroll: str, test: str) -> tuple[Path, Path]:

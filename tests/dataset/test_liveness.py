@@ -3,27 +3,16 @@ recordings passes :func:`profiles.keystrokes.liveness.mechanical_typing`."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from profiles.keystrokes import KeystrokeEvents
 from profiles.keystrokes.liveness import MIN_PRESSES, mechanical_typing
+from tests.dataset.recordings import require_freetext
 
 pytestmark = pytest.mark.dataset
 
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("CADENCE_DATASETS", REPO.parent / "shared" / "datasets"))
-FREETEXT = ROOT / "keystrokes-freetext"
-
-if not FREETEXT.is_dir():
-    pytest.skip(
-        f"free-text keystroke recordings not found at {FREETEXT} "
-        "(set CADENCE_DATASETS to the folder holding keystrokes-freetext/)",
-        allow_module_level=True,
-    )
+FREETEXT = require_freetext()
 
 
 def five_second_windows(events: KeystrokeEvents) -> list[KeystrokeEvents]:
