@@ -41,7 +41,7 @@ from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, dec
 from streams.faust_lean import Monitor as LeanMonitor
 from streams.faust_lean import Transport as LeanTransport
 from streams.faust_lean import faust_drift
-from streams.judge import background, enrollment_policy
+from streams.judge import background, enrollment_policy, machine_input
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
@@ -479,6 +479,8 @@ class Worker:
         self.metrics.windows_judged_together.observe(judged.together)
         self.metrics.profile_bytes.observe(len(value))
         self.metrics.verdicts.labels(verdict.level).inc()
+        if (kind := machine_input(verdict)) is not None:
+            self.metrics.machine_input_windows.labels(kind).inc()
         self.enrollment[window.user] = verdict.enrollment
         self.levels[window.user] = verdict.level if verdict.enrollment == "active" else ""
         for modality, score in (

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from collectors.wire import FLAG_INJECTED, KeyEvent, MouseEvent
 from profiles.background import Background
 from profiles.keystrokes import KeystrokeEvents
+from profiles.keystrokes.liveness import REASON_PREFIX as TOO_REGULAR
 from profiles.keystrokes.liveness import mechanical_typing_many
 from profiles.mouse import Button, MouseEvents, State
 from profiles.user import MODEL_VERSION, Assessment, EnrollmentPolicy, UserProfile, assess_many
@@ -159,6 +160,21 @@ def judge_windows(
     ]
 
 
+#: How the reason of a window with OS-flagged input starts.
+SYNTHETIC: Final = "input marked synthetic by the OS"
+
+
+def machine_input(verdict: Verdict) -> str | None:
+    """Why ``verdict``'s window was judged but not learned as a person's input:
+    ``os_synthetic``, ``too_regular``, or None if it was a person's (as far as we tell)."""
+    first = verdict.reasons[0] if verdict.reasons else ""
+    if first.startswith(SYNTHETIC):
+        return "os_synthetic"
+    if first.startswith(TOO_REGULAR):
+        return "too_regular"
+    return None
+
+
 def synthetic_events(window: Window[Any]) -> int:
     """Events of ``window`` the workstation's OS reported as injected."""
     return sum(1 for e in window.key_events if e.flags & FLAG_INJECTED) + sum(
@@ -177,9 +193,7 @@ def _verdict(
     if mechanical is not None:
         reasons = (mechanical, *reasons[:2])
     if synthetic:
-        note = (
-            f"input marked synthetic by the OS: {synthetic} of {window.events} events, not learned"
-        )
+        note = f"{SYNTHETIC}: {synthetic} of {window.events} events, not learned"
         reasons = (note, *reasons[:2])
     return Verdict(
         verdict_id=verdict_id(

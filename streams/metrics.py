@@ -87,6 +87,13 @@ class WorkerMetrics:
             "cadence_windows_closed_total", "User windows closed and judged", ["reason"], registry=r
         )
         self.verdicts = Counter("cadence_verdicts_total", "Verdicts emitted", ["level"], registry=r)
+        self.machine_input_windows = Counter(
+            "cadence_machine_input_windows_total",
+            "Windows judged but not learned because their input was not a person's: flagged "
+            "as injected by the OS (os_synthetic) or typed too regularly (too_regular)",
+            ["kind"],
+            registry=r,
+        )
         self.users = Gauge(
             "cadence_users", "Users seen by this worker, by enrollment state", ["state"], registry=r
         )
@@ -155,6 +162,8 @@ class WorkerMetrics:
             self.users_at_level.labels(level)
         for modality in ("keyboard", "mouse"):
             self.verdict_scores.labels(modality)
+        for kind in ("os_synthetic", "too_regular"):
+            self.machine_input_windows.labels(kind)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for reason in ("malformed", "schema_version"):

@@ -93,8 +93,9 @@ def robust_sd(values: np.ndarray) -> float:
     return 1.4826 * 0.5 * float(deviations[(n - 1) // 2] + deviations[n // 2])
 
 
+#: How the reason of a mechanical window starts (a verdict's readers may match on it).
+REASON_PREFIX: Final = "typing too regular for a person"
+
+
 def _reason(what: str, sd_ms: float, presses: int) -> str:
-    return (
-        f"typing too regular for a person ({what} sd {sd_ms:.1f} ms over {presses} presses), "
-        "not learned"
-    )
+    return f"{REASON_PREFIX} ({what} sd {sd_ms:.1f} ms over {presses} presses), not learned"

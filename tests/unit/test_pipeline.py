@@ -210,7 +210,7 @@ def test_synthetic_input_is_judged_and_said_but_never_learned() -> None:
     import dataclasses
 
     from profiles.user import UserProfile
-    from streams.judge import background, enrollment_policy
+    from streams.judge import background, enrollment_policy, machine_input
 
     batches = [b for _, b in Workload(users=1, seed=5).batches(until_s=120)]
     injected = [
@@ -225,6 +225,7 @@ def test_synthetic_input_is_judged_and_said_but_never_learned() -> None:
             v for v in verdicts if v.reasons and v.reasons[0].startswith("input marked synthetic")
         ]
         assert len(noted) == (len(verdicts) if synthetic else 0)
+        assert [machine_input(v) for v in noted] == ["os_synthetic"] * len(noted)
         last = UserState.from_bytes(judged[-1].state_bytes)
         profile = UserProfile.from_bytes(last.profile, background(), enrollment_policy())
         learned = profile.keyboard.presses + profile.mouse.actions
@@ -238,7 +239,7 @@ def test_typing_with_a_machines_regularity_is_judged_and_said_but_never_learned(
 
     from collectors.wire import EventBatch, KeyEvent
     from profiles.user import UserProfile
-    from streams.judge import background, enrollment_policy
+    from streams.judge import background, enrollment_policy, machine_input
 
     rng = np.random.default_rng(3)
     n = 1200  # 3 minutes of typing, one batch a second
@@ -274,7 +275,7 @@ def test_typing_with_a_machines_regularity_is_judged_and_said_but_never_learned(
         judged = [j for b in batches for j in pipeline.add(b, None)[1]]
         verdicts = [j.verdict for j in judged if j.verdict is not None]
         assert len(verdicts) > 10
-        noted = [v for v in verdicts if v.reasons and "too regular for a person" in v.reasons[0]]
+        noted = [v for v in verdicts if machine_input(v) == "too_regular"]
         assert len(noted) == (len(verdicts) if mechanical else 0)
         last = UserState.from_bytes(judged[-1].state_bytes)
         profile = UserProfile.from_bytes(last.profile, background(), enrollment_policy())
