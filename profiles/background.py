@@ -8,6 +8,11 @@ recordings of many people, never on what is being judged, and shipped as one
 small artifact (``profiles/data/background.bin``); an operator can refit it on
 their own enrollment data with ``cadence profiles fit-background`` and point
 ``CADENCE_BACKGROUND`` at the result.
+
+The mouse population also counts its bins per action type (move, point-and-click,
+drag-and-drop): the profile compares each action with how people make *that kind*
+of action (:mod:`profiles.detectors.typed_histogram_ratio`). A background written
+before it did (``cadence-profile-3`` and earlier) is refused with that reason.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from profiles.keystrokes import KeystrokeEvents, KeystrokePopulation, iter_windows, pair_presses
 from profiles.keystrokes import window_cells as keystroke_cells
-from profiles.mouse import MouseEvents, extract
+from profiles.mouse import TYPE_COLUMNS, MouseEvents, action_types, extract
 from profiles.population import Population
 
 _MAGIC: Final = b"CBG1"
@@ -50,7 +55,13 @@ class Background:
             raise ValueError("background model truncated or padded")
         k = data[_HEADER.size : _HEADER.size + nk]
         m = data[_HEADER.size + nk : _HEADER.size + nk + nm]
-        return cls(KeystrokePopulation.from_bytes(k), Population.from_bytes(m))
+        mouse = Population.from_bytes(m)
+        if mouse.n_groups != len(TYPE_COLUMNS):
+            raise ValueError(
+                "background model without per-action-type mouse counts (written before"
+                " cadence-profile-4): refit it with `cadence profiles fit-background`"
+            )
+        return cls(KeystrokePopulation.from_bytes(k), mouse)
 
     @classmethod
     def default(cls) -> Background:
@@ -62,11 +73,13 @@ class Background:
 def fit_background(
     keystroke_sessions: Iterable[KeystrokeEvents], mouse_sessions: Iterable[MouseEvents]
 ) -> Background:
-    """Fit both population models on enrollment sessions of many people."""
+    """Fit both population models on enrollment sessions of many people (the mouse
+    population with its bin counts per action type)."""
     keystrokes = KeystrokePopulation()
     for events in keystroke_sessions:
         for window in iter_windows(pair_presses(events), ENROLL_WINDOW_PRESSES):
             keystrokes.learn_cells(keystroke_cells(window))
     rows = [extract(events) for events in mouse_sessions]
     actions = np.vstack([r for r in rows if r.shape[0]])
-    return Background(keystrokes, Population.fit(actions))
+    mouse = Population.fit(actions, groups=action_types(actions), n_groups=len(TYPE_COLUMNS))
+    return Background(keystrokes, mouse)

@@ -56,6 +56,7 @@ import numpy as np
 from profiles.background import Background
 from profiles.calibration import GenuineQuantile
 from profiles.detectors.histogram_ratio import HistogramRatio
+from profiles.detectors.typed_histogram_ratio import MAX_COUNT, TypedHistogramRatio
 from profiles.keystrokes import (
     ERASE,
     N_CLASSES,
@@ -71,7 +72,7 @@ from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
 from profiles.mouse import PAUSE_MS, MouseEvents, State, extract_many
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
-MODEL_VERSION: Final = "cadence-profile-3"
+MODEL_VERSION: Final = "cadence-profile-4"
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -208,7 +209,7 @@ class _Keyboard:
 
 @dataclass(slots=True)
 class _Mouse:
-    model: HistogramRatio
+    model: TypedHistogramRatio
     recent: np.ndarray  # float32 scores of the last actions
     tail: MouseEvents  # events after the last finished action, carried to the next window
     calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
@@ -223,6 +224,15 @@ class _Mouse:
 
 def _no_presses() -> KeystrokePresses:
     return KeystrokePresses(np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
+
+
+def _new_mouse(background: Background, calibration_size: int) -> _Mouse:
+    return _Mouse(
+        TypedHistogramRatio(background.mouse),
+        np.zeros(0, np.float32),
+        _no_mouse(),
+        GenuineQuantile(calibration_size),
+    )
 
 
 class UserProfile:
@@ -241,12 +251,7 @@ class UserProfile:
         self.keyboard = _Keyboard(
             KeystrokeProfile(background.keystrokes), _no_presses(), GenuineQuantile(size)
         )
-        self.mouse = _Mouse(
-            HistogramRatio(background.mouse, max_count=MAX_MOUSE_COUNT),
-            np.zeros(0, np.float32),
-            _no_mouse(),
-            GenuineQuantile(size),
-        )
+        self.mouse = _new_mouse(background, size)
 
     # -- state ---------------------------------------------------------------
 
@@ -575,23 +580,27 @@ class UserProfile:
             np.frombuffer(parts[10], dtype=np.float16).copy(),
             k_unsampled,
         )
-        profile.mouse = _Mouse(
-            HistogramRatio.from_bytes(
-                parts[4], population=background.mouse, max_count=MAX_MOUSE_COUNT
-            ),
-            np.frombuffer(parts[6], dtype=np.float32).copy(),
-            _unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
-            GenuineQuantile.from_bytes(parts[5]),
-            _unpack_summary(parts[7], len(MOUSE_SUMMARY)),
-            actions,
-            m_sessions,
-            m_unsampled,
-        )
         profile.keyboard.session = _session_key(parts[8].decode())
-        # Before sessions were per modality (CUP2 and the first CUP3 records), both
-        # modalities compared with the last session of either.
-        mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
-        profile.mouse.session = _session_key(mouse_session.decode())
+        if parts[4][:4] == _POOLED_MOUSE_MAGIC:
+            # Written by cadence-profile-3, whose mouse model pooled the action types:
+            # its counts cannot be split by type, so pointing enrols again while the
+            # typing profile, the trust and the keyboard's calibration carry on.
+            profile.mouse = _new_mouse(background, profile.policy.calibration_size)
+        else:
+            profile.mouse = _Mouse(
+                TypedHistogramRatio.from_bytes(parts[4], population=background.mouse),
+                np.frombuffer(parts[6], dtype=np.float32).copy(),
+                _unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
+                GenuineQuantile.from_bytes(parts[5]),
+                _unpack_summary(parts[7], len(MOUSE_SUMMARY)),
+                actions,
+                m_sessions,
+                m_unsampled,
+            )
+            # Before sessions were per modality (CUP2 and the first CUP3 records), both
+            # modalities compared with the last session of either.
+            mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
+            profile.mouse.session = _session_key(mouse_session.decode())
         # The summaries only word the reasons; one spoilt by an earlier version's
         # learning (a NaN) restarts alone instead of costing the user their profile.
         for modality in (profile.keyboard, profile.mouse):
@@ -642,11 +651,16 @@ _STATE_V2: Final = struct.Struct("<4sfdIIIIB")
 #: int32 coordinates when they do not fit int16, button, state); 512 of them were up
 #: to 9.2 KB and broke the 16 KB bound of issue #3.
 MAX_MOUSE_TAIL: Final = 256
-#: Largest count of a mouse histogram bin: uint16 in the state (the counts are
-#: halved beyond it, ~65 000 actions in one bin, years of pointing).
-MAX_MOUSE_COUNT: Final = 0xFFFF
-#: Longest session id stored as it is (UTF-8 bytes); a longer one is kept as a digest.
-MAX_SESSION_BYTES: Final = 64
+#: Largest count of a mouse histogram bin: 12 bits in the state (a type's counts are
+#: halved beyond it, ~4 000 actions of one type in one bin, weeks of pointing).
+MAX_MOUSE_COUNT: Final = MAX_COUNT
+#: The mouse model of ``cadence-profile-3`` (one histogram pooled over action types);
+#: a record that holds one is read with its pointing enrolled again (``from_bytes``).
+_POOLED_MOUSE_MAGIC: Final = HistogramRatio._MAGIC
+#: Longest session id stored as it is (UTF-8 bytes); a longer one is kept as a digest
+#: (33 characters). The collectors' ids are 32 hex characters. 48, not 64 as up to
+#: cadence-profile-3: the per-type mouse counts took the bytes (``max_state_bytes``).
+MAX_SESSION_BYTES: Final = 48
 #: Presses kept to link the next window's first flight and to describe recent typing.
 SUMMARY_PRESSES: Final = 32
 
@@ -654,8 +668,8 @@ SUMMARY_PRESSES: Final = 32
 def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
     """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
-    ``MAX_MOUSE_COUNT``, a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 15 445 bytes with the default policy (issue #3:
+    ``MAX_MOUSE_COUNT`` (12 bits), a full pointer tail with int32 coordinates, session ids at
+    ``MAX_SESSION_BYTES``, the checksum). 16 353 bytes with the default policy (issue #3:
     <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
@@ -665,7 +679,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         ring,
         SUMMARY_PRESSES * (8 + 8 + 1),  # float64 time and dwell, int8 class
         4 + 8 * len(KEYBOARD_SUMMARY),  # count, float32 means and variances
-        HistogramRatio(background.mouse, max_count=MAX_MOUSE_COUNT).max_bytes(),
+        TypedHistogramRatio(background.mouse).max_bytes(),
         ring,
         4 * p.mouse_actions,  # float32 action scores
         4 + 8 * len(MOUSE_SUMMARY),

@@ -46,7 +46,7 @@ METHODS: dict[str, Callable[[Population], Detector]] = {
     "diagonal_gaussian": lambda pop: GaussianNLL(diagonal=True),
     "manhattan": lambda pop: ScaledManhattan(),
 }
-DEFAULT_METHOD = "histogram_ratio"
+DEFAULT_METHOD = "typed_histogram_ratio"  # the profile's detector (cadence-profile-4)
 
 
 @dataclass(frozen=True, slots=True)

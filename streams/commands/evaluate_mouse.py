@@ -18,8 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True, type=Path, help="CSV filename,is_illegal")
     parser.add_argument(
         "--method",
-        default="histogram_ratio",
-        help="detector name, comma-separated list, or 'all' (default: histogram_ratio)",
+        default="typed_histogram_ratio",
+        help="detector name, comma-separated list, or 'all' (default: typed_histogram_ratio, the profile's)",
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--plot", type=Path, help="write the ROC curve as a PNG here")
@@ -33,13 +33,16 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from collectors.datasets.balabit import iter_sessions, read_labels_checked, read_session
-    from profiles.evaluation.mouse import METHODS, LabelledSession, evaluate_mouse
+    from profiles.evaluation.mouse import DEFAULT_METHOD, METHODS, LabelledSession, evaluate_mouse
     from profiles.mouse import MouseEvents
     from streams.recordings import balabit_to_mouse_events
 
     to_events = balabit_to_mouse_events
 
-    methods = list(METHODS) if args.method == "all" else args.method.split(",")
+    # The first method is the headline (JSON "auc", the summary line): with "all", the
+    # profile's own detector.
+    everything = [DEFAULT_METHOD, *(m for m in METHODS if m != DEFAULT_METHOD)]
+    methods = everything if args.method == "all" else args.method.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}", file=sys.stderr)

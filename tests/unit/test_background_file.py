@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from profiles.background import Background
+from profiles.population import Population
 from streams import judge
 from streams.app import WorkerSettings, create_app
 
@@ -76,3 +77,21 @@ def test_a_damaged_mouse_population_is_refused(edit: str) -> None:
     bg.mouse.edges, bg.mouse.counts = edges, counts
     with pytest.raises(ValueError, match="population"):
         Background.from_bytes(bg.to_bytes())
+
+
+def test_a_background_without_counts_per_action_type_is_refused_with_the_remedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_background: None
+) -> None:
+    # What `cadence profiles fit-background` wrote before cadence-profile-4: the
+    # profile's mouse model compares each action with its own type's histograms.
+    bg = Background.default()
+    pooled = Population(bg.mouse.edges)
+    pooled.counts, pooled.gaussian = bg.mouse.counts, bg.mouse.gaussian
+    old = Background(bg.keystrokes, pooled).to_bytes()
+    with pytest.raises(ValueError, match="fit-background"):
+        Background.from_bytes(old)
+    path = tmp_path / "background.bin"
+    path.write_bytes(old)
+    monkeypatch.setenv("CADENCE_BACKGROUND", str(path))
+    with pytest.raises(ValueError, match="per-action-type"):
+        create_app(WorkerSettings(app_id="cadence-test-background", store="memory://"))

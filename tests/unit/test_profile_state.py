@@ -17,6 +17,7 @@ import pytest
 
 from collectors.simulate import Takeover, Workload
 from profiles.background import Background
+from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import MouseEvents
 from profiles.user import (
@@ -129,11 +130,13 @@ def _tail_before_2026_12_06(window: Any, fresh: int) -> Any:
     )
 
 
-def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before(
+def test_a_profile_stored_by_the_previous_format_types_as_before_and_enrols_its_pointing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Written by the code of cadence-profile-3 / format CUP2: a profile, the window that
-    # followed, and what that code's profile restored from these bytes made of it.
+    # followed, and what that code's profile restored from these bytes made of it. Its
+    # mouse model pooled the action types (cadence-profile-4 counts per type), so the
+    # keyboard and the trust judge as before and the pointing enrols again.
     monkeypatch.setattr("profiles.user._window_tail", _tail_before_2026_12_06)
     f = np.load(Path(__file__).parent / "data" / "profile-cup2.npz", allow_pickle=False)
     data = f["profile"].tobytes()
@@ -146,9 +149,12 @@ def test_a_profile_stored_by_the_previous_format_is_read_and_judges_as_before(
     keys = KeystrokeEvents(f["k_t"], f["k_down"], f["k_class"])
     mouse = MouseEvents(f["m_t"], f["m_x"], f["m_y"], f["m_button"], f["m_state"])
     a = p.assess(keys, mouse, session=str(f["session"]))
-    got = [a.keyboard_score, a.mouse_score, a.trust, a.keyboard_raw, a.mouse_raw]
-    assert got == f["expected"].tolist()
+    got = [a.keyboard_score, a.trust, a.keyboard_raw]
+    expected = f["expected"].tolist()
+    assert got == [expected[0], expected[2], expected[3]]
+    assert expected[1] is not None and a.mouse_score is a.mouse_raw is None
     assert (a.level, a.learned) == (str(f["level"]), bool(f["learned"]))
+    assert p.mouse.actions > 0 and not p.mouse_active()
     # Written again, it is the current format and reads back to the same state.
     again = p.to_bytes()
     assert again[:4] == b"CUP3" and UserProfile.from_bytes(again, bg, policy).to_bytes() == again
@@ -345,7 +351,6 @@ def test_state_is_bounded_by_16_kb_in_the_worst_case() -> None:
     k.counts = rng.integers(1, 256, k.counts.shape).astype(np.uint8)  # every cell typed
     m = p.mouse.model
     m.counts[:] = MAX_MOUSE_COUNT
-    m.n = int(m.counts[0].sum())
     for _ in range(p.policy.calibration_size):
         p.keyboard.calibration.learn_one(float(rng.normal()))
         p.mouse.calibration.learn_one(float(rng.normal()))
@@ -366,12 +371,14 @@ def test_mouse_counts_are_halved_at_their_cap() -> None:
     p = UserProfile(Background.default())
     p.assess(None, _pointing(0), session="s")
     m = p.mouse.model
-    x = np.zeros((1, m.population.n_features))
-    m.counts[:, :] = 1
-    m.counts[0, int(m.population.bin_index(x)[0, 0])] = MAX_MOUSE_COUNT  # about to overflow
+    x = np.zeros((1, m.population.n_features))  # a move (type 0)
+    m.counts[:] = 1
+    m.counts.ravel()[int(m.bins(x)[0, 0])] = MAX_MOUSE_COUNT  # about to overflow
     m.learn_many(x)
-    assert int(m.counts.max()) == (MAX_MOUSE_COUNT + 1) // 2
-    assert m.n == int(m.counts[0].sum())
+    # Only that type's histograms are halved; the others keep their counts.
+    assert int(m.counts[0].max()) == (MAX_MOUSE_COUNT + 1) // 2
+    assert int(m.counts[1:].min()) == int(m.counts[1:].max()) == 1
+    assert m.n == int(m.counts[:, 0, :].sum())
 
 
 def test_older_records_are_brought_within_the_bound_when_read() -> None:
@@ -455,3 +462,22 @@ def test_each_press_is_scored_and_learned_once_across_windows() -> None:
     for i in range(2, 10):
         p.assess(typing(2000.0 * i, 10, 2), None, session="s")
     assert p.presses_learned == 100
+
+
+def test_a_record_with_the_pooled_mouse_model_keeps_its_typing_and_enrols_its_pointing() -> None:
+    # What every stored profile of cadence-profile-3 is: CUP3 with a pooled mouse model.
+    bg = Background.default()
+    state = judged_state()
+    record = bytearray(as_cup3(state))
+    offset, size = parts_of(bytes(record))[4]
+    pooled = HistogramRatio(bg.mouse)
+    pooled.learn_many(np.zeros((3, bg.mouse.n_features)))
+    blob = pooled.to_bytes()
+    record[offset - 4 : offset + size] = struct.pack("<I", len(blob)) + blob
+    old = UserProfile.from_bytes(state, bg, POLICY)
+    p = UserProfile.from_bytes(bytes(record), bg, POLICY)
+    assert p.keyboard.model.to_bytes() == old.keyboard.model.to_bytes()
+    assert (p.keyboard.presses, p.keyboard.session) == (old.keyboard.presses, old.keyboard.session)
+    assert p.trust.value == old.trust.value and old.mouse.actions > 0
+    assert (p.mouse.actions, p.mouse.sessions, p.mouse.calibration.filled) == (0, 0, 0)
+    assert p.mouse.model.n == 0 and not p.mouse_active()
