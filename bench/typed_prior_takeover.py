@@ -3,13 +3,14 @@
 
 Offline measurement behind docs/evaluation.md, "The type prior put back" (not
 adopted). ``cadence evaluate takeover --mouse DIR`` runs unchanged, except that the
-profile's mouse model is swapped for the variant named on the command line and the
-background's mouse population is refitted on ``DIR/training_files`` with bin counts
-per action type (the shipped background has none):
+profile's mouse model is swapped for the variant named on the command line, on the
+shipped background (whose mouse population counts its bins per action type since
+cadence-profile-4; before, this harness refitted it so):
 
-- ``pooled``: the shipped ``HistogramRatio`` on the refitted background (it gives the
-  shipped figures: the baseline of an A/B that refits the background);
-- ``typed<w>`` (``typed0``, ``typed1``, ``typed3``, ...): ``TypedHistogramRatio`` plus
+- ``pooled``: ``HistogramRatio``, the mouse model of cadence-profile-3 (the baseline
+  of the A/B; it gives that version's figures);
+- ``typed<w>`` (``typed0``, ``typed1``, ``typed3``, ...): ``TypedHistogramRatio`` (the
+  profile's model since cadence-profile-4: ``typed0`` gives the shipped figures) plus
   ``w x (log P_pop(type) - log P_user(type))`` per action, the user's type probabilities
   MAP-adapted from the population's with the histograms' relevance. The type counts are
   kept apart from the histograms, whose 4 095 cap halves each type on its own.
@@ -32,30 +33,28 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from collectors.datasets import balabit  # noqa: E402
 from profiles import user  # noqa: E402
-from profiles.background import Background  # noqa: E402
-from profiles.detectors.histogram_ratio import RELEVANCE  # noqa: E402
+from profiles.detectors.histogram_ratio import RELEVANCE, HistogramRatio  # noqa: E402
 from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio  # noqa: E402
-from profiles.mouse import TYPE_COLUMNS, action_types, extract  # noqa: E402
+from profiles.mouse import TYPE_COLUMNS  # noqa: E402
 from profiles.population import Population  # noqa: E402
 from streams import cli  # noqa: E402
-from streams.recordings import balabit_to_mouse_events  # noqa: E402
 
 _N_TYPES = len(TYPE_COLUMNS)
 _COUNTS = struct.Struct(f"<{_N_TYPES}d")
 
 
-def typed_background(training: Path) -> Background:
-    """The shipped background with its mouse population refitted per action type."""
-    rows = [
-        extract(balabit_to_mouse_events(balabit.read_session(path)))
-        for path in sorted(training.glob("*/*"))
-        if path.is_file()
-    ]
-    actions = np.vstack([r for r in rows if r.shape[0]])
-    mouse = Population.fit(actions, groups=action_types(actions), n_groups=_N_TYPES)
-    return Background(Background.default().keystrokes, mouse)
+class Pooled(HistogramRatio):
+    """The mouse model of cadence-profile-3, with that version's uint16 count cap."""
+
+    def __init__(self, population: Population) -> None:
+        super().__init__(population, max_count=0xFFFF)
+
+    @classmethod
+    def from_bytes(  # type: ignore[override]
+        cls, b: bytes, *, population: Population | None = None
+    ) -> HistogramRatio:
+        return HistogramRatio.from_bytes(b, population=population, max_count=0xFFFF)
 
 
 def typed_with_prior(weight: float) -> type[TypedHistogramRatio]:
@@ -108,12 +107,13 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     variant, rest = argv[0], argv[1:]
-    root = Path(rest[rest.index("--mouse") + 1])
-    background = typed_background(root / "training_files")
-    Background.default = staticmethod(lambda: background)  # type: ignore[method-assign]
     if variant.startswith("typed"):
-        user.HistogramRatio = typed_with_prior(float(variant[5:] or 0))  # type: ignore[misc]
-    elif variant != "pooled":
+        user.TypedHistogramRatio = typed_with_prior(float(variant[5:] or 0))  # type: ignore[misc]
+    elif variant == "pooled":
+        user.TypedHistogramRatio = Pooled  # type: ignore[misc,assignment]
+        # A stored pooled model is this variant's own, not one to enrol again.
+        user._POOLED_MOUSE_MAGIC = b"\0" * 4  # type: ignore[misc]
+    else:
         print(f"unknown variant {variant!r}: pooled or typed<w>", file=sys.stderr)
         return 2
     return cli.main(["evaluate", "takeover", *rest])
