@@ -101,11 +101,6 @@ class TypedHistogramRatio:
         self._features: slice | np.ndarray = _as_slice(features)
         self._group_slice: slice | np.ndarray = _as_slice(np.array(self.group_columns))
         self._table: np.ndarray | None = None
-        # The population's per-group log P of the histogrammed features and its exp,
-        # kept while the population's own cache is the same array: the table is rebuilt
-        # after every learned window, the population's part only when it learns.
-        self._pop_source: np.ndarray | None = None
-        self._log_pop = self._prior = np.zeros(0)  # prior: relevance x P_pop
 
     @property
     def n(self) -> int:
@@ -142,12 +137,7 @@ class TypedHistogramRatio:
 
     def _llr_table(self) -> np.ndarray:
         if self._table is None:
-            source = self.population.group_log_bin_probability()
-            if source is not self._pop_source:
-                self._pop_source = source
-                self._log_pop = source[:, self._features]
-                self._prior = self.relevance * np.exp(self._log_pop)
-            log_pop, prior = self._log_pop, self._prior
+            log_pop, prior = _population_terms(self.population, self._features, self.relevance)
             # Each (group, feature) histogram over its own total: equal within a group
             # until it is halved, after which rounding leaves them a few apart.
             totals = self.counts.sum(axis=2, keepdims=True, dtype=np.float64)
@@ -206,6 +196,30 @@ class TypedHistogramRatio:
             return det
         det.counts = flat.reshape(det.counts.shape)
         return det
+
+
+#: The population's per-group log P of the histogrammed features and relevance x P,
+#: shared by every detector of that population (a copy each was 10 KB per profile in
+#: memory): rebuilt when the population learns, i.e. hands out a new cached array.
+_TERMS: dict[tuple[int, str, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_MAX_TERMS: Final = 8
+
+
+def _population_terms(
+    population: Population, features: slice | np.ndarray, relevance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    source = population.group_log_bin_probability()
+    key = (id(source), repr(features), relevance)
+    hit = _TERMS.get(key)
+    # The entry keeps ``source`` alive, so its id cannot be reused by another array.
+    if hit is None or hit[0] is not source:
+        log_pop = source[:, features]
+        prior = relevance * np.exp(log_pop)
+        log_pop.flags.writeable = prior.flags.writeable = False
+        if len(_TERMS) >= _MAX_TERMS:
+            _TERMS.clear()
+        hit = _TERMS[key] = (source, log_pop, prior)
+    return hit[1], hit[2]
 
 
 def _as_slice(index: np.ndarray) -> slice | np.ndarray:

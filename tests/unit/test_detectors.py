@@ -176,6 +176,25 @@ def test_typed_counts_are_stored_as_narrow_as_they_fit_and_read_back_exactly(top
     assert np.array_equal(again.score_many(X), det.score_many(X))
 
 
+def test_typed_ratio_follows_its_population_and_shares_its_terms() -> None:
+    # The population's part of the table is shared by every detector (one copy, not
+    # 10 KB per profile in memory), and refreshed when the population learns.
+    pop = Population.fit(_SAMPLE[:1000], groups=action_types(_SAMPLE[:1000]))
+    owner, other = TypedHistogramRatio(pop), TypedHistogramRatio(pop)
+    owner.learn_many(_SAMPLE[:200])
+    other.learn_many(_SAMPLE[200:400])
+    x = _SAMPLE[2000:2050]
+    before = owner.score_many(x)
+    other.score_many(x)
+    assert owner._llr_table() is not other._llr_table()
+    pop.learn_many(_SAMPLE[1000:2000] * 3.0, action_types(_SAMPLE[1000:2000]))
+    owner._table = None  # the table is otherwise rebuilt when the owner learns
+    fresh = TypedHistogramRatio.from_bytes(owner.to_bytes(), population=pop)
+    after = owner.score_many(x)
+    assert not np.array_equal(before, after)
+    assert np.array_equal(after, fresh.score_many(x))
+
+
 def test_typed_ratio_ignores_the_group_columns_it_conditions_on() -> None:
     # Within a group its one-hot is constant, so it is not histogrammed: 26 features.
     det = TypedHistogramRatio(POP, TYPE_COLUMNS)
