@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Final, Literal
 
 import numpy as np
@@ -45,7 +46,7 @@ from profiles.mouse import MouseEvents
 from profiles.trust import DEFAULT_POLICY, LEVELS, TrustPolicy
 from profiles.user import EnrollmentPolicy, UserProfile
 
-Modality = Literal["keystrokes", "mouse"]
+Modality = Literal["keystrokes", "mouse", "desk"]
 Events = KeystrokeEvents | MouseEvents
 
 #: Levels at or beyond which a verdict counts as an alarm of that kind.
@@ -141,6 +142,44 @@ def split_by_session(
     segs = [Segment(s, windows_of(e, window_s)) for s, e in recordings]
     keep = max(1, len(segs) - holdout)
     return Account(name, tuple(segs[:keep]), tuple(segs[keep:]), tuple(segs[keep:]))
+
+
+def interleave(first: Segment | None, second: Segment | None) -> Segment:
+    """One session of a desk: a window of each segment in turn, then the longer one's rest.
+
+    >>> a = Segment("k", ("k1", "k2", "k3"))  # type: ignore[arg-type]
+    >>> b = Segment("m", ("m1",))  # type: ignore[arg-type]
+    >>> interleave(a, b)
+    Segment(session='k|m', windows=('k1', 'm1', 'k2', 'k3'))
+    """
+    parts = [s for s in (first, second) if s is not None]
+    windows = tuple(
+        w for pair in zip_longest(*(s.windows for s in parts)) for w in pair if w is not None
+    )
+    return Segment("|".join(s.session for s in parts), windows)
+
+
+def desk_account(keys: Account, mouse: Account) -> Account:
+    """A *chimeric* desk: one person's typing and another's pointing under one account.
+
+    No corpus here holds both modalities of the same people, so the fused trust is
+    measured the way multimodal biometrics usually is without one: assuming a
+    person's typing and pointing are independent, each desk pairs a typist with a
+    pointer, and its sessions alternate their 5-s windows (one modality per window:
+    never both at once, which would give the detector twice the evidence per second
+    a person at work produces). Enrolment, held-out and attack segments are paired
+    in order; where one modality has more, the desk goes on with that one alone.
+    """
+    return Account(
+        f"{keys.name}+{mouse.name}",
+        _pair_segments(keys.enroll, mouse.enroll),
+        _pair_segments(keys.genuine, mouse.genuine),
+        _pair_segments(keys.attack, mouse.attack),
+    )
+
+
+def _pair_segments(first: Sequence[Segment], second: Sequence[Segment]) -> tuple[Segment, ...]:
+    return tuple(interleave(a, b) for a, b in zip_longest(first, second))
 
 
 # -- driving a profile ---------------------------------------------------------------

@@ -6,8 +6,11 @@ enrol and the rest is the owner's held-out genuine activity. ``--mouse DIR``
 takes the Balabit layout (``DIR/training_files/<user>/session_*``, or directly
 ``DIR/<user>/session_*``): the last ``--holdout`` sessions of each account (in
 name order) are held out, the others enrol. Modalities are evaluated separately
-(the recordings are of different people). Progress goes to stderr; the last
-stdout line is the one-line summary.
+(the recordings are of different people). With both and ``--desk``, a third run
+measures the fused trust on *chimeric* desks: the i-th typist (in name order)
+paired with the i-th pointer, their windows alternating
+(:func:`profiles.evaluation.takeover.desk_account`). Progress goes to stderr;
+the last stdout line is the one-line summary.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="active attacker time fed per takeover before it counts as missed (default 600)",
     )
+    parser.add_argument(
+        "--desk",
+        action="store_true",
+        help="with --keystrokes and --mouse: also fuse them on chimeric desks (typist i +"
+        " pointer i, windows alternating)",
+    )
     parser.add_argument("--users", type=int, default=0, help="only the first N accounts (0 = all)")
     parser.add_argument("--json", type=Path, help="write figures and per-pair results here")
     parser.add_argument("--plot", type=Path, help="write the time-to-detection CDF (PNG) here")
@@ -61,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.keystrokes and not args.mouse:
         print("give --keystrokes DIR and/or --mouse DIR", file=sys.stderr)
         return 2
+    if args.desk and not (args.keystrokes and args.mouse):
+        print("--desk needs both --keystrokes DIR and --mouse DIR", file=sys.stderr)
+        return 2
     # Out of range, these leave no attack or no enrolment, and every takeover would
     # read as missed: a wrong figure with exit 0.
     if refuse(
@@ -76,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     background = Background.default()
     results: list[TakeoverResult] = []
+    loaded: dict[str, list[Account]] = {}
     for modality, root, load in (
         ("keystrokes", args.keystrokes, _keystroke_accounts),
         ("mouse", args.mouse, _mouse_accounts),
@@ -91,6 +104,16 @@ def run(args: argparse.Namespace) -> int:
         if len(accounts) < 2:
             print(f"{modality}: need at least two accounts under {root}", file=sys.stderr)
             return 2
+        loaded[modality] = accounts
+    if args.desk:
+        from profiles.evaluation.takeover import desk_account
+
+        # zip stops at the shorter list: a typist or pointer shared by two desks would
+        # make an attacker's pointing the owner's own.
+        loaded["desk"] = [
+            desk_account(k, m) for k, m in zip(loaded["keystrokes"], loaded["mouse"], strict=False)
+        ]
+    for modality, accounts in loaded.items():
         result = evaluate_takeover(
             accounts,
             background,

@@ -394,3 +394,40 @@ def test_takeover_writes_json_into_a_new_directory(
     payload = json.loads(out.read_text(), parse_constant=not_standard_json)
     assert payload[0]["figures"]["modality"] == "keystrokes"
     assert "takeover keystrokes" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_desk_needs_both_modalities(keystroke_dirs: tuple[Path, Path]) -> None:
+    _, test = keystroke_dirs
+    assert main(["evaluate", "takeover", "--keystrokes", str(test), "--desk"]) == 2
+
+
+def test_desk_pairs_typists_with_pointers_and_fuses_them(
+    keystroke_dirs: tuple[Path, Path],
+    balabit_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    enroll, _ = keystroke_dirs
+    out = tmp_path / "desk.json"
+    code = main(
+        [
+            "evaluate", "takeover", "--keystrokes", str(enroll),
+            "--mouse", str(balabit_dir / "test_files"), "--desk", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    keys, mouse, desk = json.loads(out.read_text())
+    assert [r["figures"]["modality"] for r in (keys, mouse, desk)] == [
+        "keystrokes", "mouse", "desk"
+    ]  # fmt: skip
+    # Three mouse accounts can enrol (user9 has one session), so three desks: the first
+    # three typists in name order, each with one pointer, each desk attacking the others.
+    owners = [g["owner"] for g in desk["genuine"]]
+    assert owners == ["ann+user1", "bob+user2", "cid+user3"]
+    assert desk["figures"]["pairs"] == 6
+    # A desk's held-out time is both people's held-out windows, alternating.
+    by_name = {g["owner"]: g for g in keys["genuine"] + mouse["genuine"]}
+    for g in desk["genuine"]:
+        typist, pointer = g["owner"].split("+")
+        assert g["windows"] == by_name[typist]["windows"] + by_name[pointer]["windows"]
+    assert "takeover desk" in capsys.readouterr().out.strip().splitlines()[-1]
