@@ -434,6 +434,17 @@ class Worker:
         if result.status == "duplicate":
             self.metrics.duplicates.inc()
             self._ack_all([event])
+        elif result.status == "conflict":
+            # Not a redelivery: judged as the device's, these events would be counted
+            # twice or pass for someone else's; the record is kept for the SOC.
+            await self.dead_letter(
+                event,
+                "sequence_conflict",
+                "seq",
+                f"sequence number {batch.seq} of this device and session was already "
+                "taken by a batch with other events (cloned agent, restored snapshot, "
+                "forged record)",
+            )
         else:
             self.metrics.pending_events += len(batch.events)
         if user in self.pipeline.windower.open:

@@ -16,6 +16,7 @@ DEAD_LETTER_REASONS = (
     "schema_version",
     "key_mismatch",
     "absurd_timestamp",
+    "sequence_conflict",
     "processing_error",
 )
 

@@ -11,6 +11,14 @@ is dropped; a jump is a gap (batches lost upstream) and is reported. A device
 whose counter restarts (agent reinstalled) shows up with a new session and a
 lower number: that is accepted and counted as a reset, not dropped forever.
 
+A redelivery carries the same events. A number seen before with *other* events
+(a cloned agent, a virtual desktop restored from a snapshot, a forged record) is a
+``conflict``: the worker dead-letters it rather than passing it off as a
+duplicate. Each batch is known by its :data:`BatchShape` (events, first and last
+event time): kept for every batch of an open window and for the last batch of a
+closed one (in the cursor), so a conflict is recognised against those; an older
+number is taken for a duplicate, as before.
+
 >>> w = Windower(window_ms=5000)
 >>> cursors: dict[str, Cursor] = {}
 >>> def batch(seq, t0):
@@ -20,6 +28,8 @@ lower number: that is accepted and counted as a reset, not dropped forever.
 []
 >>> w.add(batch(1, 0.0), cursors, token=2).status
 'duplicate'
+>>> w.add(batch(1, 500.0), cursors, token=2).status
+'conflict'
 >>> out = w.add(batch(3, 6000.0), cursors, token=3)
 >>> out.status, out.gap, [(c.first_seq, c.last_seq, c.tokens) for c in out.closed]
 ('accepted', 1, [(1, 3, [1, 3])])
@@ -34,6 +44,11 @@ from typing import Generic, TypeVar, cast
 from collectors.wire import EventBatch, KeyEvent, MouseEvent
 
 T = TypeVar("T")
+
+#: What tells a redelivered batch from another one under the same number: its
+#: number of events and its first and last event time (ms). Free to compute (the
+#: windower reads the times anyway) and small enough to keep in the cursor.
+BatchShape = tuple[int, float, float]
 
 MAX_CURSORS_PER_USER = 8
 # Events one window may hold before it is closed whatever its span: a person produces
@@ -53,6 +68,7 @@ class Cursor:
 
     session: str
     last_seq: int
+    last_shape: BatchShape | None = None  # None: written before shapes were kept
 
 
 @dataclass(slots=True)
@@ -70,6 +86,7 @@ class Window(Generic[T]):
     key_events: list[KeyEvent] = field(default_factory=list)
     mouse_events: list[MouseEvent] = field(default_factory=list)
     tokens: list[T] = field(default_factory=list)
+    shapes: dict[int, BatchShape] = field(default_factory=dict)  # seq -> its batch
     gaps: int = 0
     reason: str = ""
 
@@ -88,7 +105,7 @@ class Window(Generic[T]):
 
 @dataclass(slots=True)
 class AddResult(Generic[T]):
-    status: str  # "accepted" | "duplicate" | "empty"
+    status: str  # "accepted" | "duplicate" | "conflict" | "empty"
     closed: list[Window[T]] = field(default_factory=list)
     gap: int = 0
     reset: bool = False
@@ -123,9 +140,16 @@ class Windower(Generic[T]):
             last = window.last_seq
         elif cursor is not None:
             last = cursor.last_seq
+        events = batch.events
+        # One pass over the times, in C: this runs for every batch a worker consumes.
+        times = list(map(_T_MS, events))
+        t_first = min(times) if times else 0.0
+        t_last = max(times) if times else 0.0
+        shape: BatchShape = (len(times), t_first, t_last)
         if last is not None and batch.seq <= last:
             if same_session:
-                result.status = "duplicate"
+                seen = _shape_seen(window if same_window else None, cursor, batch)
+                result.status = "conflict" if seen not in (None, shape) else "duplicate"
                 return result
             result.reset = True  # the device's counter restarted: a new agent install
         elif last is not None and batch.seq > last + 1 and same_session:
@@ -133,14 +157,9 @@ class Windower(Generic[T]):
         if window is not None and not same_window:
             result.closed.append(self._close(batch.user, "session_change"))
             window = None
-        events = batch.events
         if not events:
             # A heartbeat carries no behaviour; it still moves the cursor via the window.
             result.status = "empty"
-        # One pass over the times, in C: this runs for every batch a worker consumes.
-        times = list(map(_T_MS, events))
-        t_first = min(times) if times else 0.0
-        t_last = max(times) if times else 0.0
         if (
             window is not None
             and times
@@ -160,6 +179,7 @@ class Windower(Generic[T]):
             )
             self.open[batch.user] = window
         window.last_seq = batch.seq
+        window.shapes[batch.seq] = shape
         window.gaps += result.gap
         window.tokens.append(token)
         # Batches are cut per episode, so most hold one modality: count the key events
@@ -204,6 +224,19 @@ class Windower(Generic[T]):
 def advance(cursors: dict[str, Cursor], window: Window[T]) -> None:
     """Record a closed window in the user's cursors, keeping the most recent devices."""
     cursors.pop(window.device, None)
-    cursors[window.device] = Cursor(window.session, window.last_seq)
+    cursors[window.device] = Cursor(
+        window.session, window.last_seq, window.shapes.get(window.last_seq)
+    )
     while len(cursors) > MAX_CURSORS_PER_USER:
         cursors.pop(next(iter(cursors)))
+
+
+def _shape_seen(
+    window: Window[T] | None, cursor: Cursor | None, batch: EventBatch
+) -> BatchShape | None:
+    """The shape of the batch accepted earlier under ``batch``'s number, where still known."""
+    if window is not None and batch.seq in window.shapes:
+        return window.shapes[batch.seq]
+    if cursor is not None and (cursor.session, cursor.last_seq) == (batch.session, batch.seq):
+        return cursor.last_shape
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -92,6 +93,17 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
         )
         for ahead_s in (30 * 60, 2 * 3600)
     ]
+    # Each device's last batch again, under its own number, with its events 1 ms later:
+    # not a redelivery (a cloned agent, a restored snapshot), so a dead letter each.
+    last: dict[str, object] = {}
+    for b in batches:
+        last[b.device] = b
+    conflicting = [
+        dataclasses.replace(b, events=tuple(e._replace(t_ms=e.t_ms + 1.0) for e in b.events))
+        for b in last.values()
+        if b.events
+    ]
+    assert conflicting
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
     dead_reader = TopicReader(deployment.bootstrap, deployment.topics.deadletter)
     offline = offline_verdicts(batches)
@@ -105,6 +117,8 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
             deployment.produce_raw([(b"u", ahead)], timestamp_ms=ahead_ms)
             bad.append((b"u", ahead))
         deployment.send(batches[half:])
+        # And a plain redelivery of the same last batches: dropped, not dead-lettered.
+        deployment.send([*conflicting, *last.values()])
 
         def judged_events() -> int:
             verdict_reader.poll(1.0)
@@ -112,7 +126,10 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
 
         wait_until(lambda: judged_events() >= total_events, timeout=120, what="every event judged")
         wait_until(
-            lambda: dead_reader.poll(1.0) >= 0 and len(dead_reader.records) >= len(bad),
+            lambda: (
+                dead_reader.poll(1.0) >= 0
+                and len(dead_reader.records) >= len(bad) + len(conflicting)
+            ),
             timeout=30,
             what="dead letters on the topic",
         )
@@ -123,15 +140,20 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
 
     # Every good event is in exactly one judged window; every bad record is a dead letter.
     assert sum(v.events for v in verdicts) == total_events
-    assert len(dead_reader.records) == len(bad)
+    assert len(dead_reader.records) == len(bad) + len(conflicting)
     reasons = {dict(h)["cadence-reason"] for _, _, h in dead_reader.records}
-    assert reasons <= {b"malformed", b"schema_version", b"key_mismatch", b"absurd_timestamp"}
+    assert reasons <= {
+        b"malformed", b"schema_version", b"key_mismatch", b"absurd_timestamp",
+        b"sequence_conflict",
+    }  # fmt: skip
+    assert metrics['cadence_dead_letters_total{reason="sequence_conflict"}'] == len(conflicting)
+    assert metrics["cadence_duplicate_batches_total"] >= len(last)
     assert metrics['cadence_dead_letters_total{reason="schema_version"}'] == 5
     skewed = [dict(h) for _, v, h in dead_reader.records if v in {r for _, r in skewed_records}]
     assert [h["cadence-reason"] for h in skewed] == [b"absurd_timestamp"] * 2
     assert sum(v for k, v in metrics.items() if k.startswith("cadence_dead_letters_total{")) == len(
         bad
-    )
+    ) + len(conflicting)
     (digest,) = [
         (v, dict(h)) for _, v, h in dead_reader.records if "cadence-value-bytes" in dict(h)
     ]
