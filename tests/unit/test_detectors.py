@@ -161,6 +161,20 @@ def test_typed_counts_stay_within_12_bits_and_keep_their_proportions() -> None:
     np.testing.assert_allclose(det.score_many(rows[:3]), before, rtol=0.002)
 
 
+def test_typed_counts_learn_a_batch_larger_than_uint16_exactly() -> None:
+    # Counts are uint16 in memory; a batch that could pass 65 535 in one bin is added
+    # wider, halved, then narrowed.
+    rows = np.zeros((70_000, N_FEATURES))
+    rows[:, 0] = 1.0  # one type, one bin per feature
+    at_once = TypedHistogramRatio(POP)
+    at_once.learn_many(rows)
+    assert at_once.counts.dtype == np.uint16
+    top = 70_000
+    while top > TYPED_MAX_COUNT:
+        top >>= 1
+    assert int(at_once.counts.max()) == top  # 70 000 halved to 2 187, not wrapped around
+
+
 @pytest.mark.parametrize("top", [0, 200, 4_000])
 def test_typed_counts_are_stored_as_narrow_as_they_fit_and_read_back_exactly(top: int) -> None:
     det = TypedHistogramRatio(POP)  # the groups are the first columns by default
