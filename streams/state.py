@@ -6,7 +6,7 @@ worker also keeps the decoded profile (``decoded``), so that a window costs no
 decoding; ``profile`` always holds its bytes as last persisted, which rebuild
 exactly that profile after a restart.
 
->>> s = UserState(cursors={"d": Cursor("s", 9, (4, 0.1, 80.3))}, windows=3, profile=b"\\x01\\x02")
+>>> s = UserState(cursors={"d": Cursor("s", 9, 123456789)}, windows=3, profile=b"\\x01\\x02")
 >>> UserState.from_bytes(s.to_bytes()) == s
 True
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from profiles.user import UserProfile
-from streams.windows import Cursor
+from streams.windows import Cursor, shape_digest
 
 _MAGIC = b"CUS1"
 _HEADER = struct.Struct("<4sI")
@@ -39,8 +39,6 @@ class UserState:
                 "c": [
                     [d, c.session, c.last_seq]
                     if c.last_shape is None
-                    # orjson writes floats that read back exactly: a redelivered batch
-                    # compares equal to the shape stored before a restart.
                     else [d, c.session, c.last_seq, c.last_shape]
                     for d, c in self.cursors.items()
                 ],
@@ -64,10 +62,9 @@ class UserState:
 
 def _cursor(row: list) -> Cursor:
     # Rows without a shape were written before shapes were kept: such a cursor takes
-    # any batch at or below its number for a duplicate, as it always did.
+    # any batch at or below its number for a duplicate, as it always did. For a few
+    # hours (dfebc3d) the shape itself was stored, as [events, first, last].
     shape = row[3] if len(row) > 3 else None
-    return Cursor(
-        str(row[1]),
-        int(row[2]),
-        None if shape is None else (int(shape[0]), float(shape[1]), float(shape[2])),
-    )
+    if isinstance(shape, list):
+        shape = shape_digest(int(shape[0]), float(shape[1]), float(shape[2]))
+    return Cursor(str(row[1]), int(row[2]), None if shape is None else int(shape))

@@ -14,10 +14,10 @@ lower number: that is accepted and counted as a reset, not dropped forever.
 A redelivery carries the same events. A number seen before with *other* events
 (a cloned agent, a virtual desktop restored from a snapshot, a forged record) is a
 ``conflict``: the worker dead-letters it rather than passing it off as a
-duplicate. Each batch is known by its :data:`BatchShape` (events, first and last
-event time): kept for every batch of an open window and for the last batch of a
-closed one (in the cursor), so a conflict is recognised against those; an older
-number is taken for a duplicate, as before.
+duplicate. Each batch is known by the digest of its shape (:func:`shape_digest`:
+events, first and last event time): kept for every batch of an open window and for
+the last batch of a closed one (in the cursor), so a conflict is recognised against
+those; an older number is taken for a duplicate, as before.
 
 >>> w = Windower(window_ms=5000)
 >>> cursors: dict[str, Cursor] = {}
@@ -37,6 +37,8 @@ number is taken for a duplicate, as before.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Generic, TypeVar, cast
@@ -45,10 +47,22 @@ from collectors.wire import EventBatch, KeyEvent, MouseEvent
 
 T = TypeVar("T")
 
-#: What tells a redelivered batch from another one under the same number: its
-#: number of events and its first and last event time (ms). Free to compute (the
-#: windower reads the times anyway) and small enough to keep in the cursor.
-BatchShape = tuple[int, float, float]
+_SHAPE = struct.Struct("<qdd")
+
+
+def shape_digest(events: int, first_ms: float, last_ms: float) -> int:
+    """What tells a redelivered batch from another one under the same number: a CRC-32
+    of its number of events and its first and last event time. The windower reads the
+    times anyway; one int per batch (~30 bytes, a tuple was ~140) is what every open
+    window keeps, and the same value after a restart, so the cursor can store it.
+
+    >>> shape_digest(25, 1000.0, 1999.5) == shape_digest(25, 1000.0, 1999.5)
+    True
+    >>> shape_digest(25, 1000.0, 1999.5) == shape_digest(25, 1000.0, 2000.5)
+    False
+    """
+    return zlib.crc32(_SHAPE.pack(events, first_ms, last_ms))
+
 
 MAX_CURSORS_PER_USER = 8
 # Events one window may hold before it is closed whatever its span: a person produces
@@ -68,7 +82,7 @@ class Cursor:
 
     session: str
     last_seq: int
-    last_shape: BatchShape | None = None  # None: written before shapes were kept
+    last_shape: int | None = None  # its shape_digest; None: written before they were kept
 
 
 @dataclass(slots=True)
@@ -86,7 +100,7 @@ class Window(Generic[T]):
     key_events: list[KeyEvent] = field(default_factory=list)
     mouse_events: list[MouseEvent] = field(default_factory=list)
     tokens: list[T] = field(default_factory=list)
-    shapes: dict[int, BatchShape] = field(default_factory=dict)  # seq -> its batch
+    shapes: dict[int, int] = field(default_factory=dict)  # seq -> shape_digest
     gaps: int = 0
     reason: str = ""
 
@@ -145,7 +159,7 @@ class Windower(Generic[T]):
         times = list(map(_T_MS, events))
         t_first = min(times) if times else 0.0
         t_last = max(times) if times else 0.0
-        shape: BatchShape = (len(times), t_first, t_last)
+        shape = shape_digest(len(times), t_first, t_last)
         if last is not None and batch.seq <= last:
             if same_session:
                 seen = _shape_seen(window if same_window else None, cursor, batch)
@@ -231,9 +245,7 @@ def advance(cursors: dict[str, Cursor], window: Window[T]) -> None:
         cursors.pop(next(iter(cursors)))
 
 
-def _shape_seen(
-    window: Window[T] | None, cursor: Cursor | None, batch: EventBatch
-) -> BatchShape | None:
+def _shape_seen(window: Window[T] | None, cursor: Cursor | None, batch: EventBatch) -> int | None:
     """The shape of the batch accepted earlier under ``batch``'s number, where still known."""
     if window is not None and batch.seq in window.shapes:
         return window.shapes[batch.seq]
