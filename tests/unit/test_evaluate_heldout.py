@@ -413,9 +413,11 @@ def test_desk_pairs_typists_with_pointers_and_fuses_them(
         [
             "evaluate", "takeover", "--keystrokes", str(enroll),
             "--mouse", str(balabit_dir / "test_files"), "--desk", "--json", str(out),
+            "--plot", str(tmp_path / "ttd.png"),
         ]
     )  # fmt: skip
     assert code == 0
+    assert (tmp_path / "ttd.png").read_bytes()[:4] == b"\x89PNG"  # one curve per run
     keys, mouse, desk = json.loads(out.read_text())
     assert [r["figures"]["modality"] for r in (keys, mouse, desk)] == [
         "keystrokes", "mouse", "desk"
