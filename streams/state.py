@@ -34,17 +34,16 @@ class UserState:
     decoded: UserProfile | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
-        meta = orjson.dumps(
-            {
-                "c": [
-                    [d, c.session, c.last_seq]
-                    if c.last_shape is None
-                    else [d, c.session, c.last_seq, c.last_shape]
-                    for d, c in self.cursors.items()
-                ],
-                "w": self.windows,
-            }
-        )
+        fields: dict = {
+            "c": [[d, c.session, c.last_seq] for d, c in self.cursors.items()],
+            "w": self.windows,
+        }
+        # Beside the rows, not in them: code that unpacks [device, session, seq] rows
+        # (any worker before dfebc3d) still reads these states after a rollback.
+        shapes = {d: c.last_shape for d, c in self.cursors.items() if c.last_shape is not None}
+        if shapes:
+            fields["h"] = shapes
+        meta = orjson.dumps(fields)
         return _HEADER.pack(_MAGIC, len(meta)) + meta + self.profile
 
     @classmethod
@@ -53,18 +52,21 @@ class UserState:
         if magic != _MAGIC:
             raise ValueError("not a cadence user state")
         meta = orjson.loads(data[_HEADER.size : _HEADER.size + size])
+        shapes = meta.get("h", {})
         return cls(
-            cursors={c[0]: _cursor(c) for c in meta["c"]},
+            cursors={c[0]: _cursor(c, shapes.get(c[0])) for c in meta["c"]},
             windows=int(meta["w"]),
             profile=bytes(data[_HEADER.size + size :]),
         )
 
 
-def _cursor(row: list) -> Cursor:
-    # Rows without a shape were written before shapes were kept: such a cursor takes
-    # any batch at or below its number for a duplicate, as it always did. For a few
-    # hours (dfebc3d) the shape itself was stored, as [events, first, last].
-    shape = row[3] if len(row) > 3 else None
+def _cursor(row: list, shape: int | list | None) -> Cursor:
+    # No shape: written before shapes were kept; such a cursor takes any batch at or
+    # below its number for a duplicate, as it always did. For a few hours on main
+    # (dfebc3d, 2ccaf58) the shape was a fourth element of the row: the shape itself
+    # as [events, first, last], then its digest.
+    if len(row) > 3:
+        shape = row[3]
     if isinstance(shape, list):
         shape = shape_digest(int(shape[0]), float(shape[1]), float(shape[2]))
     return Cursor(str(row[1]), int(row[2]), None if shape is None else int(shape))
