@@ -44,7 +44,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -55,10 +54,28 @@ import numpy as np
 
 from profiles.background import Background
 from profiles.calibration import GenuineQuantile
+from profiles.carryover import (
+    MAX_MOUSE_TAIL,
+    SUMMARY_PRESSES,
+    PointerWindow,
+    TypingWindow,
+    concat_mouse,
+    concat_presses,
+    finished_prefix,
+    max_mouse_bytes,
+    max_presses_bytes,
+    no_mouse,
+    no_presses,
+    pack_mouse,
+    pack_presses,
+    rebase,
+    typed_windows,
+    unpack_mouse,
+    unpack_presses,
+)
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.detectors.typed_histogram_ratio import MAX_COUNT, TypedHistogramRatio
 from profiles.keystrokes import (
-    ERASE,
     N_CLASSES,
     KeystrokeEvents,
     KeystrokePresses,
@@ -66,10 +83,17 @@ from profiles.keystrokes import (
     KeystrokeWindow,
     pair_presses_many,
 )
-from profiles.keystrokes.binning import N_BINS, window_cells_many
-from profiles.keystrokes.windows import windows_from_presses
-from profiles.mouse import FEATURE_NAMES as MOUSE_FEATURES
-from profiles.mouse import PAUSE_MS, MouseEvents, State, extract_many
+from profiles.keystrokes.binning import N_BINS
+from profiles.mouse import MouseEvents, extract_many
+from profiles.reasons import (
+    KEYBOARD_SUMMARY,
+    MOUSE_SUMMARY,
+    RunningSummary,
+    deviations,
+    explain,
+    keyboard_summary,
+    mouse_summary,
+)
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
 MODEL_VERSION: Final = "cadence-profile-4"
@@ -133,64 +157,6 @@ class Assessment:
     mouse_raw: float | None = None
 
 
-# Summaries behind the reasons a verdict gives: plain quantities an analyst can read.
-KEYBOARD_SUMMARY: Final = ("dwell_ms", "flight_ms", "typing_rate_per_s", "erase_rate")
-# Pointer speed ("log_speed_mean") is not among them: a misnamed source once left it out,
-# and adding it now would widen the stored summary, which code of before 2026-12-06 cannot
-# read back (a rollback would fail every window of every user).
-_MOUSE_SUMMARY_SOURCES: Final = {
-    "straightness": "straightness",
-    "click_hold": "log_click_hold_ms",
-    "duration": "log_duration_ms",
-}
-MOUSE_SUMMARY: Final = tuple(_MOUSE_SUMMARY_SOURCES)
-# A name that is not a feature fails here (a filter once dropped "speed" silently).
-_MOUSE_SUMMARY_COLUMNS: Final = [MOUSE_FEATURES.index(f) for f in _MOUSE_SUMMARY_SOURCES.values()]
-
-
-_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
-
-
-@dataclass(slots=True)
-class RunningSummary:
-    """Exponentially weighted mean and variance of a few readable quantities."""
-
-    mean: np.ndarray
-    var: np.ndarray
-    n: int = 0
-    alpha: float = 0.05
-
-    @classmethod
-    def zeros(cls, d: int) -> RunningSummary:
-        return cls(np.zeros(d, np.float32), np.ones(d, np.float32))
-
-    def learn(self, x: np.ndarray) -> None:
-        # Four numbers: Python floats cost less than ten numpy calls, and compute the
-        # same float64 values numpy did (float32 state widened exactly, each product
-        # in the same order), rounded to float32 the same way when stored.
-        a = max(self.alpha, 1.0 / (self.n + 1))
-        mean, var = [], []
-        for xi, mi, vi in zip(x.tolist(), self.mean.tolist(), self.var.tolist(), strict=True):
-            diff = xi - mi
-            m, v = mi + a * diff, (1 - a) * (vi + a * diff * diff)
-            # A missing value (NaN) leaves its quantity as it was; shrinking its variance
-            # would make the next ordinary value read as a large deviation. So does one
-            # too large for the float32 state, which would hold inf, then NaN.
-            if math.isfinite(m) and abs(m) <= _FLOAT32_MAX and 0 <= v <= _FLOAT32_MAX:
-                mean.append(m)
-                var.append(v)
-            else:
-                mean.append(mi)
-                var.append(vi)
-        self.mean = np.array(mean, dtype=np.float32)
-        self.var = np.array(var, dtype=np.float32)
-        self.n += 1
-
-    def z(self, x: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.maximum(self.var, 1e-6))
-        return np.where(np.isfinite(x), (x - self.mean) / sd, 0.0)
-
-
 @dataclass(slots=True)
 class _Keyboard:
     model: KeystrokeProfile
@@ -222,15 +188,11 @@ class _Mouse:
     session: str = ""  # the session of the last window with pointer events
 
 
-def _no_presses() -> KeystrokePresses:
-    return KeystrokePresses(np.zeros(0), np.zeros(0), np.zeros(0, np.int8))
-
-
 def _new_mouse(background: Background, calibration_size: int) -> _Mouse:
     return _Mouse(
         TypedHistogramRatio(background.mouse),
         np.zeros(0, np.float32),
-        _no_mouse(),
+        no_mouse(),
         GenuineQuantile(calibration_size),
     )
 
@@ -249,7 +211,7 @@ class UserProfile:
         self.trust = TrustScore(policy=trust_policy)
         size = self.policy.calibration_size
         self.keyboard = _Keyboard(
-            KeystrokeProfile(background.keystrokes), _no_presses(), GenuineQuantile(size)
+            KeystrokeProfile(background.keystrokes), no_presses(), GenuineQuantile(size)
         )
         self.mouse = _new_mouse(background, size)
 
@@ -294,9 +256,9 @@ class UserProfile:
 
     def _assess(
         self,
-        typing: _TypingWindow | None,
+        typing: TypingWindow | None,
         typed: tuple[KeystrokeWindow, np.ndarray] | None,
-        pointer: _PointerWindow | None,
+        pointer: PointerWindow | None,
         actions: np.ndarray | None,
         learn: bool = True,
     ) -> Assessment:
@@ -310,27 +272,27 @@ class UserProfile:
             kb_cal = self.keyboard.calibration.calibrate(kb[0])
             evidence = self.keyboard.calibration.evidence(kb[0])
             self.trust.update(evidence, kb[1].size / self.policy.keyboard_cells)
-            reasons += _reasons("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
+            reasons += deviations("keyboard", KEYBOARD_SUMMARY, self.keyboard.summary.z(kb[2]))
             scored.append(("keyboard", "typing rhythm", kb_cal))
         if ms is not None and ms[0] is not None and ms_active:
             ms_cal = self.mouse.calibration.calibrate(ms[0])
             evidence = self.mouse.calibration.evidence(ms[0])
             self.trust.update(evidence, ms[1].shape[0] / self.policy.mouse_actions)
-            reasons += _reasons("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
+            reasons += deviations("mouse", MOUSE_SUMMARY, self.mouse.summary.z(ms[2]))
             scored.append(("mouse", "pointer movements", ms_cal))
         learned = learn and self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         if not learn:
             # Nor later: an unfinished action or the last press carried into the next
             # window would be learned with it.
-            self.mouse.tail = _no_mouse()
-            self.keyboard.recent = _no_presses()
+            self.mouse.tail = no_mouse()
+            self.keyboard.recent = no_presses()
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
         return Assessment(
             keyboard_score=kb_cal,
             mouse_score=ms_cal,
             trust=round(self.trust.value, 2),
             level=level,
-            reasons=_explain(level, scored, reasons, self.trust.value),
+            reasons=explain(level, scored, reasons, self.trust.value),
             enrollment=self.enrollment,
             learned=learned,
             keyboard_raw=None if kb is None else kb[0],
@@ -339,7 +301,7 @@ class UserProfile:
 
     # -- evidence per modality ------------------------------------------------
 
-    def _typing_window(self, fresh: KeystrokePresses | None, session: str) -> _TypingWindow | None:
+    def _typing_window(self, fresh: KeystrokePresses | None, session: str) -> TypingWindow | None:
         """The window's presses after the remembered ones; depends on the events only,
         never on scores, so many windows' flights and cells can be computed together."""
         if fresh is None or len(fresh) == 0:
@@ -350,14 +312,14 @@ class UserProfile:
         new_session = session != k.session
         if new_session:
             k.session = session
-            k.recent = _no_presses()
-        recent = _concat_presses(k.recent, k.last_t_ms, fresh)
+            k.recent = no_presses()
+        recent = concat_presses(k.recent, k.last_t_ms, fresh)
         k.last_t_ms = float(recent.t_down_ms[-1])
-        k.recent = _rebase(recent[max(0, len(recent) - SUMMARY_PRESSES) :])
-        return _TypingWindow(recent, len(fresh), new_session)
+        k.recent = rebase(recent[max(0, len(recent) - SUMMARY_PRESSES) :])
+        return TypingWindow(recent, len(fresh), new_session)
 
     def _keyboard_evidence(
-        self, typing: _TypingWindow | None, typed: tuple[KeystrokeWindow, np.ndarray] | None
+        self, typing: TypingWindow | None, typed: tuple[KeystrokeWindow, np.ndarray] | None
     ) -> tuple[float | None, np.ndarray, np.ndarray, int] | None:
         """(raw score or None while too little data, cells of new presses, summary, new presses)."""
         if typing is None or typed is None:
@@ -367,7 +329,7 @@ class UserProfile:
             k.cells = np.zeros(0, np.float16)
             k.sessions += 1
         window, new_cells = typed
-        summary = _keyboard_summary(window)
+        summary = keyboard_summary(window)
         raw: float | None = None
         if k.presses > 0 and new_cells.size:
             scores = k.model.cell_scores(new_cells).astype(np.float16)
@@ -376,7 +338,7 @@ class UserProfile:
                 raw = float(np.add.reduce(k.cells, dtype=np.float64) / k.cells.size)
         return (raw, new_cells, summary, typing.fresh)
 
-    def _pointer_window(self, mouse: MouseEvents | None, session: str) -> _PointerWindow | None:
+    def _pointer_window(self, mouse: MouseEvents | None, session: str) -> PointerWindow | None:
         """The window's finished pointer events, to extract actions from; the rest is
         carried to the next window. Depends on the events only, never on scores, so
         the actions of many windows can be extracted together (:func:`assess_many`)."""
@@ -386,18 +348,18 @@ class UserProfile:
         new_session = session != m.session
         if new_session:
             m.session = session
-            m.tail = _no_mouse()
-        events = _concat_mouse(m.tail, mouse)
+            m.tail = no_mouse()
+        events = concat_mouse(m.tail, mouse)
         # An action still in progress at the window's end is finished by the next
         # window: score only what ends at a release or a pause, carry the rest.
-        cut = _finished_prefix(events)
+        cut = finished_prefix(events)
         if len(events) - cut > MAX_MOUSE_TAIL:
             cut = len(events)
         m.tail = events[cut:]
-        return _PointerWindow(events[:cut], new_session)
+        return PointerWindow(events[:cut], new_session)
 
     def _mouse_evidence(
-        self, pointer: _PointerWindow | None, actions: np.ndarray | None
+        self, pointer: PointerWindow | None, actions: np.ndarray | None
     ) -> tuple[float | None, np.ndarray, np.ndarray] | None:
         """(raw score or None while too little data, finished actions as the model's
         bins (one row each), summary)."""
@@ -416,7 +378,7 @@ class UserProfile:
             m.recent = np.concatenate((m.recent, scores))[-self.policy.mouse_actions :]
             if m.recent.size >= self.policy.min_mouse_actions:
                 raw = _mean32(m.recent)
-        summary = _nanmedian_columns(actions[:, _MOUSE_SUMMARY_COLUMNS])
+        summary = mouse_summary(actions)
         return (raw, bins, summary)
 
     def _learn(
@@ -491,14 +453,14 @@ class UserProfile:
         parts = [
             k.model.to_bytes(),
             k.calibration.to_bytes(),
-            _pack_presses(k.recent),
-            _pack_summary(k.summary),
+            pack_presses(k.recent),
+            k.summary.to_bytes(),
             m.model.to_bytes(),
             m.calibration.to_bytes(),
             m.recent.astype(np.float32).tobytes(),
-            _pack_summary(m.summary),
+            m.summary.to_bytes(),
             k.session.encode(),
-            _pack_mouse(m.tail),
+            pack_mouse(m.tail),
             k.cells.astype(np.float16).tobytes(),
             m.session.encode(),
         ]
@@ -571,9 +533,9 @@ class UserProfile:
             profile.trust.statistic = statistic
         profile.keyboard = _Keyboard(
             KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
-            _unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
+            unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
             GenuineQuantile.from_bytes(parts[1]),
-            _unpack_summary(parts[3], len(KEYBOARD_SUMMARY)),
+            RunningSummary.from_bytes(parts[3], len(KEYBOARD_SUMMARY)),
             presses,
             k_sessions,
             last_t,
@@ -590,9 +552,9 @@ class UserProfile:
             profile.mouse = _Mouse(
                 TypedHistogramRatio.from_bytes(parts[4], population=background.mouse),
                 np.frombuffer(parts[6], dtype=np.float32).copy(),
-                _unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
+                unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
                 GenuineQuantile.from_bytes(parts[5]),
-                _unpack_summary(parts[7], len(MOUSE_SUMMARY)),
+                RunningSummary.from_bytes(parts[7], len(MOUSE_SUMMARY)),
                 actions,
                 m_sessions,
                 m_unsampled,
@@ -604,9 +566,8 @@ class UserProfile:
         # The summaries only word the reasons; one spoilt by an earlier version's
         # learning (a NaN) restarts alone instead of costing the user their profile.
         for modality in (profile.keyboard, profile.mouse):
-            summary = modality.summary
-            if not (np.isfinite(summary.mean).all() and np.isfinite(summary.var).all()):
-                modality.summary = RunningSummary.zeros(summary.mean.size)
+            if not modality.summary.finite():
+                modality.summary = RunningSummary.zeros(modality.summary.mean.size)
         _require_finite(profile)
         return profile
 
@@ -645,12 +606,6 @@ _MAGIC_V2: Final = b"CUP2"
 _STATE_V2: Final = struct.Struct("<4sfdIIIIB")
 
 
-#: Pointer events of an unfinished action carried to the next window, at most. A
-#: longer unfinished action (moving without a click or a 10 s pause) is scored as it
-#: stands. This is what bounds the state: a carried event is 18 bytes (float64 time,
-#: int32 coordinates when they do not fit int16, button, state); 512 of them were up
-#: to 9.2 KB and broke the 16 KB bound of issue #3.
-MAX_MOUSE_TAIL: Final = 256
 #: Largest count of a mouse histogram bin: 12 bits in the state (a type's counts are
 #: halved beyond it, ~4 000 actions of one type in one bin, weeks of pointing).
 MAX_MOUSE_COUNT: Final = MAX_COUNT
@@ -661,8 +616,6 @@ _POOLED_MOUSE_MAGIC: Final = HistogramRatio._MAGIC
 #: (33 characters). The collectors' ids are 32 hex characters. 48, not 64 as up to
 #: cadence-profile-3: the per-type mouse counts took the bytes (``max_state_bytes``).
 MAX_SESSION_BYTES: Final = 48
-#: Presses kept to link the next window's first flight and to describe recent typing.
-SUMMARY_PRESSES: Final = 32
 
 
 def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
@@ -677,39 +630,18 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     parts = [
         KeystrokeProfile.max_bytes(background.keystrokes.n_classes),
         ring,
-        SUMMARY_PRESSES * (8 + 8 + 1),  # float64 time and dwell, int8 class
-        4 + 8 * len(KEYBOARD_SUMMARY),  # count, float32 means and variances
+        max_presses_bytes(),
+        RunningSummary.max_bytes(len(KEYBOARD_SUMMARY)),
         TypedHistogramRatio(background.mouse).max_bytes(),
         ring,
         4 * p.mouse_actions,  # float32 action scores
-        4 + 8 * len(MOUSE_SUMMARY),
+        RunningSummary.max_bytes(len(MOUSE_SUMMARY)),
         MAX_SESSION_BYTES,
-        _TAIL_HEAD.size + MAX_MOUSE_TAIL * (8 + 4 + 4 + 1 + 1),
+        max_mouse_bytes(),
         2 * p.keyboard_cells,  # float16 cell scores
         MAX_SESSION_BYTES,
     ]
     return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
-
-
-@dataclass(frozen=True, slots=True)
-class _TypingWindow:
-    presses: KeystrokePresses  # the remembered presses, then the window's own
-    fresh: int  # the window's own presses
-    new_session: bool
-
-
-def _typed_windows(typing: Sequence[_TypingWindow]) -> list[tuple[KeystrokeWindow, np.ndarray]]:
-    """Each window over its presses, and the cells of its own presses: the tail of the
-    window, including the flight from the last remembered press (flights are per pair)."""
-    windows = windows_from_presses([t.presses for t in typing])
-    tails = [_window_tail(w, t.fresh) for w, t in zip(windows, typing, strict=True)]
-    return list(zip(windows, window_cells_many(tails), strict=True))
-
-
-@dataclass(frozen=True, slots=True)
-class _PointerWindow:
-    events: MouseEvents  # finished actions only
-    new_session: bool
 
 
 #: One window to judge: profile, keys, pointer events, session and, optionally, whether
@@ -754,7 +686,7 @@ def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
         pair_presses_many,
     )
     typing = [w[0]._typing_window(p, s) for w, p, s in zip(windows, presses, sessions, strict=True)]
-    typed = _where_present(typing, _typed_windows)
+    typed = _where_present(typing, typed_windows)
     return [
         w[0]._assess(t, tw, pointer, a, w[4] if len(w) > 4 else True)
         for w, t, tw, pointer, a in zip(windows, typing, typed, pointers, actions, strict=True)
@@ -782,243 +714,12 @@ def _session_key(session: str) -> str:
     return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def _no_mouse() -> MouseEvents:
-    return MouseEvents(
-        np.zeros(0),
-        np.zeros(0, np.int32),
-        np.zeros(0, np.int32),
-        np.zeros(0, np.int8),
-        np.zeros(0, np.int8),
-    )
-
-
-def _concat_mouse(a: MouseEvents, b: MouseEvents) -> MouseEvents:
-    if len(a) == 0:
-        return b
-    return MouseEvents(
-        np.concatenate((a.t_ms, b.t_ms)),
-        np.concatenate((a.x, b.x)).astype(np.int32, copy=False),
-        np.concatenate((a.y, b.y)).astype(np.int32, copy=False),
-        np.concatenate((a.button, b.button)).astype(np.int8, copy=False),
-        np.concatenate((a.state, b.state)).astype(np.int8, copy=False),
-    )
-
-
-def _finished_prefix(ev: MouseEvents) -> int:
-    """Length of the prefix made of finished actions (ends at a release or a long pause)."""
-    ends = (ev.state == _RELEASED).nonzero()[0] + 1
-    gaps = ((ev.t_ms[1:] - ev.t_ms[:-1]) > PAUSE_MS).nonzero()[0] + 1
-    last = max(int(ends[-1]) if ends.size else 0, int(gaps[-1]) if gaps.size else 0)
-    return last
-
-
-_RELEASED: Final = int(State.RELEASED)
-
-
 def _mean32(x: np.ndarray) -> float:
     """``np.mean`` of a float32 array (summed and divided in float32, as numpy does),
     without the Python-level wrapper that costs more than the sum of 20 numbers."""
     return float(np.float32(np.add.reduce(x) / x.size))
 
 
-_TAIL_HEAD: Final = struct.Struct("<IB")  # events, bytes per coordinate (2 or 4)
-
-
-def _pack_mouse(ev: MouseEvents) -> bytes:
-    # Times in float64, as held: features with discrete values (time steps floored at
-    # 1 ms, counts of points) sit exactly on population bin edges, and times rounded
-    # to float32 moved them across. Coordinates fit int16 on any real display.
-    narrow = len(ev) == 0 or (
-        max(int(ev.x.max()), int(ev.y.max())) <= 0x7FFF
-        and min(int(ev.x.min()), int(ev.y.min())) >= -0x8000
-    )
-    xy = np.int16 if narrow else np.int32
-    return (
-        _TAIL_HEAD.pack(len(ev), 2 if narrow else 4)
-        + ev.t_ms.astype(np.float64).tobytes()
-        + ev.x.astype(xy).tobytes()
-        + ev.y.astype(xy).tobytes()
-        + ev.button.astype(np.int8).tobytes()
-        + ev.state.astype(np.int8).tobytes()
-    )
-
-
-def _unpack_mouse(data: bytes, v2: bool = False) -> MouseEvents:
-    if v2:  # CUP2: times in float32 relative to the newest, int32 coordinates
-        end, n = struct.unpack_from("<dI", data)
-        t = np.frombuffer(data, np.float32, n, 12).astype(np.float64) + end
-        o, width = 12 + 4 * n, 4
-    else:
-        n, width = _TAIL_HEAD.unpack_from(data)
-        t = np.frombuffer(data, np.float64, n, _TAIL_HEAD.size).copy()
-        o = _TAIL_HEAD.size + 8 * n
-    xy = np.dtype(np.int16) if width == 2 else np.dtype(np.int32)
-    x = np.frombuffer(data, xy, n, o).astype(np.int32)
-    y = np.frombuffer(data, xy, n, o + width * n).astype(np.int32)
-    o += 2 * width * n
-    b = np.frombuffer(data, np.int8, n, o).copy()
-    st = np.frombuffer(data, np.int8, n, o + n).copy()
-    return MouseEvents(t, x, y, b, st)
-
-
-def _explain(
-    level: str, scored: list[tuple[str, str, float]], deviations: list[str], trust: float
-) -> tuple[str, ...]:
-    """Why a window is suspicious: the modalities that look unlike the owner, then the
-    readable quantities that deviate most. An alarm always carries at least one reason."""
-    if level in ("trusted", "uncertain"):
-        return ()
-    out = [
-        f"{modality}: {what} unlike the owner's ("
-        + ("beyond all of the owner's recent windows" if q >= 0.995 else f"above {q:.0%} of them")
-        + ")"
-        for modality, what, q in sorted(scored, key=lambda item: -item[2])
-        if q >= 0.9
-    ]
-    out += sorted(deviations, key=lambda r: -abs(float(r.rsplit("z=", 1)[1][:-1])))
-    if not out:
-        out = [f"trust {trust:.0f}/100 after earlier windows unlike the owner's"]
-    return tuple(out[:3])
-
-
-def _reasons(modality: str, names: tuple[str, ...], z: np.ndarray) -> list[str]:
-    out = []
-    for name, value in zip(names, z.tolist(), strict=False):
-        if abs(value) >= 2.0:
-            direction = "higher" if value > 0 else "lower"
-            out.append(f"{modality}: {name} {direction} than usual (z={value:+.1f})")
-    return out
-
-
 def _count_presses(cells: np.ndarray) -> int:
     # Dwell cells (kinds below the class count) are one per timed press.
     return int(np.count_nonzero(cells < N_CLASSES * N_BINS))
-
-
-def _keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
-    dwell = window.dwell_ms
-    dd = window.dd_ms
-    span_s = (
-        (window.presses.t_down_ms[-1] - window.presses.t_down_ms[0]) / 1000.0
-        if window.n_presses > 1
-        else np.nan
-    )
-    # At least 1 ms per flight: presses a few ns apart (valid on the wire) would
-    # otherwise give a rate of ~1e300 per second.
-    span_s = max(span_s, 0.001 * (window.n_presses - 1))
-    rate = (window.n_presses - 1 - window.n_pauses) / span_s if span_s and span_s > 0 else np.nan
-    return np.array(
-        [
-            _nanmedian(dwell),
-            _nanmedian(dd),
-            rate,
-            np.count_nonzero(window.key_class == ERASE) / window.n_presses
-            if window.n_presses
-            else np.nan,
-        ],
-        dtype=np.float64,
-    )
-
-
-def _window_tail(window: KeystrokeWindow, fresh: int) -> KeystrokeWindow:
-    """What is new in ``window``: its last ``fresh`` presses, and the flight from the
-    remembered press before them, whose own dwell was scored and learned with the window
-    it came in (a tail with it counted that dwell twice)."""
-    start = window.n_presses - fresh - 1
-    if start < 0:
-        return window  # nothing remembered before the window's presses
-    presses = window.presses[start:]
-    dwell = presses.dwell_ms.copy()
-    dwell[0] = np.nan
-    return KeystrokeWindow(
-        KeystrokePresses(presses.t_down_ms, dwell, presses.key_class),
-        window.dd_ms[start:],
-        window.ud_ms[start:],
-        window.pair_code[start:],
-        int(np.count_nonzero(np.isnan(window.dd_ms[start:]))),
-        window.n_classes,
-    )
-
-
-def _nanmedian(x: np.ndarray) -> float:
-    """``np.nanmedian`` of a short 1-D array, NaN if there is no number; same values,
-    a fraction of the cost (numpy's goes through generic reductions)."""
-    s = np.sort(x)
-    n = s.size - int(np.count_nonzero(np.isnan(s)))
-    if n == 0:
-        return float("nan")
-    h = n // 2
-    return float(s[h]) if n % 2 else (float(s[h - 1]) + float(s[h])) / 2.0
-
-
-def _nanmedian_columns(a: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(a, axis=0)`` of a short 2-D array (see :func:`_nanmedian`).
-
-    A window finishes 1-3 pointer actions: sorting a handful of Python floats is
-    cheaper than four numpy sorts, and the values (and their mean) are the same."""
-    out = []
-    for column in a.T.tolist():
-        s = sorted(v for v in column if v == v)  # NaN != NaN
-        n = len(s)
-        h = n // 2
-        out.append(float("nan") if n == 0 else s[h] if n % 2 else (s[h - 1] + s[h]) / 2.0)
-    return np.array(out, dtype=np.float64)
-
-
-def _concat_presses(a: KeystrokePresses, a_end_ms: float, b: KeystrokePresses) -> KeystrokePresses:
-    """Remembered presses (relative to ``a_end_ms``) followed by new ones (absolute)."""
-    if len(a) == 0:
-        return b
-    return KeystrokePresses(
-        np.concatenate((a.t_down_ms + a_end_ms, b.t_down_ms)),
-        np.concatenate((a.dwell_ms, b.dwell_ms)),
-        np.concatenate((a.key_class, b.key_class)).astype(np.int8, copy=False),
-    )
-
-
-def _rebase(p: KeystrokePresses) -> KeystrokePresses:
-    if len(p) == 0:
-        return p
-    return KeystrokePresses(p.t_down_ms - p.t_down_ms[-1], p.dwell_ms, p.key_class)
-
-
-def _pack_presses(p: KeystrokePresses) -> bytes:
-    # float64, as held: float32 times relative to the newest press moved flights by
-    # ~0.1 ms after a long pause, and the summaries built on them with it.
-    return (
-        p.t_down_ms.astype(np.float64).tobytes()
-        + p.dwell_ms.astype(np.float64).tobytes()
-        + p.key_class.astype(np.int8).tobytes()
-    )
-
-
-def _unpack_presses(data: bytes, n_classes: int, single: bool = False) -> KeystrokePresses:
-    """Presses as packed by :func:`_pack_presses`, or in float32 (``single``: CUP2)."""
-    width = 4 if single else 8
-    dtype = np.float32 if single else np.float64
-    n, rest = divmod(len(data), 2 * width + 1)
-    t = np.frombuffer(data, dtype, n, 0).astype(np.float64)
-    d = np.frombuffer(data, dtype, n, width * n).astype(np.float64)
-    c = np.frombuffer(data, np.int8, n, 2 * width * n).copy()
-    if rest or (n and not 0 <= int(c.min()) <= int(c.max()) < n_classes):
-        raise ValueError("remembered presses out of range")
-    return KeystrokePresses(t, d, c)
-
-
-def _pack_summary(s: RunningSummary) -> bytes:
-    return (
-        struct.pack("<I", s.n)
-        + s.mean.astype(np.float32).tobytes()
-        + s.var.astype(np.float32).tobytes()
-    )
-
-
-def _unpack_summary(data: bytes, d: int) -> RunningSummary:
-    """A summary of ``d`` quantities; one of another count (a state written by a model
-    version with other quantities) starts over: it only words the reasons."""
-    if len(data) != 4 + 8 * d:
-        return RunningSummary.zeros(d)
-    (n,) = struct.unpack_from("<I", data)
-    mean = np.frombuffer(data, np.float32, d, 4).copy()
-    var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
-    return RunningSummary(mean, var, n)

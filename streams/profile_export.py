@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from profiles.user import KEYBOARD_SUMMARY, MODEL_VERSION, MOUSE_SUMMARY, RunningSummary
+from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, RunningSummary
+from profiles.user import MODEL_VERSION
 from streams.judge import background, enrollment_policy
 from streams.state import UserState
 from streams.verdict import Verdict

@@ -17,14 +17,14 @@ import pytest
 
 from collectors.simulate import Takeover, Workload
 from profiles.background import Background
+from profiles.carryover import MAX_MOUSE_TAIL
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import MouseEvents
+from profiles.reasons import MOUSE_SUMMARY
 from profiles.user import (
     MAX_MOUSE_COUNT,
-    MAX_MOUSE_TAIL,
     MAX_SESSION_BYTES,
-    MOUSE_SUMMARY,
     EnrollmentPolicy,
     UserProfile,
     assess_many,
@@ -113,7 +113,7 @@ def test_state_stays_small() -> None:
 
 def _tail_before_2026_12_06(window: Any, fresh: int) -> Any:
     """The keystroke tail as the code that wrote profile-cup2.npz cut it: the remembered
-    press's dwell included (scored a second time; profiles.user._window_tail no longer
+    press's dwell included (scored a second time; profiles.carryover.window_tail no longer
     does), so the expected values below are that code's."""
     from profiles.keystrokes.windows import KeystrokeWindow
 
@@ -137,7 +137,7 @@ def test_a_profile_stored_by_the_previous_format_types_as_before_and_enrols_its_
     # followed, and what that code's profile restored from these bytes made of it. Its
     # mouse model pooled the action types (cadence-profile-4 counts per type), so the
     # keyboard and the trust judge as before and the pointing enrols again.
-    monkeypatch.setattr("profiles.user._window_tail", _tail_before_2026_12_06)
+    monkeypatch.setattr("profiles.carryover.window_tail", _tail_before_2026_12_06)
     f = np.load(Path(__file__).parent / "data" / "profile-cup2.npz", allow_pickle=False)
     data = f["profile"].tobytes()
     assert data[:4] == b"CUP2"
