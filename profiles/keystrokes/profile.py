@@ -81,7 +81,9 @@ class KeystrokeProfile:
         self.prior_events = prior_events
         self.counts = np.zeros((n_kinds(population.n_classes), N_BINS), dtype=np.uint8)
         # Events per kind, derived from counts (not serialised): saves a gather per score.
-        self._totals = np.zeros(self.counts.shape[0], dtype=np.float64)
+        # At most 12 bins x 255, so uint16: a worker holds one per user it judges (702
+        # bytes, not 2 808 in float64), and scores read them widened, exactly.
+        self._totals = np.zeros(self.counts.shape[0], dtype=np.uint16)
         self.n_windows = 0
 
     def learn_one(self, window: KeystrokeWindow) -> None:
@@ -98,12 +100,13 @@ class KeystrokeProfile:
             while (full := block.max(axis=1) > _CAP).any():
                 block[full] >>= 1
             self.counts = updated.astype(np.uint8).reshape(self.counts.shape)
-            self._totals = self.counts.sum(axis=1, dtype=np.float64)
+            self._totals = self.counts.sum(axis=1, dtype=np.uint16)
         else:
             # The events per kind grow by the window's cells of that kind: the same
             # integers as summing the counts again, without a pass over all 4 212.
             self.counts = updated.astype(np.uint8).reshape(self.counts.shape)
-            self._totals += np.bincount(cells // N_BINS, minlength=self._totals.size)
+            added = np.bincount(cells // N_BINS, minlength=self._totals.size)
+            np.add(self._totals, added, out=self._totals, casting="unsafe", dtype=np.uint16)
         self.n_windows += 1
 
     def score_one(self, window: KeystrokeWindow) -> float:
@@ -182,6 +185,6 @@ class KeystrokeProfile:
             flat[nonzero] = np.frombuffer(data, np.uint8, int(nonzero.sum()), offset)
         elif layout != _EMPTY:
             raise ValueError(f"unknown keystroke profile layout {layout}")
-        profile._totals = profile.counts.sum(axis=1, dtype=np.float64)
+        profile._totals = profile.counts.sum(axis=1, dtype=np.uint16)
         profile.n_windows = n_windows
         return profile
