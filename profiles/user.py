@@ -487,7 +487,7 @@ class UserProfile:
     @classmethod
     def from_bytes(
         cls,
-        data: bytes,
+        data: bytes | memoryview,
         background: Background,
         enrollment: EnrollmentPolicy | None = None,
         trust_policy: TrustPolicy = DEFAULT_POLICY,

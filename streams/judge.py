@@ -100,7 +100,7 @@ def mouse_events(events: list[MouseEvent]) -> MouseEvents:
     )
 
 
-def load_profile(data: bytes) -> tuple[UserProfile, bool]:
+def load_profile(data: bytes | memoryview) -> tuple[UserProfile, bool]:
     """The stored profile, or a new one; the flag says a stored profile could not be used.
 
     A profile written by an incompatible model version (or damaged) cannot be read.

@@ -131,7 +131,7 @@ class Pipeline(Generic[T]):
         # A window of heartbeats only (empty batches) has no behaviour and no event
         # time: it is not judged (no verdict), but the cursor it moved is persisted.
         judged = [
-            Judged(w, None, s, state_bytes=s.to_bytes())
+            Judged(w, None, s, state_bytes=_record(s))
             for w, s in zip(windows, states, strict=True)
             if not w.events
         ]
@@ -157,13 +157,14 @@ class Pipeline(Generic[T]):
                 return [
                     j for w, s in zip(windows, states, strict=True) for j in self._judge([w], [s])
                 ]
-            return [Judged(windows[0], None, states[0], exc, state_bytes=states[0].to_bytes())]
+            return [Judged(windows[0], None, states[0], exc, state_bytes=_record(states[0]))]
         cpu_seconds = (time.process_time() - started) / len(windows)
         judged: list[Judged[T]] = []
         for window, state, (profile, reset), verdict, state_profile in zip(
             windows, states, loaded, verdicts, data, strict=True
         ):
             state.decoded, state.profile = profile, state_profile
+            record = _record(state)
             judged.append(
                 Judged(
                     window,
@@ -172,7 +173,7 @@ class Pipeline(Generic[T]):
                     cpu_seconds=cpu_seconds,
                     profile_reset=reset,
                     together=len(windows),
-                    state_bytes=state.to_bytes(),
+                    state_bytes=record,
                 )
             )
         return judged
@@ -187,6 +188,13 @@ class Pipeline(Generic[T]):
             self.states.pop(user, None)
             self.idle.discard(user)
         return dropped
+
+
+def _record(state: UserState) -> bytes:
+    """The state's record, for the caller to persist; the state's profile refers into it."""
+    record = state.to_bytes()
+    state.share_profile(record)
+    return record
 
 
 def _profile(state: UserState) -> tuple[UserProfile, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from collectors.simulate import Workload
@@ -51,6 +52,30 @@ def test_each_judged_window_carries_the_state_right_after_it() -> None:
     # What is persisted for the first window must not already contain the second.
     assert first.cursors["d"].last_seq == 3 and first.windows == second.windows - 1
     assert second.cursors["d"].last_seq == 4
+
+
+def test_a_user_state_keeps_one_copy_of_its_profile_bytes() -> None:
+    # The table keeps each window's state record; the state in memory refers into that
+    # record for its profile's bytes instead of holding a second copy (~4.5 KB a user).
+    batches = [b for _, b in Workload(users=1, seed=3).batches(until_s=60)]
+    table: dict[str, bytes] = {}
+    pipeline: Pipeline[None] = Pipeline(lambda user: None)
+    for b in batches:
+        for j in pipeline.add(b, None)[1]:
+            table[j.window.user] = j.state_bytes
+    (user,) = table
+    state = pipeline.states[user]
+    assert isinstance(state.profile, memoryview) and state.profile.obj is table[user]
+    assert len(state.profile) > 1000 and bytes(state.profile) == table[user][-len(state.profile) :]
+    # The record stays what it was: a state read back from it equals the one in memory,
+    # and a worker restarted from it reads the same profile from it, without copying.
+    again = UserState.from_bytes(table[user])
+    assert again == state and isinstance(again.profile, memoryview)
+    assert again.profile.obj is table[user]
+    restarted: Pipeline[None] = Pipeline(lambda u: UserState.from_bytes(table[u]))
+    later = [dataclasses.replace(b, seq=b.seq + 10_000) for b in batches[:20]]
+    first = [j for b in later for j in restarted.add(b, None)[1]]
+    assert first and not first[0].profile_reset and first[0].verdict is not None
 
 
 class DecodingPipeline(Pipeline[None]):
