@@ -206,14 +206,20 @@ class UserProfile:
         enrollment: EnrollmentPolicy | None = None,
         trust_policy: TrustPolicy = DEFAULT_POLICY,
     ) -> None:
-        self.background = background
-        self.policy = enrollment or EnrollmentPolicy()
-        self.trust = TrustScore(policy=trust_policy)
+        self._settle(background, enrollment, trust_policy)
         size = self.policy.calibration_size
         self.keyboard = _Keyboard(
             KeystrokeProfile(background.keystrokes), no_presses(), GenuineQuantile(size)
         )
         self.mouse = _new_mouse(background, size)
+
+    def _settle(
+        self, background: Background, enrollment: EnrollmentPolicy | None, trust_policy: TrustPolicy
+    ) -> None:
+        """Everything but the two modalities (``from_bytes`` builds those from the bytes)."""
+        self.background = background
+        self.policy = enrollment or EnrollmentPolicy()
+        self.trust = TrustScore(policy=trust_policy)
 
     # -- state ---------------------------------------------------------------
 
@@ -527,7 +533,9 @@ class UserProfile:
                 raise ValueError("profile state damaged (checksum)")
         if magic == _MAGIC_V2:
             k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
-        profile = cls(background, enrollment, trust_policy)
+        # Not cls(...): new, empty models (~40 us) would be replaced at once.
+        profile = cls.__new__(cls)
+        profile._settle(background, enrollment, trust_policy)
         profile.trust.value = trust
         if statistic is not None:
             profile.trust.statistic = statistic
