@@ -42,6 +42,9 @@ def test_demo_feeds_its_topics_and_stops_its_worker(
             env={**deployment.env(), "PYTHONPATH": str(REPO)},
             stdout=out,
             stderr=subprocess.STDOUT,
+            # An operator's demo answers Ctrl-C, even when this test session was started
+            # in the background by a shell without job control, which ignores SIGINT.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     events = TopicReader(kafka_bootstrap, deployment.events)
     try:

@@ -28,6 +28,9 @@ def python(script: str, **kwargs: object) -> subprocess.Popen[str]:
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
+        # A test session started in the background by a shell without job control (`sh -c
+        # 'make test &'`) ignores SIGINT, and so would the child, which never sees Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **kwargs,
     )
 
