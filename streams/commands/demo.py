@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collectors.simulate import Takeover, Workload
     from collectors.wire import EventBatch
 
+from streams.children import dies_with_this_thread
 from streams.config import add_kafka_arguments
 
 # Profiles must become active within a demo's minutes, not a workday's hours.
@@ -220,6 +221,9 @@ def _start_worker(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: Ctrl-C here stops it via us
+        # and a demo killed outright (kill -9, the OOM killer) takes it along, instead of
+        # leaving it consuming and holding the web port the next demo needs.
+        preexec_fn=dies_with_this_thread(),
     )
     workers.append(worker)  # from here on the caller's finally stops it, whatever happens
     deadline = time.monotonic() + 90

@@ -70,6 +70,42 @@ def test_demo_feeds_its_topics_and_stops_its_worker(
     assert holders == [], f"processes left behind: {holders}"
 
 
+def test_a_demo_killed_outright_takes_its_worker_along(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # kill -9 or the OOM killer leave the demo no time to stop its worker; left running, it
+    # would keep consuming and hold the web port the next `make demo` needs.
+    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=2)
+    port = free_port()
+    with (tmp_path / "demo.out").open("wb") as out:
+        demo = subprocess.Popen(
+            [*CADENCE, "demo", "--bootstrap", kafka_bootstrap, "--users", "3", "--takeover", "1@60",
+             "--seconds", "600", "--rate", "2", "--web-port", str(port)],
+            cwd=tmp_path,
+            env={**deployment.env(), "PYTHONPATH": str(REPO)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: _answers(port), timeout=120, what="the demo's worker")
+    finally:
+        demo.kill()
+        demo.wait(timeout=10)
+    wait_until(lambda: not _answers(port), timeout=30, what="the worker to die with the demo")
+    worker_log = tmp_path / ".cache" / "demo-worker.log"
+    wait_until(
+        lambda: (
+            not any(
+                _holds(Path("/proc", pid), worker_log)
+                for pid in os.listdir("/proc")
+                if pid.isdigit()
+            )
+        ),
+        timeout=30,
+        what="no process left holding the worker's log",
+    )
+
+
 def _holds(proc: Path, target: Path) -> bool:
     try:
         return any(os.readlink(fd) == str(target) for fd in (proc / "fd").iterdir())

@@ -50,7 +50,7 @@ def test_the_worker_dies_with_the_bench_that_started_it() -> None:
     bench = python(
         """
         import os, subprocess, sys
-        from streams.bench import dies_with_this_thread
+        from streams.children import dies_with_this_thread
         worker = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(120)"],
             start_new_session=True,
