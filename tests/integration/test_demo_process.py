@@ -24,15 +24,10 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_demo_feeds_its_topics_and_stops_its_worker(
-    kafka_bootstrap: str, tmp_path: Path, stop_signal: int
-) -> None:
-    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=2)
-    port = free_port()
-    log = tmp_path / "demo.out"
-    with log.open("wb") as out:
-        demo = subprocess.Popen(
+def _start_demo(deployment: Deployment, port: int) -> subprocess.Popen[bytes]:
+    kafka_bootstrap, tmp_path = deployment.bootstrap, deployment.tmp
+    with (tmp_path / "demo.out").open("wb") as out:
+        return subprocess.Popen(
             [
                 *CADENCE, "demo", "--bootstrap", kafka_bootstrap, "--users", "3",
                 "--takeover", "1@60", "--seconds", "600", "--rate", "2",
@@ -46,8 +41,32 @@ def test_demo_feeds_its_topics_and_stops_its_worker(
             # in the background by a shell without job control, which ignores SIGINT.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
+
+
+def _holders(target: Path) -> list[str]:
+    """Processes that hold ``target`` open."""
+    return [
+        pid for pid in os.listdir("/proc") if pid.isdigit() and _holds(Path("/proc", pid), target)
+    ]
+
+
+def _holds(proc: Path, target: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(target) for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_demo_feeds_its_topics_and_stops_its_worker(
+    kafka_bootstrap: str, tmp_path: Path, stop_signal: int
+) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=2)
+    port = free_port()
+    demo = _start_demo(deployment, port)
     events = TopicReader(kafka_bootstrap, deployment.events)
     try:
+        log = tmp_path / "demo.out"
         wait_until(lambda: _answers(port), timeout=120, what=f"the demo's worker ({log})")
         # Published where the worker reads (CADENCE_EVENTS_TOPIC), not to the default name.
         wait_until(lambda: events.poll(1.0) > 0, timeout=60, what="batches on the events topic")
@@ -62,11 +81,7 @@ def test_demo_feeds_its_topics_and_stops_its_worker(
     worker_log = tmp_path / ".cache" / "demo-worker.log"
     assert worker_log.exists()
     # Nothing still listens on the worker's port and no process holds its log open.
-    holders = [
-        pid
-        for pid in os.listdir("/proc")
-        if pid.isdigit() and _holds(Path("/proc", pid), worker_log)
-    ]
+    holders = _holders(worker_log)
     assert holders == [], f"processes left behind: {holders}"
 
 
@@ -75,17 +90,8 @@ def test_a_demo_killed_outright_takes_its_worker_along(
 ) -> None:
     # kill -9 or the OOM killer leave the demo no time to stop its worker; left running, it
     # would keep consuming and hold the web port the next `make demo` needs.
-    deployment = Deployment(kafka_bootstrap, tmp_path, partitions=2)
     port = free_port()
-    with (tmp_path / "demo.out").open("wb") as out:
-        demo = subprocess.Popen(
-            [*CADENCE, "demo", "--bootstrap", kafka_bootstrap, "--users", "3", "--takeover", "1@60",
-             "--seconds", "600", "--rate", "2", "--web-port", str(port)],
-            cwd=tmp_path,
-            env={**deployment.env(), "PYTHONPATH": str(REPO)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    demo = _start_demo(Deployment(kafka_bootstrap, tmp_path, partitions=2), port)
     try:
         wait_until(lambda: _answers(port), timeout=120, what="the demo's worker")
     finally:
@@ -93,24 +99,7 @@ def test_a_demo_killed_outright_takes_its_worker_along(
         demo.wait(timeout=10)
     wait_until(lambda: not _answers(port), timeout=30, what="the worker to die with the demo")
     worker_log = tmp_path / ".cache" / "demo-worker.log"
-    wait_until(
-        lambda: (
-            not any(
-                _holds(Path("/proc", pid), worker_log)
-                for pid in os.listdir("/proc")
-                if pid.isdigit()
-            )
-        ),
-        timeout=30,
-        what="no process left holding the worker's log",
-    )
-
-
-def _holds(proc: Path, target: Path) -> bool:
-    try:
-        return any(os.readlink(fd) == str(target) for fd in (proc / "fd").iterdir())
-    except OSError:
-        return False
+    wait_until(lambda: not _holders(worker_log), timeout=30, what="no process holding its log")
 
 
 def test_demo_rejects_arguments_that_cannot_work_before_touching_kafka() -> None:
