@@ -20,15 +20,12 @@ its batches come back, close into the same window and give the same verdict id.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -36,8 +33,8 @@ import faust
 from faust.types import TP, EventT, StreamT, TransportT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
+from streams.deadletter import dead_letter
 from streams.faust_lean import Monitor as LeanMonitor
 from streams.faust_lean import Transport as LeanTransport
 from streams.faust_lean import faust_drift
@@ -45,9 +42,11 @@ from streams.judge import background, enrollment_policy, machine_input
 from streams.kafka_auth import broker_credentials
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
+from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request
 from streams.sender import RecordSender
+from streams.settings import WorkerSettings
 from streams.state import UserState
 from streams.table_store import MARK_INTERVAL_S, ErasureSafeRocksDB, ProfileTable
 from streams.topics import (
@@ -59,7 +58,7 @@ from streams.topics import (
     FINDINGS,
     VERDICTS,
 )
-from streams.verdict import LEVELS, encode_verdict
+from streams.verdict import encode_verdict
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,6 @@ if _DRIFT:
 # been sent after the broker received it.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000.0
 MAX_SPOOL_AGE_MS = 30 * 24 * 3600 * 1000.0
-# A dead letter keeps the bad record's bytes, up to this size: librdkafka refuses values
-# over ``message.max.bytes`` (1 000 000 by default) even when the events topic took the
-# record compressed. A larger value is replaced by its digest and size (headers); the
-# record itself stays on the events topic for its retention, at the source offset given.
-MAX_DEADLETTER_VALUE_BYTES = 900_000
 PRODUCER_LINGER_S = 0.01
 # Per partition; the default (16 KB) holds one changelog record.
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -92,53 +86,6 @@ MAX_POLL_RECORDS = 500
 # Closed windows judged in one call at most. The saving per window levels off by ~10
 # (bench/assess.py --batch); at 200 windows/s, 16 windows wait at most ~80 ms.
 JUDGE_BATCH = 16
-# How often the delivery reports of outgoing records run when nothing else polls them.
-DELIVERY_POLL_S = 0.02
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """Worker configuration; every field has an environment variable and a local default."""
-
-    app_id: str = "cadence-worker"
-    broker: str = "kafka://127.0.0.1:9092"
-    store: str = "memory://"
-    web_port: int = 6066
-    web_host: str = "127.0.0.1"
-    data_dir: str = ".cache/worker"
-    window_seconds: float = 5.0
-    idle_flush_seconds: float = 30.0
-    # How long a stopping worker waits for verdicts already sent to be acknowledged.
-    shutdown_grace_seconds: float = 10.0
-    table_partitions: int = EVENTS.partitions
-    # Of the topics Faust creates itself (its leader topic; the changelog if not declared):
-    # 1 suits the local one-broker Kafka, a cluster sets its topics' factor (3).
-    topic_replication_factor: int = 1
-    # librdkafka-style client settings (TLS, SASL) shared with every cadence client; never
-    # printed, since they hold the SASL password.
-    kafka: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_env(cls) -> WorkerSettings:
-        env = os.environ
-        bootstrap = bootstrap_servers()
-        return cls(
-            app_id=env.get("CADENCE_APP_ID", cls.app_id),
-            broker=";".join(f"kafka://{h}" for h in bootstrap.split(",")),
-            store=env.get("CADENCE_STORE", cls.store),
-            web_port=int(env.get("CADENCE_WEB_PORT", cls.web_port)),
-            web_host=env.get("CADENCE_WEB_HOST", cls.web_host),
-            data_dir=env.get("CADENCE_DATA_DIR", cls.data_dir),
-            window_seconds=float(env.get("CADENCE_WINDOW_SECONDS", cls.window_seconds)),
-            idle_flush_seconds=float(env.get("CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds)),
-            shutdown_grace_seconds=float(
-                env.get("CADENCE_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds)
-            ),
-            topic_replication_factor=int(
-                env.get("CADENCE_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor)
-            ),
-            kafka=kafka_client_config(bootstrap),
-        )
 
 
 class Worker:
@@ -196,15 +143,6 @@ class Worker:
             value_serializer="raw",
             partitions=EVENTS.partitions,
         )
-        self.verdicts_topic = self.app.topic(
-            VERDICTS.name, key_serializer="raw", value_serializer="raw"
-        )
-        self.deadletter_topic = self.app.topic(
-            DEADLETTER.name, key_serializer="raw", value_serializer="raw"
-        )
-        self.findings_topic = self.app.topic(
-            FINDINGS.name, key_serializer="raw", value_serializer="raw"
-        )
         self.control_topic = self.app.topic(
             CONTROL.name,
             key_type=bytes,
@@ -236,7 +174,6 @@ class Worker:
         self.opened_at: dict[str, float] = {}
         self.enrollment: dict[str, str] = {}
         self.levels: dict[str, str] = {}
-        self.lag_series: set[tuple[str, str]] = set()  # (topic, partition) in consumer_lag
         # Events (= table) partitions assigned to this worker: a state whose partition has
         # moved away is its new owner's to write.
         self.owned_partitions: set[int] = set()
@@ -244,20 +181,19 @@ class Worker:
         # One judging at a time (agent, idle flush, rebalance): each user's verdicts are
         # sent, and their state persisted, in the order the windows were judged.
         self.judging = asyncio.Lock()
-        # Records sent and not yet acknowledged by Kafka (verdicts, findings, dead letters).
-        self.in_flight = 0
         # Verdicts, findings, dead letters and changelog records leave through librdkafka
         # (streams.sender); Faust's own producer keeps the audit records and its internals.
         bootstrap = ",".join(h.removeprefix("kafka://") for h in settings.broker.split(";"))
-        self.sender = RecordSender(
-            settings.kafka or {"bootstrap.servers": bootstrap},
-            PRODUCER_LINGER_S,
-            PRODUCER_BATCH_BYTES,
+        self.outbox = Outbox(
+            RecordSender(
+                settings.kafka or {"bootstrap.servers": bootstrap},
+                PRODUCER_LINGER_S,
+                PRODUCER_BATCH_BYTES,
+            ),
+            self.user_profiles,
+            owns=lambda partition: partition in self.owned_partitions,
+            on_failure=self.metrics.delivery_errors.inc,
         )
-        # Changelog records the producer could not take yet (its queue was full), in order.
-        self.changelog_backlog: deque[
-            tuple[bytes, bytes | None, int, Callable[[bool], None] | None]
-        ] = deque()
         # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
         self.exit_if_stop_hangs = False
         self._register()
@@ -308,7 +244,7 @@ class Worker:
 
         @app.timer(interval=DELIVERY_POLL_S)
         async def run_delivery_reports() -> None:
-            self.deliver_reports()
+            self.outbox.deliver_reports()
 
         @app.timer(interval=5.0)
         async def update_gauges() -> None:
@@ -468,7 +404,7 @@ class Worker:
         self.metrics.windows_closed.labels(window.reason if window.events else "empty").inc()
         if verdict is None and judged.error is None:
             # Heartbeats only: nothing to judge; the state keeps the cursor they moved.
-            self._persist(key, value, partition)
+            self.outbox.persist(key, value, partition)
             self._ack_all(window.tokens)
             return
         if verdict is None:
@@ -480,26 +416,17 @@ class Worker:
                 judged.error,
             )
             self.metrics.processing_errors.inc()
-            self._persist(key, value, partition)
+            self.outbox.persist(key, value, partition)
             for token in window.tokens:
                 await self.dead_letter(token, "processing_error", "window", repr(judged.error))
             return
         if judged.profile_reset:
             self.metrics.profile_resets.inc()
-        self.metrics.window_processing.observe(judged.cpu_seconds)
-        self.metrics.windows_judged_together.observe(judged.together)
-        self.metrics.profile_bytes.observe(len(value))
-        self.metrics.verdicts.labels(verdict.level).inc()
-        if (kind := machine_input(verdict)) is not None:
-            self.metrics.machine_input_windows.labels(kind).inc()
+        self.metrics.observe_verdict(
+            verdict, machine_input(verdict), judged.cpu_seconds, judged.together, len(value)
+        )
         self.enrollment[window.user] = verdict.enrollment
         self.levels[window.user] = verdict.level if verdict.enrollment == "active" else ""
-        for modality, score in (
-            ("keyboard", verdict.keyboard_score),
-            ("mouse", verdict.mouse_score),
-        ):
-            if score is not None:
-                self.metrics.verdict_scores.labels(modality).observe(score)
 
         erasures = self.erasures.get(window.user, 0)
 
@@ -510,15 +437,15 @@ class Worker:
                 return
             # Written once per closed window, not per batch: one changelog record per verdict.
             if self.erasures.get(window.user, 0) == erasures:
-                self._persist(key, value, partition)
+                self.outbox.persist(key, value, partition)
             self._ack_all(window.tokens)
 
         # A suspicious/impostor verdict is also an OCSF finding; the window is acked
         # only once Kafka has both, so a crash re-emits both with the same id.
         if is_finding(verdict):
             delivered = _after_all(2, delivered)
-            await self.emit(self.findings_topic, key, encode_finding(verdict), delivered)
-        await self.emit(self.verdicts_topic, key, encode_verdict(verdict), delivered)
+            await self.outbox.emit(FINDINGS.name, key, encode_finding(verdict), delivered)
+        await self.outbox.emit(VERDICTS.name, key, encode_verdict(verdict), delivered)
         latency_s = (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0
         if math.isfinite(latency_s):
             self.metrics.verdict_latency.observe(max(0.0, latency_s))
@@ -542,8 +469,8 @@ class Worker:
         # Audited only once Kafka has it: a crash in between would otherwise leave an
         # erasure on record that never happened.
         erased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._persist(key, None, partition, partial(_settle, erased))
-        await self.while_delivering(erased)
+        self.outbox.persist(key, None, partition, partial(_settle, erased))
+        await self.outbox.while_delivering(erased)
         if not erased.result():
             log.warning(
                 "erasure of %s (request %s) left to the partition's new owner",
@@ -568,153 +495,6 @@ class Worker:
         # Awaited: the control record is acked only once the audit record is in Kafka.
         await (await self.audit_topic.send(key=key, value=record))
 
-    def _persist(
-        self,
-        key: bytes,
-        value: bytes | None,
-        partition: int,
-        on_done: Callable[[bool], None] | None = None,
-    ) -> None:
-        """Store the user's state (``None``: erase it) and queue its changelog record;
-        ``on_done(True)`` once Kafka has the record, ``on_done(False)`` if the partition
-        moved to another worker first."""
-        if partition not in self.owned_partitions:
-            log.info("state of %s not written: partition %d moved away", key[:12], partition)
-            if on_done:
-                on_done(False)
-            return
-        store = self.user_profiles.data
-        if isinstance(store, ErasureSafeRocksDB):
-            store.write(key, value, partition)
-        elif value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
-        self.changelog_backlog.append((key, value, partition, on_done))
-        self._send_changelog()
-
-    def _stored(self, key: bytes, partition: int) -> bytes | None:
-        """The state this worker holds for ``key`` (``None``: none, or erased)."""
-        store = self.user_profiles.data
-        if isinstance(store, ErasureSafeRocksDB):
-            return store.read(key, partition)
-        return cast(bytes | None, store.get(key))
-
-    def _send_changelog(self) -> None:
-        """Hand queued changelog records to the producer in order, as far as it takes them
-        (a full librdkafka queue takes the rest after the next delivery reports)."""
-        backlog = self.changelog_backlog
-        changelog = self.user_profiles.changelog_topic.get_topic_name()
-        table = cast(Any, self.user_profiles.data)
-        while backlog:
-            key, value, partition, on_done = backlog[0]
-
-            def done(
-                error: Exception | None,
-                at: int,
-                offset: int,
-                key: bytes = key,
-                partition: int = partition,
-                on_done: Callable[[bool], None] | None = on_done,
-            ) -> None:
-                # `at` is -1 on a failure: the record's partition is the one it was sent to.
-                if error is None:
-                    # What Faust's own changelog callback does: RocksDB keeps the offset.
-                    table.set_persisted_offset(TP(changelog, partition), offset)
-                    if on_done:
-                        on_done(True)
-                    return
-                self.metrics.delivery_errors.inc()
-                user = key.decode()
-                if partition not in self.owned_partitions:
-                    log.warning("changelog record of %s lost with its partition", user[:12])
-                    if on_done:
-                        on_done(False)
-                    return
-                # The state as it is now (a tombstone if erased): never older than what
-                # failed, and a later record of the same user follows it in the queue.
-                log.warning("changelog record of %s failed (%r); resending", user[:12], error)
-                self._persist(key, self._stored(key, partition), partition, on_done)
-
-            try:
-                self.sender.send(changelog, key, value, done, partition)
-            except BufferError:
-                return
-            backlog.popleft()
-
-    def deliver_reports(self) -> None:
-        """Run the delivery callbacks (acks, changelog writes) of what Kafka acknowledged."""
-        self.sender.poll()
-        self._send_changelog()
-
-    async def while_delivering(self, waiting: Awaitable[object]) -> None:
-        """Await ``waiting`` (e.g. every batch acked), running delivery reports meanwhile:
-        acks come only from them."""
-        task = asyncio.ensure_future(waiting)
-        try:
-            while not task.done():
-                self.deliver_reports()
-                await asyncio.wait([task], timeout=DELIVERY_POLL_S)
-        finally:
-            if not task.done():
-                task.cancel()
-        await task
-
-    async def emit(
-        self,
-        topic: Any,
-        key: bytes | None,
-        value: bytes,
-        delivered: Callable[[], None],
-        headers: dict[str, bytes] | None = None,
-    ) -> None:
-        """Send a record; call ``delivered`` once Kafka acknowledges it, retrying until it does.
-
-        Through librdkafka (:mod:`streams.sender`), not Faust's producer: ``delivered``
-        runs from :meth:`deliver_reports`, on this loop.
-        """
-        self.in_flight += 1
-
-        def done(error: Exception | None, partition: int, offset: int) -> None:
-            self.in_flight -= 1
-            if error is None:
-                delivered()
-                return
-            self.metrics.delivery_errors.inc()
-            log.warning("delivery to %s failed (%r); retrying", topic, error)
-            asyncio.ensure_future(self._retry(topic, key, value, delivered, headers))
-
-        await self._send(topic.get_topic_name(), key, value, done, None, headers)
-
-    async def _send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        done: Any,
-        partition: int | None,
-        headers: dict[str, bytes] | None = None,
-    ) -> None:
-        while True:
-            try:
-                self.sender.send(topic, key, value, done, partition, headers)
-                return
-            except BufferError:
-                # librdkafka's queue is full: let it drain (and its reports run).
-                self.deliver_reports()
-                await asyncio.sleep(DELIVERY_POLL_S)
-
-    async def _retry(
-        self,
-        topic: Any,
-        key: bytes | None,
-        value: bytes,
-        delivered: Callable[[], None],
-        headers: dict[str, bytes] | None,
-    ) -> None:
-        await asyncio.sleep(1.0)
-        await self.emit(topic, key, value, delivered, headers)
-
     def _ack_all(self, events: list[EventT]) -> None:
         # What ``Stream.ack`` does, without a task per event: it never awaits anything.
         assert self.stream is not None
@@ -736,7 +516,7 @@ class Worker:
         # Under self.judging: the verdicts leave in the order the windows were judged.
         for judged in self.pipeline.judge_closed():
             await self.publish(judged)
-        self.deliver_reports()
+        self.outbox.deliver_reports()
 
     async def flush_idle(self) -> None:
         now = time.monotonic()
@@ -770,23 +550,22 @@ class Worker:
             field,
             detail,
         )
-        value = message.value if isinstance(message.value, bytes) else b""
-        headers = {
-            "cadence-reason": reason.encode(),
-            "cadence-field": field.encode(),
-            "cadence-detail": detail.encode()[:1024],
-            "cadence-source": f"{message.topic}:{message.partition}:{message.offset}".encode(),
-        }
-        if len(value) > MAX_DEADLETTER_VALUE_BYTES:
-            headers["cadence-value-bytes"] = str(len(value)).encode()
-            headers["cadence-value-sha256"] = hashlib.sha256(value).hexdigest().encode()
-            value = b""
-        await self.emit(
-            self.deadletter_topic,
+        letter = dead_letter(
+            message.topic,
+            message.partition,
+            message.offset,
             message.key if isinstance(message.key, bytes) else None,
-            value,
+            message.value if isinstance(message.value, bytes) else b"",
+            reason,
+            field,
+            detail,
+        )
+        await self.outbox.emit(
+            DEADLETTER.name,
+            letter.key,
+            letter.value,
             lambda: self._ack_all([event]),
-            headers=headers,
+            headers=letter.headers,
         )
 
     async def wait_for_shutdown(self, wait_empty: Callable[[], Awaitable[None]]) -> None:
@@ -802,26 +581,12 @@ class Worker:
         await self.flush_all("shutdown")
         grace = self.settings.shutdown_grace_seconds
         try:
-            await asyncio.wait_for(self.while_delivering(wait_empty()), timeout=grace)
+            await asyncio.wait_for(self.outbox.while_delivering(wait_empty()), timeout=grace)
         except TimeoutError:
             log.warning(
                 "stopping with %d record(s) still unacknowledged after %.0f s: their batches "
                 "are redelivered to the partition's next owner",
-                self.in_flight,
-                grace,
-            )
-
-    async def drain_sender(self, grace: float, logger: Any) -> None:
-        """Wait up to ``grace`` seconds for every outgoing record's delivery report."""
-        deadline = time.monotonic() + grace
-        while (len(self.sender) or self.changelog_backlog) and time.monotonic() < deadline:
-            self.deliver_reports()
-            await asyncio.sleep(DELIVERY_POLL_S)
-        self.deliver_reports()
-        if len(self.sender) or self.changelog_backlog:
-            logger.warning(
-                "%d record(s) not delivered within %.0f s; their batches are redelivered",
-                len(self.sender) + len(self.changelog_backlog),
+                self.outbox.in_flight,
                 grace,
             )
 
@@ -867,18 +632,13 @@ class Worker:
     def update_gauges(self) -> None:
         self.metrics.flush_pending()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
-        for state in ("enrolling", "active"):
-            count = sum(1 for e in self.enrollment.values() if e == state)
-            self.metrics.users.labels(state).set(count)
-        for level in LEVELS:
-            count = sum(1 for v in self.levels.values() if v == level)
-            self.metrics.users_at_level.labels(level).set(count)
+        self.metrics.count_users(self.enrollment.values(), self.levels.values())
         self.update_consumer_gauges()
 
     def update_consumer_gauges(self) -> None:
         self.metrics.recovery_in_progress.set(1 if self.app.in_recovery else 0)
         consumer = self.app.consumer
-        exported: set[tuple[str, str]] = set()
+        lags: dict[int, int] = {}
         for tp in consumer.assignment():
             if tp.topic != EVENTS.name:
                 continue
@@ -888,14 +648,8 @@ class Worker:
                 lag = (
                     max(0, highwater - (committed or 0) - 1) if committed is not None else highwater
                 )
-                labels = (tp.topic, str(tp.partition))
-                self.metrics.consumer_lag.labels(*labels).set(lag)
-                exported.add(labels)
-        # A partition that moved to another worker is that worker's to report: a frozen
-        # series here would be summed with the new owner's and page on lag nobody has.
-        for labels in self.lag_series - exported:
-            self.metrics.consumer_lag.remove(*labels)
-        self.lag_series = exported
+                lags[tp.partition] = lag
+        self.metrics.set_consumer_lag(EVENTS.name, lags)
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:
@@ -939,7 +693,7 @@ class _App(faust.App):
         elif self._shutting_down:
             await self.cadence.wait_for_shutdown(lambda: parent(consumer, logger))
         else:
-            await self.cadence.while_delivering(parent(consumer, logger))
+            await self.cadence.outbox.while_delivering(parent(consumer, logger))
 
     async def _producer_flush(self, logger: Any) -> None:
         # aiokafka's flush waits for every pending batch; with the broker gone that is forever.
@@ -950,7 +704,7 @@ class _App(faust.App):
         except TimeoutError:
             logger.warning("producer not flushed within %.0f s; unsent records are resent", grace)
         if self.cadence is not None:
-            await self.cadence.drain_sender(grace, logger)
+            await self.cadence.outbox.drain(grace, logger)
 
     def _new_transport(self) -> TransportT:
         if not _LEAN:

@@ -6,19 +6,12 @@ Each worker app gets its own registry, so several apps can live in one process
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streams.verdict import LEVELS
-
-# Reasons streams.app passes to dead_letter(); pre-created below.
-DEAD_LETTER_REASONS = (
-    "malformed",
-    "schema_version",
-    "key_mismatch",
-    "absurd_timestamp",
-    "sequence_conflict",
-    "processing_error",
-)
+from streams.deadletter import REASONS as DEAD_LETTER_REASONS
+from streams.verdict import LEVELS, Verdict
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -155,6 +148,7 @@ class WorkerMetrics:
         # scrape (``flush_pending``): prometheus_client takes a lock per increment.
         self.pending_batches = 0
         self.pending_events = 0
+        self._lag_series: set[tuple[str, str]] = set()  # (topic, partition) in consumer_lag
         # Every known label value exists from the first scrape, at 0: rate() and the
         # alerts over impostor verdicts or a dead-letter reason then have a series to
         # compare with before the first occurrence, instead of "no data".
@@ -180,3 +174,47 @@ class WorkerMetrics:
         if self.pending_events:
             self.events_consumed.inc(self.pending_events)
             self.pending_events = 0
+
+    def observe_verdict(
+        self,
+        verdict: Verdict,
+        machine_input: str | None,
+        cpu_seconds: float,
+        together: int,
+        state_bytes: int,
+    ) -> None:
+        """Count a verdict and what judging its window cost."""
+        self.window_processing.observe(cpu_seconds)
+        self.windows_judged_together.observe(together)
+        self.profile_bytes.observe(state_bytes)
+        self.verdicts.labels(verdict.level).inc()
+        if machine_input is not None:
+            self.machine_input_windows.labels(machine_input).inc()
+        for modality, score in (
+            ("keyboard", verdict.keyboard_score),
+            ("mouse", verdict.mouse_score),
+        ):
+            if score is not None:
+                self.verdict_scores.labels(modality).observe(score)
+
+    def count_users(self, enrollment: Iterable[str], levels: Iterable[str]) -> None:
+        """Users by enrollment state, and active users by their last verdict's level."""
+        states = list(enrollment)
+        for state in ("enrolling", "active"):
+            self.users.labels(state).set(states.count(state))
+        at = list(levels)
+        for level in LEVELS:
+            self.users_at_level.labels(level).set(at.count(level))
+
+    def set_consumer_lag(self, topic: str, lags: dict[int, int]) -> None:
+        """The lag of each partition of ``topic`` this worker consumes, and only those.
+
+        A partition that moved to another worker is that worker's to report: a frozen
+        series here would be summed with the new owner's and page on lag nobody has.
+        """
+        exported = {(topic, str(partition)) for partition in lags}
+        for labels in self._lag_series - exported:
+            self.consumer_lag.remove(*labels)
+        for partition, lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._lag_series = exported

@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from streams.app import WorkerSettings
     from streams.profile_export import describe, render
+    from streams.settings import WorkerSettings
     from streams.topics import VERDICTS
     from streams.verdict import Verdict, decode_verdict
 

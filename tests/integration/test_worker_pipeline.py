@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from collectors.simulate import Workload
+from streams import deadletter
 from streams.verdict import LEVELS
 from tests.integration.worker_support import (
     Deployment,
@@ -141,25 +142,24 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     # Every good event is in exactly one judged window; every bad record is a dead letter.
     assert sum(v.events for v in verdicts) == total_events
     assert len(dead_reader.records) == len(bad) + len(conflicting)
-    reasons = {dict(h)["cadence-reason"] for _, _, h in dead_reader.records}
+    reasons = {deadletter.reason_of(h) for _, _, h in dead_reader.records}
     assert reasons <= {
-        b"malformed", b"schema_version", b"key_mismatch", b"absurd_timestamp",
-        b"sequence_conflict",
+        "malformed", "schema_version", "key_mismatch", "absurd_timestamp", "sequence_conflict",
     }  # fmt: skip
     assert metrics['cadence_dead_letters_total{reason="sequence_conflict"}'] == len(conflicting)
     assert metrics["cadence_duplicate_batches_total"] >= len(last)
     assert metrics['cadence_dead_letters_total{reason="schema_version"}'] == 5
     skewed = [dict(h) for _, v, h in dead_reader.records if v in {r for _, r in skewed_records}]
-    assert [h["cadence-reason"] for h in skewed] == [b"absurd_timestamp"] * 2
+    assert [h[deadletter.REASON] for h in skewed] == [b"absurd_timestamp"] * 2
     assert sum(v for k, v in metrics.items() if k.startswith("cadence_dead_letters_total{")) == len(
         bad
     ) + len(conflicting)
     (digest,) = [
-        (v, dict(h)) for _, v, h in dead_reader.records if "cadence-value-bytes" in dict(h)
+        (v, dict(h)) for _, v, h in dead_reader.records if deadletter.VALUE_BYTES in dict(h)
     ]
     assert digest[0] in (b"", None)
-    assert digest[1]["cadence-value-bytes"] == str(len(huge)).encode()
-    assert digest[1]["cadence-value-sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert digest[1][deadletter.VALUE_BYTES] == str(len(huge)).encode()
+    assert digest[1][deadletter.VALUE_SHA256] == hashlib.sha256(huge).hexdigest().encode()
 
     # Verdicts carry what the SOC needs.
     for v in verdicts:

@@ -12,7 +12,8 @@ import pytest
 from profiles.background import Background
 from profiles.population import Population
 from streams import judge
-from streams.app import WorkerSettings, create_app
+from streams.app import create_app
+from streams.settings import WorkerSettings
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams import faust_lean
+from streams.settings import WorkerSettings
 
 
 def test_the_reviewed_faust_is_recognised() -> None:
@@ -47,7 +48,7 @@ def test_the_app_falls_back_to_fausts_own_parts(
     from streams import app as worker_app
 
     monkeypatch.setattr(worker_app, "_LEAN", lean)
-    worker = worker_app.create_app(worker_app.WorkerSettings(app_id=f"lean-test-{lean}"))
+    worker = worker_app.create_app(WorkerSettings(app_id=f"lean-test-{lean}"))
     assert isinstance(worker.app.transport, faust_lean.Transport) is lean
     assert isinstance(worker.app.monitor, faust_lean.Monitor) is lean
 
@@ -57,7 +58,7 @@ def consumer(monkeypatch: pytest.MonkeyPatch) -> faust_lean.Consumer:
     from streams import app as worker_app
 
     monkeypatch.setattr(worker_app, "_LEAN", True)
-    worker = worker_app.create_app(worker_app.WorkerSettings(app_id="lean-offsets"))
+    worker = worker_app.create_app(WorkerSettings(app_id="lean-offsets"))
     made = worker.app.consumer  # built, not started: no broker involved
     assert isinstance(made, faust_lean.Consumer)
     return made

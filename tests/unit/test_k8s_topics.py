@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from streams.app import WorkerSettings
+from streams.settings import WorkerSettings
 from streams.topics import (
     AUDIT,
     CHANGELOG_CONFIG,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import Worker, WorkerSettings, create_app
+from streams.app import Worker, create_app
+from streams.settings import WorkerSettings
 from streams.table_store import (
     MAX_UNMARKED_S,
     ROCKSDB_OPTIONS,

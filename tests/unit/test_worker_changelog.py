@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.app import Worker, WorkerSettings, create_app
+from streams.app import Worker, create_app
+from streams.settings import WorkerSettings
 
 PARTITION = 4
 
@@ -36,7 +37,7 @@ class TimedOut:
 def worker_owning(*partitions: int) -> tuple[Worker, Producer]:
     worker = create_app(WorkerSettings(app_id="cadence-test-changelog", store="memory://"))
     producer = Producer()
-    worker.sender._producer = producer
+    worker.outbox.sender._producer = producer
     worker.owned_partitions = set(partitions)
     return worker, producer
 
@@ -46,7 +47,7 @@ def test_a_tombstone_that_fails_is_sent_again() -> None:
     # and dropped: the erased profile stayed in the compacted changelog.
     worker, producer = worker_owning(PARTITION)
     outcomes: list[bool] = []
-    worker._persist(b"victim", None, PARTITION, outcomes.append)
+    worker.outbox.persist(b"victim", None, PARTITION, outcomes.append)
     (key, value, partition, report) = producer.sent[-1]
     report(TimedOut(), None)
     assert [(k, v, p) for k, v, p, _ in producer.sent] == [(b"victim", None, PARTITION)] * 2
@@ -55,8 +56,8 @@ def test_a_tombstone_that_fails_is_sent_again() -> None:
 
 def test_a_failed_state_is_resent_as_it_is_now() -> None:
     worker, producer = worker_owning(PARTITION)
-    worker._persist(b"u", b"old", PARTITION)
-    worker._persist(b"u", b"new", PARTITION)
+    worker.outbox.persist(b"u", b"old", PARTITION)
+    worker.outbox.persist(b"u", b"new", PARTITION)
     producer.sent[0][3](TimedOut(), None)
     assert producer.sent[-1][:3] == (b"u", b"new", PARTITION)
 
@@ -64,10 +65,10 @@ def test_a_failed_state_is_resent_as_it_is_now() -> None:
 def test_nothing_is_written_for_a_partition_that_moved_away() -> None:
     worker, producer = worker_owning(PARTITION)
     outcomes: list[bool] = []
-    worker._persist(b"u", b"state", PARTITION + 1, outcomes.append)
+    worker.outbox.persist(b"u", b"state", PARTITION + 1, outcomes.append)
     assert producer.sent == [] and b"u" not in worker.user_profiles.data
     assert outcomes == [False]
-    worker._persist(b"v", b"state", PARTITION, outcomes.append)
+    worker.outbox.persist(b"v", b"state", PARTITION, outcomes.append)
     worker.owned_partitions.clear()  # a rebalance takes it before the report comes
     producer.sent[-1][3](TimedOut(), None)
     assert outcomes == [False, False] and len(producer.sent) == 1

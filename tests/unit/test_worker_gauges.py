@@ -7,7 +7,8 @@ from typing import Any
 from faust.types import TP
 from prometheus_client import generate_latest
 
-from streams.app import WorkerSettings, create_app
+from streams.app import create_app
+from streams.settings import WorkerSettings
 from streams.topics import EVENTS
 
 

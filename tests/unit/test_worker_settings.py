@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.app import WorkerSettings, create_app
+from streams.app import create_app
+from streams.settings import WorkerSettings
 
 
 def test_replication_factor_of_faust_created_topics_comes_from_the_environment(

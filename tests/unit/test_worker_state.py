@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.app import WorkerSettings, create_app
+from streams.app import create_app
+from streams.settings import WorkerSettings
 from streams.state import UserState
 from streams.windows import Cursor
 
