@@ -18,7 +18,7 @@ not a test.
 users and activity, cut into batches the way an agent with that ``MAX_AGE_MS`` would,
 at most ``--batch-max-events`` events each) and drains each with every tree, in turn,
 each repetition going through all ages; ``--ceiling`` also times a plain consumer
-(consume + decode, ``streams.bench.measure_ceiling``) on each backlog every repetition,
+(consume + decode, ``streams.bench_kafka.measure_ceiling``) on each backlog every repetition,
 so the worker's figure can be read as a ratio of it.
 """
 
@@ -40,16 +40,14 @@ sys.path.insert(0, str(REPO))
 
 from collectors.episodes import BATCH_MAX_AGE_MS, BATCH_MAX_EVENTS  # noqa: E402
 from collectors.simulate import Workload  # noqa: E402
-from streams.bench import (  # noqa: E402
-    DrainWatch,
+from streams.bench import load_average  # noqa: E402
+from streams.bench_kafka import (  # noqa: E402
     create_run_topics,
     delete_run_topics,
-    load_average,
     measure_ceiling,
     produce,
-    running_worker,
-    wait_for,
 )
+from streams.bench_worker import DrainWatch, running_worker, wait_for  # noqa: E402
 from streams.topics import IsolatedTopics  # noqa: E402
 
 PARTITIONS = 12

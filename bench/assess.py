@@ -65,7 +65,7 @@ from profiles.user import EnrollmentPolicy, UserProfile, assess_many  # noqa: E4
 WINDOW_S = 5.0
 #: Stages timed inside ``assess`` (method names of ``UserProfile``).
 STAGES = {"kb": "_keyboard_evidence", "ms": "_mouse_evidence", "learn": "_learn"}
-#: The benchmark worker's enrolment (streams/bench.py FAST_ENROLLMENT).
+#: The benchmark worker's enrolment (streams/bench_worker.py FAST_ENROLLMENT).
 FAST = EnrollmentPolicy(min_presses=200, min_actions=40, min_sessions=1)
 
 Window = tuple[KeystrokeEvents | None, MouseEvents | None, str]

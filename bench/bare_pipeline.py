@@ -4,7 +4,7 @@
     .venv/bin/python bench/bare_pipeline.py --bootstrap 127.0.0.1:9092 --reps 2
 
 Issue #5's ratio compares one worker with a plain confluent-kafka consumer that only
-decodes (``streams.bench.measure_ceiling``). This script asks how much of the gap is
+decodes (``streams.bench_kafka.measure_ceiling``). This script asks how much of the gap is
 the judging itself and how much Faust's agent model: on one pre-loaded backlog it
 times, alternately, (1) the ceiling, (2) a *bare pipeline* in this process: the same
 consumer, ``decode_batch``, :class:`streams.pipeline.Pipeline` (windows, profiles,
@@ -35,14 +35,14 @@ from ab import PARTITIONS, drain  # noqa: E402
 
 from collectors.simulate import Workload  # noqa: E402
 from collectors.wire import WireError, decode_batch  # noqa: E402
-from streams.bench import (  # noqa: E402
-    FAST_ENROLLMENT,
+from streams.bench import load_average  # noqa: E402
+from streams.bench_kafka import (  # noqa: E402
     create_run_topics,
     delete_run_topics,
-    load_average,
     measure_ceiling,
     produce,
 )
+from streams.bench_worker import FAST_ENROLLMENT  # noqa: E402
 from streams.commands.worker import GC_GEN0_THRESHOLD, tune_gc  # noqa: E402
 from streams.pipeline import Judged, Pipeline  # noqa: E402
 from streams.topics import IsolatedTopics  # noqa: E402
@@ -88,7 +88,7 @@ def bare_drain(bootstrap: str, topics: IsolatedTopics, expected_batches: int) ->
     deadline = time.monotonic() + 600
     try:
         while batches < expected_batches and time.monotonic() < deadline:
-            # A short timeout: the last call waits it out (see streams.bench.measure_ceiling).
+            # A short timeout: the last call waits it out (see streams.bench_kafka.measure_ceiling).
             for msg in consumer.consume(1000, timeout=0.02):
                 if msg.error():
                     continue

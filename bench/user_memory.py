@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.bench import FAST_ENROLLMENT  # noqa: E402
+from streams.bench_worker import FAST_ENROLLMENT  # noqa: E402
 
 os.environ.update(FAST_ENROLLMENT)
 

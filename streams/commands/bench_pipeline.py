@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.bench import BenchConfig, BenchRefused, py_spy_path, run_bench
+    from streams.bench import BenchConfig, BenchRefused, run_bench
+    from streams.bench_worker import py_spy_path
     from streams.commands._args import positive, refuse
 
     console = Console(stderr=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-import streams.bench as bench
+import streams.bench_kafka as bench_kafka
+import streams.bench_worker as bench_worker
 from collectors.simulate import Workload, pace
 from collectors.wire import EventBatch
 
@@ -40,7 +41,7 @@ def test_paced_batches_leave_at_origin_plus_close_time_with_wall_times_from_orig
     timed = Workload(users=3, seed=4, start_wall_ms=0.0).batches(until_s=3.0)
     sent = [
         (clock.now, t, batch)
-        for t, batch in bench.on_wall_clock(
+        for t, batch in bench_kafka.on_wall_clock(
             timed, origin_wall_ms, origin_clock, wait=clock.wait, clock=clock
         )
     ]
@@ -93,9 +94,9 @@ def test_the_paced_origin_is_taken_once_the_generator_is_built(
     def fake_sender(*args: object, **kwargs: object) -> Iterator[RecordingSender]:
         yield sender
 
-    monkeypatch.setattr(bench, "batch_sender", fake_sender)
+    monkeypatch.setattr(bench_kafka, "batch_sender", fake_sender)
     workload = SlowToBuild(users=2, seed=1)
-    stats, origin_ms = bench.produce_in_real_time("unused:1", "events", workload, 0.6)
+    stats, origin_ms = bench_kafka.produce_in_real_time("unused:1", "events", workload, 0.6)
     assert stats.batches == len(sender.sent) > 0
     # Event time 0 is after the build: no batch's due time passed while it was going on.
     assert origin_ms >= workload.built_at_ms
@@ -135,10 +136,10 @@ def test_the_paced_tail_waits_for_late_verdicts_of_a_worker_behind() -> None:
     # Consumption completes at the 4th scrape; the 3 verdicts arrive up to the 6th.
     worker = ScriptedWorker([(100, 1), (140, 1), (180, 2), (200, 3)], received)
     worker.arrivals = {2: [Verdict("paced")], 4: [Verdict("paced")], 6: [Verdict("paced")]}
-    tail = bench.settle_paced(
+    tail = bench_worker.settle_paced(
         worker.metrics, received, {"paced"}, 200, 0, 30.0, quiet_s=0.05, step_s=0.001
     )
-    assert tail == bench.PacedTail(consumed=200, emitted=3, received=3, complete=True)
+    assert tail == bench_worker.PacedTail(consumed=200, emitted=3, received=3, complete=True)
     assert worker.scrapes >= 7  # a fixed wait of a few scrapes would have stopped earlier
 
 
@@ -146,10 +147,10 @@ def test_the_paced_tail_reports_what_never_came_when_time_runs_out() -> None:
     received: list[tuple[float, Any]] = []
     worker = ScriptedWorker([(150, 5)], received)  # stuck: 50 events, 5 verdicts behind
     worker.arrivals = {0: [Verdict("paced"), Verdict("other")]}
-    tail = bench.settle_paced(
+    tail = bench_worker.settle_paced(
         worker.metrics, received, {"paced"}, 200, 0, 0.05, quiet_s=0.01, step_s=0.001
     )
-    assert tail == bench.PacedTail(consumed=150, emitted=5, received=1, complete=False)
+    assert tail == bench_worker.PacedTail(consumed=150, emitted=5, received=1, complete=False)
 
 
 def test_profile_size_per_user_is_each_users_last_state_not_the_mean_write() -> None:
@@ -163,7 +164,7 @@ def test_profile_size_per_user_is_each_users_last_state_not_the_mean_write() -> 
         (b"u2", b"y" * 50),
         (None, b"z"),  # not a user's state
     ]
-    sizes = bench.last_value_sizes(records)
+    sizes = bench_kafka.last_value_sizes(records)
     assert sizes == {b"u1": 300, b"u2": 50}
     # The histogram's mean over the writes (what the bench reported before) differs.
     writes = [len(v) for k, v in records if k and v]
@@ -172,13 +173,13 @@ def test_profile_size_per_user_is_each_users_last_state_not_the_mean_write() -> 
 
 def test_a_drain_that_stops_moving_or_overruns_is_ended() -> None:
     t0 = time.monotonic()
-    watch = bench.DrainWatch(events=1000, timeout_s=600.0, stall_s=120.0)
+    watch = bench_worker.DrainWatch(events=1000, timeout_s=600.0, stall_s=120.0)
     watch.check(0.0, t0 + 300)  # a worker slow to start: only the deadline applies
     watch.check(10.0, t0 + 301)
     watch.check(500.0, t0 + 400)
     watch.check(500.0, t0 + 519)
     with pytest.raises(TimeoutError, match="stuck at 500/1000"):
         watch.check(500.0, t0 + 521)  # 121 s without progress
-    moving = bench.DrainWatch(events=1000, timeout_s=600.0)
+    moving = bench_worker.DrainWatch(events=1000, timeout_s=600.0)
     with pytest.raises(TimeoutError):
         moving.check(999.0, t0 + 601)  # moving, but past the deadline

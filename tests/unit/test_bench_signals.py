@@ -150,7 +150,7 @@ def test_an_interrupted_send_does_not_hold_up_the_clean_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import collectors.delivery
-    from streams.bench import batch_sender
+    from streams.bench_kafka import batch_sender
 
     monkeypatch.setattr(collectors.delivery, "BatchSender", FakeSender)
     with (
