@@ -57,6 +57,19 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def scrape(web_port: int, timeout: float) -> dict[str, float]:
+    """A local worker's /metrics as ``{'name{labels}': value}``."""
+    url = f"http://127.0.0.1:{web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 @dataclass
 class WorkerProcess:
     process: subprocess.Popen[bytes]
@@ -69,15 +82,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The worker's /metrics as ``{'name{labels}': value}``."""
-        url = f"http://127.0.0.1:{self.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return scrape(self.web_port, timeout=10)
 
     def ready(self) -> bool:
         if self.process.poll() is not None:

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from collectors.delivery import BatchSender
 from collectors.wire import EventBatch
 from streams.admin import create_topics
+from streams.bench_worker import scrape
 from streams.topics import IsolatedTopics
 from streams.verdict import Verdict, decode_verdict
 from tests.kafka_broker import free_port
@@ -130,14 +131,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The worker's /metrics as ``{'name{labels}': value}``."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return scrape(self.web_port, timeout=5)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with suppress(ProcessLookupError):
