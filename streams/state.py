@@ -6,7 +6,7 @@ worker also keeps the decoded profile (``decoded``), so that a window costs no
 decoding; ``profile`` always holds its bytes as last persisted, which rebuild
 exactly that profile after a restart.
 
->>> s = UserState(cursors={"d": Cursor("s", 9, 123456789)}, windows=3, profile=b"\\x01\\x02")
+>>> s = UserState(cursors={"d": Cursor("s", 9, 123456789, 1.7e12)}, windows=3, profile=b"\\x01\\x02")
 >>> UserState.from_bytes(s.to_bytes()) == s
 True
 """
@@ -41,11 +41,17 @@ class UserState:
             "c": [[d, c.session, c.last_seq] for d, c in self.cursors.items()],
             "w": self.windows,
         }
-        # Beside the rows, not in them: code that unpacks [device, session, seq] rows
-        # (any worker before dfebc3d) still reads these states after a rollback.
+        # Beside the rows, not in them (the last batch's shape "h", the session's latest
+        # close time "t"): code that unpacks [device, session, seq] rows (any worker
+        # before dfebc3d) still reads these states after a rollback.
         shapes = {d: c.last_shape for d, c in self.cursors.items() if c.last_shape is not None}
         if shapes:
             fields["h"] = shapes
+        sent = {
+            d: int(c.last_sent_ms) for d, c in self.cursors.items() if c.last_sent_ms is not None
+        }
+        if sent:
+            fields["t"] = sent
         meta = orjson.dumps(fields)
         return _HEADER.pack(_MAGIC, len(meta)) + meta + self.profile
 
@@ -55,9 +61,9 @@ class UserState:
         if magic != _MAGIC:
             raise ValueError("not a cadence user state")
         meta = orjson.loads(data[_HEADER.size : _HEADER.size + size])
-        shapes = meta.get("h", {})
+        shapes, sent = meta.get("h", {}), meta.get("t", {})
         return cls(
-            cursors={c[0]: _cursor(c, shapes.get(c[0])) for c in meta["c"]},
+            cursors={c[0]: _cursor(c, shapes.get(c[0]), sent.get(c[0])) for c in meta["c"]},
             windows=int(meta["w"]),
             profile=memoryview(data)[_HEADER.size + size :],
         )
@@ -68,7 +74,7 @@ class UserState:
         self.profile = memoryview(record)[len(record) - len(self.profile) :]
 
 
-def _cursor(row: list, shape: int | list | None) -> Cursor:
+def _cursor(row: list, shape: int | list | None, sent_ms: float | None) -> Cursor:
     # No shape: written before shapes were kept; such a cursor takes any batch at or
     # below its number for a duplicate, as it always did. For a few hours on main
     # (dfebc3d, 2ccaf58) the shape was a fourth element of the row: the shape itself
@@ -77,4 +83,9 @@ def _cursor(row: list, shape: int | list | None) -> Cursor:
         shape = row[3]
     if isinstance(shape, list):
         shape = shape_digest(int(shape[0]), float(shape[1]), float(shape[2]))
-    return Cursor(str(row[1]), int(row[2]), None if shape is None else int(shape))
+    return Cursor(
+        str(row[1]),
+        int(row[2]),
+        None if shape is None else int(shape),
+        None if sent_ms is None else float(sent_ms),
+    )

@@ -17,18 +17,24 @@ A redelivery carries the same events. A number seen before with *other* events
 duplicate. Each batch is known by the digest of its shape (:func:`shape_digest`:
 events, first and last event time): kept for every batch of an open window and for
 the last batch of a closed one (in the cursor), so a conflict is recognised against
-those; an older number is taken for a duplicate, as before.
+those. An older number is recognised by when its batch was closed: a redelivery is
+the same record, closed (``sent_at_ms``) no later than the batches numbered after it,
+while a batch closed well after the session's latest accepted one
+(``MAX_CLOCK_STEP_BACK_MS``) cannot have come before it. Any other older number is
+taken for a duplicate.
 
 >>> w = Windower(window_ms=5000)
 >>> cursors: dict[str, Cursor] = {}
->>> def batch(seq, t0):
-...     return EventBatch(device="d", user="u", session="s", seq=seq, sent_at_ms=1.7e12,
+>>> def batch(seq, t0, sent=1.7e12):
+...     return EventBatch(device="d", user="u", session="s", seq=seq, sent_at_ms=sent,
 ...         clock_offset_ms=1.7e12 - 1e6, events=(KeyEvent("kd", t0, 1), KeyEvent("ku", t0 + 80, 1)))
 >>> [c.reason for c in w.add(batch(1, 0.0), cursors, token=1).closed]
 []
 >>> w.add(batch(1, 0.0), cursors, token=2).status
 'duplicate'
 >>> w.add(batch(1, 500.0), cursors, token=2).status
+'conflict'
+>>> w.add(batch(0, 500.0, sent=1.7e12 + 3_600_000), cursors, token=2).status  # an hour later
 'conflict'
 >>> out = w.add(batch(3, 6000.0), cursors, token=3)
 >>> out.status, out.gap, [(c.first_seq, c.last_seq, c.tokens) for c in out.closed]
@@ -37,6 +43,7 @@ those; an older number is taken for a duplicate, as before.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -65,6 +72,11 @@ def shape_digest(events: int, first_ms: float, last_ms: float) -> int:
 
 
 MAX_CURSORS_PER_USER = 8
+# A batch under an already used number is new, not a redelivery, when it was closed
+# this long after the latest batch accepted in its session: batches are closed in
+# number order, so only the desk's wall clock stepping back while the agent runs
+# could make a redelivery look that late (NTP slews; steps of a minute are rare).
+MAX_CLOCK_STEP_BACK_MS = 60_000.0
 # Events one window may hold before it is closed whatever its span: a person produces
 # ~20-200 events a second, so a 5 s window holds at most ~1 000; four full batches
 # (``MAX_EVENTS_PER_BATCH``) of one instant are not behaviour anyone can produce.
@@ -83,6 +95,8 @@ class Cursor:
     session: str
     last_seq: int
     last_shape: int | None = None  # its shape_digest; None: written before they were kept
+    # The latest sent_at_ms accepted in ``session``; None: written before it was kept.
+    last_sent_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +115,7 @@ class Window(Generic[T]):
     mouse_events: list[MouseEvent] = field(default_factory=list)
     tokens: list[T] = field(default_factory=list)
     shapes: dict[int, int] = field(default_factory=dict)  # seq -> shape_digest
+    last_sent_ms: float = float("-inf")  # the latest sent_at_ms of its batches
     gaps: int = 0
     reason: str = ""
 
@@ -163,7 +178,11 @@ class Windower(Generic[T]):
         if last is not None and batch.seq <= last:
             if same_session:
                 seen = _shape_seen(window if same_window else None, cursor, batch)
-                result.status = "conflict" if seen not in (None, shape) else "duplicate"
+                if seen is None:
+                    reused = _closed_after_latest(window if same_window else None, cursor, batch)
+                else:
+                    reused = seen != shape
+                result.status = "conflict" if reused else "duplicate"
                 return result
             result.reset = True  # the device's counter restarted: a new agent install
         elif last is not None and batch.seq > last + 1 and same_session:
@@ -194,6 +213,7 @@ class Windower(Generic[T]):
             self.open[batch.user] = window
         window.last_seq = batch.seq
         window.shapes[batch.seq] = shape
+        window.last_sent_ms = max(window.last_sent_ms, batch.sent_at_ms)
         window.gaps += result.gap
         window.tokens.append(token)
         # Batches are cut per episode, so most hold one modality: count the key events
@@ -237,9 +257,16 @@ class Windower(Generic[T]):
 
 def advance(cursors: dict[str, Cursor], window: Window[T]) -> None:
     """Record a closed window in the user's cursors, keeping the most recent devices."""
-    cursors.pop(window.device, None)
+    previous = cursors.pop(window.device, None)
+    latest = window.last_sent_ms
+    if previous is not None and previous.session == window.session:
+        latest = max(latest, previous.last_sent_ms or latest)
     cursors[window.device] = Cursor(
-        window.session, window.last_seq, window.shapes.get(window.last_seq)
+        window.session,
+        window.last_seq,
+        window.shapes.get(window.last_seq),
+        # Whole milliseconds, as the state stores them: the same cursor after a restart.
+        math.floor(latest) if latest > float("-inf") else None,
     )
     while len(cursors) > MAX_CURSORS_PER_USER:
         cursors.pop(next(iter(cursors)))
@@ -252,3 +279,15 @@ def _shape_seen(window: Window[T] | None, cursor: Cursor | None, batch: EventBat
     if cursor is not None and (cursor.session, cursor.last_seq) == (batch.session, batch.seq):
         return cursor.last_shape
     return None
+
+
+def _closed_after_latest(
+    window: Window[T] | None, cursor: Cursor | None, batch: EventBatch
+) -> bool:
+    """Whether ``batch`` was closed too long after its session's latest accepted batch to
+    be a redelivery of an earlier number."""
+    latest = window.last_sent_ms if window is not None else float("-inf")
+    if cursor is not None and cursor.session == batch.session and cursor.last_sent_ms is not None:
+        latest = max(latest, cursor.last_sent_ms)
+    # Nothing known (a state written before these times were kept): a duplicate, as before.
+    return latest > float("-inf") and batch.sent_at_ms > latest + MAX_CLOCK_STEP_BACK_MS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,19 +11,21 @@ from hypothesis import strategies as st
 from collectors.wire import EventBatch, KeyEvent, MouseEvent
 from streams.state import UserState
 from streams.verdict import verdict_id
-from streams.windows import Cursor, Windower, advance
+from streams.windows import MAX_CLOCK_STEP_BACK_MS, Cursor, Windower, advance
 
 NOW = 1.7e12
 
 
-def batch(seq: int, t0: float, *, session: str = "s", device: str = "d", n: int = 2) -> EventBatch:
+def batch(
+    seq: int, t0: float, *, session: str = "s", device: str = "d", n: int = 2, sent: float = NOW
+) -> EventBatch:
     events = tuple(KeyEvent("kd" if i % 2 == 0 else "ku", t0 + 40.0 * i, 1) for i in range(n))
     return EventBatch(
         device=device,
         user="u",
         session=session,
         seq=seq,
-        sent_at_ms=NOW,
+        sent_at_ms=sent,
         clock_offset_ms=NOW - 1e7,
         events=events,
     )
@@ -89,8 +92,34 @@ def test_a_conflict_with_a_closed_window_is_recognised_after_a_restart() -> None
     restarted: Windower[int] = Windower(window_ms=5000)
     assert restarted.add(batch(5, 5000.1), cursors, 0).status == "duplicate"
     assert restarted.add(batch(5, 5300.0), cursors, 1).status == "conflict"
-    # Older numbers are no longer known in detail: taken for duplicates, as before.
+    # Older numbers are no longer known in detail: closed no later than the session's
+    # latest batch, they are taken for duplicates.
     assert restarted.add(batch(3, 9999.0), cursors, 2).status == "duplicate"
+
+
+def test_an_older_number_closed_after_the_sessions_latest_batch_is_a_conflict() -> None:
+    # A desk restored from a memory snapshot numbers its batches from where the snapshot
+    # was: numbers long past, closed now. Dropped as duplicates, they were never judged.
+    cursors: dict[str, Cursor] = {}
+    sent = [NOW + 1000.25 * i for i in range(13)]
+    run(Windower(window_ms=5000), cursors, [batch(i, i * 1000.0, sent=sent[i]) for i in range(13)])
+    assert cursors["d"].last_seq == 11 and cursors["d"].last_sent_ms == math.floor(sent[11])
+    cursors = UserState.from_bytes(UserState(cursors=cursors).to_bytes()).cursors
+    w: Windower[int] = Windower(window_ms=5000)
+    hour = 3_600_000.0
+    assert w.add(batch(2, 77.0, sent=sent[11] + hour), cursors, 0).status == "conflict"
+    # A redelivery is the record as it was, closed when it was: a duplicate.
+    assert w.add(batch(2, 2000.0, sent=sent[2]), cursors, 1).status == "duplicate"
+    # A wall clock stepped back a little while the agent ran is not a conflict.
+    late = math.floor(sent[11]) + MAX_CLOCK_STEP_BACK_MS
+    assert w.add(batch(2, 77.0, sent=late), cursors, 2).status == "duplicate"
+    # A state written before these times were kept takes older numbers for duplicates...
+    old = {"d": dataclasses.replace(cursors["d"], last_sent_ms=None)}
+    fresh: Windower[int] = Windower(window_ms=5000)
+    assert fresh.add(batch(2, 77.0, sent=NOW + hour), old, 3).status == "duplicate"
+    # ... until the open window holds a batch of the session (12, not yet in the cursor).
+    assert fresh.add(batch(12, 12_000.0, sent=sent[12]), old, 4).status == "accepted"
+    assert fresh.add(batch(2, 77.0, sent=sent[12] + hour), old, 5).status == "conflict"
 
 
 def test_cursors_written_before_shapes_were_kept_still_read_and_drop_duplicates() -> None:
@@ -171,7 +200,7 @@ def test_redelivered_batches_close_into_the_same_windows(
 
 def test_user_state_round_trip() -> None:
     state = UserState(
-        cursors={"d1": Cursor("s", 3), "d2": Cursor("t", 9, 4_000_000_000)},
+        cursors={"d1": Cursor("s", 3), "d2": Cursor("t", 9, 4_000_000_000, NOW + 0.0)},
         windows=4,
         profile=b"xyz",
     )
