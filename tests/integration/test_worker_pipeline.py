@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from collectors.simulate import Workload
+from collectors.wire import EventBatch
 from streams import deadletter
 from streams.verdict import LEVELS
 from tests.integration.worker_support import (
@@ -96,13 +97,24 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
     ]
     # Each device's last batch again, under its own number, with its events 1 ms later:
     # not a redelivery (a cloned agent, a restored snapshot), so a dead letter each.
-    last: dict[str, object] = {}
+    last: dict[str, EventBatch] = {}
     for b in batches:
         last[b.device] = b
     conflicting = [
         dataclasses.replace(b, events=tuple(e._replace(t_ms=e.t_ms + 1.0) for e in b.events))
         for b in last.values()
         if b.events
+    ]
+    # Each device's first data batch again, closed two minutes after its last one: a desk
+    # restored from a memory snapshot, numbering from where it was. Its number is long
+    # judged (150 s of activity), known only by when its batch was closed.
+    first: dict[str, EventBatch] = {}
+    for b in batches:
+        if b.events:
+            first.setdefault(b.device, b)
+    conflicting += [
+        dataclasses.replace(b, sent_at_ms=last[b.device].sent_at_ms + 120_000.0)
+        for b in first.values()
     ]
     assert conflicting
     verdict_reader = TopicReader(deployment.bootstrap, deployment.verdicts)
