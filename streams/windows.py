@@ -213,7 +213,8 @@ class Windower(Generic[T]):
             self.open[batch.user] = window
         window.last_seq = batch.seq
         window.shapes[batch.seq] = shape
-        window.last_sent_ms = max(window.last_sent_ms, batch.sent_at_ms)
+        if batch.sent_at_ms > window.last_sent_ms:
+            window.last_sent_ms = batch.sent_at_ms
         window.gaps += result.gap
         window.tokens.append(token)
         # Batches are cut per episode, so most hold one modality: count the key events
