@@ -144,7 +144,9 @@ class WorkerProcess:
 
 
 @contextmanager
-def running_worker(deployment: Deployment, label: str = "w", **env: str) -> Iterator[WorkerProcess]:
+def running_worker(
+    deployment: Deployment, label: str = "w", cwd: Path = REPO, **env: str
+) -> Iterator[WorkerProcess]:
     """A `cadence worker` subprocess, ready (table recovered, partitions assigned)."""
     port = free_port()
     data_dir = deployment.tmp / f"{label}-data"
@@ -152,7 +154,7 @@ def running_worker(deployment: Deployment, label: str = "w", **env: str) -> Iter
     with log.open("ab") as out:
         process = subprocess.Popen(
             [*CADENCE, "worker", "--web-port", str(port), "--data-dir", str(data_dir)],
-            cwd=REPO,
+            cwd=cwd,
             env=deployment.env(**env),
             stdout=out,
             stderr=subprocess.STDOUT,
