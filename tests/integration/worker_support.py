@@ -145,7 +145,11 @@ class WorkerProcess:
 
 @contextmanager
 def running_worker(
-    deployment: Deployment, label: str = "w", cwd: Path = REPO, **env: str
+    deployment: Deployment,
+    label: str = "w",
+    cwd: Path = REPO,
+    python: str = sys.executable,
+    **env: str,
 ) -> Iterator[WorkerProcess]:
     """A `cadence worker` subprocess, ready (table recovered, partitions assigned)."""
     port = free_port()
@@ -153,7 +157,7 @@ def running_worker(
     log = deployment.tmp / f"{label}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [*CADENCE, "worker", "--web-port", str(port), "--data-dir", str(data_dir)],
+            [python, *CADENCE[1:], "worker", "--web-port", str(port), "--data-dir", str(data_dir)],
             cwd=cwd,
             env=deployment.env(**env),
             stdout=out,
