@@ -70,9 +70,11 @@ def dead_letter(
     field: str,
     detail: str,
 ) -> DeadLetter:
-    """The dead letter of the record at ``topic:partition:offset``."""
-    if reason not in REASONS:
-        raise ValueError(f"unknown dead-letter reason {reason!r}")
+    """The dead letter of the record at ``topic:partition:offset``.
+
+    ``reason`` should be one of :data:`REASONS` (their metric series exist from the
+    start); another is still written, never refused: refusing would lose the record.
+    """
     headers = {
         REASON: reason.encode(),
         FIELD: field.encode(),
