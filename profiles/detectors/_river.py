@@ -6,14 +6,27 @@ model as the per-user state. River models have no compact, pickle-free
 encoding, so these detectors are for comparison in the evaluation only: a
 profile's state must never be a pickle (``to_bytes`` refuses), and their size
 is reported from a pickle that is measured, never loaded (:meth:`state_size`).
+River is installed with the ``evaluation`` extra, not with the worker's.
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+
+def river_module(name: str) -> ModuleType:
+    """``river.<name>``, or an error that says how to install River."""
+    try:
+        return importlib.import_module(f"river.{name}")
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "River's models need River: pip install 'cadence[evaluation]'"
+        ) from exc
 
 
 class RiverAnomaly:

@@ -17,11 +17,10 @@ True
 
 from __future__ import annotations
 
-from river import anomaly, preprocessing
-
-from profiles.detectors._river import RiverAnomaly
+from profiles.detectors._river import RiverAnomaly, river_module
 
 
 class RiverHalfSpaceTrees(RiverAnomaly):
     def __init__(self, seed: int = 0) -> None:
+        anomaly, preprocessing = river_module("anomaly"), river_module("preprocessing")
         super().__init__(preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=seed))

@@ -15,11 +15,10 @@ True
 
 from __future__ import annotations
 
-from river import anomaly, preprocessing
-
-from profiles.detectors._river import RiverAnomaly
+from profiles.detectors._river import RiverAnomaly, river_module
 
 
 class RiverOneClassSVM(RiverAnomaly):
     def __init__(self, nu: float = 0.2) -> None:
+        anomaly, preprocessing = river_module("anomaly"), river_module("preprocessing")
         super().__init__(preprocessing.StandardScaler() | anomaly.OneClassSVM(nu=nu))

@@ -25,6 +25,8 @@ from profiles.detectors.gaussian import GaussianNLL
 from profiles.detectors.gaussian_ratio import GaussianRatio
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.detectors.manhattan import ScaledManhattan
+from profiles.detectors.river_half_space_trees import RiverHalfSpaceTrees
+from profiles.detectors.river_oneclass_svm import RiverOneClassSVM
 from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio
 from profiles.metrics import roc_auc
 from profiles.mouse import TYPE_COLUMNS, MouseEvents, action_types, extract
@@ -37,19 +39,6 @@ class Detector(Protocol):
     def to_bytes(self) -> bytes: ...
 
 
-def _river_oneclass_svm(population: Population) -> Detector:
-    # River takes ~1 s to import: only when one of its models is asked for.
-    from profiles.detectors.river_oneclass_svm import RiverOneClassSVM
-
-    return RiverOneClassSVM()
-
-
-def _river_half_space_trees(population: Population) -> Detector:
-    from profiles.detectors.river_half_space_trees import RiverHalfSpaceTrees
-
-    return RiverHalfSpaceTrees()
-
-
 #: Detector factories by name; each gets the population fitted on enrollment data.
 METHODS: dict[str, Callable[[Population], Detector]] = {
     "histogram_ratio": lambda pop: HistogramRatio(pop),
@@ -59,8 +48,8 @@ METHODS: dict[str, Callable[[Population], Detector]] = {
     "diagonal_gaussian": lambda pop: GaussianNLL(diagonal=True),
     "manhattan": lambda pop: ScaledManhattan(),
     # River's models, as River documents them; for comparison only (no compact state).
-    "river_oneclass_svm": _river_oneclass_svm,
-    "river_half_space_trees": _river_half_space_trees,
+    "river_oneclass_svm": lambda pop: RiverOneClassSVM(),
+    "river_half_space_trees": lambda pop: RiverHalfSpaceTrees(),
 }
 DEFAULT_METHOD = "typed_histogram_ratio"  # the profile's detector (cadence-profile-4)
 
