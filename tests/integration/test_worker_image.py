@@ -36,6 +36,8 @@ from tests.integration.worker_support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # ~35 s: a venv installed from pip's cache
+
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 # What pip says when it cannot reach a package index.
 OFFLINE = re.compile(r"NewConnectionError|Could not find a version|No matching distribution")
