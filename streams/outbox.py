@@ -105,6 +105,8 @@ class Outbox:
         """Hand queued changelog records to the producer in order, as far as it takes them
         (a full librdkafka queue takes the rest after the next delivery reports)."""
         backlog = self.changelog_backlog
+        if not backlog:  # the usual case: this runs with every delivery poll
+            return
         changelog = self.table.changelog_topic.get_topic_name()
         store = self.table.data
         while backlog:

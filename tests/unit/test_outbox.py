@@ -1,0 +1,88 @@
+"""The worker's outbox: announcements retried until Kafka has them, acks only then
+(the real RecordSender code path, with librdkafka's producer replaced)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streams import outbox as outbox_module
+from streams.outbox import Outbox
+from streams.sender import RecordSender
+
+
+class Producer:
+    """What RecordSender uses of confluent_kafka.Producer; refuses the first ``full`` sends."""
+
+    def __init__(self, full: int = 0) -> None:
+        self.full = full
+        self.sent: list[tuple[str, Any, Any]] = []  # (topic, value, on_delivery)
+
+    def produce(self, topic: str, value: Any, key: Any, on_delivery: Any, **kw: Any) -> None:
+        if self.full:
+            self.full -= 1
+            raise BufferError("queue full")
+        self.sent.append((topic, value, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+
+class Delivered:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def outbox_with(producer: Producer) -> tuple[Outbox, list[str]]:
+    sender = RecordSender({}, 0.01, 1024)
+    sender._producer = producer
+    failures: list[str] = []
+    return Outbox(
+        sender, table=None, owns=lambda p: True, on_failure=lambda: failures.append("x")
+    ), failures
+
+
+def test_an_announcement_that_fails_is_sent_again_and_acked_once_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "RETRY_AFTER_S", 0.0)
+    producer = Producer()
+    box, failures = outbox_with(producer)
+    acked: list[str] = []
+
+    async def scenario() -> None:
+        await box.emit("cadence.verdicts.v1", b"u", b"verdict", lambda: acked.append("v"))
+        assert box.in_flight == 1 and acked == []
+        producer.sent[-1][2]("Local: Message timed out", None)  # librdkafka's failure report
+        assert box.in_flight == 0 and failures == ["x"] and acked == []
+        for _ in range(10):  # the retry runs on the loop
+            await asyncio.sleep(0)
+        assert [s[:2] for s in producer.sent] == [("cadence.verdicts.v1", b"verdict")] * 2
+        producer.sent[-1][2](None, Delivered(3, 41))
+        assert acked == ["v"] and box.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_full_producer_queue_delays_an_announcement_but_does_not_lose_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "DELIVERY_POLL_S", 0.0)
+    producer = Producer(full=3)
+    box, _ = outbox_with(producer)
+    acked: list[str] = []
+    asyncio.run(box.emit("cadence.deadletter.v1", None, b"bad", lambda: acked.append("d")))
+    assert [s[:2] for s in producer.sent] == [("cadence.deadletter.v1", b"bad")]
+    producer.sent[0][2](None, Delivered(0, 7))
+    assert acked == ["d"]
