@@ -164,13 +164,15 @@ def run(args: argparse.Namespace) -> int:
         )
         publisher.start()
         reader.start()
-        with Live(_render(state, args, takeover), console=console, refresh_per_second=2) as live:
+        with Live(
+            _render(state, args, takeover, console.width), console=console, refresh_per_second=2
+        ) as live:
             while not stop.is_set():
                 now_sim = state.sim_seconds
                 row = state.rows[victim]
                 row.truth = "IMPOSTOR" if now_sim >= takeover.at_s else "owner"
                 state.dead_letters = _dead_letters(args.web_port)
-                live.update(_render(state, args, takeover))
+                live.update(_render(state, args, takeover, console.width))
                 if worker is not None and worker.poll() is not None:
                     state.error = f"worker exited with status {worker.returncode}"
                     break
@@ -179,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 if not publisher.is_alive() and time.monotonic() - state.started > 5:
                     # Workload finished: leave the table up a few more seconds for late verdicts.
                     time.sleep(8)
-                    live.update(_render(state, args, takeover))
+                    live.update(_render(state, args, takeover, console.width))
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
@@ -188,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         for started in workers:
             _stop_worker(started)
+    if not console.is_terminal:
+        # Into a file or a pipe, Live's last table ends without a newline: the lines
+        # below would continue its caption.
+        console.line()
     if state.error:
         console.print(f"[red]{state.error}[/] (see .cache/demo-worker.log)")
         return 1
@@ -356,7 +362,18 @@ _LEVEL_STYLE = {
 }
 
 
-def _render(state: DemoState, args: argparse.Namespace, takeover: Takeover) -> Table:
+#: Console columns from which each account's event count, and the reasons of its last
+#: verdict, are shown too (below, neither fits beside the rest without cutting cells).
+EVENTS_FROM_WIDTH = 84
+REASONS_FROM_WIDTH = 140
+
+
+def _render(
+    state: DemoState, args: argparse.Namespace, takeover: Takeover, width: int = 80
+) -> Table:
+    """The demo's table, laid out to fit ``width`` columns (80 is a plain terminal's):
+    the events and reasons columns only where there is room for them."""
+    from rich import box
     from rich.table import Table
 
     elapsed = time.monotonic() - state.started
@@ -369,25 +386,34 @@ def _render(state: DemoState, args: argparse.Namespace, takeover: Takeover) -> T
         ),
         caption="scores: 0 = typical of the owner, 1 = beyond anything the owner did "
         "while enrolling · truth is the simulation's, shown for the demo only",
+        # No borders: ten columns fit an 80-column terminal only without them.
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for name, justify in (
+    with_events = width >= EVENTS_FROM_WIDTH
+    columns = [
         ("account", "left"),
-        ("events", "right"),
+        *([("events", "right")] if with_events else []),
         ("verdicts", "right"),
         ("state", "left"),
         ("level", "left"),
         ("trust", "right"),
-        ("keyboard", "right"),
+        ("keys", "right"),
         ("mouse", "right"),
         ("truth", "left"),
-        ("reasons", "left"),
-    ):
+    ]
+    with_reasons = width >= REASONS_FROM_WIDTH
+    if with_reasons:
+        columns.append(("reasons", "left"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=name != "reasons")  # type: ignore[arg-type]
     for row in state.rows.values():
         style = _LEVEL_STYLE.get(row.level, "")
-        table.add_row(
+        cells = [
             row.label,
-            str(row.events),
+            *([str(row.events)] if with_events else []),
             str(row.verdicts),
             row.enrollment,
             f"[{style}]{row.level}[/]" if style else row.level,
@@ -395,6 +421,8 @@ def _render(state: DemoState, args: argparse.Namespace, takeover: Takeover) -> T
             "-" if row.keyboard is None else f"{row.keyboard:.2f}",
             "-" if row.mouse is None else f"{row.mouse:.2f}",
             "[bold red]IMPOSTOR[/]" if row.truth == "IMPOSTOR" else "owner",
-            "; ".join(row.reasons)[:60],
-        )
+        ]
+        if with_reasons:
+            cells.append("; ".join(row.reasons)[:60])
+        table.add_row(*cells)
     return table
