@@ -199,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     row = state.rows[victim]
     console.print(
-        f"account {row.label}: taken over at {takeover.at_s:.0f} s simulated; last level "
-        f"[bold]{row.level}[/] (trust {row.trust:.0f})"
+        f"account {row.label.strip()}, taken over at {takeover.at_s:.0f} s (simulated): "
+        f"[bold]{row.level}[/], trust {row.trust:.0f}"
     )
     return 0
 
