@@ -24,7 +24,8 @@ Life cycle of a modality:
    owner's own behaviour is still followed. The calibration ring then keeps one
    score per context of fresh evidence, so it spans several sessions.
 
-Serialised state is compact bytes (no pickle): a few KB per user.
+Serialised state is compact bytes (no pickle, :mod:`profiles.profile_bytes`): a few KB
+per user.
 
 >>> import numpy as np
 >>> from profiles.mouse import MouseEvents
@@ -43,11 +44,8 @@ True
 
 from __future__ import annotations
 
-import hashlib
-import struct
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
 import numpy as np
@@ -62,19 +60,12 @@ from profiles.carryover import (
     concat_mouse,
     concat_presses,
     finished_prefix,
-    max_mouse_bytes,
-    max_presses_bytes,
     no_mouse,
     no_presses,
-    pack_mouse,
-    pack_presses,
     rebase,
     typed_windows,
-    unpack_mouse,
-    unpack_presses,
 )
-from profiles.detectors.histogram_ratio import HistogramRatio
-from profiles.detectors.typed_histogram_ratio import MAX_COUNT, TypedHistogramRatio
+from profiles.enrollment import EnrollmentPolicy
 from profiles.keystrokes import (
     N_CLASSES,
     KeystrokeEvents,
@@ -84,11 +75,12 @@ from profiles.keystrokes import (
     pair_presses_many,
 )
 from profiles.keystrokes.binning import N_BINS
+from profiles.modalities import KeyboardState, new_mouse_state, session_key
 from profiles.mouse import MouseEvents, extract_many
+from profiles.profile_bytes import decode_profile, encode_profile
 from profiles.reasons import (
     KEYBOARD_SUMMARY,
     MOUSE_SUMMARY,
-    RunningSummary,
     deviations,
     explain,
     keyboard_summary,
@@ -100,46 +92,6 @@ MODEL_VERSION: Final = "cadence-profile-4"
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
-
-
-@dataclass(frozen=True, slots=True)
-class EnrollmentPolicy:
-    """How much of the owner a modality must have seen before it judges anyone."""
-
-    min_presses: int = 1500
-    min_actions: int = 300
-    min_sessions: int = 2
-    min_calibration: int = 16
-    keyboard_cells: int = 300  # timing events a keyboard score rests on (~100 presses)
-    min_keyboard_cells: int = 120
-    mouse_actions: int = 20  # rolling context a mouse score rests on
-    min_mouse_actions: int = 5
-    learn_gate: float = 0.95  # calibrated score above which an active profile does not learn
-    # Learn only while the verdict reads trusted: evidence against the owner that has
-    # built up (an impostor at the upper edge of the owner's range) stops teaching.
-    learn_min_trust: float = 70.0
-    # Genuine scores the calibration ring keeps, per modality.
-    calibration_size: int = 512
-    # Fresh evidence (in contexts) between two scores the ring keeps. Consecutive
-    # windows share most of their context, so keeping every window filled the ring
-    # with near-copies: 512 windows were ~75 independent contexts, under an hour of
-    # pointing from one session, and another day's session fell outside that range.
-    # One score per context makes the entries ~independent and lets the ring span
-    # several sessions (512 contexts: ~4 h of typing, ~10 h of pointing). While a
-    # modality enrols, the ring must reach ``min_calibration`` entries within half
-    # of the minimum evidence (the first windows cannot be scored yet, and the
-    # last must not wait for the ring): 1500 presses = 15 contexts -> stride 0.47;
-    # the demo's 200 presses -> 0.0625.
-    calibration_stride: float = 1.0
-
-    def enrolling_stride(self, min_units: int, per_context: int) -> float:
-        """Ring stride while a modality enrols (see ``calibration_stride``).
-
-        >>> EnrollmentPolicy().enrolling_stride(1500, 100)
-        0.46875
-        """
-        contexts = min_units / per_context
-        return min(self.calibration_stride, contexts / 2.0 / self.min_calibration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,46 +109,6 @@ class Assessment:
     mouse_raw: float | None = None
 
 
-@dataclass(slots=True)
-class _Keyboard:
-    model: KeystrokeProfile
-    recent: KeystrokePresses  # last presses, times relative to the newest
-    calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
-    summary: RunningSummary = field(
-        default_factory=lambda: RunningSummary.zeros(len(KEYBOARD_SUMMARY))
-    )
-    presses: int = 0
-    sessions: int = 0
-    last_t_ms: float = 0.0  # time of the newest remembered press (``recent`` is relative to it)
-    cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))  # recent scores
-    unsampled: float = 0.0  # fresh evidence (contexts) learned since the ring's last entry
-    session: str = ""  # the session of the last window with presses
-
-
-@dataclass(slots=True)
-class _Mouse:
-    model: TypedHistogramRatio
-    recent: np.ndarray  # float32 scores of the last actions
-    tail: MouseEvents  # events after the last finished action, carried to the next window
-    calibration: GenuineQuantile = field(default_factory=GenuineQuantile)
-    summary: RunningSummary = field(
-        default_factory=lambda: RunningSummary.zeros(len(MOUSE_SUMMARY))
-    )
-    actions: int = 0
-    sessions: int = 0
-    unsampled: float = 0.0
-    session: str = ""  # the session of the last window with pointer events
-
-
-def _new_mouse(background: Background, calibration_size: int) -> _Mouse:
-    return _Mouse(
-        TypedHistogramRatio(background.mouse),
-        np.zeros(0, np.float32),
-        no_mouse(),
-        GenuineQuantile(calibration_size),
-    )
-
-
 class UserProfile:
     """Profile of one account owner; see the module docstring for its life cycle."""
 
@@ -208,10 +120,10 @@ class UserProfile:
     ) -> None:
         self._settle(background, enrollment, trust_policy)
         size = self.policy.calibration_size
-        self.keyboard = _Keyboard(
+        self.keyboard = KeyboardState(
             KeystrokeProfile(background.keystrokes), no_presses(), GenuineQuantile(size)
         )
-        self.mouse = _new_mouse(background, size)
+        self.mouse = new_mouse_state(background, size)
 
     def _settle(
         self, background: Background, enrollment: EnrollmentPolicy | None, trust_policy: TrustPolicy
@@ -451,44 +363,8 @@ class UserProfile:
     # -- bytes ------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """The whole state, exactly: ``from_bytes`` rebuilds a profile that judges and
-        learns every later window bit for bit as this one does (the worker keeps
-        profiles in memory and persists these bytes; a restart must not change a verdict).
-        """
-        k, m = self.keyboard, self.mouse
-        parts = [
-            k.model.to_bytes(),
-            k.calibration.to_bytes(),
-            pack_presses(k.recent),
-            k.summary.to_bytes(),
-            m.model.to_bytes(),
-            m.calibration.to_bytes(),
-            m.recent.astype(np.float32).tobytes(),
-            m.summary.to_bytes(),
-            k.session.encode(),
-            pack_mouse(m.tail),
-            k.cells.astype(np.float16).tobytes(),
-            m.session.encode(),
-        ]
-        head = _STATE.pack(
-            _MAGIC,
-            self.trust.value,
-            self.trust.statistic,
-            k.last_t_ms,
-            k.presses,
-            k.sessions,
-            m.actions,
-            m.sessions,
-            k.unsampled,
-            m.unsampled,
-            len(parts) + 1,
-        )
-        # One join: concatenating each size with its part copied every part once more.
-        sized = [struct.pack("<I", len(x)) for x in parts]
-        body = b"".join(
-            [head, *(b for pair in zip(sized, parts, strict=True) for b in pair), _CRC_SIZE]
-        )
-        return body + _CRC.pack(zlib.crc32(body))
+        """The whole state, exactly (:func:`profiles.profile_bytes.encode_profile`)."""
+        return encode_profile(self)
 
     @classmethod
     def from_bytes(
@@ -498,158 +374,8 @@ class UserProfile:
         enrollment: EnrollmentPolicy | None = None,
         trust_policy: TrustPolicy = DEFAULT_POLICY,
     ) -> UserProfile:
-        """Rebuild a profile from :meth:`to_bytes` (this format or the previous one).
-
-        The previous format (``CUP2``) stored some floats rounded to float32: a
-        profile read from it continues from those rounded values, as it always did.
-        """
-        magic = bytes(data[:4])
-        statistic: float | None
-        if magic == _MAGIC:
-            head = _STATE.unpack_from(data)
-            trust, statistic, last_t, presses, k_sessions, actions, m_sessions = head[1:8]
-            k_unsampled, m_unsampled, n = head[8:]
-            offset = _STATE.size
-        elif magic == _MAGIC_V2:
-            head = _STATE_V2.unpack_from(data)
-            trust, last_t, presses, k_sessions, actions, m_sessions, n = head[1:]
-            statistic, offset = None, _STATE_V2.size
-        else:
-            raise ValueError("not a cadence user profile of a known format")
-        parts: list[bytes] = []
-        for _ in range(n):
-            (size,) = struct.unpack_from("<I", data, offset)
-            if offset + 4 + size > len(data):
-                raise ValueError("profile state truncated")
-            parts.append(bytes(data[offset + 4 : offset + 4 + size]))
-            offset += 4 + size
-        if offset != len(data) or n < 11:
-            raise ValueError("profile state of another layout")
-        if magic == _MAGIC and n > _CHECKSUMMED_FROM:
-            # A stored state is read back from Kafka: damage anywhere must be refused
-            # here, not become the profile (most flipped bits are valid numbers).
-            (crc,) = _CRC.unpack(parts[-1])
-            if zlib.crc32(memoryview(data)[: len(data) - _CRC.size]) != crc:
-                raise ValueError("profile state damaged (checksum)")
-        if magic == _MAGIC_V2:
-            k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
-        # Not cls(...): new, empty models (~40 us) would be replaced at once.
-        profile = cls.__new__(cls)
-        profile._settle(background, enrollment, trust_policy)
-        profile.trust.value = trust
-        if statistic is not None:
-            profile.trust.statistic = statistic
-        profile.keyboard = _Keyboard(
-            KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
-            unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
-            GenuineQuantile.from_bytes(parts[1]),
-            RunningSummary.from_bytes(parts[3], len(KEYBOARD_SUMMARY)),
-            presses,
-            k_sessions,
-            last_t,
-            np.frombuffer(parts[10], dtype=np.float16).copy(),
-            k_unsampled,
-        )
-        profile.keyboard.session = _session_key(parts[8].decode())
-        if parts[4][:4] == _POOLED_MOUSE_MAGIC:
-            # Written by cadence-profile-3, whose mouse model pooled the action types:
-            # its counts cannot be split by type, so pointing enrols again while the
-            # typing profile, the trust and the keyboard's calibration carry on.
-            profile.mouse = _new_mouse(background, profile.policy.calibration_size)
-        else:
-            profile.mouse = _Mouse(
-                TypedHistogramRatio.from_bytes(parts[4], population=background.mouse),
-                np.frombuffer(parts[6], dtype=np.float32).copy(),
-                unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
-                GenuineQuantile.from_bytes(parts[5]),
-                RunningSummary.from_bytes(parts[7], len(MOUSE_SUMMARY)),
-                actions,
-                m_sessions,
-                m_unsampled,
-            )
-            # Before sessions were per modality (CUP2 and the first CUP3 records), both
-            # modalities compared with the last session of either.
-            mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
-            profile.mouse.session = _session_key(mouse_session.decode())
-        # The summaries only word the reasons; one spoilt by an earlier version's
-        # learning (a NaN) restarts alone instead of costing the user their profile.
-        for modality in (profile.keyboard, profile.mouse):
-            if not modality.summary.finite():
-                modality.summary = RunningSummary.zeros(modality.summary.mean.size)
-        _require_finite(profile)
-        return profile
-
-
-def _require_finite(profile: UserProfile) -> None:
-    """Reject a profile whose numbers are not all finite (damaged bytes): a NaN would
-    not fail at once but in a later window's calibration, and again for each window
-    until it rolls out; raising here lets the caller start the user over instead."""
-    k, m = profile.keyboard, profile.mouse
-    arrays = (
-        np.array([profile.trust.value, profile.trust.statistic, k.unsampled, m.unsampled]),
-        k.cells,
-        m.recent,
-        k.calibration.scores[: k.calibration.filled],
-        m.calibration.scores[: m.calibration.filled],
-    )
-    if not all(bool(np.isfinite(a).all()) for a in arrays):
-        raise ValueError("profile holds non-finite numbers")
-
-
-#: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM
-#: statistic and the times of the carried presses and pointer events in float64; the
-#: rest is float32, float16 or integers in memory too). Since 2026-12-06 its last part
-#: is a CRC-32 of everything before it: code that predates it reads the first 12 parts
-#: and ignores the rest, so a rollback keeps the profiles; records without it (11 or 12
-#: parts) are still read. ``CUP2`` (floats rounded to float32) is still read.
-_MAGIC: Final = b"CUP3"
-_CRC: Final = struct.Struct("<I")
-_CRC_SIZE: Final = struct.pack("<I", _CRC.size)
-_CHECKSUMMED_FROM: Final = 12  # parts before the CRC part
-# magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
-# mouse sessions, keyboard and mouse evidence since the last ring entry, parts; then
-# each part behind its uint32 size
-_STATE: Final = struct.Struct("<4sdddIIIIddB")
-_MAGIC_V2: Final = b"CUP2"
-_STATE_V2: Final = struct.Struct("<4sfdIIIIB")
-
-
-#: Largest count of a mouse histogram bin: 12 bits in the state (a type's counts are
-#: halved beyond it, ~4 000 actions of one type in one bin, weeks of pointing).
-MAX_MOUSE_COUNT: Final = MAX_COUNT
-#: The mouse model of ``cadence-profile-3`` (one histogram pooled over action types);
-#: a record that holds one is read with its pointing enrolled again (``from_bytes``).
-_POOLED_MOUSE_MAGIC: Final = HistogramRatio._MAGIC
-#: Longest session id stored as it is (UTF-8 bytes); a longer one is kept as a digest
-#: (33 characters). The collectors' ids are 32 hex characters. 48, not 64 as up to
-#: cadence-profile-3: the per-type mouse counts took the bytes (``max_state_bytes``).
-MAX_SESSION_BYTES: Final = 48
-
-
-def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
-    """Largest :meth:`UserProfile.to_bytes` under ``policy``: every part at its most
-    (dense keystroke counts, full rings and rolling contexts, mouse counts at
-    ``MAX_MOUSE_COUNT`` (12 bits), a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 16 353 bytes with the default policy (issue #3:
-    <= 16 KB);
-    ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
-    p = policy or EnrollmentPolicy()
-    ring = GenuineQuantile.max_bytes(p.calibration_size)
-    parts = [
-        KeystrokeProfile.max_bytes(background.keystrokes.n_classes),
-        ring,
-        max_presses_bytes(),
-        RunningSummary.max_bytes(len(KEYBOARD_SUMMARY)),
-        TypedHistogramRatio(background.mouse).max_bytes(),
-        ring,
-        4 * p.mouse_actions,  # float32 action scores
-        RunningSummary.max_bytes(len(MOUSE_SUMMARY)),
-        MAX_SESSION_BYTES,
-        max_mouse_bytes(),
-        2 * p.keyboard_cells,  # float16 cell scores
-        MAX_SESSION_BYTES,
-    ]
-    return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
+        """Rebuild a profile from :meth:`to_bytes` (this format or the previous one)."""
+        return decode_profile(cls, data, background, enrollment, trust_policy)
 
 
 #: One window to judge: profile, keys, pointer events, session and, optionally, whether
@@ -682,7 +408,7 @@ def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
     """
     if len({id(w[0]) for w in windows}) < len(windows):
         raise ValueError("a profile may appear once: its windows are judged one call each")
-    sessions = [_session_key(w[3]) for w in windows]
+    sessions = [session_key(w[3]) for w in windows]
     # First what depends on the events only (carried tails, remembered presses), per
     # profile; then the features of all windows at once; then each profile scores.
     pointers = [w[0]._pointer_window(w[2], s) for w, s in zip(windows, sessions, strict=True)]
@@ -710,16 +436,6 @@ def _where_present(
     for i, result in zip(at, compute([cast(_In, values[i]) for i in at]), strict=True):
         out[i] = result
     return out
-
-
-def _session_key(session: str) -> str:
-    """The session as the profile keeps it: only equality with the next window's
-    session matters, so an id longer than ``MAX_SESSION_BYTES`` is kept as a digest
-    (32 hex characters) and the state stays bounded whatever the wire carries."""
-    raw = session.encode()
-    if len(raw) <= MAX_SESSION_BYTES:
-        return session
-    return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def _mean32(x: np.ndarray) -> float:

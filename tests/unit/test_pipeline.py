@@ -169,11 +169,12 @@ def test_windows_judged_together_get_the_verdicts_and_states_of_one_by_one(monke
 
 
 def test_a_window_that_fails_in_a_group_fails_alone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from profiles.user import UserProfile, _session_key
+    from profiles.modalities import session_key
+    from profiles.user import UserProfile
 
     batches = [b for _, b in Workload(users=4, seed=5).batches(until_s=60)]
     victim = batches[0].user
-    sessions = {_session_key(b.session) for b in batches if b.user == victim}
+    sessions = {session_key(b.session) for b in batches if b.user == victim}
     original = UserProfile._typing_window
 
     def fail_for_victim(self, fresh, session):  # type: ignore[no-untyped-def]

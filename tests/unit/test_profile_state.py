@@ -20,16 +20,11 @@ from profiles.background import Background
 from profiles.carryover import MAX_MOUSE_TAIL
 from profiles.detectors.histogram_ratio import HistogramRatio
 from profiles.keystrokes import KeystrokeEvents
+from profiles.modalities import MAX_SESSION_BYTES
 from profiles.mouse import MouseEvents
+from profiles.profile_bytes import MAX_MOUSE_COUNT, max_state_bytes
 from profiles.reasons import MOUSE_SUMMARY
-from profiles.user import (
-    MAX_MOUSE_COUNT,
-    MAX_SESSION_BYTES,
-    EnrollmentPolicy,
-    UserProfile,
-    assess_many,
-    max_state_bytes,
-)
+from profiles.user import EnrollmentPolicy, UserProfile, assess_many
 from streams.judge import keystroke_events, mouse_events
 from streams.windows import Cursor, Windower
 

@@ -1,0 +1,243 @@
+"""A profile's state as bytes: compact, checksummed, never a pickle.
+
+``UserProfile.to_bytes`` / ``from_bytes`` are these two functions. The bytes are
+what the worker persists in its changelog-backed table, so they rebuild a profile
+exactly (every later verdict bit for bit), refuse damage (a CRC-32) and keep a
+bounded size (:func:`max_state_bytes`, issue #3's 16 KB).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import numpy as np
+
+from profiles.background import Background
+from profiles.calibration import GenuineQuantile
+from profiles.carryover import (
+    MAX_MOUSE_TAIL,
+    max_mouse_bytes,
+    max_presses_bytes,
+    pack_mouse,
+    pack_presses,
+    unpack_mouse,
+    unpack_presses,
+)
+from profiles.detectors.histogram_ratio import HistogramRatio
+from profiles.detectors.typed_histogram_ratio import MAX_COUNT, TypedHistogramRatio
+from profiles.enrollment import EnrollmentPolicy
+from profiles.keystrokes import KeystrokeProfile
+from profiles.modalities import (
+    MAX_SESSION_BYTES,
+    KeyboardState,
+    MouseState,
+    new_mouse_state,
+    session_key,
+)
+from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, RunningSummary
+from profiles.trust import DEFAULT_POLICY, TrustPolicy
+
+if TYPE_CHECKING:
+    from profiles.user import UserProfile
+
+P = TypeVar("P", bound="UserProfile")
+
+#: State format: ``CUP3`` stores every value as the profile holds it (trust, its CUSUM
+#: statistic and the times of the carried presses and pointer events in float64; the
+#: rest is float32, float16 or integers in memory too). Since 2026-12-06 its last part
+#: is a CRC-32 of everything before it: code that predates it reads the first 12 parts
+#: and ignores the rest, so a rollback keeps the profiles; records without it (11 or 12
+#: parts) are still read. ``CUP2`` (floats rounded to float32) is still read.
+_MAGIC: Final = b"CUP3"
+_CRC: Final = struct.Struct("<I")
+_CRC_SIZE: Final = struct.pack("<I", _CRC.size)
+_CHECKSUMMED_FROM: Final = 12  # parts before the CRC part
+# magic, trust, CUSUM statistic, last press time, presses, keyboard sessions, actions,
+# mouse sessions, keyboard and mouse evidence since the last ring entry, parts; then
+# each part behind its uint32 size
+_STATE: Final = struct.Struct("<4sdddIIIIddB")
+_MAGIC_V2: Final = b"CUP2"
+_STATE_V2: Final = struct.Struct("<4sfdIIIIB")
+
+
+#: Largest count of a mouse histogram bin: 12 bits in the state (a type's counts are
+#: halved beyond it, ~4 000 actions of one type in one bin, weeks of pointing).
+MAX_MOUSE_COUNT: Final = MAX_COUNT
+#: The mouse model of ``cadence-profile-3`` (one histogram pooled over action types);
+#: a record that holds one is read with its pointing enrolled again (:func:`decode_profile`).
+_POOLED_MOUSE_MAGIC: Final = HistogramRatio._MAGIC
+
+
+def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
+    """Largest :func:`encode_profile` under ``policy``: every part at its most
+    (dense keystroke counts, full rings and rolling contexts, mouse counts at
+    ``MAX_MOUSE_COUNT`` (12 bits), a full pointer tail with int32 coordinates, session ids at
+    ``MAX_SESSION_BYTES``, the checksum). 16 353 bytes with the default policy (issue #3:
+    <= 16 KB);
+    ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
+    p = policy or EnrollmentPolicy()
+    ring = GenuineQuantile.max_bytes(p.calibration_size)
+    parts = [
+        KeystrokeProfile.max_bytes(background.keystrokes.n_classes),
+        ring,
+        max_presses_bytes(),
+        RunningSummary.max_bytes(len(KEYBOARD_SUMMARY)),
+        TypedHistogramRatio(background.mouse).max_bytes(),
+        ring,
+        4 * p.mouse_actions,  # float32 action scores
+        RunningSummary.max_bytes(len(MOUSE_SUMMARY)),
+        MAX_SESSION_BYTES,
+        max_mouse_bytes(),
+        2 * p.keyboard_cells,  # float16 cell scores
+        MAX_SESSION_BYTES,
+    ]
+    return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
+
+
+def encode_profile(profile: UserProfile) -> bytes:
+    """The whole state, exactly: :func:`decode_profile` rebuilds a profile that judges
+    and learns every later window bit for bit as this one does (the worker keeps
+    profiles in memory and persists these bytes; a restart must not change a verdict).
+    """
+    k, m = profile.keyboard, profile.mouse
+    parts = [
+        k.model.to_bytes(),
+        k.calibration.to_bytes(),
+        pack_presses(k.recent),
+        k.summary.to_bytes(),
+        m.model.to_bytes(),
+        m.calibration.to_bytes(),
+        m.recent.astype(np.float32).tobytes(),
+        m.summary.to_bytes(),
+        k.session.encode(),
+        pack_mouse(m.tail),
+        k.cells.astype(np.float16).tobytes(),
+        m.session.encode(),
+    ]
+    head = _STATE.pack(
+        _MAGIC,
+        profile.trust.value,
+        profile.trust.statistic,
+        k.last_t_ms,
+        k.presses,
+        k.sessions,
+        m.actions,
+        m.sessions,
+        k.unsampled,
+        m.unsampled,
+        len(parts) + 1,
+    )
+    # One join: concatenating each size with its part copied every part once more.
+    sized = [struct.pack("<I", len(x)) for x in parts]
+    body = b"".join(
+        [head, *(b for pair in zip(sized, parts, strict=True) for b in pair), _CRC_SIZE]
+    )
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_profile(
+    cls: type[P],
+    data: bytes | memoryview,
+    background: Background,
+    enrollment: EnrollmentPolicy | None = None,
+    trust_policy: TrustPolicy = DEFAULT_POLICY,
+) -> P:
+    """Rebuild a profile of class ``cls`` from :func:`encode_profile` (this format or the
+    previous one).
+
+    The previous format (``CUP2``) stored some floats rounded to float32: a
+    profile read from it continues from those rounded values, as it always did.
+    """
+    magic = bytes(data[:4])
+    statistic: float | None
+    if magic == _MAGIC:
+        head = _STATE.unpack_from(data)
+        trust, statistic, last_t, presses, k_sessions, actions, m_sessions = head[1:8]
+        k_unsampled, m_unsampled, n = head[8:]
+        offset = _STATE.size
+    elif magic == _MAGIC_V2:
+        head = _STATE_V2.unpack_from(data)
+        trust, last_t, presses, k_sessions, actions, m_sessions, n = head[1:]
+        statistic, offset = None, _STATE_V2.size
+    else:
+        raise ValueError("not a cadence user profile of a known format")
+    parts: list[bytes] = []
+    for _ in range(n):
+        (size,) = struct.unpack_from("<I", data, offset)
+        if offset + 4 + size > len(data):
+            raise ValueError("profile state truncated")
+        parts.append(bytes(data[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    if offset != len(data) or n < 11:
+        raise ValueError("profile state of another layout")
+    if magic == _MAGIC and n > _CHECKSUMMED_FROM:
+        # A stored state is read back from Kafka: damage anywhere must be refused
+        # here, not become the profile (most flipped bits are valid numbers).
+        (crc,) = _CRC.unpack(parts[-1])
+        if zlib.crc32(memoryview(data)[: len(data) - _CRC.size]) != crc:
+            raise ValueError("profile state damaged (checksum)")
+    if magic == _MAGIC_V2:
+        k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
+    # Not cls(...): new, empty models (~40 us) would be replaced at once.
+    profile = cls.__new__(cls)
+    profile._settle(background, enrollment, trust_policy)
+    profile.trust.value = trust
+    if statistic is not None:
+        profile.trust.statistic = statistic
+    profile.keyboard = KeyboardState(
+        KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
+        unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
+        GenuineQuantile.from_bytes(parts[1]),
+        RunningSummary.from_bytes(parts[3], len(KEYBOARD_SUMMARY)),
+        presses,
+        k_sessions,
+        last_t,
+        np.frombuffer(parts[10], dtype=np.float16).copy(),
+        k_unsampled,
+    )
+    profile.keyboard.session = session_key(parts[8].decode())
+    if parts[4][:4] == _POOLED_MOUSE_MAGIC:
+        # Written by cadence-profile-3, whose mouse model pooled the action types:
+        # its counts cannot be split by type, so pointing enrols again while the
+        # typing profile, the trust and the keyboard's calibration carry on.
+        profile.mouse = new_mouse_state(background, profile.policy.calibration_size)
+    else:
+        profile.mouse = MouseState(
+            TypedHistogramRatio.from_bytes(parts[4], population=background.mouse),
+            np.frombuffer(parts[6], dtype=np.float32).copy(),
+            unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
+            GenuineQuantile.from_bytes(parts[5]),
+            RunningSummary.from_bytes(parts[7], len(MOUSE_SUMMARY)),
+            actions,
+            m_sessions,
+            m_unsampled,
+        )
+        # Before sessions were per modality (CUP2 and the first CUP3 records), both
+        # modalities compared with the last session of either.
+        mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
+        profile.mouse.session = session_key(mouse_session.decode())
+    # The summaries only word the reasons; one spoilt by an earlier version's
+    # learning (a NaN) restarts alone instead of costing the user their profile.
+    for modality in (profile.keyboard, profile.mouse):
+        if not modality.summary.finite():
+            modality.summary = RunningSummary.zeros(modality.summary.mean.size)
+    require_finite(profile)
+    return profile
+
+
+def require_finite(profile: UserProfile) -> None:
+    """Reject a profile whose numbers are not all finite (damaged bytes): a NaN would
+    not fail at once but in a later window's calibration, and again for each window
+    until it rolls out; raising here lets the caller start the user over instead."""
+    k, m = profile.keyboard, profile.mouse
+    arrays = (
+        np.array([profile.trust.value, profile.trust.statistic, k.unsampled, m.unsampled]),
+        k.cells,
+        m.recent,
+        k.calibration.scores[: k.calibration.filled],
+        m.calibration.scores[: m.calibration.filled],
+    )
+    if not all(bool(np.isfinite(a).all()) for a in arrays):
+        raise ValueError("profile holds non-finite numbers")
