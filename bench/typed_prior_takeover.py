@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from profiles import user  # noqa: E402
+from profiles import modalities, profile_bytes  # noqa: E402
 from profiles.detectors.histogram_ratio import RELEVANCE, HistogramRatio  # noqa: E402
 from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio  # noqa: E402
 from profiles.mouse import TYPE_COLUMNS  # noqa: E402
@@ -107,15 +107,19 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     variant, rest = argv[0], argv[1:]
+    model: type[TypedHistogramRatio]
     if variant.startswith("typed"):
-        user.TypedHistogramRatio = typed_with_prior(float(variant[5:] or 0))  # type: ignore[misc]
+        model = typed_with_prior(float(variant[5:] or 0))
     elif variant == "pooled":
-        user.TypedHistogramRatio = Pooled  # type: ignore[misc,assignment]
+        model = Pooled  # type: ignore[assignment]
         # A stored pooled model is this variant's own, not one to enrol again.
-        user._POOLED_MOUSE_MAGIC = b"\0" * 4  # type: ignore[misc]
+        profile_bytes._POOLED_MOUSE_MAGIC = b"\0" * 4  # type: ignore[misc]
     else:
         print(f"unknown variant {variant!r}: pooled or typed<w>", file=sys.stderr)
         return 2
+    # Everywhere the profile builds or decodes its mouse model.
+    for module in (modalities, profile_bytes):
+        module.TypedHistogramRatio = model  # type: ignore[misc]
     return cli.main(["evaluate", "takeover", *rest])
 
 
