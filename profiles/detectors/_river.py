@@ -36,14 +36,14 @@ class RiverAnomaly:
         self.model = model
 
     def learn_one(self, x: np.ndarray) -> None:
-        self.model.learn_one(dict(enumerate(np.asarray(x, dtype=float).tolist())))
+        self.model.learn_one(_sample(x))
 
     def learn_many(self, X: np.ndarray) -> None:
         for x in np.atleast_2d(X):
             self.learn_one(x)
 
     def score_one(self, x: np.ndarray) -> float:
-        return float(self.model.score_one(dict(enumerate(np.asarray(x, dtype=float).tolist()))))
+        return float(self.model.score_one(_sample(x)))
 
     def score_many(self, X: np.ndarray) -> np.ndarray:
         return np.array([self.score_one(x) for x in np.atleast_2d(X)], dtype=np.float64)
@@ -54,3 +54,8 @@ class RiverAnomaly:
 
     def to_bytes(self) -> bytes:
         raise NotImplementedError("River's models have no compact, pickle-free encoding")
+
+
+def _sample(x: np.ndarray) -> dict[int, float]:
+    """A numpy row as River takes a sample: ``{feature index: value}``."""
+    return dict(enumerate(np.asarray(x, dtype=float).tolist()))

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,8 +17,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from collectors.delivery import BatchSender
 from collectors.wire import EventBatch
+from streams import bench_worker
 from streams.admin import create_topics
-from streams.bench_worker import scrape
 from streams.topics import IsolatedTopics
 from streams.verdict import Verdict, decode_verdict
 from tests.kafka_broker import free_port
@@ -124,14 +123,8 @@ class Deployment:
 
 
 @dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    web_port: int
-    log: Path
-
-    def metrics(self) -> dict[str, float]:
-        """The worker's /metrics as ``{'name{labels}': value}``."""
-        return scrape(self.web_port, timeout=5)
+class WorkerProcess(bench_worker.WorkerProcess):
+    """The bench's worker process (``metrics``, ``ready``), which tests also kill."""
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with suppress(ProcessLookupError):
@@ -166,20 +159,10 @@ def running_worker(
         )
     worker = WorkerProcess(process, port, log)
     try:
-        wait_until(lambda: _ready(worker), timeout=90, what=f"worker {label} ready ({log})")
+        wait_until(worker.ready, timeout=90, what=f"worker {label} ready ({log})")
         yield worker
     finally:
         worker.kill(signal.SIGTERM)
-
-
-def _ready(worker: WorkerProcess) -> bool:
-    if worker.process.poll() is not None:
-        raise RuntimeError(f"worker exited with {worker.process.returncode}: {worker.log}")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/health", timeout=2) as r:
-            return r.status == 200 and b'"ready":true' in r.read()
-    except OSError:
-        return False
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
