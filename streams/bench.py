@@ -400,9 +400,13 @@ def _drain(
     result.ratio_cpu = result.pipeline_events_per_cpu_s / max(result.ceiling_events_per_cpu_s, 1e-9)
 
 
+def _events_per_user_second(config: BenchConfig, result: BenchResult) -> float:
+    return result.events / config.users / config.seconds
+
+
 def _paced_users(config: BenchConfig, result: BenchResult) -> int:
     """How many of the accounts work in real time: a share of the drain's throughput."""
-    per_user = result.events / config.users / config.seconds
+    per_user = _events_per_user_second(config, result)
     paced_users = config.paced_users or max(
         1, int(config.paced_load * result.pipeline_events_per_s / per_user)
     )
@@ -419,7 +423,7 @@ def _paced(
     progress: Callable[[str], None],
 ) -> tuple[float, float]:
     """Send ``live`` in real time and collect its verdicts; returns the phase's wall span (ms)."""
-    per_user = result.events / config.users / config.seconds
+    per_user = _events_per_user_second(config, result)
     result.paced_users = len(live.users)
     verdicts.assigned.wait(30)
     progress(
