@@ -127,6 +127,7 @@ class Pipeline(Generic[T]):
         states = [self.state_of(w.user) for w in windows]
         for window, state in zip(windows, states, strict=True):
             advance(state.cursors, window)
+            self.windower.judged(window)
             state.windows += 1
         # A window of heartbeats only (empty batches) has no behaviour and no event
         # time: it is not judged (no verdict), but the cursor it moved is persisted.

@@ -9,7 +9,15 @@ Sequence numbers come from the collector, one counter per device. Within a
 session a number at or below the last one seen is a duplicate (a redelivery) and
 is dropped; a jump is a gap (batches lost upstream) and is reported. A device
 whose counter restarts (agent reinstalled) shows up with a new session and a
-lower number: that is accepted and counted as a reset, not dropped forever.
+lower number, in a batch closed after the device's latest one: that is accepted
+and counted as a reset, not dropped forever. A lower number of another session
+closed no later than the device's latest batch is a redelivery from an earlier
+session (the counter runs on across logins and unlocks): a duplicate.
+
+The last number seen is the open window's, else that of the device's latest
+*closed* window, judged or not: the worker judges closed windows in groups, later,
+and a batch arriving in between (a collector's resend) must be checked against the
+window it follows, not the older cursor of the state.
 
 A redelivery carries the same events. A number seen before with *other* events
 (a cloned agent, a virtual desktop restored from a snapshot, a forged record) is a
@@ -39,6 +47,8 @@ taken for a duplicate.
 >>> out = w.add(batch(3, 6000.0), cursors, token=3)
 >>> out.status, out.gap, [(c.first_seq, c.last_seq, c.tokens) for c in out.closed]
 ('accepted', 1, [(1, 3, [1, 3])])
+>>> w.add(batch(3, 6000.0), cursors, token=4).status  # its window closed, not judged yet
+'duplicate'
 """
 
 from __future__ import annotations
@@ -81,6 +91,10 @@ MAX_CLOCK_STEP_BACK_MS = 60_000.0
 # ~20-200 events a second, so a 5 s window holds at most ~1 000; four full batches
 # (``MAX_EVENTS_PER_BATCH``) of one instant are not behaviour anyone can produce.
 MAX_WINDOW_EVENTS = 16_384
+# Batches one window may hold: a collector closes a batch every second or so (~5 a
+# window), but empty batches add no span and no events, and each holds its record
+# unacked (and with it the partition's commits) until the window closes.
+MAX_WINDOW_BATCHES = 1_024
 
 # ``t_ms`` is field 1 of both KeyEvent and MouseEvent; itemgetter reads it without a
 # Python-level call per event.
@@ -148,11 +162,16 @@ class Windower(Generic[T]):
         window_ms: float = 5000.0,
         idle_gap_ms: float = 60_000.0,
         max_events: int = MAX_WINDOW_EVENTS,
+        max_batches: int = MAX_WINDOW_BATCHES,
     ) -> None:
         self.window_ms = window_ms
         self.idle_gap_ms = idle_gap_ms
         self.max_events = max_events
+        self.max_batches = max_batches
         self.open: dict[str, Window[T]] = {}
+        # Per user and device, the latest window closed and not yet judged (see
+        # :meth:`judged`): until then the persisted cursor is behind it.
+        self.closing: dict[str, dict[str, Window[T]]] = {}
 
     def add(self, batch: EventBatch, cursors: dict[str, Cursor], token: T) -> AddResult[T]:
         """Take one batch of ``batch.user``; ``cursors`` is that user's persisted state."""
@@ -163,6 +182,13 @@ class Windower(Generic[T]):
             batch.session,
         )
         cursor = cursors.get(batch.device)
+        recent = window if same_window else None
+        closing = self.closing.get(batch.user)
+        if closing and batch.device in closing:
+            closed = closing[batch.device]
+            cursor = _advanced(cursor, closed)  # what judging it will persist
+            if closed.session == batch.session and recent is None:
+                recent = closed
         same_session = same_window or (cursor is not None and cursor.session == batch.session)
         last: int | None = None
         if window is not None and same_window:
@@ -177,12 +203,15 @@ class Windower(Generic[T]):
         shape = shape_digest(len(times), t_first, t_last)
         if last is not None and batch.seq <= last:
             if same_session:
-                seen = _shape_seen(window if same_window else None, cursor, batch)
+                seen = _shape_seen(recent, cursor, batch)
                 if seen is None:
-                    reused = _closed_after_latest(window if same_window else None, cursor, batch)
+                    reused = _closed_after_latest(recent, cursor, batch)
                 else:
                     reused = seen != shape
                 result.status = "conflict" if reused else "duplicate"
+                return result
+            if _closed_before_latest(window, cursor, batch):
+                result.status = "duplicate"  # redelivered from an earlier session
                 return result
             result.reset = True  # the device's counter restarted: a new agent install
         elif last is not None and batch.seq > last + 1 and same_session:
@@ -232,9 +261,9 @@ class Windower(Generic[T]):
             window.end_ms = max(window.end_ms, t_last)
         if window.end_ms - window.start_ms >= self.window_ms:
             result.closed.append(self._close(batch.user, "span"))
-        elif window.events >= self.max_events:
-            # Event times that never span a window (a flood, a stuck clock) would
-            # otherwise hold every batch, unacked, until memory runs out.
+        elif window.events >= self.max_events or len(window.tokens) >= self.max_batches:
+            # Event times that never span a window (a flood, a stuck clock, empty
+            # batches) would otherwise hold every batch, unacked, until memory runs out.
             result.closed.append(self._close(batch.user, "size"))
         return result
 
@@ -246,10 +275,21 @@ class Windower(Generic[T]):
 
     def drop(self, users: set[str]) -> list[Window[T]]:
         """Forget open windows (partitions revoked): their batches will be redelivered."""
+        for user in users:
+            self.closing.pop(user, None)
         return [self.open.pop(u) for u in list(self.open) if u in users]
+
+    def judged(self, window: Window[T]) -> None:
+        """``window`` is judged and its cursor advanced: the state has caught up with it."""
+        closing = self.closing.get(window.user)
+        if closing and closing.get(window.device) is window:
+            del closing[window.device]
+            if not closing:
+                del self.closing[window.user]
 
     def _close(self, user: str, reason: str) -> Window[T]:
         window = self.open.pop(user)
+        self.closing.setdefault(user, {})[window.device] = window
         window.reason = reason
         window.key_events.sort(key=_T_MS)
         window.mouse_events.sort(key=_T_MS)
@@ -258,19 +298,23 @@ class Windower(Generic[T]):
 
 def advance(cursors: dict[str, Cursor], window: Window[T]) -> None:
     """Record a closed window in the user's cursors, keeping the most recent devices."""
-    previous = cursors.pop(window.device, None)
+    cursors[window.device] = _advanced(cursors.pop(window.device, None), window)
+    while len(cursors) > MAX_CURSORS_PER_USER:
+        cursors.pop(next(iter(cursors)))
+
+
+def _advanced(previous: Cursor | None, window: Window[T]) -> Cursor:
+    """The device's cursor once ``window`` (closed after ``previous``) is recorded."""
     latest = window.last_sent_ms
     if previous is not None and previous.session == window.session:
         latest = max(latest, previous.last_sent_ms or latest)
-    cursors[window.device] = Cursor(
+    return Cursor(
         window.session,
         window.last_seq,
         window.shapes.get(window.last_seq),
         # Whole milliseconds, as the state stores them: the same cursor after a restart.
         math.floor(latest) if latest > float("-inf") else None,
     )
-    while len(cursors) > MAX_CURSORS_PER_USER:
-        cursors.pop(next(iter(cursors)))
 
 
 def _shape_seen(window: Window[T] | None, cursor: Cursor | None, batch: EventBatch) -> int | None:
@@ -292,3 +336,18 @@ def _closed_after_latest(
         latest = max(latest, cursor.last_sent_ms)
     # Nothing known (a state written before these times were kept): a duplicate, as before.
     return latest > float("-inf") and batch.sent_at_ms > latest + MAX_CLOCK_STEP_BACK_MS
+
+
+def _closed_before_latest(
+    window: Window[T] | None, cursor: Cursor | None, batch: EventBatch
+) -> bool:
+    """Whether ``batch``, a lower number of another session, was closed no later than the
+    device's latest batch: a redelivery, as batches are closed in number order; a
+    reinstalled agent's restarted counter closes its batches after."""
+    latest = float("-inf")
+    if cursor is not None and cursor.last_sent_ms is not None:
+        latest = cursor.last_sent_ms
+    if window is not None and window.device == batch.device:
+        latest = max(latest, window.last_sent_ms)
+    # Whole milliseconds: the cursor stores the latest time rounded down.
+    return math.floor(batch.sent_at_ms) <= latest

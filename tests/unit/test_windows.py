@@ -36,6 +36,7 @@ def run(windower: Windower[int], cursors: dict[str, Cursor], batches: list[Event
     for i, b in enumerate(batches):
         for w in windower.add(b, cursors, token=i).closed:
             advance(cursors, w)
+            windower.judged(w)
             closed.append(w)
     return closed
 
@@ -141,6 +142,51 @@ def test_a_new_session_with_a_lower_sequence_is_a_counter_reset_not_a_duplicate(
     cursors = {"d": Cursor("old", 500)}
     result = Windower[int]().add(batch(0, 0.0, session="new"), cursors, 0)
     assert result.status == "accepted" and result.reset
+
+
+def test_an_earlier_sessions_batch_redelivered_is_a_duplicate_not_a_reset() -> None:
+    # The counter runs on across sessions (each unlock is one): after a crash, batches
+    # of the session before the cursor's come back with lower numbers. Closed before
+    # the device's latest batch, they are redeliveries; a restarted counter's are not.
+    cursors = {"d": Cursor("s2", 12, None, NOW + 12_000.0)}
+    w: Windower[int] = Windower(window_ms=5000)
+    redelivered = w.add(batch(3, 0.0, session="s1", sent=NOW + 3_000.4), cursors, 0)
+    assert (redelivered.status, redelivered.reset) == ("duplicate", False)
+    assert w.add(batch(12, 0.0, session="s1", sent=NOW + 12_000.9), cursors, 1).status == (
+        "duplicate"  # closed within the cursor's (whole) millisecond
+    )
+    reinstalled = w.add(batch(0, 0.0, session="s3", sent=NOW + 60_000.0), cursors, 2)
+    assert (reinstalled.status, reinstalled.reset) == ("accepted", True)
+
+
+def test_a_window_closed_but_not_judged_yet_is_what_the_next_batch_follows() -> None:
+    # The worker judges closed windows in groups, later; a resend arriving in between
+    # is checked against the closed window, not the older persisted cursor.
+    w: Windower[int] = Windower(window_ms=5000)
+    cursors: dict[str, Cursor] = {"d": Cursor("s", 4, None, NOW)}
+    assert w.add(batch(5, 0.0), cursors, 5).closed == []
+    (closed,) = w.add(batch(6, 6000.0), cursors, 6).closed
+    assert [w.add(batch(n, 0.0 if n == 5 else 6000.0), cursors, n).status for n in (5, 6)] == [
+        "duplicate",
+        "duplicate",
+    ]
+    assert w.add(batch(6, 9.0), cursors, 6).status == "conflict"  # other events, same number
+    following = w.add(batch(7, 7000.0), cursors, 7)
+    assert (following.status, following.gap) == ("accepted", 0)  # not a gap of 2
+    advance(cursors, closed)
+    w.judged(closed)
+    assert w.closing == {} and cursors["d"].last_seq == 6
+    assert w.add(batch(8, 7100.0), cursors, 8).gap == 0
+
+
+def test_a_window_of_empty_batches_closes_at_its_batch_bound() -> None:
+    # Empty batches add no span and no events; each holds its record unacked.
+    w: Windower[int] = Windower(window_ms=5000, max_batches=100)
+    closed = run(w, {}, [batch(i, 0.0, n=0) for i in range(250)])
+    assert [(c.first_seq, c.last_seq, c.reason, len(c.tokens)) for c in closed] == [
+        (0, 99, "size", 100),
+        (100, 199, "size", 100),
+    ]
 
 
 def test_session_change_and_idle_gap_close_the_open_window() -> None:
