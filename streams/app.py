@@ -12,7 +12,8 @@ the window looks like someone else), writes the user's state to the table and
 emits a verdict.
 
 Processing is at-least-once with idempotent verdict ids. A batch is acked only
-when the window it belongs to has been judged, and Faust commits only the
+when the window it belongs to has been judged, its verdict is in Kafka and the
+user's state after it is in the changelog (streams.ledger), and Faust commits only the
 contiguous acked prefix of a partition, so a crash never skips an open window:
 its batches come back, close into the same window and give the same verdict id.
 """
@@ -40,6 +41,7 @@ from streams.faust_lean import Transport as LeanTransport
 from streams.faust_lean import faust_drift
 from streams.judge import background, enrollment_policy, machine_input
 from streams.kafka_auth import broker_credentials
+from streams.ledger import Ledger
 from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
@@ -152,9 +154,6 @@ class Worker:
             partitions=CONTROL.partitions,
         )
         self.audit_topic = self.app.topic(AUDIT.name, key_serializer="raw", value_serializer="raw")
-        # Bumped by each erasure: a verdict delivered after it must not write back the
-        # state judged before it.
-        self.erasures: dict[str, int] = {}
         # bytes types make Faust use the raw codec both when writing the changelog
         # and when recovering from it (a Schema alone covers only the former).
         self.user_profiles = self.app.Table(
@@ -194,6 +193,8 @@ class Worker:
             owns=lambda partition: partition in self.owned_partitions,
             on_failure=self.metrics.delivery_errors.inc,
         )
+        # Each user's judged windows, until their state is written and their batches acked.
+        self.ledger: Ledger[EventT] = Ledger(self.outbox.persist, self._ack_owned)
         # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
         self.exit_if_stop_hangs = False
         self._register()
@@ -322,6 +323,7 @@ class Worker:
         users = {u for u, p in self.user_partition.items() if p in partitions}
         self.pipeline.forget(users)
         for user in users:
+            self.ledger.forget(user, erased=False)
             self.user_partition.pop(user, None)
             self.opened_at.pop(user, None)
             self.enrollment.pop(user, None)
@@ -383,17 +385,19 @@ class Worker:
             )
         else:
             self.metrics.pending_events += len(batch.events)
-        if user in self.pipeline.windower.open:
+        if user in self.pipeline.windower.open and (batch.events or user not in self.opened_at):
             # Last activity, not opening time: only a window nobody adds to is flushed early.
+            # Empty batches are not activity: a stream of them must not hold a window open.
             self.opened_at[user] = time.monotonic()
 
     async def publish(self, judged: Judged[EventT]) -> None:
-        """Emit the verdict; once Kafka has it, persist the user's state and ack the batches.
+        """Emit the verdict; once Kafka has it, persist the user's state, then ack the batches.
 
         The verdict and the changelog record go to different partitions, which a
         crash can deliver one without the other. Writing the state only after the
         verdict is acknowledged means the worst a crash does is judge the window
-        again from the older state: the same verdict, with the same id.
+        again from the older state: the same verdict, with the same id. The order
+        across a user's windows, and the acks, are the ledger's (streams.ledger).
         """
         window, verdict = judged.window, judged.verdict
         if window.user not in self.pipeline.windower.open:
@@ -402,10 +406,10 @@ class Worker:
         value = judged.state_bytes
         partition = self.user_partition[window.user]
         self.metrics.windows_closed.labels(window.reason if window.events else "empty").inc()
+        user = window.user
         if verdict is None and judged.error is None:
             # Heartbeats only: nothing to judge; the state keeps the cursor they moved.
-            self.outbox.persist(key, value, partition)
-            self._ack_all(window.tokens)
+            self.ledger.judged(user, key, value, partition, window.tokens, records=0)
             return
         if verdict is None:
             log.error(
@@ -416,9 +420,14 @@ class Worker:
                 judged.error,
             )
             self.metrics.processing_errors.inc()
-            self.outbox.persist(key, value, partition)
-            for token in window.tokens:
-                await self.dead_letter(token, "processing_error", "window", repr(judged.error))
+            # The state (its cursor past these batches) is written once every dead letter
+            # is in Kafka: before, a crash would drop the redelivered batches as duplicates.
+            tokens = window.tokens
+            delivered = self.ledger.judged(user, key, value, partition, tokens, len(tokens))
+            for token in tokens:
+                await self.dead_letter(
+                    token, "processing_error", "window", repr(judged.error), delivered
+                )
             return
         if judged.profile_reset:
             self.metrics.profile_resets.inc()
@@ -428,22 +437,14 @@ class Worker:
         self.enrollment[window.user] = verdict.enrollment
         self.levels[window.user] = verdict.level if verdict.enrollment == "active" else ""
 
-        erasures = self.erasures.get(window.user, 0)
-
-        def delivered() -> None:
-            if partition not in self.owned_partitions:
-                # Reported after a rebalance took the partition away: the new owner judges
-                # these batches again from the stored state (the same verdict, same id).
-                return
-            # Written once per closed window, not per batch: one changelog record per verdict.
-            if self.erasures.get(window.user, 0) == erasures:
-                self.outbox.persist(key, value, partition)
-            self._ack_all(window.tokens)
-
-        # A suspicious/impostor verdict is also an OCSF finding; the window is acked
-        # only once Kafka has both, so a crash re-emits both with the same id.
-        if is_finding(verdict):
-            delivered = _after_all(2, delivered)
+        # A suspicious/impostor verdict is also an OCSF finding; the state is written
+        # only once Kafka has both, so a crash re-emits both with the same id. Written once
+        # per closed window, not per batch: one changelog record per verdict at most.
+        finding = is_finding(verdict)
+        delivered = self.ledger.judged(
+            user, key, value, partition, window.tokens, records=2 if finding else 1
+        )
+        if finding:
             await self.outbox.emit(FINDINGS.name, key, encode_finding(verdict), delivered)
         await self.outbox.emit(VERDICTS.name, key, encode_verdict(verdict), delivered)
         latency_s = (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0
@@ -458,10 +459,11 @@ class Worker:
         """
         user = request.user
         key = user.encode()
-        self.erasures[user] = self.erasures.get(user, 0) + 1
-        # The open window's batches are acked unjudged: they go with the profile.
+        # The open window's batches are acked unjudged: they go with the profile; and
+        # the state of a window judged before the erasure is never written after it.
         for window in self.pipeline.forget({user}):
             self._ack_all(window.tokens)
+        self.ledger.forget(user, erased=True)
         for cache in (self.opened_at, self.enrollment, self.levels):
             cache.pop(user, None)
         had_profile = key in self.user_profiles.data
@@ -494,6 +496,11 @@ class Worker:
         )
         # Awaited: the control record is acked only once the audit record is in Kafka.
         await (await self.audit_topic.send(key=key, value=record))
+
+    def _ack_owned(self, events: list[EventT]) -> None:
+        # After a rebalance took the partition away, its new owner reads these again.
+        if events and events[0].message.partition in self.owned_partitions:
+            self._ack_all(events)
 
     def _ack_all(self, events: list[EventT]) -> None:
         # What ``Stream.ack`` does, without a task per event: it never awaits anything.
@@ -536,7 +543,16 @@ class Worker:
             await self._publish_closed()
         self.metrics.open_windows.set(len(self.pipeline.windower.open))
 
-    async def dead_letter(self, event: EventT, reason: str, field: str, detail: str) -> None:
+    async def dead_letter(
+        self,
+        event: EventT,
+        reason: str,
+        field: str,
+        detail: str,
+        delivered: Callable[[], None] | None = None,
+    ) -> None:
+        """Send ``event``'s record to the dead letters; once Kafka has it, ack the event
+        (or call ``delivered``, which then owns the ack)."""
         message = event.message
         if reason in ("malformed", "schema_version"):
             self.metrics.decode_errors.labels(reason).inc()
@@ -564,7 +580,7 @@ class Worker:
             DEADLETTER.name,
             letter.key,
             letter.value,
-            lambda: self._ack_all([event]),
+            delivered or (lambda: self._ack_all([event])),
             headers=letter.headers,
         )
 
@@ -655,18 +671,6 @@ class Worker:
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:
     if not future.done():
         future.set_result(ok)
-
-
-def _after_all(count: int, callback: Callable[[], None]) -> Callable[[], None]:
-    """A callback that runs ``callback`` on its ``count``-th call."""
-    remaining = [count]
-
-    def step() -> None:
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            callback()
-
-    return step
 
 
 class _App(faust.App):

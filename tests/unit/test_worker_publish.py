@@ -1,0 +1,135 @@
+"""Worker.publish with librdkafka's producer replaced: when a window's state is written
+and its batches acked, across failed and retried deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from collectors.simulate import Workload
+from streams import outbox, pipeline
+from streams.app import Worker, create_app
+from streams.pipeline import Judged
+from streams.settings import WorkerSettings
+from streams.state import UserState
+from streams.topics import DEADLETTER, VERDICTS
+
+
+class Producer:
+    """What RecordSender uses of confluent_kafka.Producer; reports are run by the test."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any, on_delivery: Any, **kw: Any) -> None:
+        self.sent.append((topic, value, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return 0
+
+    def to(self, topic: str) -> list[tuple[str, Any, Any]]:
+        return [s for s in self.sent if s[0] == topic]
+
+    def changelog(self) -> list[bytes]:
+        return [value for topic, value, _ in self.sent if topic.endswith("-changelog")]
+
+
+class Offset:
+    """The message a delivery report carries."""
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 1
+
+
+class Event:
+    """A consumed record, as far as the worker's dead letters read it."""
+
+    class message:  # noqa: N801 - the attribute Faust's events have
+        topic, partition, offset, key, value = "cadence.events.v1", 0, 0, b"u", b"{}"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def worker() -> tuple[Worker, Producer, list[Any]]:
+    w = create_app(WorkerSettings(app_id="cadence-test-publish", store="memory://"))
+    producer = Producer()
+    w.outbox.sender._producer = producer
+    w.owned_partitions = {0}
+    acked: list[Any] = []
+    w._ack_all = acked.extend  # type: ignore[method-assign]
+    return w, producer, acked
+
+
+def judged_windows(w: Worker, count: int) -> list[Judged[Any]]:
+    judged: list[Judged[Any]] = []
+    for n, (_, batch) in enumerate(Workload(users=1, seed=3).batches(until_s=60)):
+        w.user_partition[batch.user] = 0
+        judged += w.pipeline.add(batch, Event(n))[1]
+        if len(judged) >= count:
+            return judged[:count]
+    raise AssertionError("the workload closed too few windows")
+
+
+def test_batches_are_acked_only_once_the_state_after_them_is_in_the_changelog() -> None:
+    w, producer, acked = worker()
+    (window,) = judged_windows(w, 1)
+    asyncio.run(w.publish(window))
+    assert producer.changelog() == []  # not before the verdict is in Kafka
+    producer.to(VERDICTS.name)[0][2](None, Offset())
+    assert producer.changelog() == [window.state_bytes] and acked == []
+    producer.sent[-1][2](None, Offset())  # the changelog record is in Kafka
+    assert acked == window.window.tokens
+
+
+def test_a_retried_verdict_never_writes_an_older_state_over_a_newer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox, "RETRY_AFTER_S", 0.0)
+    w, producer, acked = worker()
+    first, second = judged_windows(w, 2)
+
+    async def deliveries() -> None:
+        await w.publish(first)
+        await w.publish(second)
+        one, two = producer.to(VERDICTS.name)
+        one[2]("Local: Message timed out", None)  # retried
+        two[2](None, Offset())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        producer.to(VERDICTS.name)[-1][2](None, Offset())  # the retry lands
+
+    asyncio.run(deliveries())
+    assert producer.changelog() == [second.state_bytes]
+    stored = UserState.from_bytes(w.user_profiles.data[first.window.user.encode()])
+    assert stored.windows == 2
+
+
+def test_a_failed_window_is_written_only_once_its_dead_letters_are_in_kafka(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("judging failed")
+
+    monkeypatch.setattr(pipeline, "judge_windows", fail)
+    w, producer, acked = worker()
+    (window,) = judged_windows(w, 1)
+    assert window.error is not None
+    asyncio.run(w.publish(window))
+    letters = producer.to(DEADLETTER.name)
+    assert len(letters) == len(window.window.tokens) > 1
+    for _, _, report in letters[:-1]:
+        report(None, Offset())
+    # Written now, a crash would let the redelivered batches pass for duplicates.
+    assert producer.changelog() == [] and acked == []
+    letters[-1][2](None, Offset())
+    producer.sent[-1][2](None, Offset())
+    assert producer.changelog() == [window.state_bytes] and acked == window.window.tokens
