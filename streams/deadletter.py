@@ -78,7 +78,8 @@ def dead_letter(
     headers = {
         REASON: reason.encode(),
         FIELD: field.encode(),
-        DETAIL: detail.encode()[:MAX_DETAIL_BYTES],
+        # Cut at a character boundary: a detail may quote the input (non-ASCII text).
+        DETAIL: detail.encode()[:MAX_DETAIL_BYTES].decode(errors="ignore").encode(),
         SOURCE: f"{topic}:{partition}:{offset}".encode(),
     }
     if len(value) > MAX_VALUE_BYTES:
