@@ -71,10 +71,14 @@ class KeyHasher:
         ).hexdigest()
 
 
+# The identity hashed for a key nothing is known of (None, or one that cannot be read).
+_UNKNOWN_KEY = "?"
+
+
 def _key_class_and_identity(key: Any) -> tuple[int, str]:
     """(class, identity) of a pynput key; the identity is only used for hashing."""
     if key is None:
-        return OTHER, "?"
+        return OTHER, _UNKNOWN_KEY
     if isinstance(key, enum.Enum):  # a keyboard.Key member: a named key
         return classify_named(key.name), "Key." + key.name
     char = getattr(key, "char", None)
@@ -138,7 +142,10 @@ class Capture:
             del identity
         except Exception as exc:  # noqa: BLE001 - a listener thread must not die of a key
             self.failed("key reduction", exc)
-            key_class, key_hash = OTHER, None
+            key_class = OTHER
+            # In key-identity mode every key event must carry a hash, or the wire decoder
+            # rejects the whole batch: hash it as an unknown key, as ``key is None`` is.
+            key_hash = self._hasher(_UNKNOWN_KEY) if self._hasher is not None else None
         del key  # the key goes no further than this frame
         return KeyEvent(kind, t_ms, key_class, flags, key_hash)
 

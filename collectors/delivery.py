@@ -155,7 +155,9 @@ class BatchSender:
             self._settle()
             return
         if not self._backlog and self._inflight < self.window:
-            # Common path: nothing older is waiting, produce from memory.
+            # Common path: nothing older is waiting, produce from memory. A failed
+            # delivery, a refusal or a pending retry sets _backlog (cleared only by a pump
+            # that found nothing left), so this never overtakes a batch due for a resend.
             self._produce(spool_id, key, value)
         else:
             self._backlog = True
@@ -287,6 +289,11 @@ class BatchSender:
     def _pump(self) -> None:
         if self._fatal is not None or (self._retry_at and time.monotonic() < self._retry_at):
             return
+        if self._rewind_to is not None:
+            # A failed batch is waiting for its (rate-limited) rewind: producing what is
+            # past the cursor now would put newer batches on the topic before its resend,
+            # and consumers would then drop the resend as a duplicate (lost).
+            return
         while self._backlog and self._inflight < self.window:
             try:
                 rows = self.spool.pending(self._cursor, min(500, self.window - self._inflight))
@@ -341,6 +348,9 @@ class BatchSender:
                 )
         if self._rewind_to is None or spool_id < self._rewind_to:
             self._rewind_to = spool_id
+        # Later sends go through the spool (send()'s fast path is closed) until the
+        # rewind has resent this batch: order on the topic is spool order.
+        self._backlog = True
 
     def _drop_for_good(self, spool_id: int, err: KafkaError) -> None:
         # Retrying can never succeed; keeping it would block the spool forever.

@@ -90,6 +90,8 @@ def _load_balabit(path: Path) -> Episode:
     from collectors.datasets.balabit import read_session
 
     s = read_session(path)
+    if s.skipped:
+        log.warning("%s: skipped %d rows that did not parse", path, s.skipped)
     button_map, kind_map, scroll_dy, is_scroll_button = _balabit_tables()
     t = s.t_ms - s.t_ms[0] if len(s) else s.t_ms
     scroll = is_scroll_button[s.button]

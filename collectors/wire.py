@@ -74,6 +74,15 @@ MAX_BATCH_SPAN_MS: Final = 10 * 60 * 1000.0
 # Wall-clock sanity: 2015-01-01 .. 2100-01-01 in epoch milliseconds.
 MIN_WALL_MS: Final = 1_420_070_400_000.0
 MAX_WALL_MS: Final = 4_102_444_800_000.0
+# clock_offset_ms is the wall-clock time at which the monotonic clock read 0 (wall =
+# t_ms + offset, t_ms >= 0), i.e. the machine's boot, later if it slept: itself a wall
+# time, so it gets the wall-clock bounds. The upper one is also implied by the events
+# (t_ms >= 0 and wall <= MAX_WALL_MS); checking it on every batch covers batches with no
+# events, whose offset a consumer may still apply to later events. With both bounds, any
+# event t_ms a valid batch carries (0 <= t_ms <= MAX_WALL_MS - MIN_WALL_MS) mapped with
+# any valid offset lands within a century of the window, never at -1e300.
+MIN_CLOCK_OFFSET_MS: Final = MIN_WALL_MS
+MAX_CLOCK_OFFSET_MS: Final = MAX_WALL_MS
 MAX_COORDINATE: Final = 1 << 20
 KEY_HASH_LENGTH: Final = 64
 
@@ -189,7 +198,8 @@ def decode_batch(data: bytes | bytearray | memoryview | str) -> EventBatch:
     if not isinstance(obj, dict):
         raise WireError("$", f"expected an object, got {type(obj).__name__}")
     version = obj.get("v")
-    if version != SCHEMA_VERSION:
+    # type() first: True == 1 and 1.0 == 1, and neither is a schema version.
+    if type(version) is not int or version != SCHEMA_VERSION:
         if not isinstance(version, int) or isinstance(version, bool):
             raise WireError("v", f"missing or not an integer ({version!r})")
         raise UnsupportedSchemaVersion(
@@ -205,6 +215,8 @@ def decode_batch(data: bytes | bytearray | memoryview | str) -> EventBatch:
     if not MIN_WALL_MS <= sent_at_ms <= MAX_WALL_MS:
         raise WireError("sent_at_ms", f"absurd wall-clock time {sent_at_ms!r}")
     clock_offset_ms = _number("clock_offset_ms", obj.get("clock_offset_ms"))
+    if not MIN_CLOCK_OFFSET_MS <= clock_offset_ms <= MAX_CLOCK_OFFSET_MS:
+        raise WireError("clock_offset_ms", f"absurd clock offset {clock_offset_ms!r}")
     key_identity = obj.get("key_identity", False)
     if not isinstance(key_identity, bool):
         raise WireError("key_identity", "must be true or false")

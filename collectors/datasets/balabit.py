@@ -12,7 +12,9 @@ usual mess, which :func:`read_session` cleans:
 - sentinel coordinates (``65535`` while dragging off-screen) are replaced by the
   last valid position, so they never become a 60 000-pixel jump;
 - scroll rows keep their button/state codes; their ``x, y`` (often ``0, 0``) are
-  replaced by the current pointer position.
+  replaced by the current pointer position;
+- rows that cannot be read (a time that is not a number, an empty or garbled ``x`` or
+  ``y``, a wrong number of fields) are dropped and counted in ``skipped``.
 
 Nothing here imports :mod:`profiles`: the arrays are plain numpy so that the
 evaluation and the stream processor can wrap them in their own types.
@@ -92,6 +94,9 @@ class BalabitSession:
     y: np.ndarray  # int32
     button: np.ndarray  # int8, index into BUTTONS
     state: np.ndarray  # int8, index into STATES
+    #: Data rows dropped because they could not be read (not duplicates, which are
+    #: cleaning): reported by readers so that a damaged file is not taken for a short one.
+    skipped: int = 0
 
     def __len__(self) -> int:
         return int(self.t_ms.size)
@@ -99,26 +104,32 @@ class BalabitSession:
 
 def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     """Parse and clean one session from an open text stream."""
-    rows = [row for r in csv.reader(source) if (row := _row(r)) is not None]
+    rows: list[list[str]] = []
+    skipped = 0
+    header_seen = False
+    for r in csv.reader(source):
+        row = _row(r)
+        if row is not None:
+            rows.append(row)
+        elif any(field.strip() for field in r):
+            # A non-blank line before any data is the header; any other is a data row
+            # that lost its shape or its time (".2,0.2,...", "1.0;2;...").
+            if rows or header_seen:
+                skipped += 1
+            header_seen = True
     n = len(rows)
     if n == 0:
-        empty = np.empty(0)
-        return BalabitSession(
-            session_id,
-            empty,
-            empty.astype(np.int32),
-            empty.astype(np.int32),
-            empty.astype(np.int8),
-            empty.astype(np.int8),
-        )
+        return _empty(session_id, skipped)
     try:
         t, x, y = _numeric_columns(rows)
     except ValueError:
         # Rare broken rows (empty or garbled numbers): drop them rather than the session.
-        rows = [r for r in rows if _numeric_row(r)]
+        kept = [r for r in rows if _numeric_row(r)]
+        skipped += n - len(kept)
+        rows = kept
         n = len(rows)
         if n == 0:
-            return parse_session(io.StringIO(""), session_id)
+            return _empty(session_id, skipped)
         t, x, y = _numeric_columns(rows)
     cols = list(zip(*rows, strict=True))
     button = _codes(cols[2], _BUTTON_CODE, _BUTTON_FOLDED)
@@ -127,6 +138,7 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     finite_t = np.isfinite(t)
     if not finite_t.all():
         t, x, y, button, state = (a[finite_t] for a in (t, x, y, button, state))
+        skipped += n - int(t.size)
         n = int(t.size)
 
     order = np.argsort(t, kind="stable")
@@ -155,6 +167,20 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
         y[keep].astype(np.int32),
         button[keep],
         state[keep],
+        skipped,
+    )
+
+
+def _empty(session_id: str, skipped: int) -> BalabitSession:
+    empty = np.empty(0)
+    return BalabitSession(
+        session_id,
+        empty,
+        empty.astype(np.int32),
+        empty.astype(np.int32),
+        empty.astype(np.int8),
+        empty.astype(np.int8),
+        skipped,
     )
 
 

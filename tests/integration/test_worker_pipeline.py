@@ -87,7 +87,7 @@ def test_events_become_verdicts_bad_records_become_dead_letters_and_numbers_matc
                     "session": "s",
                     "seq": 0,
                     "sent_at_ms": now_ms + ahead_s * 1000,
-                    "clock_offset_ms": 0.0,
+                    "clock_offset_ms": now_ms - 1e7,
                     "key_identity": False,
                     "events": [],
                 }

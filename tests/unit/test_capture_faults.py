@@ -14,7 +14,7 @@ import pytest
 from collectors.capture import Capture, KeyHasher
 from collectors.keyclass import OTHER
 from collectors.metrics import CollectorMetrics
-from collectors.wire import Event, KeyEvent
+from collectors.wire import Event, EventBatch, KeyEvent, decode_batch, encode_batch
 
 LONE_SURROGATE = "\ud83d"  # the first half of an emoji, as pynput on Windows reports it
 
@@ -60,6 +60,33 @@ def test_a_key_that_cannot_be_reduced_is_kept_unclassified_and_never_logged(
     assert "typed-secret-x" not in text
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is None  # once a minute, no traceback
+
+
+def test_an_unreducible_key_in_key_identity_mode_still_crosses_the_wire() -> None:
+    # A key_identity batch needs a hash on every key event: the fallback had none, so the
+    # decoder rejected the whole batch (every event in it dead-lettered).
+    events: list[Event] = []
+    hasher = KeyHasher(b"k" * 32)
+    capture = Capture(events.append, hasher)
+    capture.on_press(_Char("a"))
+    capture.on_release(_Char("a"))
+    capture.on_press(_Unreadable())
+    capture.on_release(None)  # the other key nothing is known of: the same hash
+    unreadable, unknown = events[2], events[3]
+    assert isinstance(unreadable, KeyEvent) and unreadable.key_class == OTHER
+    assert unreadable.key_hash == hasher("?") == getattr(unknown, "key_hash", None)
+    t0 = events[0].t_ms
+    batch = EventBatch(
+        device="dev-1",
+        user="u" * 64,
+        session="s",
+        seq=1,
+        sent_at_ms=1.7634e12,
+        clock_offset_ms=1.7634e12 - t0 - 1000.0,
+        events=tuple(events),
+        key_identity=True,
+    )
+    assert decode_batch(encode_batch(batch)) == batch
 
 
 @pytest.mark.parametrize(

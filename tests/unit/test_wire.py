@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from collectors.keyclass import N_CLASSES
 from collectors.wire import (
+    MAX_CLOCK_OFFSET_MS,
     MAX_EVENTS_PER_BATCH,
+    MIN_CLOCK_OFFSET_MS,
     EventBatch,
     KeyEvent,
     MouseEvent,
@@ -146,6 +148,8 @@ MUTATIONS: list[tuple[str, Any, str]] = [
     ("sent_at_ms", 12.0, "sent_at_ms"),
     ("sent_at_ms", 1e300, "sent_at_ms"),
     ("clock_offset_ms", None, "clock_offset_ms"),
+    ("v", True, "v"),  # True == 1: was accepted as schema version 1
+    ("v", 1.0, "v"),
     ("key_identity", "yes", "key_identity"),
     ("events", {}, "events"),
     ("events", [[]], "events[0]"),
@@ -174,6 +178,35 @@ def test_malformed_batches_name_the_field(name: str, value: Any, field: str) -> 
     with pytest.raises(WireError) as info:
         decode_batch(orjson.dumps(raw))
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("offset", "events"),
+    [
+        (-1e300, []),  # no events to check it against: was accepted, then applied to later ones
+        (0.0, []),
+        (MIN_CLOCK_OFFSET_MS - 1.0, []),
+        (MAX_CLOCK_OFFSET_MS + 1.0, []),
+        (NOW_MS - 1e20, [["kd", 1e20, 2, 0], ["ku", 1e20 + 80.0, 2, 0]]),
+    ],
+)
+def test_an_implausible_clock_offset_is_rejected_with_or_without_events(
+    offset: float, events: list[list[Any]]
+) -> None:
+    raw = _valid()
+    raw["clock_offset_ms"] = offset
+    raw["events"] = events
+    with pytest.raises(WireError) as info:
+        decode_batch(orjson.dumps(raw))
+    assert info.value.field == "clock_offset_ms"
+
+
+@pytest.mark.parametrize("offset", [MIN_CLOCK_OFFSET_MS, NOW_MS - 1e9, MAX_CLOCK_OFFSET_MS])
+def test_plausible_clock_offsets_of_empty_batches_are_accepted(offset: float) -> None:
+    raw = _valid()
+    raw["clock_offset_ms"] = offset
+    raw["events"] = []
+    assert decode_batch(orjson.dumps(raw)).clock_offset_ms == offset
 
 
 def test_unknown_schema_version_is_its_own_error() -> None:
