@@ -139,11 +139,35 @@ class GenuineQuantile:
         """Largest :meth:`to_bytes` of a ring of ``size`` scores (a full one)."""
         return _HEADER.size + 4 * size
 
+    def newest(self, size: int) -> GenuineQuantile:
+        """A ring of ``size`` holding this one's newest scores, oldest first (so it
+        forgets them in the order this one would have).
+
+        >>> cal = GenuineQuantile(size=4)
+        >>> for s in [1.0, 2.0, 3.0, 4.0, 5.0]:
+        ...     cal.learn_one(s)
+        >>> small = cal.newest(3)
+        >>> small.scores.tolist(), small.filled, small.next
+        ([3.0, 4.0, 5.0], 3, 0)
+        """
+        kept = self.scores[: self.filled]
+        if self.filled == self.size:  # wrapped: the oldest score is at ``next``
+            kept = np.concatenate((kept[self.next :], kept[: self.next]))
+        kept = kept[max(0, kept.size - size) :]
+        ring = GenuineQuantile(size)
+        ring.scores[: kept.size] = kept
+        ring.filled, ring.next = kept.size, kept.size % size
+        return ring
+
     @classmethod
     def from_bytes(cls, data: bytes) -> GenuineQuantile:
         """Read a ring stored filled part only, or whole (as written before)."""
+        if len(data) < _HEADER.size:
+            raise ValueError("calibration ring truncated")
         size, filled, nxt = _HEADER.unpack_from(data)
-        if not size > 0 or filled > size or nxt >= size:
+        # A ring that is not full has never wrapped: its next slot is the one after its
+        # last score. Any other header is damage (and would overwrite a kept score).
+        if not size > 0 or filled > size or nxt >= size or (filled < size and nxt != filled):
             raise ValueError("calibration ring header out of range")
         cal = cls(size)
         count = min(size, (len(data) - _HEADER.size) // 4)

@@ -203,6 +203,8 @@ def unpack_mouse(data: bytes, v2: bool = False) -> MouseEvents:
         o, width = 12 + 4 * n, 4
     else:
         n, width = _TAIL_HEAD.unpack_from(data)
+        if width not in (2, 4):
+            raise ValueError("carried pointer events of another layout")
         t = np.frombuffer(data, np.float64, n, _TAIL_HEAD.size).copy()
         o = _TAIL_HEAD.size + 8 * n
     xy = np.dtype(np.int16) if width == 2 else np.dtype(np.int32)

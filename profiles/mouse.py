@@ -421,7 +421,10 @@ def _features(
     # first sample of each action at its maximum speed.
     peak_speed = np.maximum.reduceat(speed, first1)
     at_peak = np.where(speed == peak_speed[s1], np.arange(speed.size), speed.size)
-    peak_t = tm1[np.minimum.reduceat(at_peak, first1)]
+    peak_at = np.minimum.reduceat(at_peak, first1)
+    # An action whose peak is NaN (a NaN time) has no sample equal to it: its first sample
+    # stands in, where indexing past the end raised for the whole batch of windows.
+    peak_t = tm1[np.where(peak_at < speed.size, peak_at, first1)]
     has_duration = duration > 0
 
     mean1 = sum1[:6] / n1

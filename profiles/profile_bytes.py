@@ -8,6 +8,7 @@ bounded size (:func:`max_state_bytes`, issue #3's 16 KB).
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -18,6 +19,7 @@ from profiles.background import Background
 from profiles.calibration import GenuineQuantile
 from profiles.carryover import (
     MAX_MOUSE_TAIL,
+    SUMMARY_PRESSES,
     max_mouse_bytes,
     max_presses_bytes,
     pack_mouse,
@@ -25,10 +27,11 @@ from profiles.carryover import (
     unpack_mouse,
     unpack_presses,
 )
-from profiles.detectors.histogram_ratio import HistogramRatio
+from profiles.detectors.histogram_ratio import RELEVANCE, HistogramRatio
 from profiles.detectors.typed_histogram_ratio import MAX_COUNT, TypedHistogramRatio
 from profiles.enrollment import EnrollmentPolicy
 from profiles.keystrokes import KeystrokeProfile
+from profiles.keystrokes.profile import PRIOR_EVENTS
 from profiles.modalities import (
     MAX_SESSION_BYTES,
     KeyboardState,
@@ -68,6 +71,23 @@ MAX_MOUSE_COUNT: Final = MAX_COUNT
 #: The mouse model of ``cadence-profile-3`` (one histogram pooled over action types);
 #: a record that holds one is read with its pointing enrolled again (:func:`decode_profile`).
 _POOLED_MOUSE_MAGIC: Final = HistogramRatio._MAGIC
+
+#: Largest magnitude of a score a state holds (the rolling contexts' action and
+#: timing-event scores, the rings' means of them). Each is a log-likelihood ratio summed
+#: over an action's 26 features (one term for a timing event), and each term is within
+#: the log of the population's rarest bin (~11 with the shipped background) or of the
+#: owner's smoothing (log((16 x 4 095 + 16) / 16) = 8.3): under 300 per action; the
+#: bench's recordings reach 38. 1e4 leaves room for other backgrounds, and refuses
+#: the finite nonsense (3e38) whose float32 mean over a context overflowed to inf.
+MAX_SCORE: Final = 1e4
+#: Largest magnitude of a carried time (ms): times are milliseconds of the collectors'
+#: monotonic clocks or of a recording (the wire refuses wall times past 2100, 4.1e12).
+#: 1e15 refuses only nonsense, and keeps every sum and difference of times (the
+#: features) exact to well under a millisecond and far from overflow.
+MAX_TIME_MS: Final = 1e15
+#: Tolerance of the CUSUM statistic against the one its trust reads: the statistic is
+#: kept exact while the trust is rounded from it (~1e-15 apart; 1e-9 is far beyond).
+_TRUST_SLACK: Final = 1e-9
 
 
 def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = None) -> int:
@@ -149,7 +169,25 @@ def decode_profile(
 
     The previous format (``CUP2``) stored some floats rounded to float32: a
     profile read from it continues from those rounded values, as it always did.
+
+    The bytes come back from a changelog: whatever they hold, a profile is returned
+    that every later window can be judged with (finite scores, the size bound kept),
+    or ValueError is raised (and nothing else), so the caller can start the user over.
     """
+    try:
+        return _decode(cls, data, background, enrollment, trust_policy)
+    except (struct.error, IndexError) as exc:
+        # A part shorter than its layout says (a header cut off, a count beyond it).
+        raise ValueError(f"profile state of another layout ({exc})") from exc
+
+
+def _decode(
+    cls: type[P],
+    data: bytes | memoryview,
+    background: Background,
+    enrollment: EnrollmentPolicy | None,
+    trust_policy: TrustPolicy,
+) -> P:
     magic = bytes(data[:4])
     statistic: float | None
     if magic == _MAGIC:
@@ -170,7 +208,7 @@ def decode_profile(
             raise ValueError("profile state truncated")
         parts.append(bytes(data[offset + 4 : offset + 4 + size]))
         offset += 4 + size
-    if offset != len(data) or n < 11:
+    if offset != len(data) or n < (11 if magic == _MAGIC else 12):
         raise ValueError("profile state of another layout")
     if magic == _MAGIC and n > _CHECKSUMMED_FROM:
         # A stored state is read back from Kafka: damage anywhere must be refused
@@ -180,21 +218,28 @@ def decode_profile(
             raise ValueError("profile state damaged (checksum)")
     if magic == _MAGIC_V2:
         k_unsampled, m_unsampled = struct.unpack("<ff", parts[11])
+    trust, statistic = _trust_read(trust, statistic, trust_policy)
     # Not cls(...): new, empty models (~40 us) would be replaced at once.
     profile = cls.__new__(cls)
     profile._settle(background, enrollment, trust_policy)
     profile.trust.value = trust
     if statistic is not None:
         profile.trust.statistic = statistic
+    policy = profile.policy
+    recent = unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2)
+    if len(recent) > SUMMARY_PRESSES:
+        raise ValueError("more remembered presses than are ever kept")  # never written
     profile.keyboard = KeyboardState(
         KeystrokeProfile.from_bytes(parts[0], background.keystrokes),
-        unpack_presses(parts[2], background.keystrokes.n_classes, single=magic == _MAGIC_V2),
-        GenuineQuantile.from_bytes(parts[1]),
+        recent,
+        _ring(parts[1], policy.calibration_size),
         RunningSummary.from_bytes(parts[3], len(KEYBOARD_SUMMARY)),
         presses,
         k_sessions,
         last_t,
-        np.frombuffer(parts[10], dtype=np.float16).copy(),
+        # Written under a policy with a longer context: only the newest, which is all
+        # the next scored window keeps (as the pointer tail is trimmed below).
+        _newest(np.frombuffer(parts[10], dtype=np.float16), policy.keyboard_cells).copy(),
         k_unsampled,
     )
     profile.keyboard.session = session_key(parts[8].decode())
@@ -206,9 +251,9 @@ def decode_profile(
     else:
         profile.mouse = MouseState(
             TypedHistogramRatio.from_bytes(parts[4], population=background.mouse),
-            np.frombuffer(parts[6], dtype=np.float32).copy(),
+            _newest(np.frombuffer(parts[6], dtype=np.float32), policy.mouse_actions).copy(),
             unpack_mouse(parts[9], v2=magic == _MAGIC_V2)[-MAX_MOUSE_TAIL:],
-            GenuineQuantile.from_bytes(parts[5]),
+            _ring(parts[5], policy.calibration_size),
             RunningSummary.from_bytes(parts[7], len(MOUSE_SUMMARY)),
             actions,
             m_sessions,
@@ -223,21 +268,77 @@ def decode_profile(
     for modality in (profile.keyboard, profile.mouse):
         if not modality.summary.finite():
             modality.summary = RunningSummary.zeros(modality.summary.mean.size)
+    # Every profile's models are built with these; another value is damage, and a
+    # tiny one (finite, > 0) still made an owner's scores infinite.
+    if profile.mouse.model.relevance != RELEVANCE:
+        raise ValueError("mouse histogram relevance damaged")
+    if profile.keyboard.model.prior_events != PRIOR_EVENTS:
+        raise ValueError("keystroke profile prior damaged")
     require_finite(profile)
     return profile
 
 
 def require_finite(profile: UserProfile) -> None:
-    """Reject a profile whose numbers are not all finite (damaged bytes): a NaN would
-    not fail at once but in a later window's calibration, and again for each window
-    until it rolls out; raising here lets the caller start the user over instead."""
+    """Reject a profile whose numbers are not all finite and plausible (damaged bytes):
+    a NaN or a huge score would not fail at once but in a later window (a calibration,
+    a mean overflowing to inf, a NaN time leaving an action without a peak), and again
+    for each window until it rolls out; raising here lets the caller start the user
+    over instead."""
     k, m = profile.keyboard, profile.mouse
-    arrays = (
-        np.array([profile.trust.value, profile.trust.statistic, k.unsampled, m.unsampled]),
-        k.cells,
-        m.recent,
-        k.calibration.scores[: k.calibration.filled],
-        m.calibration.scores[: m.calibration.filled],
-    )
-    if not all(bool(np.isfinite(a).all()) for a in arrays):
+    if not (math.isfinite(k.unsampled) and math.isfinite(m.unsampled)):
         raise ValueError("profile holds non-finite numbers")
+    # One comparison per kind of number: a NaN compares False, so it fails too.
+    scores = np.concatenate(
+        (
+            k.cells,  # float16, cast to float32 with the rest
+            m.recent,
+            k.calibration.scores[: k.calibration.filled],
+            m.calibration.scores[: m.calibration.filled],
+        ),
+        dtype=np.float32,
+    )
+    if not (np.abs(scores) <= MAX_SCORE).all():
+        raise ValueError("profile holds scores out of range")
+    times = np.concatenate((m.tail.t_ms, k.recent.t_down_ms, (k.last_t_ms,)))
+    if not (np.abs(times) <= MAX_TIME_MS).all():
+        raise ValueError("profile holds event times out of range")
+    # A dwell is NaN where the release was not seen; otherwise a duration.
+    if (np.abs(k.recent.dwell_ms) > MAX_TIME_MS).any():
+        raise ValueError("profile holds event times out of range")
+
+
+def _trust_read(
+    trust: float, statistic: float | None, policy: TrustPolicy
+) -> tuple[float, float | None]:
+    """The header's trust and CUSUM statistic as :class:`TrustScore` keeps them.
+
+    Trust must be in 0..100 and the statistic at least 0 (NaN is refused). The statistic
+    is the exact one (the trust is rounded from it); where the two disagree, or the
+    statistic is beyond the ceiling, the trust is read from the statistic under
+    ``policy``, clipped: the verdict's level follows the statistic and its wording the
+    trust, so apart they told two stories; and a state written under another trust
+    policy is read under this one rather than refused (every user would enrol again).
+    """
+    if not 0.0 <= trust <= 100.0:  # NaN fails too
+        raise ValueError("trust out of range")
+    if statistic is None:
+        return trust, None  # CUP2: the statistic is the trust's
+    if not 0.0 <= statistic < math.inf:
+        raise ValueError("trust statistic out of range")
+    statistic = min(statistic, policy.ceiling)
+    scale = (100.0 - policy.suspicious) / policy.threshold
+    if abs((100.0 - trust) / scale - statistic) > _TRUST_SLACK:
+        trust = 100.0 - statistic * scale
+    return trust, statistic
+
+
+def _newest(scores: np.ndarray, size: int) -> np.ndarray:
+    """The last ``size`` scores (all of them when there are fewer)."""
+    return scores[max(0, scores.size - size) :]
+
+
+def _ring(data: bytes, size: int) -> GenuineQuantile:
+    """A calibration ring of at most ``size`` scores: a ring written under a policy that
+    kept more (issue #3's bound counts the policy's) keeps its newest."""
+    ring = GenuineQuantile.from_bytes(data)
+    return ring.newest(size) if ring.size > size else ring

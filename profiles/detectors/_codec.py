@@ -11,6 +11,7 @@ Layout: 4-byte magic, then for each array one byte dtype code, one byte ndim,
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -41,12 +42,22 @@ def unpack(data: bytes, magic: bytes) -> list[np.ndarray]:
     pos = 4
     view = memoryview(data)
     while pos < len(data):
+        # Stored state is untrusted bytes: whatever they hold must raise ValueError, the
+        # error a reader of a damaged record is told to expect (not IndexError, struct.error).
+        if pos + 2 > len(data):
+            raise ValueError("array header truncated")
         code, ndim = struct.unpack_from("<BB", data, pos)
         pos += 2
+        if code >= len(_DTYPES):
+            raise ValueError(f"unknown dtype code {code}")
+        if pos + 4 * ndim > len(data):
+            raise ValueError("array shape truncated")
         shape = struct.unpack_from(f"<{ndim}I", data, pos)
         pos += 4 * ndim
         dt = np.dtype(_DTYPES[code])
-        n = int(np.prod(shape)) if ndim else 1
+        n = math.prod(shape)  # exact: numpy's product of a damaged shape could wrap
+        if pos + n * dt.itemsize > len(data):
+            raise ValueError("array data truncated")
         arr = np.frombuffer(view[pos : pos + n * dt.itemsize], dtype=dt).reshape(shape)
         out.append(arr.astype(dt.newbyteorder("="), copy=True))
         pos += n * dt.itemsize

@@ -54,6 +54,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -195,6 +196,13 @@ class TypedHistogramRatio:
         if population is None:
             raise ValueError("TypedHistogramRatio needs the shared population to be restored")
         head, data = unpack(b, cls._MAGIC)
+        # Read from a stored state: a relevance of 0, below it or NaN made every score
+        # of the owner NaN or infinite, and counts not written as bytes could pass the
+        # 12-bit cap (as HistogramRatio.from_bytes checks its own).
+        if head.shape != (1,) or not (math.isfinite(float(head[0])) and head[0] > 0):
+            raise ValueError("histogram relevance out of range")
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise ValueError("typed histogram counts of another layout")
         det = cls(population, group_columns, relevance=float(head[0]))
         cells = det.counts.size
         if data.size == cells:

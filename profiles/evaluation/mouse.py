@@ -127,23 +127,43 @@ def evaluate_mouse(
             det.learn_many(X)
             detectors[method][account] = det
 
-    scores: dict[str, dict[str, float]] = {m: {} for m in methods}
-    labels: dict[str, int] = {}
-    seen_accounts: set[str] = set()
+    # Scored per (account, session): results are keyed by the session's name, which is
+    # what a label names, so a name found under several accounts is left out below
+    # rather than one of its sessions silently replacing the other's score.
+    scored: dict[tuple[str, str], tuple[int, bool, list[float]]] = {}
+    accounts_of: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
-    no_actions = 0
     items = progress(tests) if progress is not None else tests
     for s in items:
+        accounts_of.setdefault(s.session_id, []).append(s.account)
         if s.account not in enroll:
             reason = "no usable enrolment" if s.account in not_enrolled else "no training files"
             skipped[s.session_id] = f"account {s.account}: {reason}"
             continue
         features = extract(s.events)
-        no_actions += features.shape[0] == 0
-        labels[s.session_id] = s.is_illegal
-        seen_accounts.add(s.account)
-        for method in methods:
-            scores[method][s.session_id] = session_score(detectors[method][s.account], features)
+        scored[s.account, s.session_id] = (
+            s.is_illegal,
+            features.shape[0] == 0,
+            [session_score(detectors[method][s.account], features) for method in methods],
+        )
+    for session_id, accounts in accounts_of.items():
+        if len(accounts) > 1:
+            skipped[session_id] = (
+                f"under accounts {', '.join(accounts)}: one label for several sessions, left out"
+            )
+
+    scores: dict[str, dict[str, float]] = {m: {} for m in methods}
+    labels: dict[str, int] = {}
+    seen_accounts: set[str] = set()
+    no_actions = 0
+    for (account, session_id), (label, empty, values) in scored.items():
+        if len(accounts_of[session_id]) > 1:
+            continue
+        labels[session_id] = label
+        seen_accounts.add(account)
+        no_actions += empty
+        for method, value in zip(methods, values, strict=True):
+            scores[method][session_id] = value
 
     probe = next(iter(enroll.values()))[:window_actions]
     results = []

@@ -48,7 +48,7 @@ from profiles.keystrokes.binning import N_BINS, n_kinds, window_cells
 from profiles.keystrokes.population import KeystrokePopulation
 from profiles.keystrokes.windows import KeystrokeWindow
 
-__all__ = ["KeystrokeProfile"]
+__all__ = ["PRIOR_EVENTS", "KeystrokeProfile"]
 
 _MAGIC: Final = b"CKU2"
 _HEADER: Final = struct.Struct("<4sBBdIB")  # magic, n_classes, n_bins, prior, n_windows, layout
@@ -57,6 +57,8 @@ _HEADER_V1: Final = struct.Struct(
     "<4sBBHfI"
 )  # magic, n_classes, n_bins, reserved, prior, n_windows
 _CAP: Final = 255
+#: Weight, in events, of the population in a user's smoothed histograms (every profile's).
+PRIOR_EVENTS: Final = 10.0
 # Layouts of the counts after the header. A user types a few hundred of the 4 212
 # cells (a profile enrolled on ~2 000 presses: 800-1 100), so a bitmap of the
 # non-zero cells and their values is a third of the dense array; a profile that
@@ -76,7 +78,7 @@ class KeystrokeProfile:
         histogram of each kind.
     """
 
-    def __init__(self, population: KeystrokePopulation, prior_events: float = 10.0) -> None:
+    def __init__(self, population: KeystrokePopulation, prior_events: float = PRIOR_EVENTS) -> None:
         self.population = population
         self.prior_events = prior_events
         self.counts = np.zeros((n_kinds(population.n_classes), N_BINS), dtype=np.uint8)

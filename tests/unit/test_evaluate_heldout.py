@@ -297,6 +297,27 @@ def test_mouse_labels_match_files_however_either_spells_the_session(
     assert payload["labels_conflicting"] == ["session_21"]
 
 
+def test_mouse_names_a_session_found_under_two_accounts(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Labels name sessions, not accounts: the second of two same-named sessions used to
+    # replace the first's score without a word, and the label counted for either.
+    tests = balabit_dir / "test_files"
+    (tests / "user2" / "session_01").write_bytes((tests / "user1" / "session_02").read_bytes())
+    labels = _labels(
+        tmp_path / "l.csv",
+        [("session_01", "0"), ("session_11", "0"), ("session_02", "1"), ("session_12", "1")],
+    )
+    out = tmp_path / "m.json"
+    args = ["evaluate", "mouse", "--data", str(balabit_dir), "--labels", str(labels)]
+    assert main([*args, "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped session_01: under accounts user1, user2" in err
+    payload = json.loads(out.read_text())
+    assert "session_01" not in payload["scores"] and "session_01" in payload["skipped"]
+    assert payload["sessions"] == 3 and payload["genuine"] == 1 and payload["impostor"] == 2
+
+
 def test_mouse_typed_method_without_any_drag_in_enrolment(
     balabit_dir: Path, tmp_path: Path
 ) -> None:

@@ -19,11 +19,12 @@ from collectors.simulate import Takeover, Workload
 from profiles.background import Background
 from profiles.carryover import MAX_MOUSE_TAIL
 from profiles.detectors.histogram_ratio import HistogramRatio
-from profiles.keystrokes import KeystrokeEvents
+from profiles.keystrokes import KeystrokeEvents, KeystrokePresses
 from profiles.modalities import MAX_SESSION_BYTES
-from profiles.mouse import MouseEvents
+from profiles.mouse import MouseEvents, extract, extract_many
 from profiles.profile_bytes import MAX_MOUSE_COUNT, max_state_bytes
 from profiles.reasons import MOUSE_SUMMARY
+from profiles.trust import TrustPolicy
 from profiles.user import EnrollmentPolicy, UserProfile, assess_many
 from streams.judge import keystroke_events, mouse_events
 from streams.windows import Cursor, Windower
@@ -206,14 +207,17 @@ def test_damaged_truncated_or_padded_state_is_refused() -> None:
     # Read back from Kafka: most flipped bits are valid numbers, which would otherwise
     # silently become the profile.
     state, bg = judged_state(), Background.default()
+    # ValueError and nothing else (not struct.error, IndexError): what a reader is told
+    # to expect of damaged bytes.
     for bit in range(0, 8 * len(state), 37):
         damaged = bytearray(state)
         damaged[bit // 8] ^= 1 << (bit % 8)
-        with pytest.raises((ValueError, struct.error)):
+        with pytest.raises(ValueError):
             UserProfile.from_bytes(bytes(damaged), bg, POLICY)
-    for cut in (1, 4, 5, 10, len(state) // 2):
-        with pytest.raises((ValueError, struct.error)):
-            UserProfile.from_bytes(state[:-cut], bg, POLICY)
+    for record in (state, as_cup3(state)):
+        for cut in (*range(1, 80), len(record) // 2, len(record) - 8):
+            with pytest.raises(ValueError):
+                UserProfile.from_bytes(record[:-cut], bg, POLICY)
     for record in (state + bytes(1024), as_cup3(state) + bytes(3)):
         with pytest.raises(ValueError):
             UserProfile.from_bytes(record, bg, POLICY)
@@ -222,6 +226,15 @@ def test_damaged_truncated_or_padded_state_is_refused() -> None:
 def _patched(record: bytes, part: int, at: int, value: bytes) -> bytes:
     offset, _ = parts_of(record)[part]
     return record[: offset + at] + value + record[offset + at + len(value) :]
+
+
+def _head(record: bytes, at: int, value: float) -> bytes:
+    """``record`` with the float64 of its header at byte ``at`` replaced (trust at 4,
+    the CUSUM statistic at 12, the time of the last press at 20)."""
+    return record[:at] + struct.pack("<d", value) + record[at + 8 :]
+
+
+_NAN = struct.pack("<d", float("nan"))
 
 
 @pytest.mark.parametrize(
@@ -237,14 +250,88 @@ def _patched(record: bytes, part: int, at: int, value: bytes) -> bytes:
             + bytes([72])
             + r[parts_of(r)[2][0] + parts_of(r)[2][1] :]
         ),
+        # a NaN time in the carried pointer tail (header: events, width; then times)
+        lambda r: _patched(r, 9, 5 + 8 * 5, _NAN),
+        # a NaN time, an infinite dwell of a remembered press (times, dwells, classes)
+        lambda r: _patched(r, 2, 8 * 3, _NAN),
+        lambda r: _patched(r, 2, 8 * 32 + 8 * 3, struct.pack("<d", float("inf"))),
+        # the time of the newest remembered press
+        lambda r: _head(r, 20, float("nan")),
+        # the mouse model's relevance (magic, dtype code, ndim, length, then the float64)
+        lambda r: _patched(r, 4, 10, _NAN),
+        lambda r: _patched(r, 4, 10, struct.pack("<d", 0.0)),
+        lambda r: _patched(r, 4, 10, struct.pack("<d", -16.0)),
+        lambda r: _patched(r, 4, 10, struct.pack("<d", 1e-320)),  # > 0, scores still inf
+        # finite nonsense whose float32 mean overflows: a context score, a ring score,
+        # a typing cell score
+        lambda r: _patched(r, 6, 0, struct.pack("<f", 3e38)),
+        lambda r: _patched(r, 5, 8, struct.pack("<f", 3e38)),
+        lambda r: _patched(r, 10, 0, np.float16(6e4).tobytes()),
+        # a CUSUM statistic below its range, a trust that is not a number
+        lambda r: _head(r, 12, -1.0),
+        lambda r: _head(r, 12, float("nan")),
+        lambda r: _head(r, 4, float("nan")),
+        # a ring not yet full whose next slot is not after its last score
+        lambda r: _patched(r, 1, 4, struct.pack("<I", 2)),
+        # an array dtype code beyond the codec's table
+        lambda r: _patched(r, 4, 4, bytes([200])),
+        # pointer tail coordinates of one byte (read as four at offsets made for one)
+        lambda r: _patched(r, 9, 4, bytes([1])),
     ],
-    ids=["ring-next", "ring-size", "press-class"],
+    ids=[
+        "ring-next",
+        "ring-size",
+        "press-class",
+        "tail-time-nan",
+        "press-time-nan",
+        "press-dwell-inf",
+        "last-press-time-nan",
+        "relevance-nan",
+        "relevance-zero",
+        "relevance-negative",
+        "relevance-tiny",
+        "context-score-huge",
+        "ring-score-huge",
+        "cell-score-huge",
+        "statistic-negative",
+        "statistic-nan",
+        "trust-nan",
+        "ring-next-not-after-filled",
+        "dtype-code",
+        "tail-width",
+    ],
 )
 def test_values_out_of_range_are_refused_even_without_a_checksum(damage: object) -> None:
-    # Each used to be accepted, then raise in every later window of the user.
+    # Each used to be accepted, then raise in every later window of the user, or judge
+    # them with NaN or infinite scores, or a level its trust contradicted.
+    p = UserProfile.from_bytes(judged_state(), Background.default(), POLICY)
+    # What the damage lands on: a carried tail, rings not yet full, a trusted owner.
+    assert len(p.mouse.tail) > 5 and 2 < p.keyboard.calibration.filled < POLICY.calibration_size
+    assert p.mouse.calibration.filled and p.mouse.recent.size and p.keyboard.cells.size
+    assert p.trust.value == 100.0
     record = damage(as_cup3(judged_state()))  # type: ignore[operator]
     with pytest.raises(ValueError):
         UserProfile.from_bytes(record, Background.default(), POLICY)
+
+
+@pytest.mark.parametrize(("statistic", "trust"), [(6.0, 16.0), (1e9, 0.0), (2.5, 65.0)])
+def test_the_trust_is_read_from_the_statistic_where_the_two_disagree(
+    statistic: float, trust: float
+) -> None:
+    # The statistic is the exact one: a trust of 100 next to an alarm's statistic told
+    # two stories (level impostor, "trust 100/100"); one beyond the ceiling reads trust 0.
+    record = _head(as_cup3(judged_state()), 12, statistic)
+    p = UserProfile.from_bytes(record, Background.default(), POLICY)
+    assert p.trust.value == pytest.approx(trust)
+    assert p.trust.statistic == min(statistic, p.trust.policy.ceiling)
+
+
+def test_a_state_written_under_another_trust_policy_is_read_not_refused() -> None:
+    # Refused, a change of the trust policy would make every user enrol again.
+    alarmed = _head(as_cup3(judged_state()), 12, 4.5)
+    stricter = TrustPolicy(threshold=4.0)
+    p = UserProfile.from_bytes(alarmed, Background.default(), POLICY, stricter)
+    assert p.trust.level == "impostor" and p.trust.statistic == 4.5
 
 
 def test_a_summary_of_another_width_starts_over_and_the_rest_is_kept() -> None:
@@ -389,6 +476,71 @@ def test_older_records_are_brought_within_the_bound_when_read() -> None:
     assert float(again.mouse.tail.t_ms[-1]) == float(p.mouse.tail.t_ms[-1])
     assert int(again.mouse.model.counts.max()) <= MAX_MOUSE_COUNT
     assert len(again.to_bytes()) <= max_state_bytes(bg)
+
+
+def test_parts_written_under_a_larger_policy_keep_their_newest_when_read() -> None:
+    # A policy that kept longer contexts and rings wrote these (or an older version
+    # did): read under the default one, each keeps its newest scores, as the next
+    # window would, and the state is back within the bound it promises.
+    bg = Background.default()
+    wide = EnrollmentPolicy(calibration_size=1024, keyboard_cells=1000, mouse_actions=100)
+    p = UserProfile(bg, wide)
+    p.assess(_typing(30), _pointing(0), session="s")
+    for s in np.linspace(-1.0, 1.0, 1500):  # a full ring that has wrapped
+        p.keyboard.calibration.learn_one(float(s))
+    p.keyboard.cells = np.linspace(-5.0, 5.0, 1000).astype(np.float16)
+    p.mouse.recent = np.linspace(-30.0, 30.0, 100).astype(np.float32)
+    p.mouse.tail = _pointing(MAX_MOUSE_TAIL, 50_000.0, x0=40_000)  # int32 coordinates
+    again = UserProfile.from_bytes(p.to_bytes(), bg)
+    policy = again.policy
+    ring = again.keyboard.calibration
+    assert (ring.size, ring.filled, ring.next) == (policy.calibration_size, 512, 0)
+    newest = np.linspace(-1.0, 1.0, 1500)[-512:].astype(np.float32)
+    assert np.array_equal(ring.scores, newest)  # oldest first: forgotten in order
+    assert np.array_equal(again.keyboard.cells, p.keyboard.cells[-policy.keyboard_cells :])
+    assert np.array_equal(again.mouse.recent, p.mouse.recent[-policy.mouse_actions :])
+    assert len(again.to_bytes()) <= max_state_bytes(bg)
+    a = again.assess(_typing(30, 10_000.0), _pointing(0, 100_000.0), session="s")
+    assert a.keyboard_raw is not None and np.isfinite(a.keyboard_raw)
+
+
+def test_more_remembered_presses_than_are_ever_kept_are_refused() -> None:
+    # No version kept more than SUMMARY_PRESSES: more is damage, and would be written
+    # back as it came, beyond the state's bound.
+    bg = Background.default()
+    p = UserProfile.from_bytes(judged_state(), bg, POLICY)
+    k = p.keyboard
+    k.recent = KeystrokePresses(
+        np.tile(k.recent.t_down_ms, 100),
+        np.tile(k.recent.dwell_ms, 100),
+        np.tile(k.recent.key_class, 100),
+    )
+    with pytest.raises(ValueError):
+        UserProfile.from_bytes(p.to_bytes(), bg, POLICY)
+
+
+def test_a_press_whose_release_was_not_seen_is_still_read() -> None:
+    # Its dwell is NaN in memory: the check on carried times leaves it be.
+    p = UserProfile(Background.default(), POLICY)
+    keys = _typing(40)
+    keep = np.ones(len(keys.t_ms), bool)
+    keep[-1] = False  # the last press's release
+    p.assess(KeystrokeEvents(keys.t_ms[keep], keys.is_down[keep], keys.key_class[keep]), None, "s")
+    assert np.isnan(p.keyboard.recent.dwell_ms[-1])
+    again = UserProfile.from_bytes(p.to_bytes(), Background.default(), POLICY)
+    assert again.to_bytes() == p.to_bytes()
+
+
+def test_an_action_whose_peak_speed_is_nan_does_not_fail_the_others() -> None:
+    # The features of one window's actions are computed with all the others': a NaN
+    # time (no sample at the peak speed) indexed past the end and raised for all.
+    good = _pointing(0)
+    t = good.t_ms.copy()
+    t[4] = np.nan
+    bad = MouseEvents(t, good.x, good.y, good.button, good.state)
+    rows = extract_many([good, bad, good])
+    assert np.array_equal(rows[0], extract(good)) and np.array_equal(rows[2], rows[0])
+    assert rows[1].shape == rows[0].shape
 
 
 def test_a_long_session_id_is_kept_as_a_digest_and_still_compared() -> None:
