@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
                 sessions.append(KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class))
         if bad_rows:
             print(f"{root}: skipped {bad_rows} rows that did not parse", file=sys.stderr)
+        # The reader yields files: a user folder without a .csv file yields nothing.
+        for user in sorted(p.name for p in root.iterdir() if p.is_dir()):
+            if user not in out:
+                print(f"skipped {user}: no .csv files under {root}", file=sys.stderr)
         return out
 
     enroll, test = load(args.enroll), load(args.test)

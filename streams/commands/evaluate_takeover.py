@@ -154,10 +154,18 @@ def _keystroke_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
     from profiles.keystrokes import KeystrokeEvents
 
     by_user: dict[str, list[tuple[str, KeystrokeEvents]]] = {}
+    files: dict[str, int] = {}
     for user, session, s in tqdm(iter_sessions(root), desc="read keystrokes", file=sys.stderr):
+        files[user] = files.get(user, 0) + 1
         if s.t_ns.size:
             events = KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class)
             by_user.setdefault(user, []).append((session, events))
+    # Named, as the mouse accounts left out are: a folder without a recording, or
+    # whose files hold no key event, would otherwise vanish from the figures unsaid.
+    for user in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        if user not in by_user:
+            held = f"{files[user]} files without a key event" if user in files else "no .csv files"
+            print(f"skipped keystroke account {user}: {held}", file=sys.stderr)
     return [
         split_by_time(u, recs, args.window_seconds, args.enroll_fraction)
         for u, recs in sorted(by_user.items())
@@ -179,10 +187,17 @@ def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
     else:
         refs = list(iter_sessions(root.parent, root.name))
     by_user: dict[str, list[tuple[str, MouseEvents]]] = {}
+    files: dict[str, int] = {}
     for ref in tqdm(refs, desc="read mouse", file=sys.stderr):
+        files[ref.account] = files.get(ref.account, 0) + 1
         events = balabit_to_mouse_events(read_session(ref.path))
         if len(events):
             by_user.setdefault(ref.account, []).append((ref.session_id, events))
+    for user in sorted(set(files) - set(by_user)):
+        print(
+            f"skipped mouse account {user}: {files[user]} sessions without a pointer event",
+            file=sys.stderr,
+        )
     for user, recs in sorted(by_user.items()):
         if len(recs) <= args.holdout:
             print(

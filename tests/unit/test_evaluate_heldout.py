@@ -400,6 +400,36 @@ def test_takeover_names_mouse_accounts_it_leaves_out(
     assert "skipped mouse account user9: 1 sessions" in err  # one session: nothing to enrol
 
 
+def test_takeover_names_accounts_without_a_single_event(
+    keystroke_dirs: tuple[Path, Path], balabit_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, test = keystroke_dirs
+    (test / "kim").mkdir()
+    (test / "kim" / "notes.txt").write_text("not a recording")
+    assert main(["evaluate", "takeover", "--keystrokes", str(test)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped keystroke account ivy: 1 files without a key event" in err
+    assert "skipped keystroke account kim: no .csv files" in err
+    mute = balabit_dir / "test_files" / "user8"
+    mute.mkdir()
+    (mute / "session_80").write_text(HEADER + "\n")
+    (mute / "session_81").write_bytes(b"")
+    assert main(["evaluate", "takeover", "--mouse", str(balabit_dir / "test_files")]) == 0
+    assert "skipped mouse account user8: 2 sessions without a pointer event" in (
+        capsys.readouterr().err
+    )
+
+
+def test_keystrokes_name_a_user_folder_without_recordings(
+    keystroke_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    enroll, test = keystroke_dirs
+    (test / "kim").mkdir()
+    (test / "kim" / "notes.txt").write_text("not a recording")
+    main(["evaluate", "keystrokes", "--enroll", str(enroll), "--test", str(test), "--window", "20"])
+    assert "skipped kim: no .csv files under" in capsys.readouterr().err
+
+
 def test_takeover_writes_json_into_a_new_directory(
     keystroke_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
