@@ -387,7 +387,7 @@ class SqliteSpool(_Bounded):
                     )
                 self._count += 1
                 self._bytes += size
-                dropped = self._evict() if self._over() else []
+                dropped = self._evict(cur.lastrowid) if self._over() else []
                 db.execute("COMMIT")
             except BaseException as exc:
                 self._abort(before)
@@ -410,7 +410,10 @@ class SqliteSpool(_Bounded):
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
 
-    def _evict(self) -> list[tuple[str, int, int]]:
+    def _evict(self, newest: int | None) -> list[tuple[str, int, int]]:
+        """Drop the oldest batches until within the bound, never ``newest`` (the one being
+        put): a batch larger than the bound alone is kept, the bound exceeded by it alone,
+        rather than the spool emptied and the batch reported put while already gone."""
         dropped: list[tuple[str, int, int]] = []
         last_id = 0
         while self._over():
@@ -423,8 +426,10 @@ class SqliteSpool(_Bounded):
             ).fetchall()
             if not rows:
                 break
+            if rows[0][0] == newest:
+                break
             for row_id, raw, seq, size in rows:
-                if not self._over():
+                if not self._over() or row_id == newest:
                     break
                 if type(size) is not int:
                     size = 0  # damaged since open (the open-time check deletes such rows)
@@ -571,7 +576,7 @@ class MemorySpool(_Bounded):
             self._bytes += len(key) + len(value)
             if seq > self._last_seq.get(device, -1):
                 self._last_seq[device] = seq
-            while self._over() and self._rows:
+            while self._over() and len(self._rows) > 1:  # never the batch being put
                 _, old = self._rows.popitem(last=False)
                 size = len(old.key) + len(old.value)
                 self._count -= 1

@@ -63,6 +63,17 @@ def test_byte_bound(tmp_path: Path) -> None:
     assert metrics.registry.get_sample_value("cadence_collector_spool_bytes") == 900
 
 
+def test_a_batch_larger_than_the_bound_is_kept_alone(spool: SqliteSpool | MemorySpool) -> None:
+    # It used to evict everything, itself included: put() returned the id of a row
+    # already deleted, and the sender delivered a batch the spool had reported dropped.
+    spool.put("d", 0, b"k", b"v" * 10)
+    big = spool.put("d", 1, b"k", b"v" * 20_000)
+    assert spool.contains(big) and [r.seq for r in spool.pending()] == [1]
+    assert (spool.batches, spool.dropped) == (1, 1)
+    spool.put("d", 2, b"k", b"v")  # the next put brings the spool back within its bound
+    assert [r.seq for r in spool.pending()] == [2] and spool.nbytes <= 10_000
+
+
 def test_reopen_keeps_batches_sizes_and_sequences(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     spool = SqliteSpool(path)
