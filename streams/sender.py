@@ -34,6 +34,9 @@ class RecordSender:
             "batch.size": batch_bytes,
             "partitioner": "murmur2_random",
             "acks": "all",
+            # Retries after a passing error (a leader change) must not reorder records:
+            # a user's states are written in order, an erasure's tombstone after them.
+            "enable.idempotence": True,
             # A record waits for its delivery report however long the broker is away (5
             # min); then its failure is reported and the worker sends it again.
             "message.timeout.ms": 300_000,
