@@ -46,7 +46,7 @@ from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
-from streams.privacy import ForgetRequest, audit_record, decode_request
+from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected
 from streams.sender import RecordSender
 from streams.settings import WorkerSettings
 from streams.state import UserState
@@ -225,19 +225,38 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - bad input never stops the worker
                     log.exception("processing a batch failed")
                     self.metrics.processing_errors.inc()
-                    await self.dead_letter(event, "processing_error", "batch", repr(exc))
+                    try:
+                        await self.dead_letter(event, "processing_error", "batch", repr(exc))
+                    except Exception:  # noqa: BLE001 - not even a dead letter could be sent
+                        # Unacked, the record would stall the partition's commits and come
+                        # back after every restart; acked, it is lost, loudly.
+                        log.exception(
+                            "record %s:%s@%s could not be dead-lettered either: acked unjudged",
+                            event.message.topic,
+                            event.message.partition,
+                            event.message.offset,
+                        )
+                        self._ack_all([event])
 
         @app.agent(self.control_topic, name="privacy_requests")
         async def privacy_requests(stream: StreamT) -> None:
             async for event in stream.events():
+                message = event.message
                 try:
-                    request = decode_request(event.message.value or b"")
+                    request = decode_request(message.value or b"")
                 except ValueError as exc:
-                    log.warning(
-                        "ignoring control record at offset %s: %s", event.message.offset, exc
-                    )
+                    # Kept for whoever sent it (`profiles forget` would wait in vain).
+                    await self.dead_letter(event, "malformed", "request", str(exc), _nothing)
                     continue
-                await self.forget(request, event.message.partition)
+                key = message.key if isinstance(message.key, bytes) else None
+                problem = misdirected(
+                    request, key, message.partition, self.settings.table_partitions
+                )
+                if problem is not None:
+                    reason, detail = problem
+                    await self.dead_letter(event, reason, "request", detail, _nothing)
+                    continue
+                await self.forget(request, message.partition)
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:
@@ -459,19 +478,23 @@ class Worker:
         """
         user = request.user
         key = user.encode()
-        # The open window's batches are acked unjudged: they go with the profile; and
-        # the state of a window judged before the erasure is never written after it.
-        for window in self.pipeline.forget({user}):
-            self._ack_all(window.tokens)
-        self.ledger.forget(user, erased=True)
-        for cache in (self.opened_at, self.enrollment, self.levels):
-            cache.pop(user, None)
-        had_profile = key in self.user_profiles.data
-        # The same producer as the profile's records: the tombstone cannot overtake them.
-        # Audited only once Kafka has it: a crash in between would otherwise leave an
-        # erasure on record that never happened.
         erased: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.outbox.persist(key, None, partition, partial(_settle, erased))
+        # Under the judging lock: a window judged before the erasure but published after
+        # it (a publish waits while librdkafka's queue is full) would write the profile
+        # back after the tombstone.
+        async with self.judging:
+            # The open window's batches are acked unjudged: they go with the profile; and
+            # the state of a window judged before the erasure is never written after it.
+            for window in self.pipeline.forget({user}):
+                self._ack_all(window.tokens)
+            self.ledger.forget(user, erased=True)
+            for cache in (self.opened_at, self.enrollment, self.levels):
+                cache.pop(user, None)
+            had_profile = key in self.user_profiles.data
+            # The same (idempotent) producer as the profile's records, in order: the
+            # tombstone cannot overtake them. Audited only once Kafka has it: a crash in
+            # between would otherwise leave an erasure on record that never happened.
+            self.outbox.persist(key, None, partition, partial(_settle, erased))
         await self.outbox.while_delivering(erased)
         if not erased.result():
             log.warning(
@@ -666,6 +689,10 @@ class Worker:
                 )
                 lags[tp.partition] = lag
         self.metrics.set_consumer_lag(EVENTS.name, lags)
+
+
+def _nothing() -> None:
+    """A control record's dead letter acks nothing: its agent acks as it iterates."""
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:

@@ -9,6 +9,8 @@ The key and value are the original record's, as read. Headers say why and where 
 ``cadence-source``        ``topic:partition:offset`` of the original record
 ``cadence-value-bytes``   only for a value too large to keep: its size ...
 ``cadence-value-sha256``  ... and its digest (the value itself is left empty)
+``cadence-key-bytes``     likewise for a key over :data:`MAX_KEY_BYTES` (a pseudonym
+``cadence-key-sha256``    is 64): the dead letter then has no key
 ========================  =====================================================
 
 librdkafka refuses values over ``message.max.bytes`` (1 000 000 by default) even when
@@ -40,6 +42,7 @@ REASONS = (
     "absurd_timestamp",
     "sequence_conflict",
     "processing_error",
+    "wrong_partition",
 )
 
 REASON = "cadence-reason"
@@ -48,9 +51,14 @@ DETAIL = "cadence-detail"
 SOURCE = "cadence-source"
 VALUE_BYTES = "cadence-value-bytes"
 VALUE_SHA256 = "cadence-value-sha256"
+KEY_BYTES = "cadence-key-bytes"
+KEY_SHA256 = "cadence-key-sha256"
 
 MAX_VALUE_BYTES = 900_000
 MAX_DETAIL_BYTES = 1024
+# Keys are pseudonyms (64 bytes); a forged one of ~1 MB (compressed on the events topic)
+# would make the dead letter larger than librdkafka takes, and it could never be sent.
+MAX_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,10 @@ def dead_letter(
         headers[VALUE_BYTES] = str(len(value)).encode()
         headers[VALUE_SHA256] = hashlib.sha256(value).hexdigest().encode()
         value = b""
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        headers[KEY_BYTES] = str(len(key)).encode()
+        headers[KEY_SHA256] = hashlib.sha256(key).hexdigest().encode()
+        key = None
     return DeadLetter(key, value, headers)
 
 

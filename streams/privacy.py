@@ -16,6 +16,8 @@ True
 
 from __future__ import annotations
 
+import re
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -23,6 +25,9 @@ import orjson
 
 CONTROL_VERSION: Final = 1
 AUDIT_VERSION: Final = 1
+#: A user pseudonym as the collectors write it (HMAC-SHA256, lowercase hex): a request
+#: naming anything else would put a login, or a typo, in the audit log for 400 days.
+PSEUDONYM: Final = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +58,47 @@ def decode_request(data: bytes) -> ForgetRequest:
         request = ForgetRequest(**obj)
     except TypeError as exc:
         raise ValueError(f"not a v1 forget request: {exc}") from None
-    if not isinstance(request.user, str) or not request.user:
-        raise ValueError("forget request without a user")
+    if not isinstance(request.user, str) or not PSEUDONYM.fullmatch(request.user):
+        raise ValueError("forget request whose user is not a pseudonym (64 hex digits)")
     return request
+
+
+def user_partition(user: str, partitions: int) -> int:
+    """The partition of ``user``'s events: the collectors' client (librdkafka) keys them
+    by pseudonym with its default partitioner, CRC-32 of the key modulo the count.
+
+    >>> user_partition("ab" * 32, 12) == zlib.crc32(b"ab" * 32) % 12
+    True
+    """
+    return zlib.crc32(user.encode()) % partitions
+
+
+def misdirected(
+    request: ForgetRequest, key: bytes | None, partition: int, partitions: int
+) -> tuple[str, str] | None:
+    """Why a decoded request must not be carried out here: ``(reason, detail)``, or None.
+
+    The tombstone is written to the request's partition, which is the user's profile
+    partition only if the request was keyed by the user and partitioned as the events
+    were (another client's partitioner, e.g. Java's murmur2, puts it elsewhere): then
+    the profile would survive in its own partition while the audit said it was erased.
+
+    >>> r = ForgetRequest(user="ab" * 32, request_id="r", requested_by="dpo", requested_at_ms=1.0)
+    >>> misdirected(r, r.user.encode(), user_partition(r.user, 6), 6) is None
+    True
+    >>> misdirected(r, b"someone else", user_partition(r.user, 6), 6)[0]
+    'key_mismatch'
+    """
+    if key != request.user.encode():
+        return "key_mismatch", "record key is not the request's user pseudonym"
+    expected = user_partition(request.user, partitions)
+    if partition != expected:
+        return "wrong_partition", (
+            f"the user's events and profile are on partition {expected}, the request on "
+            f"{partition}: not written with the collectors' partitioner (use `cadence "
+            "profiles forget`)"
+        )
+    return None
 
 
 def audit_record(

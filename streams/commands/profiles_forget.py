@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
 import sys
 
 from streams.config import add_kafka_arguments
-
-_PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+from streams.privacy import PSEUDONYM
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.privacy import ForgetRequest, encode_request
     from streams.topics import CONTROL
 
-    if not _PSEUDONYM.match(args.pseudonym):
+    if not PSEUDONYM.fullmatch(args.pseudonym):
         print("not a pseudonym (64 hex digits): use `cadence pseudonym LOGIN`", file=sys.stderr)
         return 2
     request = ForgetRequest(

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from collectors.simulate import Workload
+from streams import deadletter
+from streams.privacy import ForgetRequest, encode_request, user_partition
 from streams.topics import CHANGELOG_CONFIG
 from tests.integration.worker_support import (
     CADENCE,
@@ -41,6 +44,15 @@ def export(d: Deployment, user: str) -> dict:
     report = orjson.loads(proc.stdout)
     assert report["user"] == user
     return dict(report)
+
+
+def control_letters(reader: TopicReader, control_topic: str) -> list[bytes]:
+    """Reasons of the dead letters whose source is the control topic."""
+    return [
+        dict(headers)[deadletter.REASON]
+        for _, _, headers in reader.records
+        if dict(headers)[deadletter.SOURCE].decode().startswith(control_topic + ":")
+    ]
 
 
 def test_forget_erases_the_profile_for_good_and_export_tells_what_is_held(
@@ -90,6 +102,30 @@ def test_forget_erases_the_profile_for_good_and_export_tells_what_is_held(
         assert {v["verdict_id"] for v in held["recent_verdicts"]} == {v.verdict_id for v in mine}
         text = cadence(d, "profiles", "export", victim)
         assert "profile: active" in text.stdout and "not exported" in text.stdout
+
+        # Requests the worker must not carry out: keyed by someone else, or on another
+        # partition than the victim's (another client's partitioner). Carried out, the
+        # tombstone would land beside the profile, which would survive the audit.
+        home = user_partition(victim, d.partitions)
+        request = encode_request(ForgetRequest(victim, "misdirected", "dpo-test", 1.0))
+        producer = Producer({"bootstrap.servers": d.bootstrap})
+        producer.produce(d.topics.control, request, key=b"f" * 64, partition=home)
+        other = (home + 1) % d.partitions
+        producer.produce(d.topics.control, request, key=victim.encode(), partition=other)
+        assert producer.flush(30) == 0
+        dead = TopicReader(d.bootstrap, d.topics.deadletter)
+
+        def refused() -> bool:
+            dead.poll(1.0)
+            return len(control_letters(dead, d.topics.control)) >= 2
+
+        wait_until(refused, timeout=60, what="dead letters of the misdirected requests")
+        dead.close()
+        assert sorted(control_letters(dead, d.topics.control)) == [
+            b"key_mismatch",
+            b"wrong_partition",
+        ]
+        assert export(d, victim)["profile"]["enrollment"] == "active"
 
         forget = cadence(d, "profiles", "forget", victim, "--by", "dpo-test", "--wait", "60")
         assert forget.returncode == 0, forget.stdout + forget.stderr

@@ -12,6 +12,7 @@ from collectors.simulate import Workload
 from streams import outbox, pipeline
 from streams.app import Worker, create_app
 from streams.pipeline import Judged
+from streams.privacy import ForgetRequest
 from streams.settings import WorkerSettings
 from streams.state import UserState
 from streams.topics import DEADLETTER, VERDICTS
@@ -22,8 +23,12 @@ class Producer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, Any]] = []
+        self.full = 0  # the next produce calls that find librdkafka's queue full
 
     def produce(self, topic: str, value: Any, key: Any, on_delivery: Any, **kw: Any) -> None:
+        if self.full:
+            self.full -= 1
+            raise BufferError("Local: Queue full")
         self.sent.append((topic, value, on_delivery))
 
     def poll(self, timeout: float) -> int:
@@ -133,3 +138,48 @@ def test_a_failed_window_is_written_only_once_its_dead_letters_are_in_kafka(
     letters[-1][2](None, Offset())
     producer.sent[-1][2](None, Offset())
     assert producer.changelog() == [window.state_bytes] and acked == window.window.tokens
+
+
+def test_an_erasure_while_a_publish_waits_is_not_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A publish waits while librdkafka's queue is full; an erasure in that pause must not
+    # be followed by the state of a window judged before it (the profile would be back).
+    monkeypatch.setattr(outbox, "DELIVERY_POLL_S", 0.001)
+    w, producer, acked = worker()
+    events = 0
+    for events, (_, batch) in enumerate(Workload(users=1, seed=3).batches(until_s=60), 1):
+        w.user_partition[batch.user] = 0
+        w.pipeline.close(batch, Event(events))
+        if len(w.pipeline.closed) >= 2:
+            break
+    user = w.pipeline.closed[0].user
+
+    async def audited(**record: Any) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    w.audit_topic.send = audited  # type: ignore[method-assign]
+
+    async def erase() -> None:
+        await asyncio.sleep(0)  # once the publish is waiting
+        request = ForgetRequest(user, "r1", "dpo", 1.0)
+        erasure = asyncio.ensure_future(w.forget(request, 0))
+        for _ in range(1000):
+            tombstones = [r for t, v, r in producer.sent if t.endswith("-changelog") and v is None]
+            if tombstones:
+                tombstones[0](None, Offset())  # the tombstone is in Kafka
+                break
+            await asyncio.sleep(0.001)
+        await asyncio.wait_for(erasure, 5.0)
+
+    async def both() -> None:
+        producer.full = 1
+        await asyncio.gather(w.judge_closed(), erase())
+        for topic, _, report in list(producer.sent):
+            if not topic.endswith("-changelog"):
+                report(None, Offset())
+
+    asyncio.run(both())
+    assert producer.changelog() == [None]
+    assert user.encode() not in w.user_profiles.data
+    assert len(acked) == events  # every batch acked, none written back
