@@ -496,8 +496,9 @@ class XRecordInput:
             self._read()
         except OSError as exc:
             log.error("X11 input capture stopped: %s", exc)
-        except Exception:
-            log.exception("X11 input capture failed")
+        except Exception as exc:  # noqa: BLE001 - reported, type only
+            # Never the text or the traceback: on the key path either can hold the key.
+            log.error("X11 input capture failed (%s)", type(exc).__name__)
 
     def _read(self) -> None:
         sock = self._sock
@@ -577,7 +578,9 @@ class XRecordInput:
             elif code in (_KEY_PRESS, _KEY_RELEASE):
                 try:
                     key = self._to_key(self._control, _XKeyEvent(detail, state))
-                except IndexError:  # an invalid key code, as pynput's listener handles it
+                except Exception:  # noqa: BLE001 - an invalid key code (pynput: IndexError)
+                    # or any other failure of pynput's translation: the press is kept as
+                    # an unknown key; raised, it would end the reader thread, all capture.
                     key = None
                 append(self._key_event("kd" if code == _KEY_PRESS else "ku", key, t, flags))
                 del key  # reduced above; no reference outlives this event

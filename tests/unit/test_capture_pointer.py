@@ -146,6 +146,29 @@ def test_keys_are_reduced_inside_the_parse_and_timed_by_the_server() -> None:
     assert "'a'" not in repr(out) and "FakeKey" not in repr(out)
 
 
+def test_a_key_pynput_cannot_translate_is_kept_as_unknown_and_capture_goes_on() -> None:
+    # Only IndexError was caught: any other failure of pynput's translation ended the
+    # reader thread (all capture) and logged a traceback that could hold the key.
+    body = _reply(
+        _event(2, 38, 0, 0, 5000),
+        _event(3, 38, 0, 0, 5080),
+        _event(6, 0, 1, 1, 5100),
+    )
+    out: list[Event] = []
+    p = _reader(out, [body, END], now_ms=5101.0)
+
+    def broken(display: Any, ev: Any) -> Any:
+        raise KeyError("'a'")
+
+    p._to_key = broken
+    p._read()
+    assert [(e.kind, getattr(e, "key_class", None)) for e in out] == [
+        ("kd", CLASS_CODES["other"]),
+        ("ku", CLASS_CODES["other"]),
+        ("mm", None),
+    ]
+
+
 def test_key_identity_mode_hashes_in_the_parse() -> None:
     out: list[Event] = []
     _reader(out, [_reply(_event(2, 38, 0, 0, 10), _event(2, 65, 0, 0, 20)), END], 30.0, str)._read()
