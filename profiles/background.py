@@ -7,7 +7,9 @@ action feature quantiles (:class:`Population`). They are fitted on *enrollment*
 recordings of many people, never on what is being judged, and shipped as one
 small artifact (``profiles/data/background.bin``); an operator can refit it on
 their own enrollment data with ``cadence profiles fit-background`` and point
-``CADENCE_BACKGROUND`` at the result.
+``CADENCE_BACKGROUND`` at the result. The shipped file was fitted on whole public
+recordings, so the evaluations that hold part of those recordings out fit their own
+population on the enrolment part (``profiles.evaluation``), never on what they judge.
 
 The mouse population also counts its bins per action type (move, point-and-click,
 drag-and-drop): the profile compares each action with how people make *that kind*
@@ -75,11 +77,20 @@ def fit_background(
 ) -> Background:
     """Fit both population models on enrollment sessions of many people (the mouse
     population with its bin counts per action type)."""
+    return Background(fit_keystrokes(keystroke_sessions), fit_mouse(mouse_sessions))
+
+
+def fit_keystrokes(sessions: Iterable[KeystrokeEvents]) -> KeystrokePopulation:
+    """The keystroke population, from enrollment sessions of many people."""
     keystrokes = KeystrokePopulation()
-    for events in keystroke_sessions:
+    for events in sessions:
         for window in iter_windows(pair_presses(events), ENROLL_WINDOW_PRESSES):
             keystrokes.learn_cells(keystroke_cells(window))
-    rows = [extract(events) for events in mouse_sessions]
+    return keystrokes
+
+
+def fit_mouse(sessions: Iterable[MouseEvents]) -> Population:
+    """The mouse population (bin counts per action type), from enrollment sessions."""
+    rows = [extract(events) for events in sessions]
     actions = np.vstack([r for r in rows if r.shape[0]])
-    mouse = Population.fit(actions, groups=action_types(actions), n_groups=len(TYPE_COLUMNS))
-    return Background(keystrokes, mouse)
+    return Population.fit(actions, groups=action_types(actions), n_groups=len(TYPE_COLUMNS))

@@ -40,7 +40,7 @@ from typing import Final, Literal
 
 import numpy as np
 
-from profiles.background import Background
+from profiles.background import Background, fit_keystrokes, fit_mouse
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import MouseEvents
 from profiles.trust import DEFAULT_POLICY, LEVELS, TrustPolicy
@@ -318,6 +318,51 @@ def _fmt(x: object) -> str:
 
 
 # -- the protocol ----------------------------------------------------------------------
+
+
+def _recordings(accounts: Sequence[Account]) -> list[Events]:
+    """Each enrolment segment's windows joined back into one recording, in order."""
+    out: list[Events] = []
+    for account in accounts:
+        for seg in account.enroll:
+            if not seg.windows:
+                continue
+            first = seg.windows[0]
+            if isinstance(first, MouseEvents):
+                fields = ("t_ms", "x", "y", "button", "state")
+                out.append(
+                    MouseEvents(
+                        *(np.concatenate([getattr(w, f) for w in seg.windows]) for f in fields)
+                    )
+                )
+            else:
+                out.append(
+                    KeystrokeEvents(
+                        *(
+                            np.concatenate([getattr(w, f) for w in seg.windows])
+                            for f in ("t_ms", "is_down", "key_class")
+                        )
+                    )
+                )
+    return out
+
+
+def enrolment_background(
+    keystrokes: Sequence[Account], mouse: Sequence[Account], shipped: Background
+) -> Background:
+    """The population fitted on the accounts' *enrolment* segments only.
+
+    The shipped background was fitted on whole recordings, the held-out genuine parts
+    included: judged against it, the owner's held-out windows look more like people in
+    general than they would on a new day. A modality not given keeps the shipped
+    population (no window of it is judged).
+    """
+    keys = [r for r in _recordings(keystrokes) if isinstance(r, KeystrokeEvents)]
+    moves = [r for r in _recordings(mouse) if isinstance(r, MouseEvents)]
+    return Background(
+        fit_keystrokes(keys) if keys else shipped.keystrokes,
+        fit_mouse(moves) if moves else shipped.mouse,
+    )
 
 
 def enrolled_profile(

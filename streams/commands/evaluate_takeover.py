@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from profiles.background import Background
-    from profiles.evaluation.takeover import TakeoverResult, evaluate_takeover
+    from profiles.evaluation.takeover import (
+        TakeoverResult,
+        enrolment_background,
+        evaluate_takeover,
+    )
     from streams.commands._args import positive, refuse
 
     if not args.keystrokes and not args.mouse:
@@ -86,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         ],
     ):
         return 2
-    background = Background.default()
     results: list[TakeoverResult] = []
     loaded: dict[str, list[Account]] = {}
     for modality, root, load in (
@@ -113,6 +116,11 @@ def run(args: argparse.Namespace) -> int:
         loaded["desk"] = [
             desk_account(k, m) for k, m in zip(loaded["keystrokes"], loaded["mouse"], strict=False)
         ]
+    # Fitted on the enrolment segments only: the shipped background saw whole recordings,
+    # the held-out genuine parts included (test data never trains anything).
+    background = enrolment_background(
+        loaded.get("keystrokes", []), loaded.get("mouse", []), Background.default()
+    )
     for modality, accounts in loaded.items():
         result = evaluate_takeover(
             accounts,

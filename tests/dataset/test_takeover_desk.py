@@ -27,19 +27,25 @@ pytestmark = [
 
 
 def test_fused_desk_detects_what_each_modality_alone_misses() -> None:
-    """10 desks, 90 takeovers (~1 min). Measured (cadence-profile-4, 2026-12-06): median
+    """10 desks, 90 takeovers (~1 min), the background fitted on the enrolment segments as
+    `cadence evaluate takeover` does. Measured (cadence-profile-4, 2026-12-07): median
     75 s, p90 210 s, 41 % within 60 s, 98 % within 300 s, 99 % ever; 3 false alarms in
     11.5 h of genuine use, all at the desk whose pointer is Balabit's user23. Alone, the
     same people's typing is caught 94 % of the time within 600 s, their pointing 72 %."""
     from profiles.background import Background
-    from profiles.evaluation.takeover import desk_account, evaluate_takeover
+    from profiles.evaluation.takeover import (
+        desk_account,
+        enrolment_background,
+        evaluate_takeover,
+    )
     from streams.commands.evaluate_takeover import _keystroke_accounts, _mouse_accounts
 
     args = argparse.Namespace(window_seconds=5.0, enroll_fraction=0.7, holdout=1)
     typists = _keystroke_accounts(FREETEXT, args)
     pointers = _mouse_accounts(BALABIT, args)
     desks = [desk_account(k, m) for k, m in zip(typists, pointers, strict=False)]
-    f = evaluate_takeover(desks, Background.default(), "desk").figures()
+    background = enrolment_background(typists, pointers, Background.default())
+    f = evaluate_takeover(desks, background, "desk").figures()
     assert f["pairs"] == 90
     assert f["ttd_median_s"] <= 90.0
     assert f["detected_300s"] >= 0.9
