@@ -88,6 +88,9 @@ MAX_POLL_RECORDS = 500
 # Closed windows judged in one call at most. The saving per window levels off by ~10
 # (bench/assess.py --batch); at 200 windows/s, 16 windows wait at most ~80 ms.
 JUDGE_BATCH = 16
+# Windows closed by their own events (span of event time, size bound): their verdict
+# latency is the pipeline's, which cadence_verdict_latency_seconds measures.
+LATENCY_REASONS = frozenset({"span", "size"})
 
 
 class Worker:
@@ -467,7 +470,10 @@ class Worker:
             await self.outbox.emit(FINDINGS.name, key, encode_finding(verdict), delivered)
         await self.outbox.emit(VERDICTS.name, key, encode_verdict(verdict), delivered)
         latency_s = (verdict.emitted_at_ms - window.wall_end_ms) / 1000.0
-        if math.isfinite(latency_s):
+        # Only windows closed by their own events: one cut by a pause, a session change or
+        # a flush waits for it by design (the idle flush: 30 s and more), and would make the
+        # p99 alert fire for every user who stops typing.
+        if window.reason in LATENCY_REASONS and math.isfinite(latency_s):
             self.metrics.verdict_latency.observe(max(0.0, latency_s))
 
     async def forget(self, request: ForgetRequest, partition: int) -> None:

@@ -106,7 +106,8 @@ class WorkerMetrics:
         )
         self.verdict_latency = Histogram(
             "cadence_verdict_latency_seconds",
-            "Wall time from the last event of a window to its verdict",
+            "Wall time from the last event of a window to its verdict, for windows closed by"
+            " their own events (span or size; not by a pause, session change or flush)",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -183,3 +183,21 @@ def test_an_erasure_while_a_publish_waits_is_not_undone(monkeypatch: pytest.Monk
     assert producer.changelog() == [None]
     assert user.encode() not in w.user_profiles.data
     assert len(acked) == events  # every batch acked, none written back
+
+
+def test_verdict_latency_counts_only_windows_closed_by_their_own_events() -> None:
+    # A window cut by the idle flush waits 30 s and more by design: observed, every user
+    # who stops typing would push the p99 past the 2 s alert.
+    w, producer, acked = worker()
+    first, second = judged_windows(w, 2)
+    assert first.window.reason == "span"
+    second.window.reason = "idle_flush"
+
+    def observed() -> float:
+        count = w.metrics.registry.get_sample_value("cadence_verdict_latency_seconds_count")
+        return count or 0.0
+
+    asyncio.run(w.publish(first))
+    assert observed() == 1.0
+    asyncio.run(w.publish(second))
+    assert observed() == 1.0
