@@ -113,10 +113,11 @@ class Agent:
             max_wait_s = BUSY_WAIT_S if self.sender.pending else IDLE_WAIT_S
         deadline = self.batcher.next_deadline_s()
         self.batcher.wait(max_wait_s if deadline is None else min(deadline, max_wait_s))
-        for events in self.batcher.due():
-            self.send_events(events)
+        # Before the batches due now are sent: their input may be the unlocker's.
         if self.lock_watcher is not None and self.lock_watcher.unlocked():
             log.info("screen unlocked: new session %s", self.sessions.new_session("unlock"))
+        for events in self.batcher.due():
+            self.send_events(events)
         self.sender.poll(0)
 
     def run(self, stop: threading.Event, capture: Capture, flush_timeout: float = 10.0) -> int:

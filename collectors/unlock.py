@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 LockProbe = Callable[[], bool | None]
 
 DEFAULT_INTERVAL_S = 5.0
+# While the screen is locked: whoever unlocks it types at once, and until the next poll
+# their input would go out in the owner's session. Polled faster only while locked
+# (the desk is idle then), so the cost of a poll (a loginctl run) is paid rarely.
+LOCKED_INTERVAL_S = 1.0
 
 
 class LockWatcher:
@@ -57,10 +61,12 @@ class LockWatcher:
         probe: LockProbe | None = None,
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
+        locked_interval_s: float = LOCKED_INTERVAL_S,
         env: Mapping[str, str] | None = None,
         what: str | None = None,
     ) -> None:
         self.interval_s = interval_s
+        self.locked_interval_s = min(locked_interval_s, interval_s)
         self._probe = probe if probe is not None else platform_probe(env=env)
         self._what = what or getattr(self._probe, "what", None) or "the lock probe"
         self._locked = False
@@ -86,6 +92,8 @@ class LockWatcher:
             return self._failed("no answer")
         self._failures = 0
         was_locked, self._locked = self._locked, bool(locked)
+        if self._locked:
+            self._next = now + self.locked_interval_s
         return was_locked and not self._locked
 
     def _failed(self, why: str) -> bool:

@@ -280,3 +280,55 @@ def test_other_platforms_have_none(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         assert platform_probe("freebsd14", env={"PATH": ""}) is None
     assert "no lock probe for freebsd14" in caplog.text
+
+
+def test_while_locked_the_probe_is_asked_again_sooner() -> None:
+    # Whoever unlocks types at once: at the usual 5 s their input would go out in the
+    # owner's session until the next poll.
+    watcher = LockWatcher(Scripted([True, False]), interval_s=3600.0, locked_interval_s=0.0)
+    assert [watcher.unlocked(), watcher.unlocked()] == [False, True]
+
+
+class _Sender:
+    """What the agent uses of its BatchSender."""
+
+    pending = 0
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+
+    def next_seq(self, device: str) -> int:
+        return len(self.batches)
+
+    def send(self, batch: Any) -> None:
+        self.batches.append(batch)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+def test_input_due_when_the_unlock_is_seen_goes_out_in_the_new_session() -> None:
+    # The unlock was polled after the due batches were sent: the unlocker's first
+    # batch went out under the owner's session.
+    from collectors.agent import Agent
+    from collectors.batcher import Batcher
+    from collectors.metrics import CollectorMetrics
+    from collectors.wire import KeyEvent
+
+    sender, batcher = _Sender(), Batcher(max_events=2, max_age_ms=10_000)
+    watcher = LockWatcher(Scripted([True, False]), interval_s=0.0)
+    agent = Agent(
+        sender,  # type: ignore[arg-type]
+        device="d",
+        user="u" * 64,
+        metrics=CollectorMetrics(),
+        batcher=batcher,
+        lock_watcher=watcher,
+    )
+    agent.step(0)  # the screen is locked
+    owner = agent.sessions.session
+    batcher.add(KeyEvent("kd", 10.0, 1))
+    batcher.add(KeyEvent("ku", 90.0, 1))  # the unlocker's first keystroke: a batch due
+    agent.step(0)
+    assert [b.session for b in sender.batches] == [agent.sessions.session]
+    assert agent.sessions.session != owner
