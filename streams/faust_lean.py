@@ -8,8 +8,12 @@ offset, and not at all before a partition's first commit (committed offset ``Non
 or 0): one unacked message, or all of them before the first commit, could be
 committed over, and a crash then skipped their window. :class:`Consumer` commits a
 run only if it starts at the committed offset (before the first commit: at the first
-offset read since the assignment), or if Faust's gaps (offsets never delivered, e.g.
-transaction markers) cover the hole.
+offset read since the assignment), or if gaps (offsets never delivered, e.g. deleted by
+retention before they were read) cover the hole. Faust's own gap step counted the
+message *after* the hole as part of it (done, acked or not), and after a seek missed
+the offset sought (the read offset is then the next to read, not the last read): with
+the strict start above, a consumer reset to the log start after retention never
+committed again. The gaps here are exactly the offsets skipped.
 
 **No stream records while a rebalance is under way.** Faust's recovery resumes the
 stream partitions, seeks them to their committed offsets and only then resumes flow
@@ -70,6 +74,11 @@ DERIVED_FROM = {
     "Consumer._new_offset": "1d2c7ea89a7ad4f1",
     "Consumer.getmany": "4b168d84882a70d6",
     "Consumer._drain_messages": "44a2500309e83c63",
+    "Consumer.ack": "5fcf41cf45153475",
+    "Consumer.seek": "b86a9fe05f956b30",
+    "Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "Consumer.on_partitions_assigned": "29ce96596f05a18c",
+    "Consumer._getmany": "f9d47aa9010b5ff2",
     "Conductor.build": "837cf521368c1ee4",
     "Consumer._wait_next_records": "6218e1969a636b3f",
     "Recovery.on_recovery_completed": "6ef567acf072e46d",
@@ -82,10 +91,21 @@ REBALANCE_POLL_S = 0.05
 
 
 def _upstream_sources() -> dict[str, str]:
+    # The methods as the aiokafka driver's consumer resolves them (what ``super()`` in
+    # :class:`Consumer` reaches): an override added between it and Faust's base changes
+    # the source read here, not only a change of the base.
+    driver = faust_aiokafka.Consumer
     return {
-        "Consumer._new_offset": inspect.getsource(faust_consumer.Consumer._new_offset),
-        "Consumer.getmany": inspect.getsource(faust_consumer.Consumer.getmany),
-        "Consumer._drain_messages": inspect.getsource(faust_consumer.Consumer._drain_messages),
+        "Consumer._new_offset": inspect.getsource(driver._new_offset),
+        "Consumer.getmany": inspect.getsource(driver.getmany),
+        "Consumer._drain_messages": inspect.getsource(driver._drain_messages),
+        # What the lean parts rely on without copying: acks kept from the committed
+        # offset on, the read offset a seek leaves, the fetch an empty set means "all".
+        "Consumer.ack": inspect.getsource(driver.ack),
+        "Consumer.seek": inspect.getsource(driver.seek),
+        "Consumer.perform_seek": inspect.getsource(driver.perform_seek),
+        "Consumer.on_partitions_assigned": inspect.getsource(driver.on_partitions_assigned),
+        "Consumer._getmany": inspect.getsource(driver._getmany),
         "Conductor.build": inspect.getsource(faust_conductor.ConductorCompiler.build),
         "Consumer._wait_next_records": inspect.getsource(
             faust_consumer.Consumer._wait_next_records
@@ -118,10 +138,33 @@ def matches_faust() -> bool:
 class Consumer(faust_aiokafka.Consumer):
     # The first offset read from each partition since it was assigned.
     _first_offset: dict[TP, int]
+    # The offset this consumer's loop last marked read, per partition: Faust's read
+    # offset equal to it is the last offset read; otherwise a seek set it to the next.
+    _last_read: dict[TP, int]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._first_offset = {}
+        self._last_read = {}
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._last_read.pop(partition, None)
+        await super().seek(partition, offset)
+
+    async def perform_seek(self) -> None:
+        self._last_read.clear()
+        await super().perform_seek()
+
+    async def _skipped(self, tp: TP, expected: int, offset: int) -> None:
+        """Offsets ``expected .. offset - 1`` will never be delivered: a gap, never
+        ``offset`` itself (it is being delivered, and acked only once judged)."""
+        committed = self._committed_offset[tp]
+        begin = expected if committed is None else max(expected, committed)
+        if begin < offset:
+            gaps = self._gap[tp]
+            gaps.addi(begin, offset)
+            await asyncio.sleep(0)  # as Faust's own gap step: let health checks run
+            gaps.merge_overlaps()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         first = self._first_offset
@@ -133,6 +176,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_assigned(self, assigned: Set[TP], generation_id: int = 0) -> None:
         for tp in assigned:
             self._first_offset.pop(tp, None)
+            self._last_read.pop(tp, None)
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
@@ -200,6 +244,8 @@ class Consumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
+        last_read = self._last_read
+        last_read_of = last_read.get
         set_flag = self.diag.set_flag
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
@@ -222,9 +268,12 @@ class Consumer(faust_aiokafka.Consumer):
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
+                            if r_offset is not None:
+                                # Expected next: one past the last read, or after a seek
+                                # the offset sought (module docstring).
+                                expected = r_offset + (last_read_of(tp) == r_offset)
+                                if offset > expected and acks_enabled_for(message.topic):
+                                    await self._skipped(tp, expected, offset)
                             if commit_every is not None and self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
@@ -233,6 +282,7 @@ class Consumer(faust_aiokafka.Consumer):
                             else:
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             set_read_offset(tp, offset)
+                            last_read[tp] = offset
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -101,6 +103,67 @@ def test_offsets_never_delivered_do_not_hold_commits_back(
     consumer._gap[TP0].addi(10, 12)
     _acked(consumer, 12, 13)
     assert consumer._new_offset(TP0) == 14
+
+
+class _Message(SimpleNamespace):
+    __hash__ = object.__hash__  # the consumer keeps messages in sets
+    __eq__ = object.__eq__
+
+
+def _drain(consumer: faust_lean.Consumer, offsets: list[int]) -> list[Any]:
+    """Run the consumer's real fetch loop over records at ``offsets``; return them."""
+    delivered: list[Any] = []
+    topic = TP0.topic
+    consumer.app.topics._acking_topics.add(topic)
+    consumer._hand_off_guard = lambda: lambda tp: True  # type: ignore[method-assign]
+
+    async def callback(message: Any) -> None:
+        delivered.append(message)
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        for offset in offsets:
+            consumer._first_offset.setdefault(TP0, offset)
+            yield TP0, _Message(offset=offset, topic=topic, tp=TP0, acked=False)
+        fetcher._stopped.set()
+
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    consumer.callback = callback  # type: ignore[method-assign]
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    asyncio.run(consumer._drain_messages(fetcher))
+    return delivered
+
+
+def _seeked_to(consumer: faust_lean.Consumer, offset: int) -> None:
+    """What perform_seek leaves: committed and read offsets both at the next to read."""
+    consumer._committed_offset[TP0] = offset
+    consumer._read_offset[TP0] = offset
+
+
+def test_the_message_after_offsets_never_delivered_is_committed_only_once_acked(
+    consumer: faust_lean.Consumer,
+) -> None:
+    # 11-12 never arrive; 13 belongs to an open window. Faust's gap step covered 13 too,
+    # and commits passed it: a crash then skipped its window.
+    _seeked_to(consumer, 10)
+    ten, thirteen, fourteen = _drain(consumer, [10, 13, 14])
+    consumer.ack(ten)
+    consumer.ack(fourteen)
+    assert consumer._new_offset(TP0) == 13
+    consumer._committed_offset[TP0] = 13  # what the commit of that offset records
+    consumer.ack(thirteen)
+    assert consumer._new_offset(TP0) == 15
+
+
+@pytest.mark.parametrize(("committed", "first"), [(100, 500), (31, 32)])
+def test_a_committed_offset_that_no_longer_exists_does_not_stop_commits(
+    consumer: faust_lean.Consumer, committed: int, first: int
+) -> None:
+    # Retention deleted the committed offset (a worker down longer than the events
+    # topic's 6 h): the log now starts later. Commits used to stop for good.
+    _seeked_to(consumer, committed)
+    for message in _drain(consumer, [first, first + 1, first + 2]):
+        consumer.ack(message)
+    assert consumer._new_offset(TP0) == first + 3
 
 
 def _fetch(
