@@ -80,6 +80,24 @@ def mark_in_step(database: Path) -> None:
     in_step_mark(database).touch()
 
 
+def refresh_mark(database: Path, *, now: float, max_age_s: float) -> bool:
+    """Mark ``database`` in step again, unless its mark is already older than ``max_age_s``.
+
+    A database that fell behind for that long may have missed tombstones compaction has
+    since removed: catching up cannot bring them back, so its stale mark stays and the
+    database is rebuilt before it is used. One without a mark was opened empty here (an
+    unmarked database is deleted before it is opened).
+    """
+    mark = in_step_mark(database)
+    try:
+        if now - mark.stat().st_mtime > max_age_s:
+            return False
+    except FileNotFoundError:
+        pass
+    mark.touch()
+    return True
+
+
 def discard_if_stale(database: Path, *, now: float, max_age_s: float) -> bool:
     """Delete ``database`` unless its in-step mark is at most ``max_age_s`` old.
 
@@ -171,9 +189,10 @@ class ErasureSafeRocksDB(RocksDBStore):
         Standbys are marked by :meth:`mark_standbys_in_step`, which asks the broker.
         """
         actives = self._changelog_partitions(self.app.assignor.assigned_actives())
+        now = time.time()
         for partition in list(self._dbs):
             if partition in actives:
-                mark_in_step(self.partition_path(partition))
+                refresh_mark(self.partition_path(partition), now=now, max_age_s=MAX_UNMARKED_S)
 
     async def mark_standbys_in_step(self) -> None:
         """Mark the open standby databases whose replay has reached the end of their
@@ -193,13 +212,23 @@ class ErasureSafeRocksDB(RocksDBStore):
         # The broker's end offsets, not the fetcher's: a stalled fetcher's last
         # high watermark is as old as its last fetch.
         ends = await self.app.consumer.highwaters(*standbys)
-        replayed = self.app.tables.recovery.standby_offsets  # type: ignore[attr-defined]
+        # Faust buffers a standby's changelog records (1 000 per table) and writes them
+        # only when the buffer is full, at a rebalance or at a clean stop: a quiet
+        # partition's last changes, a tombstone among them, could wait for days, and a
+        # crash lose them. Written now, so that the mark below tells what RocksDB holds.
+        self.app.tables.recovery.flush_buffers()  # type: ignore[attr-defined]
+        now = time.time()
         for tp in standbys:
-            end, offset = ends.get(tp), replayed.get(tp)
+            if tp.partition not in self._dbs:
+                continue  # closed while the broker answered (a rebalance)
+            # What RocksDB holds (persisted with each batch written), not Faust's standby
+            # offset, which moves when a record is buffered.
+            end, offset = ends.get(tp), self.persisted_offset(tp)
             # ``end`` is the offset the next record will get; the standby has applied
-            # everything up to ``offset`` (-1: nothing, which is all of an empty log).
-            if end is not None and offset is not None and offset >= end - 1:
-                mark_in_step(self.partition_path(tp.partition))
+            # everything up to ``offset`` (None: nothing yet).
+            empty_log = end == 0
+            if end is not None and (empty_log or (offset is not None and offset >= end - 1)):
+                refresh_mark(self.partition_path(tp.partition), now=now, max_age_s=MAX_UNMARKED_S)
 
     async def on_rebalance(
         self,
