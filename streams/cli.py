@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from streams.config import resolve_kafka_config
+from streams.env import SettingError
 
 # (command path, module under streams.commands, one-line help)
 COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -75,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except SettingError as exc:
+        # A bad environment variable, found where a command reads it: often at the first
+        # import of streams.topics, which commands import inside run() (so --help and the
+        # commands that do not use topics are unaffected). Only this class: any other
+        # ValueError is a bug and keeps its traceback.
+        print(f"cadence: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -23,6 +24,7 @@ from profiles.keystrokes.liveness import REASON_PREFIX as TOO_REGULAR
 from profiles.keystrokes.liveness import mechanical_typing_many
 from profiles.mouse import Button, MouseEvents, State
 from profiles.user import MODEL_VERSION, Assessment, EnrollmentPolicy, UserProfile, assess_many
+from streams.env import SettingError, env_number
 from streams.verdict import Verdict, verdict_id
 from streams.windows import Window
 
@@ -31,21 +33,32 @@ log = logging.getLogger(__name__)
 
 @cache
 def background() -> Background:
-    """The shared population model: the ``CADENCE_BACKGROUND`` file, else the shipped one."""
+    """The shared population model: the ``CADENCE_BACKGROUND`` file, else the shipped one.
+
+    Raises :class:`streams.env.SettingError` naming the variable when the file cannot
+    be read or is not a background model.
+    """
     path = os.environ.get("CADENCE_BACKGROUND")
     if path:
-        return Background.from_bytes(Path(path).read_bytes())
+        try:
+            return Background.from_bytes(Path(path).read_bytes())
+        except OSError as exc:
+            raise SettingError(f"CADENCE_BACKGROUND={path!r}: {exc.strerror}") from None
+        except struct.error:
+            # Shorter than the model's header (an empty or truncated file).
+            raise SettingError(f"CADENCE_BACKGROUND={path!r}: too short for a model") from None
+        except ValueError as exc:
+            raise SettingError(f"CADENCE_BACKGROUND={path!r}: {exc}") from None
     return Background.default()
 
 
 @cache
 def enrollment_policy() -> EnrollmentPolicy:
-    env = os.environ
     defaults = EnrollmentPolicy()
     return EnrollmentPolicy(
-        min_presses=int(env.get("CADENCE_ENROLL_MIN_PRESSES", defaults.min_presses)),
-        min_actions=int(env.get("CADENCE_ENROLL_MIN_ACTIONS", defaults.min_actions)),
-        min_sessions=int(env.get("CADENCE_ENROLL_MIN_SESSIONS", defaults.min_sessions)),
+        min_presses=env_number("CADENCE_ENROLL_MIN_PRESSES", defaults.min_presses, minimum=1),
+        min_actions=env_number("CADENCE_ENROLL_MIN_ACTIONS", defaults.min_actions, minimum=1),
+        min_sessions=env_number("CADENCE_ENROLL_MIN_SESSIONS", defaults.min_sessions, minimum=1),
     )
 
 

@@ -29,11 +29,21 @@ from collectors.kafka_config import DEFAULT_SASL_MECHANISM
 
 def ssl_context(config: Mapping[str, str]) -> ssl.SSLContext:
     """A client TLS context: the cluster CA (or the system store), optional client cert."""
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=config.get("ssl.ca.location")
-    )
+    # OSError (ssl.SSLError is one) names no file by itself: say which setting to fix.
+    ca = config.get("ssl.ca.location")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    except OSError as exc:
+        raise OSError(f"CADENCE_KAFKA_SSL_CA={ca!r}: {exc.strerror or exc}") from None
     if cert := config.get("ssl.certificate.location"):
-        context.load_cert_chain(cert, config.get("ssl.key.location"))
+        key = config.get("ssl.key.location")
+        try:
+            context.load_cert_chain(cert, key)
+        except OSError as exc:
+            raise OSError(
+                f"CADENCE_KAFKA_SSL_CERT={cert!r} / CADENCE_KAFKA_SSL_KEY={key!r}: "
+                f"{exc.strerror or exc}"
+            ) from None
     return context
 
 

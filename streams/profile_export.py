@@ -34,8 +34,19 @@ def describe(user: str, state_bytes: bytes | None, verdicts: list[Verdict]) -> d
     if state_bytes:
         from profiles.user import UserProfile
 
-        state = UserState.from_bytes(state_bytes)
-        profile = UserProfile.from_bytes(state.profile, background(), enrollment_policy())
+        # Outside the try: a bad CADENCE_BACKGROUND or threshold is the operator's to fix
+        # (streams.env.SettingError), not something wrong with this person's record.
+        shared, policy = background(), enrollment_policy()
+        try:
+            state = UserState.from_bytes(state_bytes)
+            profile = UserProfile.from_bytes(state.profile, shared, policy)
+        except (MemoryError, RecursionError):
+            raise  # the process, not the bytes
+        except Exception as exc:  # noqa: BLE001 - whatever damaged or old bytes raise
+            # The worker starts such a user over (streams.app, streams.judge.load_profile):
+            # the answer is that a record is held and cannot be read, not a traceback.
+            out["profile"] = {"unreadable": repr(exc), "stored_bytes": len(state_bytes)}
+            return _with_verdicts(out, verdicts)
         out["profile"] = {
             "model_version": MODEL_VERSION,
             "enrollment": profile.enrollment,
@@ -56,6 +67,10 @@ def describe(user: str, state_bytes: bytes | None, verdicts: list[Verdict]) -> d
             "devices": {d: {"last_seq": c.last_seq} for d, c in state.cursors.items()},
             "stored_bytes": len(state_bytes),
         }
+    return _with_verdicts(out, verdicts)
+
+
+def _with_verdicts(out: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any]:
     out["recent_verdicts"] = [
         {
             "verdict_id": v.verdict_id,
@@ -79,6 +94,11 @@ def render(report: dict[str, Any]) -> str:
     profile = report["profile"]
     if profile is None:
         lines.append("profile: none (never enrolled, or erased)")
+    elif "unreadable" in profile:
+        lines.append(
+            f"profile: unreadable ({profile['unreadable']}), {profile['stored_bytes']} bytes; "
+            "the worker starts this profile over at the person's next activity"
+        )
     else:
         lines += [
             f"profile: {profile['enrollment']}, model {profile['model_version']}, "

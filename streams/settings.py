@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
+from streams.env import env_number
 from streams.topics import EVENTS
 
 
@@ -43,16 +44,24 @@ class WorkerSettings:
             app_id=env.get("CADENCE_APP_ID", cls.app_id),
             broker=";".join(f"kafka://{h}" for h in bootstrap.split(",")),
             store=env.get("CADENCE_STORE", cls.store),
-            web_port=int(env.get("CADENCE_WEB_PORT", cls.web_port)),
+            web_port=env_number("CADENCE_WEB_PORT", cls.web_port, minimum=1, maximum=65535),
             web_host=env.get("CADENCE_WEB_HOST", cls.web_host),
             data_dir=env.get("CADENCE_DATA_DIR", cls.data_dir),
-            window_seconds=float(env.get("CADENCE_WINDOW_SECONDS", cls.window_seconds)),
-            idle_flush_seconds=float(env.get("CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds)),
-            shutdown_grace_seconds=float(
-                env.get("CADENCE_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds)
+            window_seconds=env_number(
+                "CADENCE_WINDOW_SECONDS", cls.window_seconds, minimum=0.0, exclusive=True
             ),
-            topic_replication_factor=int(
-                env.get("CADENCE_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor)
+            idle_flush_seconds=env_number(
+                "CADENCE_IDLE_FLUSH_SECONDS", cls.idle_flush_seconds, minimum=0.0, exclusive=True
+            ),
+            # Not 0: the stop deadline (3 x this) would end the worker the moment it stops.
+            shutdown_grace_seconds=env_number(
+                "CADENCE_SHUTDOWN_GRACE_SECONDS",
+                cls.shutdown_grace_seconds,
+                minimum=0.0,
+                exclusive=True,
+            ),
+            topic_replication_factor=env_number(
+                "CADENCE_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor, minimum=1
             ),
             kafka=kafka_client_config(bootstrap),
         )

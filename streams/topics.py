@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from collectors.wire import EVENTS_TOPIC
+from streams.env import env_number
 
 HOUR_MS: Final = 3_600_000
 DAY_MS: Final = 24 * HOUR_MS
@@ -41,7 +42,9 @@ class TopicSpec:
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    # Read at import: a bad value raises SettingError from the first import of this
+    # module, which the CLI reports as one line naming the variable (exit 2).
+    return env_number(name, default, minimum=1)
 
 
 EVENTS: Final = TopicSpec(

@@ -67,8 +67,20 @@ def run(args: argparse.Namespace) -> int:
     from collectors.agent import AgentConfig, build_agent, default_state_dir
     from collectors.identity import MissingPseudonymKey
     from collectors.spool import SpoolError
+    from streams.commands._args import positive, refuse
     from streams.topics import EVENTS
 
+    if refuse(
+        "collect",
+        [
+            (
+                args.log_level.upper() in logging.getLevelNamesMapping(),
+                "--log-level must be one of debug, info, warning, error, critical",
+            ),
+            (positive(args.spool_max_mb), "--spool-max-mb must be a positive number"),
+        ],
+    ):
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -31,11 +31,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
+    from streams.commands._args import positive, refuse
     from streams.profile_export import describe, render
     from streams.settings import WorkerSettings
     from streams.topics import VERDICTS
     from streams.verdict import Verdict, decode_verdict
 
+    if refuse(
+        "profiles export",
+        [
+            (
+                args.verdict_hours is None or positive(args.verdict_hours),
+                "--verdict-hours must be a positive number",
+            )
+        ],
+    ):
+        return 2
     if not re.fullmatch(r"[0-9a-f]{64}", args.pseudonym):
         # A login here would find nothing and read as "never enrolled".
         print("not a pseudonym (64 hex digits): use `cadence pseudonym LOGIN`", file=sys.stderr)
@@ -48,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     since_ms = (
         None
         if args.verdict_hours is None
-        else int(time.time() * 1000 - args.verdict_hours * 3_600_000)
+        # From the epoch at the earliest: more hours than that mean every verdict.
+        else max(0, int(time.time() * 1000 - args.verdict_hours * 3_600_000))
     )
     verdicts: list[Verdict] = []
     unreadable = 0
@@ -76,33 +88,59 @@ def _read(
     kafka_config: dict[str, str], topic: str, key: bytes, since_ms: int | None = None
 ) -> list[tuple[int, bytes | None]]:
     """Every record of ``key`` in ``topic`` (from ``since_ms``), as (timestamp, value)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
 
     consumer = Consumer(
         {
             **kafka_config,
             "group.id": f"cadence-privacy-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
+            # A partition's end also ends its read, should its last offsets hold no record.
+            "enable.partition.eof": True,
         }
     )
     try:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        if meta.error is not None:
-            raise SystemExit(f"cannot read {topic}: {meta.error}")
-        start = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        if since_ms is not None:
-            start = consumer.offsets_for_times(
-                [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=30
-            )
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in start}
-        todo = {tp.partition for tp in start if tp.offset >= 0 or tp.offset == OFFSET_BEGINNING}
-        todo = {p for p in todo if ends[p] > 0}
+        try:
+            meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is None or meta.error is not None:
+                reason = "missing" if meta is None else meta.error
+                raise SystemExit(f"cannot read {topic}: {reason}")
+            start = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+            if since_ms is not None:
+                start = consumer.offsets_for_times(
+                    [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=30
+                )
+            marks = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30) for tp in start}
+        except KafkaException as exc:
+            # As `verdicts tail`: an unreachable broker is one line, not a traceback.
+            raise SystemExit(f"cannot reach Kafka: {exc.args[0]}") from None
+        ends = {p: high for p, (_, high) in marks.items()}
+        # Only partitions with records left to read from the start offset: one emptied by
+        # retention (low == high > 0) or with nothing since since_ms (offset -1, the end)
+        # has none, and waiting for a record there would only time out.
+        todo = {
+            tp.partition
+            for tp in start
+            if (tp.offset >= 0 or tp.offset == OFFSET_BEGINNING)
+            and ends[tp.partition] > max(marks[tp.partition][0], tp.offset)
+        }
         consumer.assign([tp for tp in start if tp.partition in todo])
         out: list[tuple[int, bytes | None]] = []
         deadline = time.monotonic() + 120
         while todo and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    todo.discard(msg.partition() or 0)
                 continue
             if msg.key() == key:
                 out.append((msg.timestamp()[1], msg.value()))

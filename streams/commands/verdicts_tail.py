@@ -16,15 +16,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="show this level and worse",
     )
     parser.add_argument("--user", help="only this pseudonym")
-    parser.add_argument("--follow", action="store_true", help="keep waiting for new verdicts")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep waiting for new verdicts (default: stop at the verdicts there were at start)",
+    )
     parser.add_argument("--json", action="store_true", help="print raw JSON records")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest")
+
+
+# Without --follow: how many empty polls (of 1 s) in a row end a read that has not
+# reached the end (a broker lost mid-read), with an error, instead of waiting for good.
+STALL_POLLS = 30
 
 
 def run(args: argparse.Namespace) -> int:
     import uuid
 
-    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        Consumer,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
 
     from streams.topics import VERDICTS
     from streams.verdict import LEVELS, decode_verdict
@@ -37,11 +52,25 @@ def run(args: argparse.Namespace) -> int:
             "group.id": f"cadence-soc-tail-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest" if args.from_beginning or not args.follow else "latest",
             "enable.auto.commit": False,
+            # Without --follow, a partition's end also ends its read (see below).
+            "enable.partition.eof": not args.follow,
         }
     )
+    # Without --follow: each partition's last offset when the command started. The read
+    # stops once every partition has reached it, however busy the topic is since, and
+    # however long the first fetch takes (partitions are assigned, no group join).
+    last: dict[int, int] | None = None
     try:
         # An unreachable broker or a missing topic must not read as "no verdicts".
         meta = consumer.list_topics(VERDICTS.name, timeout=15).topics.get(VERDICTS.name)
+        if meta is not None and meta.error is None and not args.follow:
+            last = {}
+            for partition in meta.partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(VERDICTS.name, partition), timeout=15
+                )
+                if high > low:
+                    last[partition] = high - 1
     except KafkaException as exc:
         consumer.close()
         print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
@@ -51,20 +80,35 @@ def run(args: argparse.Namespace) -> int:
         reason = "missing" if meta is None else meta.error
         print(f"cannot read {VERDICTS.name}: {reason}", file=sys.stderr)
         return 1
-    consumer.subscribe([VERDICTS.name])
+    if last is None:
+        consumer.subscribe([VERDICTS.name])
+    else:
+        consumer.assign([TopicPartition(VERDICTS.name, p, OFFSET_BEGINNING) for p in last])
     idle = 0
     try:
-        while True:
+        while last is None or last:
             msg = consumer.poll(1.0)
             if msg is None:
                 idle += 1
-                if not args.follow and idle >= 5:
-                    return 0
+                if last is not None and idle >= STALL_POLLS:
+                    print(
+                        f"no verdict for {STALL_POLLS} s before the end of {VERDICTS.name} "
+                        f"(partitions {sorted(last)}): stopping",
+                        file=sys.stderr,
+                    )
+                    return 1
                 continue
             idle = 0
-            if msg.error():
-                print(f"error: {msg.error()}", file=sys.stderr)
+            partition, error = msg.partition() or 0, msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    if last is not None:
+                        last.pop(partition, None)
+                    continue
+                print(f"error: {error}", file=sys.stderr)
                 continue
+            if last is not None and (msg.offset() or 0) >= last.get(partition, -1):
+                last.pop(partition, None)  # this record is still shown
             try:
                 v = decode_verdict(msg.value() or b"")
             except ValueError as exc:
@@ -83,5 +127,6 @@ def run(args: argparse.Namespace) -> int:
                     f"{v.window_end_ms / 1000:.0f} {v.user[:12]} {v.level:<10} trust={v.trust:5.1f}"
                     f" kb={kb} mouse={ms} {v.enrollment} {'; '.join(v.reasons)}"
                 )
+        return 0
     finally:
         consumer.close()

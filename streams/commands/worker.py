@@ -42,9 +42,28 @@ def run(args: argparse.Namespace) -> int:
 
     from streams.admin import copartitioning_problem
     from streams.app import create_app
+    from streams.env import env_number
+    from streams.judge import background, enrollment_policy
+    from streams.kafka_auth import broker_credentials
+    from streams.settings import WorkerSettings
     from streams.topics import CONTROL, EVENTS
 
-    worker = create_app()
+    # Every setting read before anything starts, so that a mistake is one line and exit
+    # 2 (as for the other commands' Kafka settings), not a traceback: the Kafka client
+    # settings (OSError: a secret file; ValueError: SASL without a SASL protocol), the
+    # worker's login (ValueError: SASL without a password; ssl.SSLError, an OSError: a
+    # CA or client certificate file), the population model and enrollment thresholds
+    # (SettingError), the garbage collector's threshold.
+    try:
+        settings = WorkerSettings.from_env()
+        broker_credentials(settings.kafka)
+        background()
+        enrollment_policy()
+        gen0_threshold = env_number("CADENCE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD, minimum=0)
+    except (OSError, ValueError) as exc:
+        print(f"cadence worker: {exc}", file=sys.stderr)
+        return 2
+    worker = create_app(settings)
     problem = copartitioning_problem(
         worker.settings.kafka,
         [EVENTS.name, CONTROL.name, worker.user_profiles.changelog_topic.get_topic_name()],
@@ -61,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     # it lowers the root logger to DEBUG, so every debug call of Faust and aiokafka
     # (several per message) builds a record. A worker is not watched on a terminal.
     faust_worker.spinner = None
-    tune_gc(int(os.environ.get("CADENCE_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD)))
+    tune_gc(gen0_threshold)
     faust_worker.execute_from_commandline()
     return 0
 
