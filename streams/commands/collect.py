@@ -64,6 +64,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
     from collectors.agent import AgentConfig, build_agent, default_state_dir
     from collectors.identity import MissingPseudonymKey
     from collectors.spool import SpoolError
@@ -78,6 +80,17 @@ def run(args: argparse.Namespace) -> int:
                 "--log-level must be one of debug, info, warning, error, critical",
             ),
             (positive(args.spool_max_mb), "--spool-max-mb must be a positive number"),
+            (args.spool_max_batches >= 1, "--spool-max-batches must be at least 1"),
+            # 0 or less starts a session with every batch; NaN would switch the rule off.
+            (positive(args.idle_minutes), "--idle-minutes must be a positive number"),
+            (
+                positive(args.flush_timeout) or args.flush_timeout == 0,
+                "--flush-timeout must be a number of seconds, 0 or more",
+            ),
+            (
+                args.metrics_port is None or 1 <= args.metrics_port <= 65535,
+                "--metrics-port must be a port number, 1 to 65535",
+            ),
         ],
     ):
         return 2
@@ -102,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         agent, capture = build_agent(config)
-    except (MissingPseudonymKey, SpoolError) as exc:
+    except (MissingPseudonymKey, SpoolError, OSError, KafkaException) as exc:
         # A spool that cannot be opened is locked by another agent on this state
         # directory, or unreadable (permissions); a damaged one was moved aside already.
+        # OSError: a state directory that cannot be made, a metrics port in use;
+        # KafkaException: a Kafka setting librdkafka refuses (a CA file that is not there).
         print(f"cadence collect: {exc}", file=sys.stderr)
         return 2
 
