@@ -236,7 +236,11 @@ def _segment(ev: MouseEvents, pause_ms: float, breaks: np.ndarray | None = None)
     start[0] = True
     start[1:] |= is_release[:-1]
 
-    # A press followed by drag events before its release starts a DD action.
+    # A press followed by drag events before its release starts a DD action. A drag
+    # event at the time of the event after it is not motion: RDP (Balabit) reports a
+    # plain click's release position as a drag row at the release's own time, which
+    # made half of the DD actions clicks (their approach cut off as a move, their
+    # hold lost with the 3-point "drag"; a review, docs/evaluation.md).
     # (Methods and slices instead of np.flatnonzero, np.cumsum, np.diff...: the same
     # operations without numpy's Python-level wrappers, whose overhead is most of
     # the cost for the few hundred events of a window.)
@@ -244,7 +248,9 @@ def _segment(ev: MouseEvents, pause_ms: float, breaks: np.ndarray | None = None)
     release_idx = is_release.nonzero()[0]
     dd_press = np.zeros(n, dtype=bool)
     if press_idx.size and release_idx.size:
-        drag_cum = (state == _DRAG).cumsum()
+        moved = state == _DRAG
+        moved[:-1] &= ev.t_ms[:-1] != ev.t_ms[1:]
+        drag_cum = moved.cumsum()
         nxt = release_idx.searchsorted(press_idx)
         ok = nxt < release_idx.size
         p, r = press_idx[ok], release_idx[nxt[ok]]

@@ -88,7 +88,7 @@ from profiles.reasons import (
 )
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
-MODEL_VERSION: Final = "cadence-profile-4"
+MODEL_VERSION: Final = "cadence-profile-5"
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")

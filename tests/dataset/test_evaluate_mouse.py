@@ -19,9 +19,10 @@ pytestmark = [
     ),
 ]
 
-# Measured with the profile's detector, typed_histogram_ratio (cadence-profile-4):
-# 0.950 on all 422 labelled sessions (~20 s), 0.915 on the first 5 accounts (fewer,
-# so a weaker population and fewer impostor kinds); the pooled histogram_ratio of
+# Measured with the profile's detector, typed_histogram_ratio: 0.953 on all 422 labelled
+# sessions (~20 s; cadence-profile-5, clicks no longer read as drags; cadence-profile-4
+# gave 0.950, and 0.915 on the first 5 accounts: fewer, so a weaker population and fewer
+# impostor kinds); the pooled histogram_ratio of
 # cadence-profile-3 gave 0.938 and 0.893. The floors leave room for platform noise,
 # not for a regression of the method (the one-class baselines score 0.73-0.84).
 FULL_FLOOR = 0.93

@@ -68,6 +68,17 @@ def test_move_click_drag_and_pause_make_four_actions() -> None:
     np.testing.assert_allclose(feature(f, "straightness"), 1.0)
 
 
+def test_a_click_reported_with_a_drag_row_at_its_release_is_a_click() -> None:
+    # RDP (Balabit) writes a plain click's release position as a drag row at the
+    # release's own time: half of the "drags" were clicks, their approach cut off.
+    click = [(200, 100, 100, L, P), (290, 100, 100, L, D), (290, 100, 100, L, R)]
+    actions = segment_actions(events(move(0, 0, 100) + click))
+    assert [ActionType(a.kind).name for a in actions] == ["PC"]
+    drag = [(200, 100, 100, L, P), (250, 120, 100, L, D), (290, 140, 100, L, D)]
+    actions = segment_actions(events(move(0, 0, 100) + [*drag, (290, 140, 100, L, R)]))
+    assert [ActionType(a.kind).name for a in actions] == ["MM", "DD"]
+
+
 def test_a_long_click_hold_does_not_split_the_click() -> None:
     rows = move(0, 0, 100) + [(200, 100, 100, L, P), (15_000, 100, 100, L, R)]
     actions = segment_actions(events(rows))
