@@ -130,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        # The terminal or session that started the agent went away: stop as for SIGTERM
+        # (flush the open batch to the spool) rather than die with it unsent.
+        signal.signal(signal.SIGHUP, on_signal)
     try:
         agent.run(stop, capture, flush_timeout=config.flush_timeout)
     except RuntimeError as exc:

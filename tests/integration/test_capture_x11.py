@@ -83,9 +83,14 @@ def _xdotool(display: str, *args: str) -> None:
 
 @contextlib.contextmanager
 def agent_running(
-    display: str, bootstrap: str, state: Path, *extra: str, env: dict[str, str] | None = None
+    display: str,
+    bootstrap: str,
+    state: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals = signal.SIGTERM,
 ) -> Iterator[Path]:
-    """``cadence collect`` from its "capturing" line until SIGTERM; yields its log file."""
+    """``cadence collect`` from its "capturing" line until ``stop``; yields its log file."""
     state.mkdir(parents=True, exist_ok=True)
     log_path = state / "agent.log"
     full_env = {
@@ -111,7 +116,7 @@ def agent_running(
             time.sleep(0.05)
         yield log_path
     finally:
-        agent.send_signal(signal.SIGTERM)
+        agent.send_signal(stop)
         assert agent.wait(30) == 0, log_path.read_text()
 
 
@@ -277,3 +282,17 @@ def test_screen_unlock_starts_a_new_session(
     # in the owner's: whole, either way. Nothing typed after the unlock is the owner's.
     assert len(downs[before]) in (len("before"), len("before") + len("lock"))
     assert len(downs[before]) + len(downs[after]) == len("before" + "lock" + "after")
+
+
+def test_a_hangup_stops_the_agent_cleanly_with_its_open_batch_sent(
+    display: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # An agent started from a terminal or an autostart gets SIGHUP when that goes away;
+    # by default it died with its open batch unsent.
+    ensure_topics(kafka_bootstrap)
+    with agent_running(display, kafka_bootstrap, tmp_path, stop=signal.SIGHUP) as log_path:
+        _xdotool(display, "type", "--delay", "60", "hangup")
+        time.sleep(0.4)  # read by the agent, less than a batch age: its batch is still open
+    batches, _ = agent_batches(kafka_bootstrap, first_session(log_path.read_text()))
+    downs = [e for b in batches for e in b.events if isinstance(e, KeyEvent) and e.kind == "kd"]
+    assert len(downs) == len("hangup")
