@@ -182,6 +182,7 @@ class UserProfile:
     ) -> Assessment:
         reasons: list[str] = []
         scored: list[tuple[str, str, float]] = []
+        kb_context, ms_context = self.keyboard.cells, self.mouse.recent
         kb = self._keyboard_evidence(typing, typed)
         ms = self._mouse_evidence(pointer, actions)
         kb_cal = ms_cal = None
@@ -201,9 +202,16 @@ class UserProfile:
         learned = learn and self._learn(kb, kb_cal, kb_active, ms, ms_cal, ms_active)
         if not learn:
             # Nor later: an unfinished action or the last press carried into the next
-            # window would be learned with it.
+            # window would be learned with it; and the window's scores leave the rolling
+            # contexts, whose mean the owner's next windows put in the calibration ring
+            # (an injected window would widen what counts as the owner).
             self.mouse.tail = no_mouse()
             self.keyboard.recent = no_presses()
+            if typing is not None and typing.new_session:
+                kb_context = np.zeros(0, np.float16)
+            if pointer is not None and pointer.new_session:
+                ms_context = np.zeros(0, np.float32)
+            self.keyboard.cells, self.mouse.recent = kb_context, ms_context
         level = self.trust.level if (kb_active or ms_active) else "uncertain"
         return Assessment(
             keyboard_score=kb_cal,

@@ -324,3 +324,39 @@ def test_synthetic_pointer_events_are_not_carried_into_the_next_window() -> None
     p.assess(None, mouse_events(own), session="s")
     # A click with no movement of its own is no action; with the carried moves it was one.
     assert p.mouse.actions == 0
+
+
+def test_an_injected_windows_scores_do_not_reach_the_owners_calibration() -> None:
+    # Not learned, an injected window's cell scores still stayed in the rolling context,
+    # whose mean the owner's next window put in the calibration ring: a script could
+    # widen what counts as the owner.
+    import numpy as np
+
+    from profiles.keystrokes import KeystrokeEvents
+    from profiles.user import UserProfile
+    from streams.judge import background, enrollment_policy
+
+    def typing(seed: int, t0: float, hold_ms: float, gap_ms: float) -> KeystrokeEvents:
+        rng = np.random.default_rng(seed)
+        down = t0 + np.cumsum(rng.lognormal(np.log(gap_ms), 0.45, 35))
+        t = np.r_[down, down + rng.lognormal(np.log(hold_ms), 0.3, 35)]
+        order = np.argsort(t, kind="stable")
+        classes = rng.integers(0, 6, 35)
+        is_down = np.r_[np.ones(35, bool), np.zeros(35, bool)]
+        return KeystrokeEvents(t[order], is_down[order], np.r_[classes, classes][order])
+
+    owner = UserProfile(background(), enrollment_policy())
+    for i in range(12):
+        owner.assess(typing(i, 6000.0 * i, 85.0, 140.0), None, "s")
+    before = owner.to_bytes()
+
+    def ring_after(script: bool) -> list[float]:
+        p = UserProfile.from_bytes(before, background(), enrollment_policy())
+        if script:
+            p.assess(typing(99, 72_000.0, 300.0, 400.0), None, "s", learn=False)
+        for i in range(2):
+            p.assess(typing(50 + i, 78_000.0 + 6000.0 * i, 85.0, 140.0), None, "s")
+        ring = p.keyboard.calibration
+        return ring.scores[: ring.filled].tolist()
+
+    assert ring_after(script=True) == ring_after(script=False)
