@@ -132,18 +132,15 @@ class Window(Generic[T]):
     last_sent_ms: float = float("-inf")  # the latest sent_at_ms of its batches
     gaps: int = 0
     reason: str = ""
+    # Wall-clock times of its first and last event, each through its own batch's offset:
+    # the offset moves within a session (an NTP step; a suspend, which stops the
+    # monotonic clock the events are timed on).
+    wall_start_ms: float = float("inf")
+    wall_end_ms: float = float("-inf")
 
     @property
     def events(self) -> int:
         return len(self.key_events) + len(self.mouse_events)
-
-    @property
-    def wall_start_ms(self) -> float:
-        return self.start_ms + self.clock_offset_ms
-
-    @property
-    def wall_end_ms(self) -> float:
-        return self.end_ms + self.clock_offset_ms
 
 
 @dataclass(slots=True)
@@ -259,6 +256,9 @@ class Windower(Generic[T]):
         if times:
             window.start_ms = min(window.start_ms, t_first)
             window.end_ms = max(window.end_ms, t_last)
+            offset = batch.clock_offset_ms
+            window.wall_start_ms = min(window.wall_start_ms, t_first + offset)
+            window.wall_end_ms = max(window.wall_end_ms, t_last + offset)
         if window.end_ms - window.start_ms >= self.window_ms:
             result.closed.append(self._close(batch.user, "span"))
         elif window.events >= self.max_events or len(window.tokens) >= self.max_batches:

@@ -275,3 +275,16 @@ def test_a_window_whose_events_never_span_it_closes_at_its_size_bound() -> None:
         (0, 3, "size", 1200),
         (4, 7, "size", 1200),
     ]
+
+
+def test_wall_times_take_each_batchs_own_clock_offset() -> None:
+    # A suspend stops the monotonic clock the events are timed on: the agent's offset
+    # jumps by the time asleep. With the first batch's offset, the verdict said 8 h early.
+    w: Windower[int] = Windower(window_ms=5000)
+    asleep_ms = 8 * 3600 * 1000.0
+    w.add(batch(0, 0.0), {}, 0)
+    later = dataclasses.replace(batch(1, 1000.0), clock_offset_ms=NOW - 1e7 + asleep_ms)
+    w.add(later, {}, 1)
+    (window,) = w.open.values()
+    assert window.wall_start_ms == NOW - 1e7
+    assert window.wall_end_ms == NOW - 1e7 + asleep_ms + 1040.0
