@@ -79,7 +79,9 @@ _SCROLL, _DOWN, _UP = int(Button.SCROLL), int(State.DOWN), int(State.UP)
 _OTHER_BUTTON = int(Button.X)
 
 
-def mouse_events(events: list[MouseEvent]) -> MouseEvents:
+def mouse_events(events: list[MouseEvent], held: int = 0) -> MouseEvents:
+    """A window's pointer events as the profile reads them; ``held`` is the button still
+    down when the window opens (pressed in an earlier window: see :func:`held_button`)."""
     n = len(events)
     if not n:
         empty = np.zeros(0, np.int8)
@@ -89,7 +91,6 @@ def mouse_events(events: list[MouseEvent]) -> MouseEvents:
     # element assignment (which costs more than the rest of the conversion).
     button = [0] * n
     state = [0] * n
-    held = 0
     for i, kind in enumerate(kinds):
         if kind == "mm":
             if held:
@@ -134,6 +135,22 @@ def load_profile(data: bytes | memoryview) -> tuple[UserProfile, bool]:
     return UserProfile(shared, policy), False
 
 
+def held_button(profile: UserProfile, session: str) -> int:
+    """The button pressed and not yet released at the end of the pointer events the
+    profile carries into ``session``'s next window (0: none). Without it, a drag whose
+    press closed one window read as plain moves in the next, and the profile joined them
+    into one point-and-click with the whole drag as its hold."""
+    mouse = profile.mouse
+    tail = mouse.tail
+    if mouse.session != session or not len(tail):
+        return 0  # a new session starts with no carried events
+    state = tail.state
+    pressed = (state == _PRESSED).nonzero()[0]
+    if not pressed.size or (state[pressed[-1] :] == _RELEASED).any():
+        return 0
+    return int(tail.button[pressed[-1]])
+
+
 def judge_windows(
     windows: Sequence[Window[Any]],
     profiles: Sequence[UserProfile],
@@ -155,7 +172,9 @@ def judge_windows(
             (
                 profile,
                 k,
-                mouse_events(w.mouse_events) if w.mouse_events else None,
+                mouse_events(w.mouse_events, held_button(profile, w.session))
+                if w.mouse_events
+                else None,
                 w.session,
                 # Input the OS marked as synthetic (a script, a remote-control tool), or
                 # typed with a machine's regularity, is judged, never learned: it must

@@ -360,3 +360,26 @@ def test_an_injected_windows_scores_do_not_reach_the_owners_calibration() -> Non
         return ring.scores[: ring.filled].tolist()
 
     assert ring_after(script=True) == ring_after(script=False)
+
+
+def test_a_drag_whose_press_closed_the_previous_window_is_still_a_drag() -> None:
+    # The held button was not carried into the next window: the drag's moves read as
+    # plain moves, and the profile joined them into one click with the drag as its hold.
+    from collectors.wire import MouseEvent
+    from profiles.carryover import concat_mouse
+    from profiles.mouse import ActionType, State, pointer_events, segment_actions
+    from profiles.user import UserProfile
+    from streams.judge import background, enrollment_policy, held_button, mouse_events
+
+    approach = [MouseEvent("mm", 4800.0 + 10 * i, 150 + 10 * i, 0) for i in range(15)]
+    press = [MouseEvent("md", 5000.0, 300, 0, 1)]
+    drag = [MouseEvent("mm", 5010.0 + 10 * i, 300 + 5 * i, 0) for i in range(30)]
+    release = [MouseEvent("mu", 5320.0, 450, 0, 1)]
+    p = UserProfile(background(), enrollment_policy())
+    p.assess(None, mouse_events(approach + press), session="s")
+    held = held_button(p, "s")
+    assert held == 1 and held_button(p, "another session") == 0
+    second = mouse_events(drag + release, held)
+    assert set(second.state[:-1].tolist()) == {int(State.DRAG)}
+    joined = pointer_events(concat_mouse(p.mouse.tail, second))  # what the profile joins
+    assert [ActionType(a.kind).name for a in segment_actions(joined)] == ["MM", "DD"]
