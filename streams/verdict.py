@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Final
@@ -106,7 +107,31 @@ def decode_verdict(data: bytes | str) -> Verdict:
     verdict = Verdict(**known)
     if verdict.level not in LEVELS:
         raise ValueError(f"unknown level {verdict.level!r}")
+    # The schema's value rules too, not only its types: a consumer that sorts by trust or
+    # groups by enrollment must not be handed 500 or "bogus" as a verdict.
+    problem = _out_of_range(verdict)
+    if problem:
+        raise ValueError(f"not a v1 verdict: {problem}")
     return verdict
+
+
+_VERDICT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _out_of_range(v: Verdict) -> str | None:
+    if not _VERDICT_ID.fullmatch(v.verdict_id):
+        return "verdict_id must be 32 lowercase hex digits"
+    if v.enrollment not in ENROLLMENT_STATES:
+        return f"enrollment must be one of {', '.join(ENROLLMENT_STATES)}"
+    if not 0.0 <= v.trust <= 100.0:
+        return "trust must be within 0..100"
+    for name in ("keyboard_score", "mouse_score"):
+        score = getattr(v, name)
+        if score is not None and not 0.0 <= score <= 1.0:
+            return f"{name} must be within 0..1 or null"
+    if v.events < 0:
+        return "events must not be negative"
+    return None
 
 
 def _number(value: Any) -> bool:

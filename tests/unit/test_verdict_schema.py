@@ -90,6 +90,25 @@ def test_decode_rejects_fields_of_the_wrong_type(field: str, value: object) -> N
         decode_verdict(orjson.dumps({**good, field: value}))
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("enrollment", "bogus"), ("verdict_id", "not-an-id"), ("trust", 500.0),
+     ("mouse_score", 1.5), ("events", -1)],
+)  # fmt: skip
+def test_decode_rejects_what_the_schema_rejects(
+    validator: Draft202012Validator, field: str, value: object
+) -> None:
+    # Type checks alone let a consumer be handed trust 500 or enrollment "bogus".
+    import orjson
+
+    from streams.verdict import decode_verdict
+
+    bad = {**orjson.loads(_example_bytes()), field: value}
+    assert not validator.is_valid(bad)
+    with pytest.raises(ValueError, match=field):
+        decode_verdict(orjson.dumps(bad))
+
+
 def _example_bytes() -> bytes:
     from streams.verdict import Verdict, encode_verdict
 
