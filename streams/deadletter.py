@@ -91,14 +91,20 @@ def dead_letter(
         SOURCE: f"{topic}:{partition}:{offset}".encode(),
     }
     if len(value) > MAX_VALUE_BYTES:
-        headers[VALUE_BYTES] = str(len(value)).encode()
-        headers[VALUE_SHA256] = hashlib.sha256(value).hexdigest().encode()
+        headers.update(_size_and_digest(VALUE_BYTES, VALUE_SHA256, value))
         value = b""
     if key is not None and len(key) > MAX_KEY_BYTES:
-        headers[KEY_BYTES] = str(len(key)).encode()
-        headers[KEY_SHA256] = hashlib.sha256(key).hexdigest().encode()
+        headers.update(_size_and_digest(KEY_BYTES, KEY_SHA256, key))
         key = None
     return DeadLetter(key, value, headers)
+
+
+def _size_and_digest(size_header: str, digest_header: str, data: bytes) -> dict[str, bytes]:
+    """What stands in for bytes too large to send: their size and SHA-256."""
+    return {
+        size_header: str(len(data)).encode(),
+        digest_header: hashlib.sha256(data).hexdigest().encode(),
+    }
 
 
 def reason_of(headers: Iterable[tuple[str, bytes | None]]) -> str | None:

@@ -27,7 +27,13 @@ import types
 import typing
 from typing import Any, Final
 
-from streams.verdict import ENROLLMENT_STATES, LEVELS, VERDICT_SCHEMA_VERSION, Verdict
+from streams.verdict import (
+    ENROLLMENT_STATES,
+    LEVELS,
+    VERDICT_ID_PATTERN,
+    VERDICT_SCHEMA_VERSION,
+    Verdict,
+)
 
 SCHEMA_ID: Final = "urn:cadence:schema:verdict:v1"
 
@@ -63,7 +69,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 
 # Field-level constraints that the dataclass types alone cannot say.
 _CONSTRAINTS: Final[dict[str, dict[str, Any]]] = {
-    "verdict_id": {"pattern": "^[0-9a-f]{32}$"},
+    "verdict_id": {"pattern": f"^{VERDICT_ID_PATTERN}$"},
     "keyboard_score": {"minimum": 0, "maximum": 1},
     "mouse_score": {"minimum": 0, "maximum": 1},
     "trust": {"minimum": 0, "maximum": 100},

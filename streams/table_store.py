@@ -80,6 +80,14 @@ def mark_in_step(database: Path) -> None:
     in_step_mark(database).touch()
 
 
+def mark_age(database: Path, now: float) -> float | None:
+    """Seconds since ``database`` was last marked in step (None: never marked)."""
+    try:
+        return now - in_step_mark(database).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def refresh_mark(database: Path, *, now: float, max_age_s: float) -> bool:
     """Mark ``database`` in step again, unless its mark is already older than ``max_age_s``.
 
@@ -88,13 +96,10 @@ def refresh_mark(database: Path, *, now: float, max_age_s: float) -> bool:
     database is rebuilt before it is used. One without a mark was opened empty here (an
     unmarked database is deleted before it is opened).
     """
-    mark = in_step_mark(database)
-    try:
-        if now - mark.stat().st_mtime > max_age_s:
-            return False
-    except FileNotFoundError:
-        pass
-    mark.touch()
+    age = mark_age(database, now)
+    if age is not None and age > max_age_s:
+        return False
+    in_step_mark(database).touch()
     return True
 
 
@@ -106,20 +111,16 @@ def discard_if_stale(database: Path, *, now: float, max_age_s: float) -> bool:
     """
     if not database.exists():
         return False
-    mark = in_step_mark(database)
-    try:
-        age = now - mark.stat().st_mtime
-    except FileNotFoundError:
-        age = float("inf")
-    if age <= max_age_s:
+    age = mark_age(database, now)
+    if age is not None and age <= max_age_s:
         return False
     shutil.rmtree(database)
-    mark.unlink(missing_ok=True)
+    in_step_mark(database).unlink(missing_ok=True)
     log.warning(
         "discarded the local table database %s (in step %s ago, at most %.0f s allowed): "
         "rebuilding it from the changelog",
         database.name,
-        "never" if age == float("inf") else f"{age:.0f} s",
+        "never" if age is None else f"{age:.0f} s",
         max_age_s,
     )
     return True
@@ -248,11 +249,8 @@ class ErasureSafeRocksDB(RocksDBStore):
         actives = self._changelog_partitions(self.app.assignor.assigned_actives())
         for partition in sorted(actives & set(self._dbs)):
             path = self.partition_path(partition)
-            try:
-                fresh = now - in_step_mark(path).stat().st_mtime <= MAX_UNMARKED_S
-            except FileNotFoundError:
-                fresh = False
-            if fresh:
+            age = mark_age(path, now)
+            if age is not None and age <= MAX_UNMARKED_S:
                 continue
             db = self._dbs.pop(partition)
             for key in [k for k, p in self._key_index.items() if p == partition]:

@@ -115,7 +115,9 @@ def decode_verdict(data: bytes | str) -> Verdict:
     return verdict
 
 
-_VERDICT_ID = re.compile(r"[0-9a-f]{32}")
+#: A verdict id as :func:`verdict_id` writes it (the schema's pattern, streams.schema).
+VERDICT_ID_PATTERN: Final = "[0-9a-f]{32}"
+_VERDICT_ID = re.compile(VERDICT_ID_PATTERN)
 
 
 def _out_of_range(v: Verdict) -> str | None:

@@ -320,31 +320,20 @@ def _fmt(x: object) -> str:
 # -- the protocol ----------------------------------------------------------------------
 
 
+def _joined(windows: Sequence[Events]) -> Events:
+    """Consecutive windows of one recording joined back into it."""
+    first = windows[0]
+    fields = (
+        ("t_ms", "x", "y", "button", "state")
+        if isinstance(first, MouseEvents)
+        else ("t_ms", "is_down", "key_class")
+    )
+    return type(first)(*(np.concatenate([getattr(w, f) for w in windows]) for f in fields))
+
+
 def _recordings(accounts: Sequence[Account]) -> list[Events]:
     """Each enrolment segment's windows joined back into one recording, in order."""
-    out: list[Events] = []
-    for account in accounts:
-        for seg in account.enroll:
-            if not seg.windows:
-                continue
-            first = seg.windows[0]
-            if isinstance(first, MouseEvents):
-                fields = ("t_ms", "x", "y", "button", "state")
-                out.append(
-                    MouseEvents(
-                        *(np.concatenate([getattr(w, f) for w in seg.windows]) for f in fields)
-                    )
-                )
-            else:
-                out.append(
-                    KeystrokeEvents(
-                        *(
-                            np.concatenate([getattr(w, f) for w in seg.windows])
-                            for f in ("t_ms", "is_down", "key_class")
-                        )
-                    )
-                )
-    return out
+    return [_joined(seg.windows) for a in accounts for seg in a.enroll if seg.windows]
 
 
 def enrolment_background(

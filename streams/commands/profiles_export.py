@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import uuid
@@ -32,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from streams.commands._args import positive, refuse
+    from streams.privacy import PSEUDONYM
     from streams.profile_export import describe, render
     from streams.settings import WorkerSettings
     from streams.topics import VERDICTS
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         ],
     ):
         return 2
-    if not re.fullmatch(r"[0-9a-f]{64}", args.pseudonym):
+    if not PSEUDONYM.fullmatch(args.pseudonym):
         # A login here would find nothing and read as "never enrolled".
         print("not a pseudonym (64 hex digits): use `cadence pseudonym LOGIN`", file=sys.stderr)
         return 2
