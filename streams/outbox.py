@@ -123,7 +123,12 @@ class Outbox:
                 # `at` is -1 on a failure: the record's partition is the one it was sent to.
                 if error is None:
                     # What Faust's own changelog callback does: RocksDB keeps the offset.
-                    store.set_persisted_offset(TP(changelog, partition), offset)
+                    # Not once the partition moved away: held here as a standby now, its
+                    # replay sets the offset as it applies records, and the new owner's
+                    # records before this one may not be applied yet (after a restart the
+                    # replay would start past them, and a standby behind would look in step).
+                    if self.owns(partition):
+                        store.set_persisted_offset(TP(changelog, partition), offset)
                     if on_done:
                         on_done(True)
                     return

@@ -3,6 +3,7 @@ that moved away (the real RecordSender code path, with librdkafka's producer rep
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from streams.app import Worker, create_app
@@ -72,3 +73,25 @@ def test_nothing_is_written_for_a_partition_that_moved_away() -> None:
     worker.owned_partitions.clear()  # a rebalance takes it before the report comes
     producer.sent[-1][3](TimedOut(), None)
     assert outcomes == [False, False] and len(producer.sent) == 1
+
+
+def delivered_at(partition: int, offset: int) -> SimpleNamespace:
+    """What librdkafka passes to a delivery report (its partition and offset)."""
+    return SimpleNamespace(partition=lambda: partition, offset=lambda: offset)
+
+
+def test_a_late_report_does_not_move_the_offset_of_a_partition_given_away() -> None:
+    # Held as a standby, the partition's database takes its offsets from the replay of
+    # the changelog; our record's offset would skip the new owner's records before it.
+    worker, producer = worker_owning(PARTITION)
+    offsets: list[tuple[int, int]] = []
+    store = worker.user_profiles.data
+    store.set_persisted_offset = lambda tp, offset: offsets.append((tp.partition, offset))
+    outcomes: list[bool] = []
+    worker.outbox.persist(b"u", b"state", PARTITION, outcomes.append)
+    worker.outbox.persist(b"v", b"state", PARTITION, outcomes.append)
+    producer.sent[0][3](None, delivered_at(PARTITION, 10))
+    worker.owned_partitions.clear()  # a rebalance takes it; the second report comes late
+    producer.sent[1][3](None, delivered_at(PARTITION, 17))
+    assert offsets == [(PARTITION, 10)]
+    assert outcomes == [True, True]  # both are in Kafka: the batches behind them are done
