@@ -47,7 +47,7 @@ from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected
-from streams.sender import RecordSender
+from streams.sender import ProducerFailed, RecordSender
 from streams.settings import WorkerSettings
 from streams.state import UserState
 from streams.table_store import MARK_INTERVAL_S, ErasureSafeRocksDB, ProfileTable
@@ -91,6 +91,8 @@ JUDGE_BATCH = 16
 # Windows closed by their own events (span of event time, size bound): their verdict
 # latency is the pipeline's, which cadence_verdict_latency_seconds measures.
 LATENCY_REASONS = frozenset({"span", "size"})
+# The process's exit status when its outgoing records' producer failed for good.
+EXIT_PRODUCER_FAILED = 3
 
 
 class Worker:
@@ -198,8 +200,10 @@ class Worker:
         )
         # Each user's judged windows, until their state is written and their batches acked.
         self.ledger: Ledger[EventT] = Ledger(self.outbox.persist, self._ack_owned)
-        # Set by `cadence worker`: a stop that hangs ends the process (arm_stop_deadline).
-        self.exit_if_stop_hangs = False
+        # Set by `cadence worker`: the worker may end its process (arm_stop_deadline,
+        # producer_failed); never in tests or benchmarks, which embed the app.
+        self.owns_process = False
+        self.outbox.sender.on_fatal = self.producer_failed
         self._register()
 
     # -- wiring ---------------------------------------------------------------
@@ -225,6 +229,10 @@ class Worker:
                     # windows of many users are judged in one call (cheaper each).
                     if noack.channel.empty() or len(self.pipeline.closed) >= JUDGE_BATCH:
                         await self.judge_closed()
+                except ProducerFailed:
+                    # Not the input's fault, and no dead letter can be sent: the worker
+                    # stops (producer_failed), the record unacked.
+                    raise
                 except Exception as exc:  # noqa: BLE001 - bad input never stops the worker
                     log.exception("processing a batch failed")
                     self.metrics.processing_errors.inc()
@@ -635,6 +643,27 @@ class Worker:
                 grace,
             )
 
+    def producer_failed(self, reason: str) -> None:
+        """The producer of verdicts, dead letters and states failed for good: stop.
+
+        Nothing can leave through it any more, so no window's batches would ever be acked
+        again (every partition's commits stalled, silently). A new process has a new
+        producer and reads every unacked batch again; its states come from the changelog.
+        """
+        if self.owns_process:
+            log.critical(
+                "exiting with status %d: the outgoing records' producer failed (%s); "
+                "nothing unacknowledged was committed, the next start re-reads it",
+                EXIT_PRODUCER_FAILED,
+                reason,
+            )
+            _exit_now(EXIT_PRODUCER_FAILED)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # reported outside the loop (a final flush): the worker is stopping
+        asyncio.ensure_future(self.app.crash(ProducerFailed(reason)))
+
     def arm_stop_deadline(self) -> None:
         """Exit at the latest ``3 x shutdown_grace_seconds`` after a stop began.
 
@@ -643,7 +672,7 @@ class Worker:
         would hang until a SIGKILL. Exiting instead loses nothing: a batch is committed
         only once its verdict is in Kafka, so the next owner re-reads the rest.
         """
-        if not self.exit_if_stop_hangs:
+        if not self.owns_process:
             return
         limit = 3 * self.settings.shutdown_grace_seconds
 
@@ -653,9 +682,7 @@ class Worker:
                 "now; nothing unacknowledged was committed, the next owner re-reads it",
                 limit,
             )
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os._exit(1)
+            _exit_now(1)
 
         timer = threading.Timer(limit, hard_exit)
         timer.daemon = True
@@ -695,6 +722,13 @@ class Worker:
                 )
                 lags[tp.partition] = lag
         self.metrics.set_consumer_lag(EVENTS.name, lags)
+
+
+def _exit_now(status: int) -> None:
+    """End the process at once (no stop steps: they would wait on Kafka), logs flushed."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(status)
 
 
 def _nothing() -> None:

@@ -17,15 +17,17 @@ Two kinds of records leave a worker, both through one librdkafka producer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from confluent_kafka import KafkaException
 from faust.types import TP
 
-from streams.sender import RecordSender
+from streams.sender import ProducerFailed, RecordSender
 from streams.table_store import ErasureSafeRocksDB
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ class Outbox:
         self.in_flight = 0
         # Changelog records the producer could not take yet (its queue was full), in order.
         self.changelog_backlog: deque[tuple[bytes, bytes | None, int, Persisted | None]] = deque()
+        # After librdkafka refused the backlog's first record outright: not before then.
+        self.changelog_retry_at = 0.0
 
     def __len__(self) -> int:
         """Records not yet acknowledged or not yet handed to librdkafka."""
@@ -107,6 +111,9 @@ class Outbox:
         backlog = self.changelog_backlog
         if not backlog:  # the usual case: this runs with every delivery poll
             return
+        if self.changelog_retry_at and time.monotonic() < self.changelog_retry_at:
+            return
+        self.changelog_retry_at = 0.0
         changelog = self.table.changelog_topic.get_topic_name()
         store = self.table.data
         while backlog:
@@ -146,7 +153,14 @@ class Outbox:
 
             try:
                 self.sender.send(changelog, key, value, done, partition)
-            except BufferError:
+            except (BufferError, ProducerFailed):
+                return  # taken later; or never, and the worker stops (unacked: redelivered)
+            except KafkaException as exc:
+                # Refused outright (not a full queue): tried again later, still first, so
+                # that no later state of the user overtakes it.
+                self.on_failure()
+                log.warning("changelog record of %s refused (%r); retrying", key[:12], exc)
+                self.changelog_retry_at = time.monotonic() + RETRY_AFTER_S
                 return
             backlog.popleft()
 
@@ -217,6 +231,11 @@ class Outbox:
                 # librdkafka's queue is full: let it drain (and its reports run).
                 self.deliver_reports()
                 await asyncio.sleep(DELIVERY_POLL_S)
+            except KafkaException as exc:
+                # Refused outright: as a failed delivery, sent again later. (ProducerFailed
+                # is not caught: nothing can be sent any more, and the worker stops.)
+                done(exc, -1, -1)
+                return
 
     async def _retry(
         self,
@@ -227,4 +246,6 @@ class Outbox:
         headers: dict[str, bytes] | None,
     ) -> None:
         await asyncio.sleep(RETRY_AFTER_S)
-        await self.emit(topic, key, value, delivered, headers)
+        # ProducerFailed: the worker stops; the batches behind the record stay unacked.
+        with contextlib.suppress(ProducerFailed):
+            await self.emit(topic, key, value, delivered, headers)

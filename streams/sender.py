@@ -9,6 +9,12 @@ loop, in the order Kafka acknowledged the records.
 Records keep the partitions Faust's producer gave them: keyed records go through
 librdkafka's ``murmur2_random`` partitioner, the Java client's and aiokafka's default,
 so a user's verdicts stay on the partition they always had.
+
+An idempotent producer can fail for good (a *fatal* error: the broker lost records it
+had acknowledged, or refuses the producer id): every later record is refused, and the
+records in flight fail. Retrying through it would hold every batch unacked for ever,
+so :attr:`RecordSender.on_fatal` is told once, and the worker stops (a new process has a
+new producer; what was not acked is redelivered).
 """
 
 from __future__ import annotations
@@ -17,11 +23,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 log = logging.getLogger(__name__)
 
 # Called once per record from :meth:`RecordSender.poll`: the error (None if delivered)
 # and the record's partition and offset (-1 when it failed).
 Delivered = Callable[[Exception | None, int, int], None]
+
+
+class ProducerFailed(RuntimeError):
+    """The producer failed for good (a fatal librdkafka error): nothing can be sent."""
 
 
 class RecordSender:
@@ -40,8 +52,12 @@ class RecordSender:
             # A record waits for its delivery report however long the broker is away (5
             # min); then its failure is reported and the worker sends it again.
             "message.timeout.ms": 300_000,
+            "error_cb": self._on_error,
         }
         self._producer: Any = None
+        # Told once, with the reason, when the producer fails for good.
+        self.on_fatal: Callable[[str], None] | None = None
+        self.failed: str | None = None
 
     @property
     def producer(self) -> Any:
@@ -62,7 +78,9 @@ class RecordSender:
         partition: int | None = None,
         headers: dict[str, bytes] | None = None,
     ) -> None:
-        """Queue a record; raises ``BufferError`` when librdkafka's queue is full."""
+        """Queue a record; raises ``BufferError`` when librdkafka's queue is full,
+        :class:`ProducerFailed` once the producer has failed for good, and
+        ``KafkaException`` for a record librdkafka refuses at once."""
 
         def report(error: Any, message: Any) -> None:
             if error is not None:
@@ -75,7 +93,28 @@ class RecordSender:
             kwargs["partition"] = partition
         if headers is not None:
             kwargs["headers"] = list(headers.items())
-        self.producer.produce(topic, value, key, **kwargs)
+        try:
+            self.producer.produce(topic, value, key, **kwargs)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.fatal():
+                self._fail(error)
+                raise ProducerFailed(error.str()) from exc
+            raise
+
+    def _on_error(self, error: KafkaError) -> None:
+        # Errors that are not fatal (a broker down, a connection lost) pass: librdkafka
+        # logs them and retries, and deliveries that time out are reported and resent.
+        if error.fatal():
+            self._fail(error)
+
+    def _fail(self, error: KafkaError) -> None:
+        if self.failed is not None:
+            return
+        self.failed = error.str()
+        log.critical("the outgoing records' producer failed for good: %s", self.failed)
+        if self.on_fatal is not None:
+            self.on_fatal(self.failed)
 
     def poll(self) -> int:
         """Run the delivery callbacks of what Kafka acknowledged since the last poll."""

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cadence worker: {problem}", file=sys.stderr)
         return 2
     # Only the worker process may exit on its own when a stop hangs (never a test run).
-    worker.exit_if_stop_hangs = True
+    worker.owns_process = True
     faust_worker = FaustWorker(worker.app, loglevel=args.loglevel)
     # At --loglevel warning or above Faust turns a terminal spinner for every log record:
     # it lowers the root logger to DEBUG, so every debug call of Faust and aiokafka

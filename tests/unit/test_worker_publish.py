@@ -7,12 +7,15 @@ import asyncio
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from collectors.simulate import Workload
+from streams import app as app_module
 from streams import outbox, pipeline
 from streams.app import Worker, create_app
 from streams.pipeline import Judged
 from streams.privacy import ForgetRequest
+from streams.sender import ProducerFailed
 from streams.settings import WorkerSettings
 from streams.state import UserState
 from streams.topics import DEADLETTER, VERDICTS
@@ -24,11 +27,14 @@ class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, Any]] = []
         self.full = 0  # the next produce calls that find librdkafka's queue full
+        self.refuse: KafkaError | None = None  # every produce call refused with it
 
     def produce(self, topic: str, value: Any, key: Any, on_delivery: Any, **kw: Any) -> None:
         if self.full:
             self.full -= 1
             raise BufferError("Local: Queue full")
+        if self.refuse is not None:
+            raise KafkaException(self.refuse)
         self.sent.append((topic, value, on_delivery))
 
     def poll(self, timeout: float) -> int:
@@ -201,3 +207,39 @@ def test_verdict_latency_counts_only_windows_closed_by_their_own_events() -> Non
     assert observed() == 1.0
     asyncio.run(w.publish(second))
     assert observed() == 1.0
+
+
+def test_a_producer_that_failed_for_good_ends_the_worker_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Retried through a producer that refuses everything, every window would wait for
+    # ever with its batches unacked, and the partitions' commits would stall silently.
+    exits: list[int] = []
+    monkeypatch.setattr(app_module, "_exit_now", exits.append)
+    w, producer, acked = worker()
+    w.owns_process = True
+    fatal = KafkaError(KafkaError._FATAL, "producer fenced", fatal=True)
+    w.outbox.sender.config["error_cb"](fatal)  # what librdkafka calls from poll()
+    assert exits == [app_module.EXIT_PRODUCER_FAILED]
+    w.outbox.sender.config["error_cb"](KafkaError(KafkaError._TRANSPORT, "broker down"))
+    assert exits == [app_module.EXIT_PRODUCER_FAILED]  # a passing error is not fatal
+
+
+def test_an_embedded_worker_crashes_its_app_when_the_producer_fails_for_good() -> None:
+    w, producer, acked = worker()
+    crashed: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    w.app.crash = crash  # type: ignore[method-assign]
+    (window,) = judged_windows(w, 1)
+    producer.refuse = KafkaError(KafkaError._FATAL, "producer fenced", fatal=True)
+
+    async def scenario() -> None:
+        with pytest.raises(ProducerFailed):
+            await w.publish(window)
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert [str(r) for r in crashed] == ["producer fenced"] and acked == []
