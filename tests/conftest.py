@@ -42,7 +42,7 @@ def kafka_broker() -> Iterator[Broker]:
         with private_broker() as broker:
             yield broker
     except BrokerUnavailable as exc:
-        # CI sets CADENCE_REQUIRE_KAFKA=1 so a machine without java fails loudly instead of
+        # `make test` (so CI) sets CADENCE_REQUIRE_KAFKA=1: a machine without java fails loudly, not
         # passing with every integration test skipped.
         if os.environ.get("CADENCE_REQUIRE_KAFKA") == "1":
             pytest.fail(f"CADENCE_REQUIRE_KAFKA=1 but no broker can be started: {exc}")

@@ -375,8 +375,8 @@ def detection() -> dict[str, Any]:
                         width=6,
                         height=5,
                         thresholds=[(1, "orange")],
-                        description="Verdicts, not accounts: the worker has no per-account "
-                        "current-level gauge yet.",
+                        description="Verdicts, not accounts: 'Accounts by current level' "
+                        "(Enrollment row) counts accounts.",
                     ),
                     Panel(
                         "Impostor verdicts (15 min)",
@@ -411,6 +411,14 @@ def detection() -> dict[str, Any]:
                     Panel(
                         "Users by enrollment state",
                         [(f"sum by (state) (cadence_users{{{W}}})", "{{state}}")],
+                        width=8,
+                    ),
+                    Panel(
+                        "Accounts by current level",
+                        [(f"sum by (level) (cadence_users_at_level{{{W}}})", "{{level}}")],
+                        width=8,
+                        description="Active users whose latest verdict is at each level, "
+                        "on the workers that own them now (cadence_users_at_level).",
                     ),
                     Panel(
                         "Enrollment progress",
@@ -422,6 +430,7 @@ def detection() -> dict[str, Any]:
                         ],
                         "stat",
                         unit="percentunit",
+                        width=8,
                         description="Share of users whose profile judges (enrollment done).",
                     ),
                 ],
