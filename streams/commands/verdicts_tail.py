@@ -107,8 +107,12 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 print(f"error: {error}", file=sys.stderr)
                 continue
-            if last is not None and (msg.offset() or 0) >= last.get(partition, -1):
-                last.pop(partition, None)  # this record is still shown
+            if last is not None:
+                end = last.get(partition)
+                if end is None or (msg.offset() or 0) > end:
+                    continue  # written after the start, on a partition already read to its end
+                if (msg.offset() or 0) >= end:
+                    last.pop(partition)  # this record is still shown
             try:
                 v = decode_verdict(msg.value() or b"")
             except ValueError as exc:

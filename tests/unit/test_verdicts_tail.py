@@ -111,6 +111,24 @@ def test_a_busy_topic_is_read_to_its_end_at_start_then_the_tail_stops(
     assert fake_consumer.made[0].config["enable.partition.eof"] is True
 
 
+def test_a_partition_read_to_its_end_shows_nothing_written_since(
+    fake_consumer: type[FakeConsumer],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The growing partition (0) is finished first, the other still has 5 to read: the
+    # verdicts appended to 0 meanwhile were printed (11 instead of 6).
+    def uneven(self: FakeConsumer, config: dict[str, Any]) -> None:
+        FakeConsumer.__init__(self, config)
+        self.logs = {0: [_verdict(0)], 1: [_verdict(10 + i) for i in range(5)]}
+
+    monkeypatch.setattr(
+        confluent_kafka, "Consumer", type("Uneven", (FakeConsumer,), {"__init__": uneven})
+    )
+    assert main(["verdicts", "tail", "--json"]) == 0
+    assert capsys.readouterr().out.count('"verdict_id"') == 6
+
+
 def test_a_slow_first_fetch_still_shows_every_verdict(
     fake_consumer: type[FakeConsumer], capsys: pytest.CaptureFixture[str]
 ) -> None:
