@@ -430,11 +430,15 @@ class Worker:
         across a user's windows, and the acks, are the ledger's (streams.ledger).
         """
         window, verdict = judged.window, judged.verdict
+        partition = self.user_partition.get(window.user)
+        if partition is None or partition not in self.owned_partitions:
+            # Revoked while earlier verdicts of the group waited for librdkafka's queue:
+            # the batches stay unacked here, and the partition's new owner judges them.
+            return
         if window.user not in self.pipeline.windower.open:
             self.opened_at.pop(window.user, None)
         key = window.user.encode()
         value = judged.state_bytes
-        partition = self.user_partition[window.user]
         self.metrics.windows_closed.labels(window.reason if window.events else "empty").inc()
         user = window.user
         if verdict is None and judged.error is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from faust.types import TP
 
 from collectors.simulate import Workload
 from streams import app as app_module
@@ -18,7 +19,7 @@ from streams.privacy import ForgetRequest
 from streams.sender import ProducerFailed
 from streams.settings import WorkerSettings
 from streams.state import UserState
-from streams.topics import DEADLETTER, VERDICTS
+from streams.topics import DEADLETTER, EVENTS, VERDICTS
 
 
 class Producer:
@@ -243,3 +244,20 @@ def test_an_embedded_worker_crashes_its_app_when_the_producer_fails_for_good() -
 
     asyncio.run(scenario())
     assert [str(r) for r in crashed] == ["producer fenced"] and acked == []
+
+
+def test_a_window_revoked_while_its_group_is_sent_is_left_to_the_new_owner() -> None:
+    # _on_revoked does not wait for the judging lock: a rebalance while a publish waits on
+    # librdkafka's queue dropped the user's partition, and the next publish of the group
+    # raised KeyError, leaving every later window of the group (other users' too) unsent.
+    w, producer, acked = worker()
+    first, second = judged_windows(w, 2)
+
+    async def scenario() -> None:
+        await w.publish(first)
+        await w._on_revoked(None, {TP(EVENTS.name, 0)})
+        await w.publish(second)
+
+    asyncio.run(scenario())
+    assert len(producer.to(VERDICTS.name)) == 1  # the first only; nothing acked here
+    assert acked == [] and second.window.user not in w.levels
