@@ -415,9 +415,11 @@ class Worker:
             )
         else:
             self.metrics.pending_events += len(batch.events)
-        if user in self.pipeline.windower.open and (batch.events or user not in self.opened_at):
+        active = result.status == "accepted" and batch.events
+        if user in self.pipeline.windower.open and (active or user not in self.opened_at):
             # Last activity, not opening time: only a window nobody adds to is flushed early.
-            # Empty batches are not activity: a stream of them must not hold a window open.
+            # Empty batches are not activity, nor are records dropped (duplicates, conflicts):
+            # a stream of them, replayed, must not hold a window (and its verdict) back.
             self.opened_at[user] = time.monotonic()
 
     async def publish(self, judged: Judged[EventT]) -> None:

@@ -261,3 +261,27 @@ def test_a_window_revoked_while_its_group_is_sent_is_left_to_the_new_owner() -> 
     asyncio.run(scenario())
     assert len(producer.to(VERDICTS.name)) == 1  # the first only; nothing acked here
     assert acked == [] and second.window.user not in w.levels
+
+
+def test_replayed_batches_do_not_hold_a_window_back_from_the_idle_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A record replayed over and over (a redelivery storm, or a collector's credentials
+    # used to replay one of its batches) refreshed the idle clock: the window, and its
+    # verdict, were held back for as long as the replay went on.
+    now = [1000.0]
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: now[0])
+    w, producer, acked = worker()
+    batches = (batch for _, batch in Workload(users=1, seed=3).batches(until_s=60))
+    first = next(batch for batch in batches if batch.events)
+
+    async def scenario() -> None:
+        await w.accept(first, Event(0))
+        for n in range(1, 5):
+            now[0] += 10.0
+            await w.accept(first, Event(n))  # the same batch again: a duplicate
+        assert acked and all(isinstance(e, Event) for e in acked)
+        await w.flush_idle()
+
+    asyncio.run(scenario())
+    assert w.opened_at == {} and len(producer.to(VERDICTS.name)) == 1
