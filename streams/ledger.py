@@ -63,7 +63,11 @@ class Ledger(Generic[T]):
         self._users: dict[str, deque[_Window[T]]] = {}
 
     def __len__(self) -> int:
-        """Windows judged whose batches are not yet acked."""
+        """Judged windows still queued: waiting for their records or an earlier window.
+
+        A window whose state is being written (to the changelog) has left the queue; its
+        batches are acked when the write is in Kafka.
+        """
         return sum(len(q) for q in self._users.values())
 
     def judged(

@@ -23,9 +23,9 @@ A redelivery carries the same events. A number seen before with *other* events
 (a cloned agent, a virtual desktop restored from a snapshot, a forged record) is a
 ``conflict``: the worker dead-letters it rather than passing it off as a
 duplicate. Each batch is known by the digest of its shape (:func:`shape_digest`:
-events, first and last event time): kept for every batch of an open window and for
-the last batch of a closed one (in the cursor), so a conflict is recognised against
-those. An older number is recognised by when its batch was closed: a redelivery is
+events, first and last event time): kept for every batch of an open window or of a
+closed one not yet judged, and for the last batch of a judged one (in the cursor), so
+a conflict is recognised against those. An older number is recognised by when its batch was closed: a redelivery is
 the same record, closed (``sent_at_ms``) no later than the batches numbered after it,
 while a batch closed well after the session's latest accepted one
 (``MAX_CLOCK_STEP_BACK_MS``) cannot have come before it. Any other older number is
