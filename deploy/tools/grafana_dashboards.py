@@ -435,6 +435,31 @@ def detection() -> dict[str, Any]:
                     ),
                 ],
             ),
+            Row(
+                "Calibration",
+                [
+                    Panel(
+                        "Windows scored above the owner's 90th percentile, by modality",
+                        [
+                            (
+                                f"1 - sum by (modality) (rate(cadence_verdict_score_bucket"
+                                f'{{{W}, le="0.9"}}[1h])) / sum by (modality) '
+                                f"(rate(cadence_verdict_score_count{{{W}}}[1h]))",
+                                "{{modality}}",
+                            )
+                        ],
+                        unit="percentunit",
+                        width=24,
+                        thresholds=[(0.2, "orange")],
+                        description="Scores are calibrated on each owner's own windows: "
+                        "about 10 % of an owner's windows land above 0.9. A fleet-wide rise "
+                        "(new keyboards, a new application, a changed desk routine) means "
+                        "profiles no longer describe their owners and alarms will follow; "
+                        "a rise in one modality only points at its collectors or hardware "
+                        "(cadence_verdict_score).",
+                    ),
+                ],
+            ),
         ],
     )
 

@@ -204,7 +204,11 @@ def prometheus(tmp_path: Path, worker_port: int, collector: tuple[int, Any]) -> 
 
 
 def publish_workload(sender: Any, bootstrap: str) -> None:
-    """A minute of six simulated users at 6x speed, and records the worker must reject."""
+    """Three minutes of six simulated users at 12x speed, and records the worker must reject.
+
+    Three minutes: with the short enrolment below, profiles become active and their
+    windows scored (the calibration panel reads scores) after about two.
+    """
     from confluent_kafka import Producer
 
     from collectors.publish import publish
@@ -212,7 +216,8 @@ def publish_workload(sender: Any, bootstrap: str) -> None:
     from collectors.wire import EVENTS_TOPIC
 
     workload = Workload(users=6, seed=7, run=uuid.uuid4().hex[:8])
-    publish(workload.batches(60.0, start_wall_ms=time.time() * 1000.0), sender, speed=6.0)
+    # At most 165 s ahead of the broker's clock: within the worker's future-skew bound.
+    publish(workload.batches(180.0, start_wall_ms=time.time() * 1000.0), sender, speed=12.0)
     # Delivered before the malformed records, so they are judged first.
     assert sender.flush(30.0) == 0, "batches left undelivered"
     producer = Producer({"bootstrap.servers": bootstrap})
