@@ -18,7 +18,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 KEY_FILE_ENV = "CADENCE_PSEUDONYM_KEY_FILE"
@@ -122,11 +122,34 @@ def key_identity_key(key: bytes) -> bytes:
     return hmac.new(key, b"cadence-key-identity-v1", hashlib.sha256).digest()
 
 
-class SessionTracker:
-    """The session id: new on agent start (login), on unlock and on resume after idle."""
+def suspended_ms() -> float:
+    """Milliseconds this machine has spent suspended since boot; 0 where unknown.
 
-    def __init__(self, idle_ms: float = DEFAULT_IDLE_MS) -> None:
+    Event times run on ``CLOCK_MONOTONIC``, which stops while the machine sleeps: a lid
+    closed for an hour is no gap at all in them. Linux's ``CLOCK_BOOTTIME`` counts the
+    sleep too, so the difference is the time spent suspended. Other platforms have no
+    such pair of clocks in Python: there the idle rule sees active time only.
+    """
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return 0.0
+    monotonic = time.monotonic_ns()  # first: the later read of the other is never behind
+    return max(0.0, (time.clock_gettime_ns(boottime) - monotonic) / 1e6)
+
+
+class SessionTracker:
+    """The session id: new on agent start (login), on unlock and on resume after idle.
+
+    Idle includes time the machine spent suspended (:func:`suspended_ms`): a laptop
+    reopened after a night starts a new session even if its lock went unnoticed.
+    """
+
+    def __init__(
+        self, idle_ms: float = DEFAULT_IDLE_MS, suspended_ms: Callable[[], float] = suspended_ms
+    ) -> None:
         self.idle_ms = idle_ms
+        self._suspended_ms = suspended_ms
+        self._shift_ms = suspended_ms()
         self.session = ""
         self.reason = ""
         self._last_input_ms: float | None = None
@@ -143,6 +166,14 @@ class SessionTracker:
         Returns True when this input resumes after an idle period and so starts a new
         session.
         """
+        # On a clock that also runs while suspended. Only whole seconds of sleep move it:
+        # the two clocks are read apart, and their skew must not decide a gap at the
+        # threshold. Events of a batch that spans a suspend are shifted with the rest:
+        # the new session starts one batch early.
+        suspended = self._suspended_ms()
+        if suspended - self._shift_ms >= 1000.0:
+            self._shift_ms = suspended
+        first_ms, last_ms = first_ms + self._shift_ms, last_ms + self._shift_ms
         resumed = self._last_input_ms is not None and first_ms - self._last_input_ms >= self.idle_ms
         if resumed:
             self.new_session("idle-resume")

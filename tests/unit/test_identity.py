@@ -16,6 +16,7 @@ from collectors.identity import (
     key_identity_key,
     load_pseudonym_key,
     pseudonym,
+    suspended_ms,
 )
 
 KEY = b"k" * 32
@@ -81,6 +82,29 @@ def test_session_changes_on_idle_resume_only() -> None:
     assert s.session != first and s.reason == "idle-resume"
     s.new_session("unlock")
     assert s.reason == "unlock"
+
+
+def test_time_suspended_counts_as_idle() -> None:
+    # CLOCK_MONOTONIC stops while the machine sleeps: a laptop reopened after an hour
+    # showed a gap of seconds, and whoever opened it typed on in the owner's session
+    # when the lock had gone unnoticed.
+    slept = [0.0]
+    s = SessionTracker(idle_ms=1000.0, suspended_ms=lambda: slept[0])
+    first = s.session
+    assert not s.observe(0.0, 100.0)
+    slept[0] = 3_600_000.0  # an hour asleep, then input 50 ms of event time later
+    assert s.observe(150.0, 200.0)
+    assert s.session != first and s.reason == "idle-resume"
+    second = s.session
+    assert not s.observe(300.0, 400.0)  # no further sleep: the same session
+    assert s.session == second
+
+
+def test_suspended_time_is_read_from_the_clocks() -> None:
+    first = suspended_ms()
+    assert first >= 0.0
+    # The two clocks are read one after the other: only that skew may differ.
+    assert abs(suspended_ms() - first) < 50.0
 
 
 def test_key_identity_hash_is_keyed_and_hides_the_key() -> None:
