@@ -103,7 +103,8 @@ def device_id(key: bytes, state_dir: Path) -> str:
     digest = hmac.new(key, b"device:" + _machine_fingerprint().encode(), hashlib.sha256)
     value = "dev-" + digest.hexdigest()[:32]
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        # This user's only: the spool beside it holds raw batches (collectors.spool).
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "w", encoding="ascii") as out:
             out.write(value + "\n")
@@ -149,7 +150,9 @@ class SessionTracker:
     ) -> None:
         self.idle_ms = idle_ms
         self._suspended_ms = suspended_ms
-        self._shift_ms = suspended_ms()
+        # Whole ms: a fractional shift added to both sides of the idle comparison
+        # rounds a gap of exactly idle_ms to just under it.
+        self._shift_ms = float(int(suspended_ms()))
         self.session = ""
         self.reason = ""
         self._last_input_ms: float | None = None
@@ -172,7 +175,7 @@ class SessionTracker:
         # the new session starts one batch early.
         suspended = self._suspended_ms()
         if suspended - self._shift_ms >= 1000.0:
-            self._shift_ms = suspended
+            self._shift_ms = float(int(suspended))
         first_ms, last_ms = first_ms + self._shift_ms, last_ms + self._shift_ms
         resumed = self._last_input_ms is not None and first_ms - self._last_input_ms >= self.idle_ms
         if resumed:

@@ -114,3 +114,12 @@ def test_key_identity_hash_is_keyed_and_hides_the_key() -> None:
     assert digest != hashlib.sha256(b"'q'").hexdigest()
     assert digest != KeyHasher(key_identity_key(b"z" * 32))("'q'")
     assert key_identity_key(KEY) != KEY
+
+
+def test_a_gap_of_exactly_the_idle_time_starts_a_session_whatever_the_clock_skew() -> None:
+    # suspended_ms() is a few microseconds on a machine that never slept: added to both
+    # sides of the comparison, it turned a gap of exactly idle_ms into 999.999... ms.
+    s = SessionTracker(idle_ms=1000.0, suspended_ms=lambda: 0.002611)
+    assert not s.observe(0.0, 100.0)
+    assert not s.observe(900.0, 1000.0)
+    assert s.observe(2000.0, 2100.0)
