@@ -345,7 +345,10 @@ class ServerClock:
         self._window_n += 1
         if now_ms >= self._window_end:
             if (
-                self._window_n >= self.min_samples
+                # On our own clock no sample is ever below the true offset and the clock
+                # cannot run slow: a window of late reads is sparse input, not evidence.
+                not self.same_clock
+                and self._window_n >= self.min_samples
                 and self._window_min > self.offset + self.RAISE_SLACK_MS
             ):
                 log.info("X server clock: offset raised by %.1f ms", self._window_min - self.offset)

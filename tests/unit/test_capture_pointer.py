@@ -242,3 +242,39 @@ def test_server_clock_unwraps_next_to_its_estimate() -> None:
     assert not c.same_clock
     assert c.unwrap(3, 20.0) == (1 << 32) + 3  # wrapped since
     assert c.unwrap((1 << 32) - 10, 20.0) == (1 << 32) - 10
+
+
+def test_on_the_servers_own_clock_sparse_input_never_moves_the_mapping() -> None:
+    # Xorg stamps events with our CLOCK_MONOTONIC: t_ms must be the server's ms, always.
+    # The agent's reader sleeps one burst age (1 s) after input wakes it, so a wheel step
+    # or a click every 2 s is read ~900 ms after it happened, read after read: that was
+    # taken for a slow server clock, and every later event placed ~900 ms late.
+    c = ServerClock(read_interval_s=1.0)
+    c.observe(10_000.0, 9_995)
+    assert c.same_clock and c.offset == 0.0
+    for i in range(1, 12):
+        event_ms = 10_000 + 2000 * i
+        c.observe(event_ms + 900.0, event_ms)
+    assert c.same_clock and c.offset == 0.0, c.offset
+
+
+def test_on_the_servers_own_clock_times_stay_its_milliseconds_after_sparse_input() -> None:
+    out: list[Event] = []
+    p = _reader(out, [], now_ms=10_000.0)
+    p.clock = ServerClock(read_interval_s=1.0)  # the agent's 1 s bursts
+    clock: Any = p._now_ns
+    sock: Any = p._sock
+    sock.chunks = [_reply(_event(6, 0, 1, 1, 9_995))]
+    p._read()
+    for i in range(1, 12):  # a scroll step (wheel button 5) every 2 s, read 900 ms later
+        event_ms = 10_000 + 2000 * i
+        clock.ns = (event_ms + 900) * MS
+        sock.chunks = [_reply(_event(4, 5, 1, 1, event_ms))]
+        p._read()
+    # Typing starts: two keys 120 ms apart, read 5 ms after the second. Before, the offset
+    # fell back to the smallest late read (5 ms), not to 0, and dwell times were clamped.
+    clock.ns = 40_000 * MS
+    sock.chunks = [_reply(_event(2, 38, 1, 1, 39_875), _event(2, 38, 1, 1, 39_995))]
+    p._read()
+    server_ms = [9_995] + [10_000 + 2000 * i for i in range(1, 12)] + [39_875, 39_995]
+    assert [e.t_ms for e in out] == [float(s) for s in server_ms]
