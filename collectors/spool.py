@@ -208,16 +208,18 @@ class SqliteSpool(_Bounded):
     ) -> None:
         super().__init__(max_bytes, max_batches, metrics)
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fsync = fsync
         self.quarantined: Path | None = None  # where a damaged spool file was moved aside
         self.damaged_rows = 0  # rows deleted because their content was damaged (in dropped too)
+        self._lock_fd = self._take_lock()
         try:
             self._db = self._open()
         except Exception as exc:
             # Whatever the check cannot read is damage, never an exception out of the agent
             # at every start; only "cannot use the file now" (locked, full...) keeps it.
             if not _is_damage(exc):
+                self._release_lock()
                 raise SpoolError("open", self.path, exc) from exc
             self.quarantined = self._quarantine(exc)
             self._count = self._bytes = 0
@@ -225,9 +227,44 @@ class SqliteSpool(_Bounded):
             try:
                 self._db = self._open()
             except Exception as again:
+                self._release_lock()
                 raise SpoolError("open", self.path, again) from again
 
+    def _take_lock(self) -> int | None:
+        """One agent per spool: a second one would hand out the same sequence numbers.
+
+        An advisory ``flock`` on ``<spool>.lock``, released with the process however it
+        ends. Not on Windows (no ``fcntl``): there one agent per user session is the
+        installer's rule (docs/collectors.md).
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SpoolError("open", self.path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise SpoolError(
+                "open", self.path, OSError(f"in use by another agent ({exc.strerror})")
+            ) from exc
+        return fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
     def _open(self) -> sqlite3.Connection:
+        # Raw batches: readable by this user only (-wal and -shm take the file's mode).
+        with contextlib.suppress(OSError):
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per operation.
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -550,6 +587,10 @@ class SqliteSpool(_Bounded):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._release_lock()
+
+    def __del__(self) -> None:
+        self._release_lock()
 
 
 class MemorySpool(_Bounded):

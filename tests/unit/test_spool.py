@@ -159,3 +159,52 @@ def test_remove_of_many_ids_with_repeats_and_unknowns(spool: SqliteSpool | Memor
     spool.remove(ids[:1100] + ids[:3] + [10**9])
     assert spool.batches == 100 and spool.nbytes == 300
     assert [row.id for row in spool.pending(0, 1000)] == ids[1100:]
+
+
+def test_a_second_agent_on_the_same_spool_is_refused(tmp_path: Path) -> None:
+    # Two `cadence collect` of one user on one desk (an autostart entry next to the
+    # systemd user unit; a console and an xrdp session) shared the state dir and both
+    # continued the device's sequence from the same number: different batches under one
+    # (device, seq), dead-lettered or dropped by the worker, counted nowhere.
+    from collectors.spool import SpoolError
+
+    path = tmp_path / "spool.db"
+    first = SqliteSpool(path, fsync=False)
+    first.put("dev-1", first.next_seq("dev-1"), b"u", b"batch")
+    with pytest.raises(SpoolError, match="in use by another agent"):
+        SqliteSpool(path, fsync=False)
+    first.close()
+    again = SqliteSpool(path, fsync=False)  # the lock goes with the agent
+    assert again.batches == 1
+    again.close()
+
+
+def test_the_spool_is_readable_by_its_user_only(tmp_path: Path) -> None:
+    # The spool holds raw batches (key classes and pointer positions; key hashes in the
+    # key-identity mode) for as long as the broker is unreachable: days of typing, which
+    # another local user could copy under the usual umask.
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        state = tmp_path / "state" / "cadence"
+        spool = SqliteSpool(state / "spool.db", fsync=False)
+        spool.put("dev-1", 1, b"u", b"raw batch")
+        spool.close()
+    finally:
+        os.umask(old)
+    for p in [state, *state.iterdir()]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode & 0o077 == 0, f"{p.name} is {oct(mode)}"
+
+
+def test_an_existing_spool_file_is_made_private_when_opened(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "spool.db"
+    SqliteSpool(path, fsync=False).close()
+    os.chmod(path, 0o644)  # written by an agent before this rule
+    SqliteSpool(path, fsync=False).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
