@@ -118,6 +118,15 @@ class Outbox:
         store = self.table.data
         while backlog:
             key, value, partition, on_done = backlog[0]
+            if not self.owns(partition):
+                # Moved away while it waited here: its new owner writes the partition now.
+                # (Faust revokes only once every batch is acked, and a batch is acked only
+                # once its state is written; this keeps the rule if that wait is cut.)
+                backlog.popleft()
+                log.info("state of %s not written: partition %d moved away", key[:12], partition)
+                if on_done:
+                    on_done(False)
+                continue
 
             def done(
                 error: Exception | None,

@@ -285,3 +285,22 @@ def test_replayed_batches_do_not_hold_a_window_back_from_the_idle_flush(
 
     asyncio.run(scenario())
     assert w.opened_at == {} and len(producer.to(VERDICTS.name)) == 1
+
+
+def test_a_queued_state_is_not_written_once_its_partition_moved_away() -> None:
+    # librdkafka's queue was full when the window's state was persisted: the record waits
+    # in the outbox's backlog. Faust revokes a partition only once its batches are acked,
+    # which they are not before the state is written; but a revocation that comes without
+    # that wait must not let the next delivery poll write the old owner's state to a
+    # changelog partition its new owner writes (after its erasure's tombstone, say).
+    w, producer, acked = worker()
+    (window,) = judged_windows(w, 1)
+    asyncio.run(w.publish(window))
+    producer.full = 1  # librdkafka's queue is full when the state is persisted
+    producer.to(VERDICTS.name)[0][2](None, Offset())  # the verdict is in Kafka
+    assert producer.changelog() == [] and len(w.outbox.changelog_backlog) == 1
+
+    asyncio.run(w._on_revoked(None, {TP(EVENTS.name, 0)}))
+    w.outbox.deliver_reports()  # the 20 ms timer, after the rebalance
+    assert producer.changelog() == [] and not w.outbox.changelog_backlog
+    assert acked == []
