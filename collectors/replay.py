@@ -181,7 +181,7 @@ def load_user_map(specs: Iterable[str]) -> dict[str, str]:
         # What the wire accepts: a bad one would have every batch of that user rejected.
         if not is_identifier(pseudonym):
             raise ValueError(
-                f"pseudonym for {user!r} must be 1 to {MAX_ID_LENGTH} printable characters"
+                f"pseudonym for {user!r} must be printable, 1 to {MAX_ID_LENGTH} bytes in UTF-8"
             )
     return mapping
 

@@ -256,7 +256,14 @@ def is_identifier(value: object) -> bool:
     >>> is_identifier("dev-1"), is_identifier(""), is_identifier("x" * 129)
     (True, False, False)
     """
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+    # Bytes, not characters: the worker's state keeps ids (cursors), and 128 characters
+    # of four UTF-8 bytes each made a user's record 4x what the bound was meant to allow.
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and len(value.encode("utf-8", "surrogatepass")) <= MAX_ID_LENGTH
+        and value.isprintable()
+    )
 
 
 def _identifier(obj: dict[str, Any], name: str) -> str:
@@ -264,7 +271,7 @@ def _identifier(obj: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise WireError(name, "must be a non-empty string")
     if not is_identifier(value):
-        raise WireError(name, f"must be printable and at most {MAX_ID_LENGTH} characters")
+        raise WireError(name, f"must be printable and at most {MAX_ID_LENGTH} bytes (UTF-8)")
     return value
 
 

@@ -383,3 +383,43 @@ def test_a_drag_whose_press_closed_the_previous_window_is_still_a_drag() -> None
     assert set(second.state[:-1].tolist()) == {int(State.DRAG)}
     joined = pointer_events(concat_mouse(p.mouse.tail, second))  # what the profile joins
     assert [ActionType(a.kind).name for a in segment_actions(joined)] == ["MM", "DD"]
+
+
+def test_a_user_record_stays_within_16_kb_whatever_ids_the_wire_accepts() -> None:
+    # The changelog record (cursors + profile) is what cadence_profile_bytes observes.
+    # Its cursors keep each device id three times and a session id once, for up to
+    # MAX_CURSORS_PER_USER devices: 128-character ids of four-byte characters, which the
+    # wire took, made a forged user's record 20 KB (docs/evaluation.md, "Hard 16 KB bound").
+    from collectors.wire import MAX_ID_LENGTH, EventBatch, KeyEvent, decode_batch, encode_batch
+    from streams.windows import MAX_CURSORS_PER_USER
+
+    batches = [b for _, b in Workload(users=1, seed=3).batches(until_s=60)]
+    pipeline: Pipeline[None] = Pipeline(lambda user: None)
+    for b in batches:
+        pipeline.add(b, None)
+    user, last = batches[-1].user, batches[-1]
+    t = max(e.t_ms for b in batches for e in b.events) + 1000.0
+    wide = "\U0001f600"  # printable, four bytes in UTF-8
+    records: list[bytes] = []
+    for d in range(MAX_CURSORS_PER_USER + 1):
+        # The longest ids the wire takes: four-byte characters if it takes them, else ASCII.
+        for char in (wide, "x"):
+            forged = EventBatch(
+                device=char * (MAX_ID_LENGTH - 1) + f"{d:x}",
+                user=user,
+                session=char * MAX_ID_LENGTH,
+                seq=2**63,
+                sent_at_ms=last.clock_offset_ms + t + 10.0,
+                clock_offset_ms=last.clock_offset_ms,
+                events=(KeyEvent("kd", t, 1), KeyEvent("ku", t + 80.0, 1)),
+            )
+            try:
+                forged = decode_batch(encode_batch(forged))
+            except ValueError:
+                continue  # refused by the wire: it cannot reach the state
+            records += [j.state_bytes for j in pipeline.add(forged, None)[1]]
+            t += 10.0
+            break
+    assert len(pipeline.states[user].cursors) == MAX_CURSORS_PER_USER
+    records += [j.state_bytes for j in pipeline.flush(user)]
+    assert max(len(r) for r in records) <= 16 * 1024
