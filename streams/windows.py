@@ -95,6 +95,12 @@ MAX_WINDOW_EVENTS = 16_384
 # window), but empty batches add no span and no events, and each holds its record
 # unacked (and with it the partition's commits) until the window closes.
 MAX_WINDOW_BATCHES = 1_024
+# Events all open windows of a worker may hold together (~170 bytes each in memory, raw
+# records included): each window is bounded, but not how many users send. Made-up user
+# keys from one collector credential, each filling a window, would otherwise grow the
+# worker until it is killed, and its replacement, reading the same records, with it.
+# 10 000 people typing hold ~0.6 M; above the bound the largest windows close early.
+MAX_OPEN_EVENTS = 1_000_000
 
 # ``t_ms`` is field 1 of both KeyEvent and MouseEvent; itemgetter reads it without a
 # Python-level call per event.
@@ -160,12 +166,15 @@ class Windower(Generic[T]):
         idle_gap_ms: float = 60_000.0,
         max_events: int = MAX_WINDOW_EVENTS,
         max_batches: int = MAX_WINDOW_BATCHES,
+        max_open_events: int = MAX_OPEN_EVENTS,
     ) -> None:
         self.window_ms = window_ms
         self.idle_gap_ms = idle_gap_ms
         self.max_events = max_events
         self.max_batches = max_batches
+        self.max_open_events = max_open_events
         self.open: dict[str, Window[T]] = {}
+        self.open_events = 0  # events in all open windows
         # Per user and device, the latest window closed and not yet judged (see
         # :meth:`judged`): until then the persisted cursor is behind it.
         self.closing: dict[str, dict[str, Window[T]]] = {}
@@ -253,6 +262,7 @@ class Windower(Generic[T]):
         else:
             window.key_events.extend([ev for ev in events if isinstance(ev, KeyEvent)])
             window.mouse_events.extend([ev for ev in events if isinstance(ev, MouseEvent)])
+        self.open_events += len(events)
         if times:
             window.start_ms = min(window.start_ms, t_first)
             window.end_ms = max(window.end_ms, t_last)
@@ -265,7 +275,24 @@ class Windower(Generic[T]):
             # Event times that never span a window (a flood, a stuck clock, empty
             # batches) would otherwise hold every batch, unacked, until memory runs out.
             result.closed.append(self._close(batch.user, "size"))
+        if self.open_events > self.max_open_events:
+            result.closed += self._relieve()
         return result
+
+    def _relieve(self) -> list[Window[T]]:
+        """Close the largest open windows until they hold 3/4 of the bound together.
+
+        The largest first: a flood's windows are full, people's hold a few hundred events.
+        Closed by memory, not by their own events, such a window may group its batches
+        differently after a crash (another verdict id), as an idle flush does.
+        """
+        target = self.max_open_events * 3 // 4
+        closed: list[Window[T]] = []
+        for user in sorted(self.open, key=lambda u: self.open[u].events, reverse=True):
+            if self.open_events <= target:
+                break
+            closed.append(self._close(user, "memory"))
+        return closed
 
     def flush(self, user: str, reason: str = "flush") -> Window[T] | None:
         """Close the user's open window now (idle user, shutdown), if there is one."""
@@ -277,7 +304,9 @@ class Windower(Generic[T]):
         """Forget open windows (partitions revoked): their batches will be redelivered."""
         for user in users:
             self.closing.pop(user, None)
-        return [self.open.pop(u) for u in list(self.open) if u in users]
+        dropped = [self.open.pop(u) for u in list(self.open) if u in users]
+        self.open_events -= sum(w.events for w in dropped)
+        return dropped
 
     def judged(self, window: Window[T]) -> None:
         """``window`` is judged and its cursor advanced: the state has caught up with it."""
@@ -289,6 +318,7 @@ class Windower(Generic[T]):
 
     def _close(self, user: str, reason: str) -> Window[T]:
         window = self.open.pop(user)
+        self.open_events -= window.events
         self.closing.setdefault(user, {})[window.device] = window
         window.reason = reason
         window.key_events.sort(key=_T_MS)

@@ -288,3 +288,24 @@ def test_wall_times_take_each_batchs_own_clock_offset() -> None:
     (window,) = w.open.values()
     assert window.wall_start_ms == NOW - 1e7
     assert window.wall_end_ms == NOW - 1e7 + asleep_ms + 1040.0
+
+
+def test_open_windows_of_many_users_are_bounded_together() -> None:
+    # Each window is bounded, not how many users send: made-up user keys, each filling
+    # a window, grew the worker until it was killed (~2.8 MB per full window), and its
+    # replacement, reading the same records, with it. The largest windows close first.
+    w: Windower[int] = Windower(window_ms=5000, max_events=1000, max_open_events=2500)
+    person = dataclasses.replace(batch(0, 0.0), user="person")
+    w.add(person, {}, 0)
+    instant = (KeyEvent("kd", 0.0, 1), KeyEvent("ku", 0.0, 1)) * 400
+    closed = []
+    for i in range(5):
+        fake = dataclasses.replace(batch(0, 0.0), user=f"made-up-{i}", events=instant)
+        closed += w.add(fake, {}, i + 1).closed
+    assert [c.reason for c in closed] == ["memory"] * 2
+    assert {c.user for c in closed} <= {f"made-up-{i}" for i in range(5)}
+    assert w.open_events == sum(x.events for x in w.open.values()) <= 2500
+    assert "person" in w.open  # the small window of a person stays open
+    w.drop({"made-up-4"})
+    w.flush("made-up-3")
+    assert w.open_events == sum(x.events for x in w.open.values())
