@@ -132,8 +132,12 @@ def _load_freetext(path: Path) -> Episode:
     from collectors.datasets.freetext import read_session
 
     s = read_session(path)
-    if s.skipped:
+    if s.refused:
+        log.warning("%s: refused, no event replayed (%d rows): %s", path, s.skipped, s.refused)
+    elif s.skipped:
         log.warning("%s: skipped %d rows that did not parse", path, s.skipped)
+    if s.duplicates:
+        log.warning("%s: skipped %d duplicate rows", path, s.duplicates)
     kind = np.where(s.is_down, KD, KU).astype(np.int8)
     cls = s.key_class.astype(np.int64)
     return Episode(s.t_ms, kind, cls, np.zeros_like(cls))

@@ -243,6 +243,11 @@ class TakeoverResult:
     bytes_per_user: list[int]
     us_per_window: float
     max_impostor_s: float
+    #: Owners whose profile was still enrolling after their genuine run, when the takeovers
+    #: start. Their takeovers stay in the figures (an account that cannot enrol is
+    #: unprotected: the miss is real), but the owners are named, so that these misses do
+    #: not read as a weak detector.
+    owners_never_active: list[str] = field(default_factory=list)
 
     # figures ---------------------------------------------------------------
 
@@ -278,6 +283,7 @@ class TakeoverResult:
             "detected_300s": float(np.mean(s <= 300.0)) if s.size else float("nan"),
             "detected_ever": float(np.mean(np.isfinite(s))) if s.size else float("nan"),
             "impostor_at_switch": sum(t.level_at_switch == "impostor" for t in self.takeovers),
+            "owners_never_active": len(self.owners_never_active),
             "genuine_hours": hours,
             "false_alarms_impostor": fa_imp,
             "false_alarms_suspicious": fa_sus,
@@ -447,9 +453,12 @@ def evaluate_takeover(
     after_genuine: dict[str, bytes] = {}
     genuine: list[GenuineRun] = []
     sizes: list[int] = []
+    never_active: list[str] = []
     for account in progress(accounts):
         profile = enrolled_profile(account, background, enrollment, trust_policy, clock)
         genuine.append(run_genuine(profile, account, window_s, clock))
+        if profile.enrollment != "active":
+            never_active.append(account.name)
         after_genuine[account.name] = profile.to_bytes()
         sizes.append(len(after_genuine[account.name]))
     takeovers: list[Takeover] = []
@@ -471,4 +480,5 @@ def evaluate_takeover(
         sizes,
         clock.seconds / max(clock.calls, 1) * 1e6,
         max_impostor_s,
+        never_active,
     )

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from collectors.datasets.freetext import iter_sessions
     from profiles.evaluation.keystrokes import check_method, evaluate_keystrokes
     from profiles.keystrokes import KeystrokeEvents
+    from streams.commands._freetext import reported
 
     if args.window < 2:
         # A window's flights and rhythm need two presses at least.
@@ -55,16 +56,13 @@ def run(args: argparse.Namespace) -> int:
         if not root.is_dir():
             raise SystemExit(f"not a directory: {root}")
         out: dict[str, list[KeystrokeEvents]] = {}
-        bad_rows = 0
-        for user, _, s in tqdm(iter_sessions(root), desc=f"read {root.name}", file=sys.stderr):
-            bad_rows += s.skipped
+        read = tqdm(iter_sessions(root), desc=f"read {root.name}", file=sys.stderr)
+        for user, _, s in reported(root, read):
             # A user whose files are all empty is kept (with no session) so that it is
             # reported as skipped rather than silently vanishing.
             sessions = out.setdefault(user, [])
             if s.t_ns.size:
                 sessions.append(KeystrokeEvents.from_ns(s.t_ns, s.is_down, s.key_class))
-        if bad_rows:
-            print(f"{root}: skipped {bad_rows} rows that did not parse", file=sys.stderr)
         # The reader yields files: a user folder without a .csv file yields nothing.
         for user in sorted(p.name for p in root.iterdir() if p.is_dir()):
             if user not in out:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,55 @@ def test_an_unwritable_plot_still_prints_the_summary(
     assert code == 2
     assert "cannot write" in captured.err
     assert "EER mean" in captured.out.strip().splitlines()[-1]
+
+
+def _rewrite(path: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    """Rewrite a recording line by line (header first), as another capture tool would."""
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n", encoding="utf-8")
+
+
+def _eer(enroll: Path, test: Path, out: Path) -> dict:
+    args = ["evaluate", "keystrokes", "--enroll", str(enroll), "--test", str(test)]
+    assert main([*args, "--window", "20", "--json", str(out)]) == 0
+    return json.loads(out.read_text())["eer_by_user"]
+
+
+def test_keystrokes_read_other_layouts_as_ours_and_name_what_they_refuse(
+    keystroke_dirs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Extra or reordered columns, a file concatenated with itself, times in ms."""
+    enroll, test = keystroke_dirs
+    before = _eer(enroll, test, tmp_path / "before.json")
+    capsys.readouterr()
+
+    def vk_column(lines: list[str]) -> list[str]:  # by position, "65" was read as the key
+        return ["type,key,vk,t_ns"] + [f"{a},{b},65,{c}" for a, b, c in map(_split, lines[1:])]
+
+    def reordered(lines: list[str]) -> list[str]:  # refused as unparseable rows before
+        return ["t_ns,type,key"] + [f"{c},{a},{b}" for a, b, c in map(_split, lines[1:])]
+
+    _rewrite(enroll / "ann" / "facebook.csv", vk_column)
+    _rewrite(enroll / "bob" / "facebook.csv", reordered)
+    _rewrite(test / "cid" / "twitter.csv", lambda lines: lines + lines)  # 6.16 % on our data
+    assert _eer(enroll, test, tmp_path / "after.json") == before
+    err = capsys.readouterr().err
+    assert f"{test}: skipped 240 duplicate rows" in err
+    assert "did not parse" not in err
+
+    def in_ms(lines: list[str]) -> list[str]:
+        return lines[:1] + [f"{a},{b},{int(c) // 10**6}" for a, b, c in map(_split, lines[1:])]
+
+    _rewrite(test / "dan" / "twitter.csv", in_ms)  # EER ~38 % on our data, read as ns
+    assert sorted(_eer(enroll, test, tmp_path / "ms.json")) == ["ann", "bob", "cid"]
+    err = capsys.readouterr().err
+    assert "skipped file dan/twitter under" in err and "(240 rows)" in err
+    assert "not in nanoseconds" in err
+    assert "no full test window" in json.loads((tmp_path / "ms.json").read_text())["skipped"]["dan"]
+
+
+def _split(line: str) -> tuple[str, str, str]:
+    kind, key, t = line.split(",")
+    return kind, key, t
 
 
 # --- mouse -----------------------------------------------------------------------------
@@ -418,6 +468,54 @@ def test_takeover_names_accounts_without_a_single_event(
     assert "skipped mouse account user8: 2 sessions without a pointer event" in (
         capsys.readouterr().err
     )
+
+
+def test_takeover_reports_the_rows_the_keystroke_reader_left_out(
+    keystroke_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `evaluate keystrokes` does; the counts used to be thrown away."""
+    _, test = keystroke_dirs
+    _rewrite(test / "ann" / "twitter.csv", lambda lines: [*lines, "down,'a'", *lines[1:]])
+    _rewrite(test / "bob" / "twitter.csv", lambda lines: lines[:1] + [x[:-6] for x in lines[1:]])
+    assert main(["evaluate", "takeover", "--keystrokes", str(test)]) == 0
+    err = capsys.readouterr().err
+    assert f"{test}: skipped 1 rows that did not parse" in err
+    assert f"{test}: skipped 240 duplicate rows" in err
+    assert "skipped file bob/twitter under" in err and "not in nanoseconds" in err
+
+
+def test_takeover_without_heldout_time_measures_no_false_alarm_rate(
+    keystroke_dirs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every window enrols: "0 false alarms in 0.0 h" used to exit 0, as if measured."""
+    _, test = keystroke_dirs
+    code = main(["evaluate", "takeover", "--keystrokes", str(test), "--enroll-fraction", "0.99"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "keystrokes: 0 h of held-out genuine activity" in captured.err
+    assert "0 in 0.0 h" in captured.out.strip().splitlines()[-1]  # the figures are still shown
+
+
+def test_takeover_names_owners_whose_profile_never_became_active(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kept in the figures (an account that cannot enrol is unprotected), but named."""
+    root = tmp_path / "typing"
+    for i, (user, flight) in enumerate({"ann": 120.0, "bob": 260.0, "cid": 400.0}.items()):
+        for part in range(2):  # two sessions of 70 % x 1 200 presses: enough to enrol
+            _typing(root / user / f"s{part}.csv", 1200, flight, seed=10 * i + part)
+    _typing(root / "eve" / "s0.csv", 200, 200.0, seed=99)  # far too little
+    out = tmp_path / "takeover.json"
+    assert main(["evaluate", "takeover", "--keystrokes", str(root), "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "keystrokes: 1 owners whose profile never became active" in err
+    assert err.rstrip().endswith("stay in the figures): eve")
+    (result,) = json.loads(out.read_text())
+    assert result["owners_never_active"] == ["eve"]
+    assert result["figures"]["owners_never_active"] == 1
+    # Still counted: every takeover of eve's account is a miss.
+    eve = [t for t in result["takeovers"] if t["owner"] == "eve"]
+    assert len(eve) == 3 and not any(t["detected"] for t in eve)
 
 
 def test_keystrokes_name_a_user_folder_without_recordings(

@@ -106,6 +106,19 @@ def test_sessions_play_back_to_back_per_user_and_users_in_parallel(tmp_path: Pat
     assert starts == [WALL, WALL]
 
 
+def test_a_refused_keystroke_file_is_logged_with_its_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Times in ms replay nothing, and say why (not "rows that did not parse")."""
+    (tmp_path / "alice").mkdir()
+    header, *rows = _typing_rows("Hello there")
+    in_ms = [f"{r.rsplit(',', 1)[0]},{int(r.rsplit(',', 1)[1]) // 10**6}" for r in rows]
+    (tmp_path / "alice" / "ms.csv").write_text("\n".join([header, *in_ms]) + "\n")
+    (recording,) = keystroke_recordings(tmp_path)
+    assert recording.load().t_ms.size == 0
+    assert "refused, no event replayed" in caplog.text and "not in nanoseconds" in caplog.text
+
+
 def test_keystrokes_become_classes_and_no_key_identity_reaches_the_wire(tmp_path: Path) -> None:
     secret = "Correct horse battery staple"
     (tmp_path / "alice").mkdir()
