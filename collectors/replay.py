@@ -92,6 +92,8 @@ def _load_balabit(path: Path) -> Episode:
     s = read_session(path)
     if s.skipped:
         log.warning("%s: skipped %d rows that did not parse", path, s.skipped)
+    if s.refused:
+        log.warning("%s: not replayed, %s", path, s.refused)
     button_map, kind_map, scroll_dy, is_scroll_button = _balabit_tables()
     t = s.t_ms - s.t_ms[0] if len(s) else s.t_ms
     scroll = is_scroll_button[s.button]

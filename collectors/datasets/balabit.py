@@ -14,7 +14,13 @@ usual mess, which :func:`read_session` cleans:
 - scroll rows keep their button/state codes; their ``x, y`` (often ``0, 0``) are
   replaced by the current pointer position;
 - rows that cannot be read (a time that is not a number, an empty or garbled ``x`` or
-  ``y``, a wrong number of fields) are dropped and counted in ``skipped``.
+  ``y``, a wrong number of fields, a button or state name not listed above) are dropped
+  and counted in ``skipped``.
+
+Columns are found by their header names (any order, other columns ignored); a file
+without a header is read by position, in the order above. A session is *refused* (empty,
+with the reason in ``refused``) rather than read wrongly when its header names some of
+the columns but not where the others are, or when its client times are not in seconds.
 
 Nothing here imports :mod:`profiles`: the arrays are plain numpy so that the
 evaluation and the stream processor can wrap them in their own types.
@@ -41,9 +47,10 @@ evaluation and the stream processor can wrap them in their own types.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -64,12 +71,23 @@ _BUTTON_FOLDED = {name.lower(): code for name, code in _BUTTON_CODE.items()}
 _STATE_FOLDED = {name.lower(): code for name, code in _STATE_CODE.items()}
 
 
+#: A name neither table knows: the row is unreadable (a "Press" read as a move would
+#: turn every click into pointer motion).
+UNKNOWN = -1
+
+
 def _codes(names: tuple[str, ...], exact: dict[str, int], folded: dict[str, int]) -> np.ndarray:
     get = exact.get
     if all(name in exact for name in set(names)):  # the recordings' own spelling: fast
         return np.fromiter((get(name, 0) for name in names), np.int8, len(names))
     fold = folded.get
-    return np.fromiter((fold(name.strip().lower(), 0) for name in names), np.int8, len(names))
+    return np.fromiter((fold(name.strip().lower(), UNKNOWN) for name in names), np.int8, len(names))
+
+
+#: Header names (stripped, lower case) in the order of the fields of a parsed row.
+COLUMNS: tuple[str, ...] = ("record timestamp", "client timestamp", "button", "state", "x", "y")
+
+RowReader = Callable[[list[str]], list[str] | None]
 
 
 def _row(r: list[str]) -> list[str] | None:
@@ -77,6 +95,44 @@ def _row(r: list[str]) -> list[str] | None:
     if len(r) == 7 and not r[6].strip():
         r = r[:6]
     return r if len(r) == 6 and r[0].strip()[:1].isdigit() else None
+
+
+def _picked_row(index: tuple[int, ...], width: int, r: list[str]) -> list[str] | None:
+    """As :func:`_row` for a file whose header puts the columns at ``index``."""
+    if len(r) == width + 1 and not r[width].strip():
+        r = r[:width]
+    if len(r) != width or not r[index[0]].strip()[:1].isdigit():
+        return None
+    return [r[i] for i in index]
+
+
+def _no_row(r: list[str]) -> None:
+    return None
+
+
+def _layout(header: list[str]) -> tuple[RowReader, str]:
+    """How to read the data rows under ``header``, and why not ('' when they can be read).
+
+    By name when the header names the columns (a swapped pair or an extra column would
+    otherwise be read as the wrong quantity, or drop every row); by position, as before,
+    when it names none of them, or only renames some in place (``record_timestamp``).
+    """
+    names = [h.replace("\ufeff", "").strip().lower() for h in header]
+    while names and not names[-1]:  # a trailing comma
+        names.pop()
+    if tuple(names) == COLUMNS:
+        return _row, ""
+    found = [c for c in COLUMNS if c in names]
+    missing = [c for c in COLUMNS if c not in names]
+    if not missing or missing == ["record timestamp"]:
+        # The record time is only the row check; the client time can be that too.
+        index = tuple(names.index(c if c in names else "client timestamp") for c in COLUMNS)
+        return functools.partial(_picked_row, index, len(names)), ""
+    if not found or (
+        len(names) == len(COLUMNS) and all(names[COLUMNS.index(c)] == c for c in found)
+    ):
+        return _row, ""
+    return _no_row, f"header does not name {', '.join(missing)} (only {', '.join(found)})"
 
 
 # RDP reports 65535 (and occasionally other out-of-range values) when the
@@ -97,29 +153,32 @@ class BalabitSession:
     #: Data rows dropped because they could not be read (not duplicates, which are
     #: cleaning): reported by readers so that a damaged file is not taken for a short one.
     skipped: int = 0
+    #: Why the whole session was left empty although it holds rows ('' if it was not).
+    refused: str = ""
 
     def __len__(self) -> int:
         return int(self.t_ms.size)
 
+    @property
+    def unusable(self) -> str:
+        """Why nothing of a file that has data rows can be used; '' for a usable or empty file.
+
+        >>> _empty("s", 3).unusable
+        '3 data rows, none readable'
+        """
+        if self.refused:
+            return self.refused
+        if self.skipped and not len(self):
+            return f"{self.skipped} data rows, none readable"
+        return ""
+
 
 def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     """Parse and clean one session from an open text stream."""
-    rows: list[list[str]] = []
-    skipped = 0
-    header_seen = False
-    for r in csv.reader(source):
-        row = _row(r)
-        if row is not None:
-            rows.append(row)
-        elif any(field.strip() for field in r):
-            # A non-blank line before any data is the header; any other is a data row
-            # that lost its shape or its time (".2,0.2,...", "1.0;2;...").
-            if rows or header_seen:
-                skipped += 1
-            header_seen = True
+    rows, skipped, refused = _data_rows(source)
     n = len(rows)
-    if n == 0:
-        return _empty(session_id, skipped)
+    if n == 0 or refused:
+        return _empty(session_id, skipped, refused)
     try:
         t, x, y = _numeric_columns(rows)
     except ValueError:
@@ -135,14 +194,19 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     button = _codes(cols[2], _BUTTON_CODE, _BUTTON_FOLDED)
     state = _codes(cols[3], _STATE_CODE, _STATE_FOLDED)
     # A NaN time would sort anywhere; a NaN position is as uninformative as a sentinel.
-    finite_t = np.isfinite(t)
-    if not finite_t.all():
-        t, x, y, button, state = (a[finite_t] for a in (t, x, y, button, state))
+    readable = np.isfinite(t) & (button != UNKNOWN) & (state != UNKNOWN)
+    if not readable.all():
+        t, x, y, button, state = (a[readable] for a in (t, x, y, button, state))
         skipped += n - int(t.size)
         n = int(t.size)
+        if n == 0:
+            return _empty(session_id, skipped)
 
     order = np.argsort(t, kind="stable")
     t, button, state, x, y = t[order], button[order], state[order], x[order], y[order]
+    refused = _time_unit_problem(t)
+    if refused:
+        return _empty(session_id, skipped, refused)
 
     # Positions that carry no information: sentinels and scroll rows.
     invalid = ~(np.isfinite(x) & np.isfinite(y))
@@ -171,7 +235,54 @@ def parse_session(source: TextIO, session_id: str = "") -> BalabitSession:
     )
 
 
-def _empty(session_id: str, skipped: int) -> BalabitSession:
+def _data_rows(source: TextIO) -> tuple[list[list[str]], int, str]:
+    """The data rows' six fields in :data:`COLUMNS` order, how many rows could not be read,
+    and why the file is refused ('' if it is not)."""
+    rows: list[list[str]] = []
+    skipped = 0
+    refused = ""
+    read: RowReader = _row  # by position until a header says otherwise
+    header_seen = False
+    for r in csv.reader(source):
+        row = read(r)
+        if row is not None:
+            rows.append(row)
+        elif any(field.strip() for field in r):
+            # A non-blank line before any data is the header; any other is a data row
+            # that lost its shape or its time (".2,0.2,...", "1.0;2;...").
+            if rows or header_seen:
+                skipped += 1
+            else:
+                read, refused = _layout(r)
+            header_seen = True
+    return rows, skipped, refused
+
+
+#: Client times are seconds: the median step between distinct event times is 0.016-0.19 s
+#: per session in the recordings; milliseconds make it 16 s or more.
+MAX_MEDIAN_STEP_S = 1.0
+
+
+def _time_unit_problem(t_ms: np.ndarray) -> str:
+    """Why the sorted times (the file's numbers x 1000) are not seconds; '' if they may be.
+
+    Milliseconds read as seconds would stretch every movement 1000-fold: the session
+    would still be scored, on nonsense speeds, so it is refused instead.
+    """
+    steps = np.diff(t_ms)
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        return ""
+    median_s = float(np.median(steps)) / 1000.0
+    if median_s <= MAX_MEDIAN_STEP_S:
+        return ""
+    return (
+        f"client timestamp not in seconds (median step {median_s:.3g} s between events,"
+        f" over {MAX_MEDIAN_STEP_S:g} s: milliseconds?)"
+    )
+
+
+def _empty(session_id: str, skipped: int, refused: str = "") -> BalabitSession:
     empty = np.empty(0)
     return BalabitSession(
         session_id,
@@ -181,6 +292,7 @@ def _empty(session_id: str, skipped: int) -> BalabitSession:
         empty.astype(np.int8),
         empty.astype(np.int8),
         skipped,
+        refused,
     )
 
 
@@ -221,6 +333,18 @@ def read_session(path: str | os.PathLike[str]) -> BalabitSession:
         return parse_session(io.StringIO(fh.read()), session_id=p.name)
 
 
+def load_session(path: str | os.PathLike[str]) -> BalabitSession:
+    """As :func:`read_session`, but a file that cannot be read is an empty, refused session.
+
+    One dangling link or unreadable file in a directory of recordings must be named and
+    skipped, not end the run.
+    """
+    try:
+        return read_session(path)
+    except OSError as exc:
+        return _empty(Path(path).name, 0, f"cannot read the file: {exc.strerror or exc}")
+
+
 @dataclass(frozen=True, slots=True)
 class SessionRef:
     """Where a session file lives and whose account it was recorded under."""
@@ -240,7 +364,14 @@ def iter_sessions(root: str | os.PathLike[str], split: str) -> Iterator[SessionR
         raise FileNotFoundError(f"no {split}/ directory under {root}")
     for account_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for f in sorted(account_dir.glob("session_*")):
-            yield SessionRef(account_dir.name, session_key(f.name), f)
+            if _is_session_file(f):
+                yield SessionRef(account_dir.name, session_key(f.name), f)
+
+
+def _is_session_file(path: Path) -> bool:
+    # A directory (or a FIFO) named session_* is not a recording; a dangling link is kept
+    # so that reading it fails and the session is named as skipped, not silently absent.
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 _TRUE = frozenset({"1", "true", "yes", "y", "t", "1.0"})

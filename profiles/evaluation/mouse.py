@@ -60,6 +60,9 @@ class LabelledSession:
     session_id: str
     events: MouseEvents
     is_illegal: int
+    #: Why the session's file could not be used ('' if it could): such a session is
+    #: skipped with this reason, never scored as one without an action.
+    unusable: str = ""
 
 
 @dataclass
@@ -136,6 +139,9 @@ def evaluate_mouse(
     items = progress(tests) if progress is not None else tests
     for s in items:
         accounts_of.setdefault(s.session_id, []).append(s.account)
+        if s.unusable:
+            skipped[s.session_id] = f"account {s.account}: {s.unusable}"
+            continue
         if s.account not in enroll:
             reason = "no usable enrolment" if s.account in not_enrolled else "no training files"
             skipped[s.session_id] = f"account {s.account}: {reason}"

@@ -32,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from collectors.datasets.balabit import iter_sessions, read_labels_checked, read_session
+    from collectors.datasets.balabit import (
+        SessionRef,
+        iter_sessions,
+        load_session,
+        read_labels_checked,
+    )
     from profiles.evaluation.mouse import DEFAULT_METHOD, METHODS, LabelledSession, evaluate_mouse
     from profiles.mouse import MouseEvents
     from streams.recordings import balabit_to_mouse_events
@@ -64,9 +69,19 @@ def run(args: argparse.Namespace) -> int:
             f" ({', '.join(checked.conflicting[:5])}{' …' if len(checked.conflicting) > 5 else ''})",
             file=sys.stderr,
         )
+    bad_rows = {"training_files": 0, "test_files": 0}
     training: dict[str, list[MouseEvents]] = {}
     for ref in tqdm(train_refs, desc="enrollment sessions", file=sys.stderr):
-        training.setdefault(ref.account, []).append(to_events(read_session(ref.path)))
+        s = load_session(ref.path)
+        # A refused file is named with its reason; its rows are not "rows that did not parse".
+        bad_rows["training_files"] += 0 if s.refused else s.skipped
+        if s.unusable:
+            # tqdm.write: the progress bar of the read is still on the line.
+            tqdm.write(
+                f"skipped enrolment {ref.account}/{ref.path.name}: {s.unusable}", file=sys.stderr
+            )
+        # Kept even when empty: an account left with nothing is "no usable enrolment".
+        training.setdefault(ref.account, []).append(to_events(s))
 
     test_refs = [r for r in all_test_refs if r.session_id in labels]
     absent = sorted(set(labels) - {r.session_id for r in test_refs})
@@ -76,12 +91,18 @@ def run(args: argparse.Namespace) -> int:
             f"{missing} of {len(labels)} labelled sessions are not under {args.data / 'test_files'}",
             file=sys.stderr,
         )
-    tests = (
-        LabelledSession(
-            r.account, r.session_id, to_events(read_session(r.path)), labels[r.session_id]
+    unusable = 0
+
+    def labelled(ref: SessionRef) -> LabelledSession:
+        nonlocal unusable
+        s = load_session(ref.path)
+        bad_rows["test_files"] += 0 if s.refused else s.skipped
+        unusable += bool(s.unusable)
+        return LabelledSession(
+            ref.account, ref.session_id, to_events(s), labels[ref.session_id], s.unusable
         )
-        for r in test_refs
-    )
+
+    tests = (labelled(r) for r in test_refs)
     try:
         results = evaluate_mouse(
             training,
@@ -96,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     first = results[0]
+    for split, n in bad_rows.items():
+        if n:
+            print(f"{args.data / split}: skipped {n} rows that did not parse", file=sys.stderr)
     for session_id, reason in sorted(first.skipped.items()):
         print(f"skipped {session_id}: {reason}", file=sys.stderr)
     # Counted in the summary and listed in the JSON; one stderr line is enough for them.
@@ -122,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             "sessions_skipped": len(first.skipped),
             "labels_missing": missing,
             "label_rows_bad": checked.bad_rows,
+            "rows_skipped": bad_rows,
+            "sessions_unusable": unusable,
             "labels_conflicting": list(checked.conflicting),
             "no_actions": first.no_actions,
             "skipped": first.skipped,
@@ -141,6 +167,17 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and not math.isnan(first.auc):
         plotted = write_plot(args.plot, functools.partial(_plot, results))
     print(first.summary())
+    # An AUC over sessions scored 0 for want of an action measures the files, not the
+    # detector (columns or units this reader got wrong): a figure, but not exit 0.
+    no_action = unusable + first.no_actions
+    if 2 * no_action > len(test_refs):
+        print(
+            f"not a measurement: {no_action} of {len(test_refs)} labelled sessions have no"
+            f" usable action ({unusable} unreadable, {first.no_actions} without an action);"
+            " check their columns, names and time unit",
+            file=sys.stderr,
+        )
+        return 1
     if math.isnan(first.auc):
         return 1
     return 0 if plotted else 2

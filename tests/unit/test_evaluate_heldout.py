@@ -398,12 +398,13 @@ def test_balabit_reader_cleans_odd_rows() -> None:
             "0.25,,NoButton,Move,,",  # garbled numbers
             "0.26,nan,NoButton,Move,5,5",  # no usable time
             "0.27,0.27,NoButton,Move,inf,7",  # no usable position
-            "0.4,0.4,Sideways,Hover,40,40",  # unknown button and state
+            "0.4,0.4,Sideways,Hover,40,40",  # unknown button and state: not a move
         ]
     )
     s = parse_session(io.StringIO(text))
-    assert s.t_ms.tolist() == [100.0, 200.0, 270.0, 300.0, 400.0]
-    assert s.x.tolist() == [10, 10, 10, 30, 40] and s.y.tolist() == [10, 10, 10, 30, 40]
+    assert s.t_ms.tolist() == [100.0, 200.0, 270.0, 300.0]
+    assert s.x.tolist() == [10, 10, 10, 30] and s.y.tolist() == [10, 10, 10, 30]
+    assert s.skipped == 3
     assert len(parse_session(io.StringIO(""))) == 0
 
 
@@ -582,3 +583,122 @@ def test_desk_pairs_typists_with_pointers_and_fuses_them(
         typist, pointer = g["owner"].split("+")
         assert g["windows"] == by_name[typist]["windows"] + by_name[pointer]["windows"]
     assert "takeover desk" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# --- mouse: files this reader cannot take as they are -----------------------------------
+
+
+def _rewrite_rows(path: Path, row: Callable[[int, list[str]], list[str] | None]) -> None:
+    """Each line's fields through ``row`` (line 0 is the header; None drops the line)."""
+    lines = path.read_text().splitlines()
+    kept = [row(i, line.split(",")) for i, line in enumerate(lines)]
+    path.write_text("\n".join(",".join(f) for f in kept if f is not None) + "\n")
+
+
+def _half_broken(i: int, f: list[str]) -> list[str]:
+    """Every other data row without its y."""
+    return f if i == 0 or i % 2 else [*f[:5], ""]
+
+
+def _in_ms(i: int, f: list[str]) -> list[str]:
+    """Client times in milliseconds."""
+    return f if i == 0 else [f[0], repr(float(f[1]) * 1000), *f[2:]]
+
+
+FOUR = [("session_01", "0"), ("session_11", "0"), ("session_02", "1"), ("session_12", "1")]
+
+
+def _evaluate_mouse(root: Path, labels: Path, out: Path) -> int:
+    return main(
+        ["evaluate", "mouse", "--data", str(root), "--labels", str(labels), "--json", str(out)]
+    )
+
+
+def test_mouse_reports_rows_it_cannot_read_and_sessions_with_none(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tests = balabit_dir / "test_files"
+    # Half the rows of one session lose their y; every row of another gains a column
+    # its header does not have.
+    _rewrite_rows(tests / "user1" / "session_01", _half_broken)
+    _rewrite_rows(tests / "user2" / "session_12", lambda i, f: f if i == 0 else [*f, "7"])
+    half = (tests / "user1" / "session_01").read_text().count("\n") // 2
+    labels = _labels(tmp_path / "l.csv", [*FOUR, ("session_21", "0"), ("session_22", "1")])
+    out = tmp_path / "m.json"
+    assert _evaluate_mouse(balabit_dir, labels, out) == 0
+    err = capsys.readouterr().err
+    payload = json.loads(out.read_text())
+    assert (
+        f"{tests}: skipped {payload['rows_skipped']['test_files']} rows that did not parse" in err
+    )
+    assert payload["rows_skipped"]["test_files"] >= half
+    assert "session_01" in payload["scores"]  # what is left of it is still a session
+    rows = (tests / "user2" / "session_12").read_text().count("\n") - 1
+    reason = f"account user2: {rows} data rows, none readable"
+    assert payload["skipped"] == {"session_12": reason} and payload["sessions_unusable"] == 1
+    assert f"skipped session_12: {reason}" in err
+    assert payload["sessions"] == 5 and "session_12" not in payload["scores"]
+
+
+def test_mouse_refuses_sessions_in_milliseconds_and_names_them(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _rewrite_rows(balabit_dir / "test_files" / "user1" / "session_02", _in_ms)
+    _rewrite_rows(balabit_dir / "training_files" / "user3" / "session_20", _in_ms)
+    labels = _labels(tmp_path / "l.csv", [*FOUR, ("session_21", "0")])
+    out = tmp_path / "m.json"
+    assert _evaluate_mouse(balabit_dir, labels, out) == 0
+    err = capsys.readouterr().err
+    assert "skipped enrolment user3/session_20: client timestamp not in seconds" in err
+    payload = json.loads(out.read_text())
+    assert "milliseconds" in payload["skipped"]["session_02"]
+    assert payload["skipped"]["session_21"] == "account user3: no usable enrolment"
+    assert sorted(payload["scores"]) == ["session_01", "session_11", "session_12"]
+
+
+def test_mouse_exits_non_zero_when_most_sessions_have_no_usable_action(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 7th column in the test files only, header unchanged: before, "AUC 0.500", exit 0.
+    for path in (balabit_dir / "test_files").glob("*/session_[0-9]*"):
+        _rewrite_rows(path, lambda i, f: f if i == 0 else [*f, "7"])
+    labels = _labels(tmp_path / "l.csv", FOUR)
+    out = tmp_path / "m.json"
+    assert _evaluate_mouse(balabit_dir, labels, out) == 1
+    err = capsys.readouterr().err
+    assert "not a measurement: 4 of 4 labelled sessions have no usable action (4 unreadable" in err
+    assert json.loads(out.read_text())["sessions_unusable"] == 4
+
+
+def test_mouse_skips_session_directories_and_names_unreadable_files(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (balabit_dir / "training_files" / "user1" / "session_notes").mkdir()
+    (balabit_dir / "test_files" / "user2" / "session_dir").mkdir()
+    (balabit_dir / "training_files" / "user2" / "session_lost").symlink_to(tmp_path / "x")
+    (balabit_dir / "test_files" / "user1" / "session_gone").symlink_to(tmp_path / "y")
+    labels = _labels(tmp_path / "l.csv", [*FOUR, ("session_gone", "1"), ("session_dir", "0")])
+    out = tmp_path / "m.json"
+    assert _evaluate_mouse(balabit_dir, labels, out) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "skipped enrolment user2/session_lost: cannot read the file" in err
+    payload = json.loads(out.read_text())
+    assert payload["skipped"]["session_gone"].startswith("account user1: cannot read the file")
+    assert payload["skipped"]["session_dir"] == "labelled, but no such file under test_files"
+    assert payload["sessions"] == 4
+
+
+def test_takeover_reports_mouse_rows_and_sessions_it_cannot_use(
+    balabit_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tests = balabit_dir / "test_files"
+    _rewrite_rows(tests / "user1" / "session_01", _half_broken)
+    _rewrite_rows(tests / "user2" / "session_11", _in_ms)
+    (tests / "user3" / "session_dir").mkdir()
+    (tests / "user3" / "session_gone").symlink_to(tmp_path / "nowhere")
+    assert main(["evaluate", "takeover", "--mouse", str(tests)]) == 0
+    err = capsys.readouterr().err
+    assert f"{tests}: skipped " in err and " rows that did not parse" in err
+    assert "skipped mouse session user2/session_11: client timestamp not in seconds" in err
+    assert "skipped mouse session user3/session_gone: cannot read the file" in err
