@@ -160,6 +160,8 @@ class WorkerMetrics:
             self.verdict_scores.labels(modality)
         for kind in ("os_synthetic", "too_regular"):
             self.machine_input_windows.labels(kind)
+        # The one close reason an alert watches: a series at 0 before the first.
+        self.windows_closed.labels("memory")
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for reason in ("malformed", "schema_version"):
