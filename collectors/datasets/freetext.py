@@ -126,12 +126,19 @@ def _header_columns(row: list[str]) -> _Columns | str | None:
     and other orders or extra columns read as they say.
     """
     names = [f.strip().lstrip("\ufeff").strip().lower() for f in row]
+    while names and not names[-1]:
+        names.pop()  # a trailing comma names no column
     if "type" not in names:
         return None
     missing = [c for c in _DEFAULT_COLUMNS if c not in names]
-    if missing:
-        return f"the header names no {' or '.join(missing)} column (it has {', '.join(names)})"
-    return _Columns(names.index("type"), names.index("key"), names.index("t_ns"), len(names))
+    if not missing:
+        return _Columns(names.index("type"), names.index("key"), names.index("t_ns"), len(names))
+    in_place = all(names[i] == c for i, c in enumerate(_DEFAULT_COLUMNS) if c in names)
+    if len(names) == len(_DEFAULT_COLUMNS) and in_place:
+        # Our three columns, one renamed where it stands (``time`` for ``t_ns``): read by
+        # position, as a file without a header is; the unit check still applies.
+        return _Columns(0, 1, 2, 3)
+    return f"the header names no {' or '.join(missing)} column (it has {', '.join(names)})"
 
 
 def _refused(reason: str, rows: int) -> FreeTextSession:
@@ -243,8 +250,9 @@ def _not_nanoseconds(t_ns: np.ndarray) -> str:
     gaps = np.diff(t_ns)
     gaps = gaps[gaps > 0]
     if gaps.size == 0:
-        # Several events at one instant: whole seconds of a few presses, never typing in ns.
-        return f"all {t_ns.size} events share one time" if t_ns.size > 1 else ""
+        # Many events at one instant: whole seconds of a few presses, never typing in ns.
+        # A handful may be one press logged by a coarse clock.
+        return f"all {t_ns.size} events share one time" if t_ns.size > 4 else ""
     median = float(np.median(gaps))
     if median >= MIN_MEDIAN_GAP_NS:
         return ""

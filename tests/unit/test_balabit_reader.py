@@ -194,3 +194,19 @@ def test_directories_are_not_sessions_and_unreadable_files_are_named(tmp_path: P
     good, gone = (load_session(r.path) for r in refs)
     assert len(good) == len(GOOD) and not good.unusable
     assert len(gone) == 0 and gone.unusable.startswith("cannot read the file")
+
+
+def test_sparse_input_in_seconds_is_not_taken_for_milliseconds() -> None:
+    # A session of a short movement, then a notch of the wheel every 1.2 s while reading:
+    # its median step is 1.2 s, which the median rule refused as "milliseconds?".
+    header = "record timestamp,client timestamp,button,state,x,y\n"
+    rows = [f"{i / 60:.4f},{i / 60:.4f},NoButton,Move,{i},{i}" for i in range(20)]
+    rows += [f"{1 + 1.2 * i:.4f},{1 + 1.2 * i:.4f},Scroll,Down,0,0" for i in range(30)]
+    s = parse_session(io.StringIO(header + "\n".join(rows) + "\n"))
+    assert s.refused == "" and len(s) == 50
+    # Three moves two seconds apart say nothing about the unit.
+    few = [f"{2 * i},{2 * i},NoButton,Move,{i},{i}" for i in range(3)]
+    assert parse_session(io.StringIO(header + "\n".join(few) + "\n")).refused == ""
+    # The same movement written in milliseconds is still refused.
+    ms = [f"{i * 16},{i * 16},NoButton,Move,{i},{i}" for i in range(40)]
+    assert "not in seconds" in parse_session(io.StringIO(header + "\n".join(ms) + "\n")).refused

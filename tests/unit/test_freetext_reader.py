@@ -177,7 +177,8 @@ def test_columns_are_found_by_their_header_name(
 
 
 def test_a_header_without_a_needed_column_refuses_the_file(tmp_path: Path) -> None:
-    rows = [["type", "key", "time"], *_events()]
+    # Not our three columns in place (``type,key,time`` is read by position): refused.
+    rows = [["type", "time", "key"], *_events()]
     s = read_session(_write(tmp_path / "time.csv", rows, bom=True))
     assert s.t_ns.size == 0 and s.skipped == len(rows) - 1
     assert "no t_ns column" in s.refused
@@ -293,3 +294,21 @@ def test_any_rows_read_and_flow_through_the_pipeline(
     kept = set(zip(s.t_ns.tolist(), s.is_down.tolist(), s.key_class.tolist(), strict=True))
     assert len(kept) <= n  # a repeated row may be kept only if its key differs
     assert _pipeline(path) >= 0
+
+
+@pytest.mark.parametrize("header", ["type,key,time", "type,key,timestamp", "type,key,t_ns,"])
+def test_our_three_columns_with_the_time_renamed_in_place_are_read(header: str) -> None:
+    # The old reader took the last column as the time whatever the header called it.
+    text = f"{header}\ndown,'a',1000000000\nup,'a',1080000000\n"
+    s = read_session(io.StringIO(text))
+    assert s.refused == "" and s.t_ns.tolist() == [1_000_000_000, 1_080_000_000]
+
+
+def test_one_press_logged_at_one_instant_is_not_refused() -> None:
+    # A coarse clock can give a press and its release one time; many events at one time
+    # cannot be typing in nanoseconds.
+    one = read_session(io.StringIO("type,key,t_ns\ndown,'a',1000000000\nup,'a',1000000000\n"))
+    assert one.refused == "" and one.t_ns.size == 2
+    rows = "".join(f"{k},'{c}',1000000000\n" for c in "abc" for k in ("down", "up"))
+    many = read_session(io.StringIO("type,key,t_ns\n" + rows))
+    assert "share one time" in many.refused
