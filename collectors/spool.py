@@ -33,6 +33,7 @@ dropped: one bad row never wedges the queue, and never costs the good rows aroun
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -250,9 +251,14 @@ class SqliteSpool(_Bounded):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise SpoolError(
-                "open", self.path, OSError(f"in use by another agent ({exc.strerror})")
-            ) from exc
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise SpoolError(
+                    "open", self.path, OSError(f"in use by another agent ({exc.strerror})")
+                ) from exc
+            # No locking here at all (a network home without a lock daemon): agents ran
+            # without the lock before it existed, so this one runs on, and says so.
+            log.warning("cannot lock %s (%s): a second agent would not be kept out", lock_path, exc)
+            return None
         return fd
 
     def _release_lock(self) -> None:
@@ -261,10 +267,13 @@ class SqliteSpool(_Bounded):
             os.close(fd)
 
     def _open(self) -> sqlite3.Connection:
-        # Raw batches: readable by this user only (-wal and -shm take the file's mode).
+        # Raw batches: readable by this user only. New -wal and -shm files take the
+        # database's mode; ones left by an agent of before this rule keep theirs.
         with contextlib.suppress(OSError):
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            os.chmod(self.path, 0o600)
+        for part in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.chmod(self.path.with_name(self.path.name + part), 0o600)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per operation.
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:

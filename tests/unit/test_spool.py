@@ -201,10 +201,41 @@ def test_the_spool_is_readable_by_its_user_only(tmp_path: Path) -> None:
 
 def test_an_existing_spool_file_is_made_private_when_opened(tmp_path: Path) -> None:
     import os
+    import sqlite3
     import stat
 
     path = tmp_path / "spool.db"
     SqliteSpool(path, fsync=False).close()
-    os.chmod(path, 0o644)  # written by an agent before this rule
-    SqliteSpool(path, fsync=False).close()
+    # An agent of before this rule, killed: its write-ahead log holds the latest batches.
+    old_agent = sqlite3.connect(path)
+    old_agent.execute("PRAGMA journal_mode=WAL")
+    old_agent.execute("INSERT OR REPLACE INTO sequences VALUES ('dev-1', 7)")
+    old_agent.commit()
+    wal = tmp_path / "spool.db-wal"
+    for p in (path, wal):
+        os.chmod(p, 0o644)
+    spool = SqliteSpool(path, fsync=False)
+    assert stat.S_IMODE(wal.stat().st_mode) == 0o600  # while the agent runs, too
+    spool.close()
+    old_agent.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_filesystem_without_locks_does_not_stop_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # flock fails with ENOLCK on a network home without a lock daemon: that is not
+    # "in use by another agent", and agents ran there before the lock existed.
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level(logging.WARNING, logger="collectors.spool"):
+        spool = SqliteSpool(tmp_path / "spool.db", fsync=False)
+    spool.put("dev-1", 1, b"u", b"batch")
+    assert spool.batches == 1
+    spool.close()
+    assert "would not be kept out" in caplog.text
