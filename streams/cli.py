@@ -9,7 +9,9 @@ dependencies (faust, river, confluent-kafka, pynput) inside ``run`` so that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -75,7 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cadence: {exc}", file=sys.stderr)
         return 2
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        sys.stdout.flush()  # here, where a reader that went away is caught (below)
+        return status
+    except BrokenPipeError:
+        # `cadence ... | head`: the reader has all it wanted. Point stdout at /dev/null so
+        # the interpreter's last flush does not fail again on exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except SettingError as exc:
         # A bad environment variable, found where a command reads it: often at the first
         # import of streams.topics, which commands import inside run() (so --help and the

@@ -87,9 +87,11 @@ def unwritable(path: Path) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
     from rich.console import Console
     from rich.table import Table
 
+    from streams.admin import TopicsNotCreated
     from streams.bench import BenchConfig, BenchRefused, run_bench
     from streams.bench_worker import py_spy_path
     from streams.commands._args import positive, refuse
@@ -123,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
     problem = unwritable(args.json) if args.json is not None else None
     if refuse("bench pipeline", [(problem is None, f"--json {args.json}: {problem}")]):
         return 2
+    if args.work_dir is not None:
+        try:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            refuse(
+                "bench pipeline", [(False, f"--work-dir {args.work_dir}: {exc.strerror or exc}")]
+            )
+            return 2
     if args.py_spy is not None:
         try:
             py_spy_path()  # before minutes of loading the broker, not after
@@ -150,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
     except BenchRefused as exc:
         refuse("bench pipeline", [(False, str(exc))])
         return 2
+    except TopicsNotCreated as exc:
+        refuse(
+            "bench pipeline",
+            [(False, f"cannot create the run's topics ({exc}); is Kafka running?")],
+        )
+        return 1
+    except KafkaException as exc:
+        refuse("bench pipeline", [(False, f"cannot reach Kafka: {exc.args[0]}")])
+        return 1
     unreliable = (
         "" if result.throughput_reliable else f" (drain {result.drain_s:.2f} s: unreliable)"
     )

@@ -52,7 +52,16 @@ def run(args: argparse.Namespace) -> int:
         requested_by=args.by or _login(),
         requested_at_ms=time.time() * 1000.0,
     )
-    audit = _AuditWatch(args.kafka_config) if args.wait > 0 else None
+    from confluent_kafka import KafkaException
+
+    try:
+        audit = _AuditWatch(args.kafka_config) if args.wait > 0 else None
+    except KafkaException as exc:
+        print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except _NoAuditTopic as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     # The collectors' client and default partitioner: the request lands on the
     # partition number of the user's events, i.e. at the worker holding the profile.
     producer = Producer({**args.kafka_config, "acks": "all", "enable.idempotence": True})
@@ -90,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoAuditTopic(RuntimeError):
+    """The audit topic cannot be read (missing, not authorised)."""
+
+
 class _AuditWatch:
     """Reads the audit topic from its current end, looking for one request's record."""
 
@@ -107,11 +120,21 @@ class _AuditWatch:
                 "enable.auto.commit": False,
             }
         )
-        meta = self.consumer.list_topics(AUDIT.name, timeout=30).topics[AUDIT.name]
+        try:
+            meta = self.consumer.list_topics(AUDIT.name, timeout=30).topics.get(AUDIT.name)
+            if meta is None or meta.error is not None:
+                # No confirmation could ever be read: say so before sending anything.
+                reason = "missing" if meta is None else meta.error
+                raise _NoAuditTopic(f"cannot read {AUDIT.name}: {reason}")
+        except BaseException:
+            self.consumer.close()
+            raise
         # Positions taken before the request is sent, so its record cannot be missed.
         tps = [TopicPartition(AUDIT.name, p, OFFSET_END) for p in meta.partitions]
         ends = [
-            TopicPartition(AUDIT.name, tp.partition, self.consumer.get_watermark_offsets(tp)[1])
+            TopicPartition(
+                AUDIT.name, tp.partition, self.consumer.get_watermark_offsets(tp, timeout=30)[1]
+            )
             for tp in tps
         ]
         self.consumer.assign(ends)

@@ -41,8 +41,19 @@ def run(args: argparse.Namespace) -> int:
         TopicPartition,
     )
 
+    from streams.privacy import PSEUDONYM
     from streams.topics import VERDICTS
     from streams.verdict import LEVELS, decode_verdict
+
+    if args.user is not None and not PSEUDONYM.fullmatch(args.user):
+        # A login, or the 12 digits the text output shows, matches nothing: an empty
+        # output that reads as "no verdicts" (docs/soc.md).
+        print(
+            "cadence verdicts tail: --user: not a pseudonym (64 hex digits): use "
+            "`cadence pseudonym LOGIN`, or the user field of --json",
+            file=sys.stderr,
+        )
+        return 2
 
     floor = LEVELS.index(args.level) if args.level else 0
     consumer = Consumer(

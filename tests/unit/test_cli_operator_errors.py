@@ -1,0 +1,163 @@
+"""Operator commands end with one line, never a traceback: a reader that goes away
+(`| head`), an unreachable broker under `profiles forget`, a login given to
+`verdicts tail --user`, a --work-dir or broker `bench pipeline` cannot use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
+
+from streams.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+USER = "a" * 64
+
+
+# -- a reader that goes away ------------------------------------------------------
+
+
+def test_output_piped_to_head_is_not_a_traceback(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("k" * 32)
+    env = {**os.environ, "CADENCE_PSEUDONYM_KEY_FILE": str(key)}
+    env.pop("CADENCE_PSEUDONYM_KEY", None)
+    logins = [f"user{i}" for i in range(5000)]  # ~350 KB: more than a pipe holds
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "pseudonym", *logins],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()  # what `head -1` reads, then it exits
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=30)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+class _ClosedPipe:
+    """sys.stdout once `head` has exited."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        raise OSError("no file descriptor")
+
+
+def test_a_broken_pipe_in_a_command_is_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CADENCE_PSEUDONYM_KEY", "k" * 32)
+    monkeypatch.delenv("CADENCE_PSEUDONYM_KEY_FILE", raising=False)
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["pseudonym", "alice", "bob"]) != 0  # no BrokenPipeError raised
+
+
+# -- profiles forget and an unreachable broker ------------------------------------
+
+
+class _UnreachableConsumer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        pass
+
+    def list_topics(self, topic: str | None = None, timeout: float | None = None) -> Any:
+        raise confluent_kafka.KafkaException(
+            confluent_kafka.KafkaError(confluent_kafka.KafkaError._TRANSPORT)
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class _NoProducer:
+    def __init__(self, config: dict[str, Any]) -> None:
+        raise AssertionError("a request was sent although the audit topic was not read")
+
+
+def test_forget_with_an_unreachable_broker_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(confluent_kafka, "Consumer", _UnreachableConsumer)
+    monkeypatch.setattr(confluent_kafka, "Producer", _NoProducer)
+    assert main(["profiles", "forget", USER, "--wait", "5"]) == 1
+    assert capsys.readouterr().err.startswith("cannot reach Kafka: ")
+
+
+class _NoAuditTopicConsumer(_UnreachableConsumer):
+    def list_topics(self, topic: str | None = None, timeout: float | None = None) -> Any:
+        error = confluent_kafka.KafkaError(confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART)
+        meta = types.SimpleNamespace(error=error, partitions={})
+        return types.SimpleNamespace(topics={topic: meta})
+
+
+def test_forget_without_the_audit_topic_says_so_and_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to queue the request, then wait --wait seconds for a confirmation that
+    # could never be read.
+    monkeypatch.setattr(confluent_kafka, "Consumer", _NoAuditTopicConsumer)
+    monkeypatch.setattr(confluent_kafka, "Producer", _NoProducer)
+    assert main(["profiles", "forget", USER, "--wait", "5"]) == 1
+    assert "cannot read cadence.audit.v1" in capsys.readouterr().err
+
+
+# -- verdicts tail --user ------------------------------------------------------------
+
+
+class _NoBroker:
+    def __init__(self, config: dict[str, Any]) -> None:
+        raise AssertionError("reached Kafka with a --user that can match nothing")
+
+
+@pytest.mark.parametrize("user", ["alice", "fae206b716a1", "A" * 64])
+def test_tail_refuses_a_user_that_is_not_a_pseudonym(
+    user: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A login, or the 12 digits the text output shows, matched nothing: an empty
+    # output, exit 0, read as "this person has no verdicts" (docs/soc.md).
+    monkeypatch.setattr(confluent_kafka, "Consumer", _NoBroker)
+    assert main(["verdicts", "tail", "--user", user]) == 2
+    assert "not a pseudonym" in capsys.readouterr().err
+
+
+# -- bench pipeline -------------------------------------------------------------------
+
+
+def test_bench_unusable_work_dir_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "2", "--seconds", "1"]
+    assert main([*argv, "--work-dir", str(blocker / "work")]) == 2
+    assert f"--work-dir {blocker / 'work'}" in capsys.readouterr().err
+
+
+def test_bench_unreachable_broker_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams import bench
+    from streams.admin import TopicsNotCreated
+
+    def unreachable(bootstrap: str, topics: Any, partitions: int) -> None:
+        raise TopicsNotCreated({"bench.events.v1": "failed: no answer within 30 s"})
+
+    monkeypatch.setattr(bench, "create_run_topics", unreachable)
+    monkeypatch.setattr(bench, "delete_run_topics", lambda bootstrap, topics: None)
+    argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "2", "--seconds", "1"]
+    assert main(argv) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot create the run's topics" in err and "no answer within 30 s" in err
