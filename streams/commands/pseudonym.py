@@ -24,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
     except MissingPseudonymKey as exc:
         print(f"cadence pseudonym: {exc}", file=sys.stderr)
         return 2
+    blank = [login for login in args.login if not login.strip()]
+    if blank:
+        # No login is empty: a pseudonym for "" is one nobody has, and would be looked up
+        # (verdicts, erasure) as if it named someone.
+        print("cadence pseudonym: an empty login names nobody", file=sys.stderr)
+        return 2
     for login in args.login:
         print(f"{pseudonym(login, key)}  {login}" if len(args.login) > 1 else pseudonym(login, key))
     return 0

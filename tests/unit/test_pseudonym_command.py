@@ -35,3 +35,12 @@ def test_refuses_without_a_key(
     monkeypatch.delenv("CADENCE_PSEUDONYM_KEY_FILE", raising=False)
     assert main(["pseudonym", "alice"]) == 2
     assert capsys.readouterr().out == ""
+
+
+def test_refuses_an_empty_login(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CADENCE_PSEUDONYM_KEY", "k" * 32)
+    monkeypatch.delenv("CADENCE_PSEUDONYM_KEY_FILE", raising=False)
+    assert main(["pseudonym", "alice", " "]) == 2
+    assert capsys.readouterr().out == ""  # nothing printed, not even alice's
