@@ -32,14 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from collectors.datasets.balabit import (
-        SessionRef,
-        iter_sessions,
-        load_session,
-        read_labels_checked,
-    )
+    from collectors.datasets.balabit import SessionRef, iter_sessions, read_labels_checked
     from profiles.evaluation.mouse import DEFAULT_METHOD, METHODS, LabelledSession, evaluate_mouse
     from profiles.mouse import MouseEvents
+    from streams.commands._balabit import Reading
     from streams.recordings import balabit_to_mouse_events
 
     to_events = balabit_to_mouse_events
@@ -69,17 +65,10 @@ def run(args: argparse.Namespace) -> int:
             f" ({', '.join(checked.conflicting[:5])}{' …' if len(checked.conflicting) > 5 else ''})",
             file=sys.stderr,
         )
-    bad_rows = {"training_files": 0, "test_files": 0}
+    reading = {"training_files": Reading(), "test_files": Reading()}
     training: dict[str, list[MouseEvents]] = {}
     for ref in tqdm(train_refs, desc="enrollment sessions", file=sys.stderr):
-        s = load_session(ref.path)
-        # A refused file is named with its reason; its rows are not "rows that did not parse".
-        bad_rows["training_files"] += 0 if s.refused else s.skipped
-        if s.unusable:
-            # tqdm.write: the progress bar of the read is still on the line.
-            tqdm.write(
-                f"skipped enrolment {ref.account}/{ref.path.name}: {s.unusable}", file=sys.stderr
-            )
+        s = reading["training_files"].load(ref, "enrolment")
         # Kept even when empty: an account left with nothing is "no usable enrolment".
         training.setdefault(ref.account, []).append(to_events(s))
 
@@ -91,13 +80,9 @@ def run(args: argparse.Namespace) -> int:
             f"{missing} of {len(labels)} labelled sessions are not under {args.data / 'test_files'}",
             file=sys.stderr,
         )
-    unusable = 0
 
     def labelled(ref: SessionRef) -> LabelledSession:
-        nonlocal unusable
-        s = load_session(ref.path)
-        bad_rows["test_files"] += 0 if s.refused else s.skipped
-        unusable += bool(s.unusable)
+        s = reading["test_files"].load(ref, None)  # listed with the skipped sessions
         return LabelledSession(
             ref.account, ref.session_id, to_events(s), labels[ref.session_id], s.unusable
         )
@@ -117,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     first = results[0]
-    for split, n in bad_rows.items():
-        if n:
-            print(f"{args.data / split}: skipped {n} rows that did not parse", file=sys.stderr)
+    for split, read in reading.items():
+        read.report_rows(args.data / split)
+    unusable = reading["test_files"].unusable
     for session_id, reason in sorted(first.skipped.items()):
         print(f"skipped {session_id}: {reason}", file=sys.stderr)
     # Counted in the summary and listed in the JSON; one stderr line is enough for them.
@@ -146,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             "sessions_skipped": len(first.skipped),
             "labels_missing": missing,
             "label_rows_bad": checked.bad_rows,
-            "rows_skipped": bad_rows,
+            "rows_skipped": {split: read.bad_rows for split, read in reading.items()},
             "sessions_unusable": unusable,
             "labels_conflicting": list(checked.conflicting),
             "no_actions": first.no_actions,

@@ -202,9 +202,10 @@ def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
 
     from tqdm import tqdm
 
-    from collectors.datasets.balabit import iter_sessions, load_session
+    from collectors.datasets.balabit import iter_sessions
     from profiles.evaluation.takeover import split_by_session
     from profiles.mouse import MouseEvents
+    from streams.commands._balabit import Reading
     from streams.recordings import balabit_to_mouse_events
 
     if (root / "training_files").is_dir():
@@ -213,21 +214,13 @@ def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
         refs = list(iter_sessions(root.parent, root.name))
     by_user: dict[str, list[tuple[str, MouseEvents]]] = {}
     files: dict[str, int] = {}
-    bad_rows = 0
+    reading = Reading()
     for ref in tqdm(refs, desc="read mouse", file=sys.stderr):
         files[ref.account] = files.get(ref.account, 0) + 1
-        s = load_session(ref.path)
-        bad_rows += 0 if s.refused else s.skipped  # a refused file is named instead
-        if s.unusable:
-            tqdm.write(
-                f"skipped mouse session {ref.account}/{ref.path.name}: {s.unusable}",
-                file=sys.stderr,
-            )
-        events = balabit_to_mouse_events(s)
+        events = balabit_to_mouse_events(reading.load(ref, "mouse session"))
         if len(events):
             by_user.setdefault(ref.account, []).append((ref.session_id, events))
-    if bad_rows:
-        print(f"{root}: skipped {bad_rows} rows that did not parse", file=sys.stderr)
+    reading.report_rows(root)
     for user in sorted(set(files) - set(by_user)):
         print(
             f"skipped mouse account {user}: {files[user]} sessions without a pointer event",
