@@ -623,7 +623,9 @@ class Worker:
             DEADLETTER.name,
             letter.key,
             letter.value,
-            delivered or (lambda: self._ack_all([event])),
+            # A report that comes after a rebalance took the partition away must not
+            # ack there: the new owner reads the record again (and dead-letters it).
+            delivered or (lambda: self._ack_owned([event])),
             headers=letter.headers,
         )
 

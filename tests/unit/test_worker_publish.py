@@ -304,3 +304,27 @@ def test_a_queued_state_is_not_written_once_its_partition_moved_away() -> None:
     w.outbox.deliver_reports()  # the 20 ms timer, after the rebalance
     assert producer.changelog() == [] and not w.outbox.changelog_backlog
     assert acked == []
+
+
+def test_a_dead_letter_delivered_after_its_partition_moved_away_is_not_acked() -> None:
+    # Acked there, the old owner's consumer would record an offset of a partition it no
+    # longer has; the new owner reads the record again and sends its own dead letter.
+    w, producer, acked = worker()
+
+    async def scenario() -> None:
+        await w.dead_letter(Event(0), "malformed", "batch", "not JSON")
+        await w._on_revoked(None, {TP(EVENTS.name, 0)})
+
+    asyncio.run(scenario())
+    (letter,) = producer.to(DEADLETTER.name)
+    letter[2](None, Offset())
+    assert acked == []
+
+
+def test_a_dead_letter_is_acked_once_kafka_has_it() -> None:
+    w, producer, acked = worker()
+    event = Event(0)
+    asyncio.run(w.dead_letter(event, "malformed", "batch", "not JSON"))
+    assert acked == []
+    producer.to(DEADLETTER.name)[0][2](None, Offset())
+    assert acked == [event]
