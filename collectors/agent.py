@@ -25,7 +25,12 @@ from collectors.identity import (
     pseudonym,
 )
 from collectors.metrics import CollectorMetrics
-from collectors.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, open_spool
+from collectors.spool import (
+    DEFAULT_MAX_BATCHES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_QUARANTINE_DAYS,
+    open_spool,
+)
 from collectors.unlock import LockWatcher
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch
 
@@ -50,6 +55,7 @@ class AgentConfig:
     memory_spool: bool = False  # non-durable: for tests and benchmarks only
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     spool_max_batches: int = DEFAULT_MAX_BATCHES
+    spool_quarantine_days: float = DEFAULT_QUARANTINE_DAYS  # a damaged spool's copy kept
     fsync: bool = True
     metrics_port: int | None = None
     key_identity: bool = False
@@ -164,6 +170,7 @@ def build_agent(
         max_batches=config.spool_max_batches,
         fsync=config.fsync,
         metrics=metrics,
+        quarantine_days=config.spool_quarantine_days,
     )
     sender = BatchSender(
         spool,

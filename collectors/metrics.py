@@ -39,7 +39,8 @@ class CollectorMetrics:
         )
         self.dropped_batches = Counter(
             "cadence_collector_dropped_batches_total",
-            "Batches dropped unsent: spool past its bound, spool unwritable, or permanently rejected",
+            "Batches dropped unsent: spool past its bound, spool unwritable, held by a damaged"
+            " spool file moved aside, or permanently rejected",
             registry=r,
         )
         self.delivery_errors = Counter(
@@ -64,7 +65,8 @@ class CollectorMetrics:
             self.spool_errors.labels(operation)  # exported at 0 from the start, for rate()
         self.spool_quarantined = Counter(
             "cadence_collector_spool_quarantined_total",
-            "Damaged spool files moved aside at start (their batches are lost)",
+            "Damaged spool files moved aside, at start or found damaged while running (their"
+            " batches are lost: counted in dropped_batches, as many as can still be read)",
             registry=r,
         )
         self.capture_errors = Counter(

@@ -23,26 +23,34 @@ A file that cannot be written (disk full, locked by another process) raises
 :class:`SpoolError` from the failed operation with SQLite's reason, the transaction
 undone and the sizes unchanged; the sender counts it and carries on. A damaged file
 (not a database, malformed pages, a schema that is not ours, anything the open-time
-check cannot read) is moved aside at open and a fresh spool started. Single rows whose
-content is damaged in a file that is otherwise sound (a value of the wrong type, a
-device name that is not UTF-8: bit rot SQLite's page checks cannot see) are deleted
-where they are found, at open or by :meth:`SqliteSpool.pending`, and counted as
-dropped: one bad row never wedges the queue, and never costs the good rows around it.
+check cannot read) is moved aside at open and a fresh spool started; so is a file an
+operation finds damaged while the agent runs (SQLite's "database disk image is
+malformed"), at most once a minute. The batches such a file held are counted as dropped
+(as many as can still be read from it), and the moved-aside copies are deleted after
+``quarantine_days`` (keeping at most :data:`MAX_QUARANTINED`): they hold raw batches
+that will never be delivered. Single rows whose content is damaged in a file that is
+otherwise sound (a value of the wrong type, a device name that is not UTF-8: bit rot
+SQLite's page checks cannot see) are deleted where they are found, at open or by
+:meth:`SqliteSpool.pending`, and counted as dropped: one bad row never wedges the
+queue, and never costs the good rows around it.
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import errno
 import logging
+import math
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from collectors.metrics import CollectorMetrics
 
@@ -50,6 +58,23 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_BATCHES = 1_000_000
+# A damaged spool moved aside is kept this long for forensics, then deleted: it holds raw
+# batches that will never be delivered (docs/privacy.md). The same as dead letters.
+DEFAULT_QUARANTINE_DAYS = 7.0
+# At most this many moved-aside copies are kept, however recent: a disk that damages
+# file after file must not fill up with them.
+MAX_QUARANTINED = 3
+# Expired copies are looked for at open and then at most this often (a desk agent can
+# run for weeks without a restart).
+_PRUNE_INTERVAL_S = 3600.0
+# A file found damaged while running is moved aside at most this often: a disk that
+# damages every fresh file too gets plain spool errors in between (counted and
+# reported by the sender), not one quarantine per operation.
+_REQUARANTINE_S = 60.0
+_STAMP = "%Y%m%dT%H%M%SZ"
+# <spool>.corrupt-<stamp>[-<n>][-wal|-shm], after the spool's own name: only names this
+# module makes are ever deleted.
+_COPY = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)(?:-(\d+))?(?:-wal|-shm)?")
 # Primary SQLite result codes that say the file is there but cannot be used *now*
 # (SQLITE_PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL, AUTH):
 # not damage, so the file is kept and the error reported. Any other failure of the
@@ -57,6 +82,12 @@ DEFAULT_MAX_BATCHES = 1_000_000
 # is not ours, a decode or type error on the content) means the content is not what
 # this module wrote: damage, so the file is moved aside.
 _UNAVAILABLE = frozenset({3, 5, 6, 7, 8, 10, 13, 14, 15, 23})
+# While running only SQLite's own verdict on the file counts as damage (SQLITE_CORRUPT,
+# SQLITE_NOTADB): anything else (locked, full, a bug of ours) keeps the file and is
+# reported, since moving it aside loses every batch it holds.
+_CORRUPT = frozenset({11, 26})
+
+_T = TypeVar("_T")
 
 # A row as the spool writes it; anything else is bit rot in the row (a flipped serial
 # type, a size that no longer matches). typeof() and length() read record headers only.
@@ -93,6 +124,47 @@ def _is_damage(exc: Exception) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     # No code: raised by the sqlite3 module converting a value (text that is not UTF-8).
     return code is None or (code & 0xFF) not in _UNAVAILABLE
+
+
+def _is_corruption(exc: BaseException | None) -> bool:
+    """Whether a failure while running is damage to the file (see ``_CORRUPT``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and (code & 0xFF) in _CORRUPT
+
+
+def _readable_batches(path: Path) -> tuple[int, bool]:
+    """How many batches a damaged spool file holds: ``(n, True)`` if it can be counted,
+    else ``(lower bound, False)``: the rows readable before and after the damage.
+
+    Opened read-only, so that the copy kept for forensics is as it was found (no WAL
+    recovery written into it, no checkpoint on close).
+    """
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except (sqlite3.Error, ValueError):
+        return 0, False
+    try:
+        try:
+            (count,) = db.execute("SELECT count(*) FROM batches").fetchone()
+            return int(count), True
+        except sqlite3.Error:
+            pass
+        head, last = _scan(db, "SELECT id FROM batches WHERE id > ? ORDER BY id", 0)
+        # From the end back to the damage; only ids past the head, so none counts twice.
+        tail, _ = _scan(db, "SELECT id FROM batches WHERE id > ? ORDER BY id DESC", last)
+        return head + tail, False
+    finally:
+        db.close()
+
+
+def _scan(db: sqlite3.Connection, query: str, after: int) -> tuple[int, int]:
+    """Rows read until the first error, and the id of the last one read."""
+    n = last = 0
+    with contextlib.suppress(sqlite3.Error):
+        for (row_id,) in db.execute(query, (after,)):
+            n += 1
+            last = row_id
+    return n, last
 
 
 def _device_name(raw: object) -> str | None:
@@ -206,13 +278,24 @@ class SqliteSpool(_Bounded):
         max_batches: int = DEFAULT_MAX_BATCHES,
         fsync: bool = True,
         metrics: CollectorMetrics | None = None,
+        quarantine_days: float = DEFAULT_QUARANTINE_DAYS,
     ) -> None:
         super().__init__(max_bytes, max_batches, metrics)
+        if not (math.isfinite(quarantine_days) and quarantine_days >= 0):
+            raise ValueError("quarantine_days must be a number of days, 0 or more")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fsync = fsync
-        self.quarantined: Path | None = None  # where a damaged spool file was moved aside
+        self.quarantine_days = quarantine_days
+        self.quarantined: Path | None = None  # where a damaged spool file was last moved aside
         self.damaged_rows = 0  # rows deleted because their content was damaged (in dropped too)
+        self._top_id = 0  # the highest spool id handed out: a fresh file continues above it
+        self._last_quarantine: float | None = None  # time.monotonic() of the last one
+        # Why there is no open file (moved aside, a fresh one failed to open), and when to
+        # try again: once a minute, not at every operation.
+        self._no_file: Exception | None = None
+        self._reopen_at = 0.0
+        self._prune_at = 0.0  # time.monotonic() of the next look for expired copies
         self._lock_fd = self._take_lock()
         try:
             self._db = self._open()
@@ -222,7 +305,8 @@ class SqliteSpool(_Bounded):
             if not _is_damage(exc):
                 self._release_lock()
                 raise SpoolError("open", self.path, exc) from exc
-            self.quarantined = self._quarantine(exc)
+            held, exact = _readable_batches(self.path)
+            self.quarantined = self._quarantine(exc, held, exact, "at open")
             self._count = self._bytes = 0
             self._last_seq.clear()
             try:
@@ -230,6 +314,7 @@ class SqliteSpool(_Bounded):
             except Exception as again:
                 self._release_lock()
                 raise SpoolError("open", self.path, again) from again
+        self._maybe_prune()
 
     def _take_lock(self) -> int | None:
         """One agent per spool: a second one would hand out the same sequence numbers.
@@ -297,11 +382,15 @@ class SqliteSpool(_Bounded):
             if problems != [("ok",)]:
                 raise _Damaged("; ".join(str(p[0]) for p in problems[:3]))
             count, size, sequences = self._check_rows(db)
+            (top,) = db.execute(
+                "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'batches'"
+            ).fetchone()
         except BaseException:
             db.close()
             raise
         self._count, self._bytes = count, size
         self._last_seq.update(sequences)
+        self._top_id = max(self._top_id, top if type(top) is int else 0)
         return db
 
     def _check_rows(self, db: sqlite3.Connection) -> tuple[int, int, dict[str, int]]:
@@ -382,30 +471,102 @@ class SqliteSpool(_Bounded):
             self.dropped,
         )
 
-    def _quarantine(self, exc: Exception) -> Path:
-        """Move a damaged spool aside (kept for forensics) so that the agent can start.
+    def _quarantine(self, exc: Exception, held: int, exact: bool, when: str) -> Path:
+        """Move a damaged spool aside (kept for forensics, for a while) so that the agent goes on.
 
-        Its batches are lost to the pipeline, which sees a sequence gap. The fresh spool
-        numbers from wall-clock milliseconds (``_first_seq``), above any number the lost
-        file handed out, so no new batch is taken for a duplicate of an old one.
+        Its batches are lost to the pipeline, which sees a sequence gap: counted as dropped,
+        ``held`` of them (``exact`` False: a lower bound, the rest cannot be read). The
+        fresh spool numbers on from the sequence numbers still known, or else from
+        wall-clock milliseconds (``_first_seq``), above any number the lost file handed
+        out, so no new batch is taken for a duplicate of an old one.
         """
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        target = self._quarantine_target()
         for suffix in ("", "-wal", "-shm"):
             part = self.path.with_name(self.path.name + suffix)
             if part.exists():
                 os.replace(part, target.with_name(target.name + suffix))
+        self._last_quarantine = time.monotonic()
+        self.dropped += held
         if self.metrics is not None:
             self.metrics.spool_quarantined.inc()
+            self.metrics.dropped_batches.inc(held)
+        if exact:
+            lost = f"the {held} batches it held are lost"
+        elif held:
+            lost = f"at least {held} batches it held are lost (the rest of it cannot be read)"
+        else:
+            lost = "how many batches it held cannot be read (none counted as dropped)"
         log.error(
-            "spool %s is damaged (%s: %s): moved it aside to %s and started an empty spool; "
-            "the batches it held are lost (the pipeline reports them as a sequence gap)",
+            "spool %s is damaged (%s found %s: %s): moved it aside to %s (kept for forensics, "
+            "deleted after %g days) and started an empty spool; %s, counted as dropped%s; the "
+            "pipeline reports them as a sequence gap (%d dropped in total)",
             self.path,
             type(exc).__name__,
+            when,
             exc,
             target,
+            self.quarantine_days,
+            lost,
+            " (any already handed to the producer may still arrive)" if when != "at open" else "",
+            self.dropped,
         )
+        self._prune_quarantined()
         return target
+
+    def _quarantine_target(self) -> Path:
+        # Two in one second (a damaged fresh file at the next start) must not overwrite.
+        base = f"{self.path.name}.corrupt-{time.strftime(_STAMP, time.gmtime())}"
+        target, n = self.path.with_name(base), 1
+        while any(target.with_name(target.name + s).exists() for s in ("", "-wal", "-shm")):
+            n += 1
+            target = self.path.with_name(f"{base}-{n}")
+        return target
+
+    def _maybe_prune(self) -> None:
+        if time.monotonic() >= self._prune_at:
+            self._prune_quarantined()
+
+    def _prune_quarantined(self) -> None:
+        """Delete moved-aside copies past ``quarantine_days``, and all but the newest few."""
+        self._prune_at = time.monotonic() + _PRUNE_INTERVAL_S
+        try:
+            copies = self._quarantined_copies()
+        except OSError as exc:
+            log.warning("cannot list quarantined spool copies in %s: %s", self.path.parent, exc)
+            return
+        expired = time.time() - self.quarantine_days * 86400.0
+        for i, (made, parts) in enumerate(copies):
+            if i < MAX_QUARANTINED and made > expired:
+                continue
+            try:
+                for part in parts:
+                    part.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot delete quarantined spool copy %s: %s", parts[0], exc)
+                continue
+            log.info(
+                "deleted quarantined spool copy %s (kept %g days, at most %d copies)",
+                parts[0],
+                self.quarantine_days,
+                MAX_QUARANTINED,
+            )
+
+    def _quarantined_copies(self) -> list[tuple[float, list[Path]]]:
+        """Each moved-aside copy (with its -wal and -shm) and when it was made, newest first."""
+        groups: dict[tuple[str, int], list[Path]] = {}
+        name = self.path.name
+        for entry in self.path.parent.iterdir():
+            found = _COPY.fullmatch(entry.name, len(name)) if entry.name.startswith(name) else None
+            if found is not None:
+                groups.setdefault((found[1], int(found[2] or 1)), []).append(entry)
+        copies: list[tuple[float, list[Path]]] = []
+        for (stamp, _), parts in sorted(groups.items(), reverse=True):
+            try:
+                made = float(calendar.timegm(time.strptime(stamp, _STAMP)))
+            except ValueError:
+                continue  # not a time: not a name this module made
+            copies.append((made, sorted(parts)))
+        return copies
 
     def _first_seq(self) -> int:
         # A device id is derived from the machine, so a reinstalled agent (state lost)
@@ -415,38 +576,125 @@ class SqliteSpool(_Bounded):
         return int(time.time() * 1000)
 
     def put(self, device: str, seq: int, key: bytes, value: bytes) -> int:
-        size = len(key) + len(value)
         with self._lock:
-            db = self._db
-            before = self._count, self._bytes
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                cur = db.execute(
-                    "INSERT INTO batches (device, seq, key, value, size) VALUES (?, ?, ?, ?, ?)",
-                    (device, seq, key, value, size),
-                )
-                if seq > self._last_seq.get(device, -1):
-                    db.execute(
-                        "INSERT INTO sequences (device, last_seq) VALUES (?, ?) "
-                        "ON CONFLICT(device) DO UPDATE SET last_seq = excluded.last_seq",
-                        (device, seq),
-                    )
-                self._count += 1
-                self._bytes += size
-                dropped = self._evict(cur.lastrowid) if self._over() else []
-                db.execute("COMMIT")
-            except BaseException as exc:
-                self._abort(before)
-                if isinstance(exc, sqlite3.Error):
-                    raise SpoolError("put", self.path, exc) from exc
-                raise
-            if seq > self._last_seq.get(device, -1):
-                self._last_seq[device] = seq
+            spool_id, dropped = self._recovering("put", lambda: self._put(device, seq, key, value))
         if dropped:
             self._report_drop(dropped)
+        self._maybe_prune()
+        return spool_id
+
+    def _put(
+        self, device: str, seq: int, key: bytes, value: bytes
+    ) -> tuple[int, list[tuple[str, int, int]]]:
+        size = len(key) + len(value)
+        db = self._db
+        before = self._count, self._bytes
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute(
+                "INSERT INTO batches (device, seq, key, value, size) VALUES (?, ?, ?, ?, ?)",
+                (device, seq, key, value, size),
+            )
+            if seq > self._last_seq.get(device, -1):
+                db.execute(
+                    "INSERT INTO sequences (device, last_seq) VALUES (?, ?) "
+                    "ON CONFLICT(device) DO UPDATE SET last_seq = excluded.last_seq",
+                    (device, seq),
+                )
+            self._count += 1
+            self._bytes += size
+            dropped = self._evict(cur.lastrowid) if self._over() else []
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._abort(before)
+            if isinstance(exc, sqlite3.Error):
+                raise SpoolError("put", self.path, exc) from exc
+            raise
+        if seq > self._last_seq.get(device, -1):
+            self._last_seq[device] = seq
         spool_id = cur.lastrowid
         assert spool_id is not None
-        return spool_id
+        self._top_id = max(self._top_id, spool_id)
+        return spool_id, dropped
+
+    def _recovering(self, operation: str, action: Callable[[], _T]) -> _T:
+        """Run one operation (lock held). If it finds the file damaged, move the file aside
+        and open a fresh one, as at open, and run it once more there: damage appearing
+        mid-run must not fail every put and read until the agent is restarted."""
+        if self._no_file is not None:
+            if time.monotonic() < self._reopen_at:
+                raise SpoolError(operation, self.path, self._no_file)
+            self._reopen(operation)
+        try:
+            return action()
+        except SpoolError as exc:
+            if not self._recover(exc):
+                raise
+        return action()  # on the fresh file: a failure now is a plain SpoolError
+
+    def _recover(self, exc: SpoolError) -> bool:
+        """Quarantine a file found damaged while running; False if this is not damage, or
+        the last quarantine was under ``_REQUARANTINE_S`` ago (never one per operation)."""
+        if not _is_corruption(exc.cause):
+            return False
+        if (
+            self._last_quarantine is not None
+            and time.monotonic() - self._last_quarantine < _REQUARANTINE_S
+        ):
+            return False
+        # Closed before the move: closing later would delete the fresh file's -wal by name.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        try:
+            self._set_aside(exc.cause, f"by a {exc.operation}")
+        except OSError as move:
+            # The damaged file stays where it is: moved aside by the next attempt to open
+            # it, in a minute; each operation until then fails, counted by the sender.
+            self._no_file, self._reopen_at = move, time.monotonic() + _REQUARANTINE_S
+            raise SpoolError(exc.operation, self.path, move) from move
+        self._reopen(exc.operation)
+        return True
+
+    def _set_aside(self, exc: Exception, when: str) -> None:
+        # While running, the spool's own count of what the file held is exact.
+        self.quarantined = self._quarantine(exc, self._count, True, when)
+        self._count = self._bytes = 0
+
+    def _reopen(self, operation: str) -> None:
+        """Open a fresh file in place of one found damaged while running.
+
+        Spool ids go on above the old file's: a delivery report still in flight for an old
+        batch then removes nothing new. The sequence numbers known are written to it, so
+        numbering goes on without a jump (the lost batches are the pipeline's only gap).
+        """
+        try:
+            try:
+                db = self._open()
+            except Exception as exc:
+                if not _is_damage(exc):
+                    raise
+                # Still the damaged file: moving it aside failed at the last attempt.
+                self._set_aside(exc, "on opening it again")
+                db = self._open()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('batches', ?)", (self._top_id,)
+                )
+                db.executemany(
+                    "INSERT INTO sequences (device, last_seq) VALUES (?, ?)",
+                    self._last_seq.items(),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.close()
+                raise
+        except Exception as exc:
+            # Tried again in a minute; until then each operation fails, counted by the sender.
+            self._no_file, self._reopen_at = exc, time.monotonic() + _REQUARANTINE_S
+            raise SpoolError(operation, self.path, exc) from exc
+        self._db = db
+        self._no_file = None
 
     def _abort(self, sizes: tuple[int, int]) -> None:
         # SQLite may have rolled the transaction back itself (a full disk does): a
@@ -492,41 +740,44 @@ class SqliteSpool(_Bounded):
         if not ids:
             return
         with self._lock:
-            db = self._db
-            before = self._count, self._bytes
-            try:
-                if self._fsync:
-                    # A removal lost to a power cut only resends an acknowledged batch (a
-                    # duplicate, which consumers drop), never loses one: so no fsync of its
-                    # own. The next put's FULL commit syncs the WAL, these frames included.
-                    # Halves the fsyncs per batch; a process crash still keeps the commit.
-                    db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("BEGIN IMMEDIATE")
-                # SELECT then DELETE rather than DELETE ... RETURNING, which needs SQLite
-                # 3.35 (Ubuntu 20.04 ships 3.31); chunks stay under the oldest limit of
-                # 999 bound parameters.
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    found, size = db.execute(
-                        f"SELECT count(*), coalesce(sum(size), 0) FROM batches WHERE id IN ({marks})",
-                        chunk,
-                    ).fetchone()
-                    # Ids already dropped or removed (a duplicate ack) are simply not found.
-                    db.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
-                    self._count -= int(found)
-                    self._bytes -= int(size)
-                db.execute("COMMIT")
-            except BaseException as exc:
-                self._abort(before)
-                if isinstance(exc, sqlite3.Error):
-                    raise SpoolError("remove", self.path, exc) from exc
-                raise
-            finally:
-                if self._fsync:
-                    # Puts must stay fsynced whatever became of this removal (the pragma
-                    # only sets a flag on the connection, outside any transaction).
-                    db.execute("PRAGMA synchronous=FULL")
+            self._recovering("remove", lambda: self._remove(ids))
+
+    def _remove(self, ids: list[int]) -> None:
+        db = self._db
+        before = self._count, self._bytes
+        try:
+            if self._fsync:
+                # A removal lost to a power cut only resends an acknowledged batch (a
+                # duplicate, which consumers drop), never loses one: so no fsync of its
+                # own. The next put's FULL commit syncs the WAL, these frames included.
+                # Halves the fsyncs per batch; a process crash still keeps the commit.
+                db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            # SELECT then DELETE rather than DELETE ... RETURNING, which needs SQLite
+            # 3.35 (Ubuntu 20.04 ships 3.31); chunks stay under the oldest limit of
+            # 999 bound parameters.
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found, size = db.execute(
+                    f"SELECT count(*), coalesce(sum(size), 0) FROM batches WHERE id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                # Ids already dropped or removed (a duplicate ack) are simply not found.
+                db.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
+                self._count -= int(found)
+                self._bytes -= int(size)
+            db.execute("COMMIT")
+        except BaseException as exc:
+            self._abort(before)
+            if isinstance(exc, sqlite3.Error):
+                raise SpoolError("remove", self.path, exc) from exc
+            raise
+        finally:
+            if self._fsync:
+                # Puts must stay fsynced whatever became of this removal (the pragma
+                # only sets a flag on the connection, outside any transaction).
+                db.execute("PRAGMA synchronous=FULL")
 
     def pending(self, after_id: int = 0, limit: int = 1000) -> list[SpooledBatch]:
         """Up to ``limit`` batches after spool id ``after_id``, oldest first.
@@ -536,33 +787,36 @@ class SqliteSpool(_Bounded):
         with it the delivery of every later batch.
         """
         with self._lock:
-            while True:
-                try:
-                    rows = self._db.execute(
-                        "SELECT id, CAST(device AS BLOB), typeof(device), seq, key, value "
-                        "FROM batches WHERE id > ? ORDER BY id LIMIT ?",
-                        (after_id, limit),
-                    ).fetchall()
-                except sqlite3.Error as exc:
-                    raise SpoolError("read", self.path, exc) from exc
-                out: list[SpooledBatch] = []
-                bad: list[int] = []
-                for i, raw, kind, seq, key, value in rows:
-                    device = _device_name(raw) if kind == "text" else None
-                    if (
-                        device is None
-                        or type(seq) is not int
-                        or type(key) is not bytes
-                        or type(value) is not bytes
-                    ):
-                        bad.append(i)
-                    else:
-                        out.append(SpooledBatch(i, device, seq, key, value))
-                if bad:
-                    self._discard(bad)
-                if out or not rows:
-                    return out
-                after_id = rows[-1][0]  # every row read was damaged: read on past them
+            return self._recovering("read", lambda: self._pending(after_id, limit))
+
+    def _pending(self, after_id: int, limit: int) -> list[SpooledBatch]:
+        while True:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, CAST(device AS BLOB), typeof(device), seq, key, value "
+                    "FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise SpoolError("read", self.path, exc) from exc
+            out: list[SpooledBatch] = []
+            bad: list[int] = []
+            for i, raw, kind, seq, key, value in rows:
+                device = _device_name(raw) if kind == "text" else None
+                if (
+                    device is None
+                    or type(seq) is not int
+                    or type(key) is not bytes
+                    or type(value) is not bytes
+                ):
+                    bad.append(i)
+                else:
+                    out.append(SpooledBatch(i, device, seq, key, value))
+            if bad:
+                self._discard(bad)
+            if out or not rows:
+                return out
+            after_id = rows[-1][0]  # every row read was damaged: read on past them
 
     def _discard(self, ids: list[int]) -> None:
         """Delete damaged rows (lock held), counted as dropped."""
@@ -587,10 +841,13 @@ class SqliteSpool(_Bounded):
 
     def contains(self, spool_id: int) -> bool:
         with self._lock:
-            try:
-                row = self._db.execute("SELECT 1 FROM batches WHERE id = ?", (spool_id,)).fetchone()
-            except sqlite3.Error as exc:
-                raise SpoolError("read", self.path, exc) from exc
+            return self._recovering("read", lambda: self._contains(spool_id))
+
+    def _contains(self, spool_id: int) -> bool:
+        try:
+            row = self._db.execute("SELECT 1 FROM batches WHERE id = ?", (spool_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise SpoolError("read", self.path, exc) from exc
         return row is not None
 
     def close(self) -> None:
@@ -669,10 +926,16 @@ def open_spool(
     max_batches: int = DEFAULT_MAX_BATCHES,
     fsync: bool = True,
     metrics: CollectorMetrics | None = None,
+    quarantine_days: float = DEFAULT_QUARANTINE_DAYS,
 ) -> SqliteSpool | MemorySpool:
     """A durable spool at ``path``, or a non-durable in-memory one when ``path`` is None."""
     if path is None:
         return MemorySpool(max_bytes=max_bytes, max_batches=max_batches, metrics=metrics)
     return SqliteSpool(
-        path, max_bytes=max_bytes, max_batches=max_batches, fsync=fsync, metrics=metrics
+        path,
+        max_bytes=max_bytes,
+        max_batches=max_batches,
+        fsync=fsync,
+        metrics=metrics,
+        quarantine_days=quarantine_days,
     )

@@ -41,6 +41,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--spool-max-batches", type=int, default=1_000_000, help="spool bound in batches"
     )
     parser.add_argument(
+        "--spool-quarantine-days",
+        type=float,
+        default=7.0,
+        metavar="DAYS",
+        help="delete a damaged spool moved aside after DAYS (0: at once; default 7)",
+    )
+    parser.add_argument(
         "--no-fsync", action="store_true", help="survive agent crashes but not power loss (cheaper)"
     )
     parser.add_argument(
@@ -81,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
             ),
             (positive(args.spool_max_mb), "--spool-max-mb must be a positive number"),
             (args.spool_max_batches >= 1, "--spool-max-batches must be at least 1"),
+            (
+                positive(args.spool_quarantine_days) or args.spool_quarantine_days == 0,
+                "--spool-quarantine-days must be a number of days, 0 or more",
+            ),
             # 0 or less starts a session with every batch; NaN would switch the rule off.
             (positive(args.idle_minutes), "--idle-minutes must be a positive number"),
             (
@@ -106,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         memory_spool=args.memory_spool,
         spool_max_bytes=int(args.spool_max_mb * 1024 * 1024),
         spool_max_batches=args.spool_max_batches,
+        spool_quarantine_days=args.spool_quarantine_days,
         fsync=not args.no_fsync,
         metrics_port=args.metrics_port,
         key_identity=args.key_identity,

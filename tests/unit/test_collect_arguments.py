@@ -15,7 +15,8 @@ from streams.cli import main
     [["--log-level", "foo"], ["--spool-max-mb", "nan"], ["--spool-max-mb", "0"],
      ["--spool-max-mb", "-1"], ["--spool-max-mb", "inf"], ["--spool-max-batches", "0"],
      ["--idle-minutes", "0"], ["--idle-minutes", "nan"], ["--flush-timeout", "-1"],
-     ["--metrics-port", "99999"]],
+     ["--metrics-port", "99999"], ["--spool-quarantine-days", "-1"],
+     ["--spool-quarantine-days", "nan"]],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_the_agent_starts(
     extra: list[str], capsys: pytest.CaptureFixture[str]
