@@ -25,12 +25,8 @@ from collectors.identity import (
     pseudonym,
 )
 from collectors.metrics import CollectorMetrics
-from collectors.spool import (
-    DEFAULT_MAX_BATCHES,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_QUARANTINE_DAYS,
-    open_spool,
-)
+from collectors.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, open_spool
+from collectors.spool_copies import DEFAULT_QUARANTINE_DAYS
 from collectors.unlock import LockWatcher
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch
 

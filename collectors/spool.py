@@ -27,8 +27,8 @@ check cannot read) is moved aside at open and a fresh spool started; so is a fil
 operation finds damaged while the agent runs (SQLite's "database disk image is
 malformed"), at most once a minute. The batches such a file held are counted as dropped
 (as many as can still be read from it), and the moved-aside copies are deleted after
-``quarantine_days`` (keeping at most :data:`MAX_QUARANTINED`): they hold raw batches
-that will never be delivered. Single rows whose content is damaged in a file that is
+``quarantine_days``, a few kept at most (:mod:`collectors.spool_copies`): they hold raw
+batches that will never be delivered. Single rows whose content is damaged in a file that is
 otherwise sound (a value of the wrong type, a device name that is not UTF-8: bit rot
 SQLite's page checks cannot see) are deleted where they are found, at open or by
 :meth:`SqliteSpool.pending`, and counted as dropped: one bad row never wedges the
@@ -37,13 +37,11 @@ queue, and never costs the good rows around it.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import errno
 import logging
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -53,17 +51,17 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 from collectors.metrics import CollectorMetrics
+from collectors.spool_copies import (
+    DEFAULT_QUARANTINE_DAYS,
+    move_aside,
+    prune,
+    readable_batches,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_BATCHES = 1_000_000
-# A damaged spool moved aside is kept this long for forensics, then deleted: it holds raw
-# batches that will never be delivered (docs/privacy.md). The same as dead letters.
-DEFAULT_QUARANTINE_DAYS = 7.0
-# At most this many moved-aside copies are kept, however recent: a disk that damages
-# file after file must not fill up with them.
-MAX_QUARANTINED = 3
 # Expired copies are looked for at open and then at most this often (a desk agent can
 # run for weeks without a restart).
 _PRUNE_INTERVAL_S = 3600.0
@@ -71,10 +69,6 @@ _PRUNE_INTERVAL_S = 3600.0
 # damages every fresh file too gets plain spool errors in between (counted and
 # reported by the sender), not one quarantine per operation.
 _REQUARANTINE_S = 60.0
-_STAMP = "%Y%m%dT%H%M%SZ"
-# <spool>.corrupt-<stamp>[-<n>][-wal|-shm], after the spool's own name: only names this
-# module makes are ever deleted.
-_COPY = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)(?:-(\d+))?(?:-wal|-shm)?")
 # Primary SQLite result codes that say the file is there but cannot be used *now*
 # (SQLITE_PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL, AUTH):
 # not damage, so the file is kept and the error reported. Any other failure of the
@@ -130,41 +124,6 @@ def _is_corruption(exc: BaseException | None) -> bool:
     """Whether a failure while running is damage to the file (see ``_CORRUPT``)."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.DatabaseError) and code is not None and (code & 0xFF) in _CORRUPT
-
-
-def _readable_batches(path: Path) -> tuple[int, bool]:
-    """How many batches a damaged spool file holds: ``(n, True)`` if it can be counted,
-    else ``(lower bound, False)``: the rows readable before and after the damage.
-
-    Opened read-only, so that the copy kept for forensics is as it was found (no WAL
-    recovery written into it, no checkpoint on close).
-    """
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except (sqlite3.Error, ValueError):
-        return 0, False
-    try:
-        try:
-            (count,) = db.execute("SELECT count(*) FROM batches").fetchone()
-            return int(count), True
-        except sqlite3.Error:
-            pass
-        head, last = _scan(db, "SELECT id FROM batches WHERE id > ? ORDER BY id", 0)
-        # From the end back to the damage; only ids past the head, so none counts twice.
-        tail, _ = _scan(db, "SELECT id FROM batches WHERE id > ? ORDER BY id DESC", last)
-        return head + tail, False
-    finally:
-        db.close()
-
-
-def _scan(db: sqlite3.Connection, query: str, after: int) -> tuple[int, int]:
-    """Rows read until the first error, and the id of the last one read."""
-    n = last = 0
-    with contextlib.suppress(sqlite3.Error):
-        for (row_id,) in db.execute(query, (after,)):
-            n += 1
-            last = row_id
-    return n, last
 
 
 def _device_name(raw: object) -> str | None:
@@ -305,7 +264,7 @@ class SqliteSpool(_Bounded):
             if not _is_damage(exc):
                 self._release_lock()
                 raise SpoolError("open", self.path, exc) from exc
-            held, exact = _readable_batches(self.path)
+            held, exact = readable_batches(self.path)
             self.quarantined = self._quarantine(exc, held, exact, "at open")
             self._count = self._bytes = 0
             self._last_seq.clear()
@@ -480,11 +439,7 @@ class SqliteSpool(_Bounded):
         wall-clock milliseconds (``_first_seq``), above any number the lost file handed
         out, so no new batch is taken for a duplicate of an old one.
         """
-        target = self._quarantine_target()
-        for suffix in ("", "-wal", "-shm"):
-            part = self.path.with_name(self.path.name + suffix)
-            if part.exists():
-                os.replace(part, target.with_name(target.name + suffix))
+        target = move_aside(self.path)
         self._last_quarantine = time.monotonic()
         self.dropped += held
         if self.metrics is not None:
@@ -513,60 +468,13 @@ class SqliteSpool(_Bounded):
         self._prune_quarantined()
         return target
 
-    def _quarantine_target(self) -> Path:
-        # Two in one second (a damaged fresh file at the next start) must not overwrite.
-        base = f"{self.path.name}.corrupt-{time.strftime(_STAMP, time.gmtime())}"
-        target, n = self.path.with_name(base), 1
-        while any(target.with_name(target.name + s).exists() for s in ("", "-wal", "-shm")):
-            n += 1
-            target = self.path.with_name(f"{base}-{n}")
-        return target
-
     def _maybe_prune(self) -> None:
         if time.monotonic() >= self._prune_at:
             self._prune_quarantined()
 
     def _prune_quarantined(self) -> None:
-        """Delete moved-aside copies past ``quarantine_days``, and all but the newest few."""
         self._prune_at = time.monotonic() + _PRUNE_INTERVAL_S
-        try:
-            copies = self._quarantined_copies()
-        except OSError as exc:
-            log.warning("cannot list quarantined spool copies in %s: %s", self.path.parent, exc)
-            return
-        expired = time.time() - self.quarantine_days * 86400.0
-        for i, (made, parts) in enumerate(copies):
-            if i < MAX_QUARANTINED and made > expired:
-                continue
-            try:
-                for part in parts:
-                    part.unlink(missing_ok=True)
-            except OSError as exc:
-                log.warning("cannot delete quarantined spool copy %s: %s", parts[0], exc)
-                continue
-            log.info(
-                "deleted quarantined spool copy %s (kept %g days, at most %d copies)",
-                parts[0],
-                self.quarantine_days,
-                MAX_QUARANTINED,
-            )
-
-    def _quarantined_copies(self) -> list[tuple[float, list[Path]]]:
-        """Each moved-aside copy (with its -wal and -shm) and when it was made, newest first."""
-        groups: dict[tuple[str, int], list[Path]] = {}
-        name = self.path.name
-        for entry in self.path.parent.iterdir():
-            found = _COPY.fullmatch(entry.name, len(name)) if entry.name.startswith(name) else None
-            if found is not None:
-                groups.setdefault((found[1], int(found[2] or 1)), []).append(entry)
-        copies: list[tuple[float, list[Path]]] = []
-        for (stamp, _), parts in sorted(groups.items(), reverse=True):
-            try:
-                made = float(calendar.timegm(time.strptime(stamp, _STAMP)))
-            except ValueError:
-                continue  # not a time: not a name this module made
-            copies.append((made, sorted(parts)))
-        return copies
+        prune(self.path, self.quarantine_days)
 
     def _first_seq(self) -> int:
         # A device id is derived from the machine, so a reinstalled agent (state lost)
