@@ -151,7 +151,15 @@ def pipeline() -> dict[str, Any]:
             Row(
                 "Overview",
                 [
-                    Panel("Workers up", [(f"sum(up{{{W}}})", "up")], "stat", width=4, height=4),
+                    # count()/sum() of no series is "No data", not 0: exactly when no worker or
+                    # device is scraped, the moment these stats matter.
+                    Panel(
+                        "Workers up",
+                        [(f"sum(up{{{W}}}) or vector(0)", "up")],
+                        "stat",
+                        width=4,
+                        height=4,
+                    ),
                     Panel(
                         "Consumer lag",
                         [(f"sum(cadence_consumer_lag_messages{{{W}}})", "lag")],
@@ -475,7 +483,7 @@ def collectors() -> dict[str, Any]:
                 [
                     Panel(
                         "Devices reporting",
-                        [(f"count(up{{{C}}} == 1)", "devices")],
+                        [(f"count(up{{{C}}} == 1) or vector(0)", "devices")],
                         "stat",
                         width=6,
                         height=5,
@@ -484,7 +492,8 @@ def collectors() -> dict[str, Any]:
                         "Devices delivering (15 min)",
                         [
                             (
-                                f"count(increase(cadence_collector_batches_sent_total{{{C}}}[15m]) > 0)",
+                                f"count(increase(cadence_collector_batches_sent_total{{{C}}}[15m]) > 0)"
+                                " or vector(0)",
                                 "devices",
                             )
                         ],
