@@ -58,6 +58,36 @@ def metric_names(expr: str) -> set[str]:
     return {w for w in words if not w.startswith("$")}
 
 
+def exported_series() -> list[tuple[str, dict[str, str]]]:
+    """(name, labels) of every series a fresh worker and collector export at their first
+    scrape, before any event: what an alert or a panel has to compare with from the start."""
+    return [
+        (sample.name, sample.labels)
+        for registry in (WorkerMetrics().registry, CollectorMetrics().registry)
+        for family in registry.collect()
+        for sample in family.samples
+    ]
+
+
+def selectors(expr: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Every ``name{label op "value", ...}`` selector in ``expr``, its matchers parsed."""
+    out = []
+    for name, body in re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", expr):
+        matchers = re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', body)
+        out.append((name, matchers))
+    return out
+
+
+def queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every alert and every dashboard target."""
+    out = [(f"alert {a['alert']}", a["expr"]) for a in alerts()]
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{path.name} / {panel['title']}", target["expr"]))
+    return out
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 
@@ -192,6 +222,26 @@ def test_alerts_use_only_exported_metrics() -> None:
         assert metric_names(alert["expr"]) <= known, alert["alert"]
 
 
+def test_every_selector_matches_a_series_exported_from_the_first_scrape() -> None:
+    # A label or a label value the code does not export (a renamed reason, a level that
+    # is never pre-created) is a panel without data or an alert that can never fire;
+    # `up` and the scrape's own labels come from Prometheus.
+    series = exported_series()
+    wrong = []
+    for where, expr in queries():
+        for name, matchers in selectors(expr):
+            if name == "up":
+                continue
+            for label, op, value in matchers:
+                if label in ("job", "instance"):
+                    continue
+                values = {labels.get(label) for n, labels in series if n == name}
+                wanted = value.split("|") if op == "=~" else [value]
+                if op in ("=", "=~") and not set(wanted) <= values:
+                    wrong.append(f"{where}: {name}{{{label}{op}{value!r}}}, exported {values}")
+    assert wrong == []
+
+
 def test_every_alert_has_a_promtool_unit_test() -> None:
     tests = yaml.safe_load((DEPLOY / "prometheus" / "tests" / "cadence.test.yml").read_text())
     tested = {
@@ -248,6 +298,20 @@ def test_dashboard_structure(path: Path) -> None:
             names = metric_names(target["expr"])
             assert names, target["expr"]
             assert names <= known, f"{panel['title']}: unknown {names - known}"
+
+
+def test_stat_panels_that_count_targets_show_zero_not_no_data() -> None:
+    # count() or sum() over no series is empty, which Grafana shows as "No data": a
+    # "Workers up" or "Devices reporting" stat must say 0 when none is, the moment it
+    # matters most.
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            if panel["type"] != "stat":
+                continue
+            for target in panel["targets"]:
+                expr = target["expr"]
+                if expr.startswith("count(") or re.search(r"\bup\{", expr):
+                    assert expr.endswith(" or vector(0)"), f"{path.name} / {panel['title']}"
 
 
 def test_dashboard_uids_are_unique() -> None:
