@@ -2,7 +2,9 @@
 
 ``--keystrokes DIR`` takes the free-text layout ``<user>/<session>.csv``: each
 recording is cut in time, the first ``--enroll-fraction`` of its active windows
-enrol and the rest is the owner's held-out genuine activity. ``--mouse DIR``
+enrol and the rest is the owner's held-out genuine activity; with
+``--keystroke-holdout file`` each typist's last file in name order is held out instead
+(another day's or platform's typing) and the others enrol. ``--mouse DIR``
 takes the Balabit layout (``DIR/training_files/<user>/session_*``, or directly
 ``DIR/<user>/session_*``): the last ``--holdout`` sessions of each account (in
 name order) are held out, the others enrol. Modalities are evaluated separately
@@ -18,12 +20,14 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streams.commands._output import write_output, write_plot
 
 if TYPE_CHECKING:
+    from profiles.enrollment import EnrollmentPolicy
     from profiles.evaluation.takeover import Account
 
 
@@ -38,6 +42,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.7,
         help="keystrokes: share of each recording's active windows that enrols (default 0.7)",
+    )
+    parser.add_argument(
+        "--keystroke-holdout",
+        choices=("tail", "file"),
+        default="tail",
+        help="keystrokes: hold out the last part of every recording (tail, see"
+        " --enroll-fraction; default) or each typist's last file in name order (file: another"
+        " day or platform; enrolment on the other files)",
     )
     parser.add_argument(
         "--holdout", type=int, default=1, help="mouse: sessions per account held out (default 1)"
@@ -121,11 +133,13 @@ def run(args: argparse.Namespace) -> int:
     background = enrolment_background(
         loaded.get("keystrokes", []), loaded.get("mouse", []), Background.default()
     )
+    typing_policy = _typing_enrolment(loaded.get("keystrokes", []))
     for modality, accounts in loaded.items():
         result = evaluate_takeover(
             accounts,
             background,
             modality,  # type: ignore[arg-type]
+            enrollment=None if modality == "mouse" else typing_policy,
             window_s=args.window_seconds,
             max_impostor_s=args.max_impostor_seconds,
             progress=functools.partial(_progress, desc=modality),
@@ -158,6 +172,26 @@ def run(args: argparse.Namespace) -> int:
     return 0 if plotted else 2
 
 
+def _typing_enrolment(accounts: list[Account]) -> EnrollmentPolicy | None:
+    """The shipped enrolment policy, unless a typist enrols on fewer recordings than it
+    asks sessions of (``--keystroke-holdout file`` with two files each): then it asks as
+    many as the fewest any typist has, said on stderr, else no profile would ever score."""
+    import sys
+
+    from profiles.enrollment import EnrollmentPolicy
+
+    shipped = EnrollmentPolicy()
+    fewest = min((len(a.enroll) for a in accounts), default=shipped.min_sessions)
+    if fewest >= shipped.min_sessions:
+        return None
+    print(
+        f"keystrokes: enrolment asks {fewest} session(s), not {shipped.min_sessions}: a typist"
+        f" enrols on {fewest} recording(s) only",
+        file=sys.stderr,
+    )
+    return replace(shipped, min_sessions=max(1, fewest))
+
+
 def _progress(items: Iterable[Account], desc: str) -> Iterable[Account]:
     import sys
 
@@ -172,7 +206,7 @@ def _keystroke_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
     from tqdm import tqdm
 
     from collectors.datasets.freetext import iter_sessions
-    from profiles.evaluation.takeover import split_by_time
+    from profiles.evaluation.takeover import split_by_session, split_by_time
     from profiles.keystrokes import KeystrokeEvents
     from streams.commands._freetext import reported
 
@@ -191,10 +225,23 @@ def _keystroke_accounts(root: Path, args: argparse.Namespace) -> list[Account]:
         if user not in by_user:
             held = f"{files[user]} files without a key event" if user in files else "no .csv files"
             print(f"skipped keystroke account {user}: {held}", file=sys.stderr)
-    return [
-        split_by_time(u, recs, args.window_seconds, args.enroll_fraction)
-        for u, recs in sorted(by_user.items())
-    ]
+    if args.keystroke_holdout == "tail":
+        return [
+            split_by_time(u, recs, args.window_seconds, args.enroll_fraction)
+            for u, recs in sorted(by_user.items())
+        ]
+    accounts = []
+    for user, recs in sorted(by_user.items()):
+        if len(recs) < 2:
+            print(
+                f"skipped keystroke account {user}: {len(recs)} recording with key events,"
+                " --keystroke-holdout file needs two (one to enrol, the last held out)",
+                file=sys.stderr,
+            )
+            continue
+        # The last file in name order is another day's typing (another platform here).
+        accounts.append(split_by_session(user, sorted(recs), args.window_seconds, 1))
+    return accounts
 
 
 def _mouse_accounts(root: Path, args: argparse.Namespace) -> list[Account]:

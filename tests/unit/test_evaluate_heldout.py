@@ -702,3 +702,33 @@ def test_takeover_reports_mouse_rows_and_sessions_it_cannot_use(
     assert f"{tests}: skipped " in err and " rows that did not parse" in err
     assert "skipped mouse session user2/session_11: client timestamp not in seconds" in err
     assert "skipped mouse session user3/session_gone: cannot read the file" in err
+
+
+def test_takeover_can_hold_out_each_typists_last_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another day's typing (here another platform) as the genuine held-out part: the
+    last file in name order, the others enrol; one file only is named and left out."""
+    root = tmp_path / "typing"
+    for i, (user, flight) in enumerate({"ann": 120.0, "bob": 260.0, "cid": 400.0}.items()):
+        _typing(root / user / "facebook.csv", 2000, flight, seed=10 * i)
+        _typing(root / user / "instagram.csv", 400, flight, seed=10 * i + 1)
+    _typing(root / "eve" / "facebook.csv", 2000, 200.0, seed=99)  # nothing to hold out
+    out = tmp_path / "takeover.json"
+    args = ["evaluate", "takeover", "--keystrokes", str(root), "--json", str(out)]
+    assert main([*args, "--keystroke-holdout", "file"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped keystroke account eve: 1 recording" in err
+    # One recording to enrol on: a policy asking two sessions would never score anyone.
+    assert "enrolment asks 1 session(s), not 2" in err
+    (result,) = json.loads(out.read_text())
+    assert result["owners_never_active"] == []
+    genuine = {g["owner"]: g for g in result["genuine"]}
+    assert sorted(genuine) == ["ann", "bob", "cid"]
+    # Held out: the instagram file alone (~400 presses), not 30 % of both recordings.
+    tail = tmp_path / "tail.json"
+    assert main(["evaluate", "takeover", "--keystrokes", str(root), "--json", str(tail)]) == 0
+    (by_time,) = json.loads(tail.read_text())
+    held = {g["owner"]: g["seconds"] for g in by_time["genuine"]}
+    assert all(genuine[u]["seconds"] < held[u] for u in genuine)
+    assert {t["attacker"] for t in result["takeovers"]} == {"ann", "bob", "cid"}
