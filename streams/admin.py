@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -11,7 +14,7 @@ from streams.topics import TOPICS, TopicSpec
 
 
 def create_topics(
-    kafka_config: Mapping[str, str],
+    kafka_config: Mapping[str, Any],
     specs: Iterable[TopicSpec] = TOPICS,
     *,
     replication_factor: int = -1,
@@ -36,13 +39,21 @@ def create_topics(
         operation_timeout=timeout,
         request_timeout=timeout,
     )
+    # Waited for in steps that serve the client's queue: its log records reach the logger
+    # the settings may name (the operator commands', streams.commands._kafka).
+    deadline = time.monotonic() + timeout
+    pending = set(futures.values())
+    while pending and (left := deadline - time.monotonic()) > 0:
+        admin.poll(0)
+        pending = concurrent.futures.wait(pending, timeout=min(0.5, left)).not_done
+    admin.poll(0)
     outcome: dict[str, str] = {}
     failed = False
     for name, future in futures.items():
         # Every topic's outcome is collected before failing, so a partial creation is
         # reported whole (the next run says "exists" for the ones that were made).
         try:
-            future.result(timeout=timeout)
+            future.result(timeout=0)
             outcome[name] = "created"
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:

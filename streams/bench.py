@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +87,9 @@ class BenchConfig:
     batch_max_age_ms: float | None = None
     # The worker's table store (CADENCE_STORE): memory:// as in dev, rocksdb:// as in prod.
     store: str = "memory://"
+    # Added to the settings of the clients that create and delete the run's topics: the
+    # command's logger, which keeps librdkafka's log off the terminal (unless -v).
+    admin_client: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -271,7 +274,7 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
     finished = False
     try:
         # Inside: a creation that fails half-way leaves topics to delete.
-        create_run_topics(config.bootstrap, topics, config.partitions)
+        create_run_topics(config.bootstrap, topics, config.partitions, config.admin_client)
         progress(
             f"loading {config.users} users x {config.seconds:.0f} s into {topics.events} "
             f"(batches of <= {max_age_ms:.0f} ms, <= {max_events} events)"
@@ -319,7 +322,7 @@ def _run_bench(config: BenchConfig, progress: Callable[[str], None]) -> BenchRes
     finally:
         if not config.keep_topics:
             with suppress(Exception):
-                delete_run_topics(config.bootstrap, topics)
+                delete_run_topics(config.bootstrap, topics, config.admin_client)
         if config.work_dir is None:  # a temporary directory: the worker's data is large
             if finished:
                 shutil.rmtree(work_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +26,27 @@ if TYPE_CHECKING:
     from collectors.wire import EventBatch
 
 
-def create_run_topics(bootstrap: str, topics: IsolatedTopics, partitions: int) -> None:
+def create_run_topics(
+    bootstrap: str,
+    topics: IsolatedTopics,
+    partitions: int,
+    client: Mapping[str, Any] | None = None,
+) -> None:
+    """``client``: settings added to the admin client's (an operator command's logger)."""
     from streams.admin import create_topics
 
-    create_topics({"bootstrap.servers": bootstrap}, topics.specs(partitions), timeout=30)
+    create_topics(
+        {"bootstrap.servers": bootstrap, **(client or {})}, topics.specs(partitions), timeout=30
+    )
 
 
-def delete_run_topics(bootstrap: str, topics: IsolatedTopics) -> None:
+def delete_run_topics(
+    bootstrap: str, topics: IsolatedTopics, client: Mapping[str, Any] | None = None
+) -> None:
     """Drop everything this run created, the worker's changelog included: it is large."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics.prefix)]
     if names:
         for future in admin.delete_topics(names, operation_timeout=30).values():

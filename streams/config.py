@@ -19,17 +19,28 @@ class _KafkaConfigAction(argparse.Action):
         namespace.kafka_bootstrap = str(values)
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--bootstrap HOST:PORT``; fills ``args.kafka_config`` with the client settings."""
+def add_kafka_arguments(parser: argparse.ArgumentParser, *, operator: bool = False) -> None:
+    """``--bootstrap HOST:PORT``; fills ``args.kafka_config`` with the client settings.
+
+    ``operator``: an operator command's clients, whose librdkafka log stays off the
+    terminal unless ``-v`` is given (:mod:`streams.commands._kafka`).
+    """
     parser.add_argument(
         "--bootstrap",
         action=_KafkaConfigAction,
         metavar="HOST:PORT",
         help=f"Kafka bootstrap servers (env CADENCE_KAFKA_BOOTSTRAP, default {DEFAULT_BOOTSTRAP})",
     )
+    if operator:
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="show the Kafka client's own log (librdkafka) on stderr",
+        )
     # Built by the CLI after parsing (resolve_kafka_config): reading a password file
     # here would make even --help fail when the file is missing.
-    parser.set_defaults(kafka_config=None, kafka_bootstrap=None)
+    parser.set_defaults(kafka_config=None, kafka_bootstrap=None, kafka_operator=operator)
 
 
 def resolve_kafka_config(args: argparse.Namespace) -> None:
@@ -39,4 +50,10 @@ def resolve_kafka_config(args: argparse.Namespace) -> None:
     ValueError when the settings contradict each other.
     """
     if hasattr(args, "kafka_bootstrap") and args.kafka_config is None:
-        args.kafka_config = kafka_client_config(args.kafka_bootstrap)
+        config: dict[str, Any] = kafka_client_config(args.kafka_bootstrap)
+        if getattr(args, "kafka_operator", False):
+            from streams.commands import _kafka
+
+            _kafka.configure(verbose=args.verbose)
+            config.update(_kafka.client_settings())
+        args.kafka_config = config

@@ -17,7 +17,7 @@ from streams.config import add_kafka_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, operator=True)
     parser.add_argument("--users", type=int, default=1000, help="simulated users (default 1000)")
     parser.add_argument(
         "--seconds",
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.bench import BenchConfig, BenchRefused, run_bench
     from streams.bench_worker import py_spy_path
     from streams.commands._args import positive, refuse
+    from streams.commands._kafka import client_settings, context, unreachable
 
     console = Console(stderr=True)
     # Before any topic is created or worker started. None: the default applies.
@@ -154,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         batch_max_events=args.batch_max_events,
         batch_max_age_ms=args.batch_age_ms,
         store=args.store,
+        admin_client=client_settings(),
     )
     try:
         result = run_bench(config, progress=lambda line: console.print(f"bench: {line}"))
@@ -163,11 +165,17 @@ def run(args: argparse.Namespace) -> int:
     except TopicsNotCreated as exc:
         refuse(
             "bench pipeline",
-            [(False, f"cannot create the run's topics ({exc}); is Kafka running?")],
+            [
+                (
+                    False,
+                    f"cannot create the run's topics at {config.bootstrap} ({exc})"
+                    f"{context()}; is Kafka running?",
+                )
+            ],
         )
         return 1
     except KafkaException as exc:
-        refuse("bench pipeline", [(False, f"cannot reach Kafka: {exc.args[0]}")])
+        refuse("bench pipeline", [(False, unreachable(args.kafka_config, exc))])
         return 1
     unreliable = (
         "" if result.throughput_reliable else f" (drain {result.drain_s:.2f} s: unreliable)"

@@ -11,12 +11,13 @@ import os
 import sys
 import time
 import uuid
+from typing import Any
 
 from streams.config import add_kafka_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, operator=True)
     parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
     parser.add_argument(
         "--verdict-hours",
@@ -84,10 +85,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# How long a topic's metadata, offsets and watermarks may each take to come.
+METADATA_TIMEOUT_S = 30.0
+
+
 def _read(
-    kafka_config: dict[str, str], topic: str, key: bytes, since_ms: int | None = None
+    kafka_config: dict[str, Any], topic: str, key: bytes, since_ms: int | None = None
 ) -> list[tuple[int, bytes | None]]:
     """Every record of ``key`` in ``topic`` (from ``since_ms``), as (timestamp, value)."""
+    import functools
+
     from confluent_kafka import (
         OFFSET_BEGINNING,
         Consumer,
@@ -95,6 +102,8 @@ def _read(
         KafkaException,
         TopicPartition,
     )
+
+    from streams.commands._kafka import patiently, unreachable
 
     consumer = Consumer(
         {
@@ -107,19 +116,34 @@ def _read(
     )
     try:
         try:
-            meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+            # In steps (patiently): Ctrl-C waited for the end of each call of 30 s.
+            meta = patiently(
+                consumer, functools.partial(consumer.list_topics, topic), METADATA_TIMEOUT_S
+            ).topics.get(topic)
             if meta is None or meta.error is not None:
                 reason = "missing" if meta is None else meta.error
                 raise SystemExit(f"cannot read {topic}: {reason}")
             start = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
             if since_ms is not None:
-                start = consumer.offsets_for_times(
-                    [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=30
+                start = patiently(
+                    consumer,
+                    functools.partial(
+                        consumer.offsets_for_times,
+                        [TopicPartition(topic, p, since_ms) for p in meta.partitions],
+                    ),
+                    METADATA_TIMEOUT_S,
                 )
-            marks = {tp.partition: consumer.get_watermark_offsets(tp, timeout=30) for tp in start}
+            marks = {
+                tp.partition: patiently(
+                    consumer,
+                    functools.partial(consumer.get_watermark_offsets, tp),
+                    METADATA_TIMEOUT_S,
+                )
+                for tp in start
+            }
         except KafkaException as exc:
             # As `verdicts tail`: an unreachable broker is one line, not a traceback.
-            raise SystemExit(f"cannot reach Kafka: {exc.args[0]}") from None
+            raise SystemExit(unreachable(kafka_config, exc)) from None
         ends = {p: high for p, (_, high) in marks.items()}
         # Only partitions with records left to read from the start offset: one emptied by
         # retention (low == high > 0) or with nothing since since_ms (offset -1, the end)

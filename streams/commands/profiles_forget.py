@@ -13,13 +13,14 @@ import argparse
 import getpass
 import os
 import sys
+from typing import Any
 
 from streams.config import add_kafka_arguments
 from streams.privacy import PSEUDONYM
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, operator=True)
     parser.add_argument("pseudonym", help="the user's pseudonym (`cadence pseudonym LOGIN`)")
     parser.add_argument(
         "--by", default=None, help="who requests it, for the audit record (default: your login)"
@@ -31,6 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for the worker's confirmation (0: only queue the request)",
     )
+
+
+# How long the audit topic's metadata, then each partition's end offset, may take to come.
+METADATA_TIMEOUT_S = 30.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
     )
     from confluent_kafka import KafkaException
 
+    from streams.commands._kafka import context, unreachable
+
     try:
         audit = _AuditWatch(args.kafka_config) if args.wait > 0 else None
     except KafkaException as exc:
-        print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
+        print(unreachable(args.kafka_config, exc), file=sys.stderr)
         return 1
     except _NoAuditTopic as exc:
         print(str(exc), file=sys.stderr)
@@ -73,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         on_delivery=lambda err, _msg: errors.append(err) if err else None,
     )
     if producer.flush(30) or errors:
-        print(f"could not send the request: {errors or 'timed out'}", file=sys.stderr)
+        print(
+            f"could not send the request to {args.kafka_config['bootstrap.servers']}: "
+            f"{errors or 'timed out'}{context()}",
+            file=sys.stderr,
+        )
         return 1
     print(f"forget request {request.request_id} for {request.user} queued")
     if audit is None:
@@ -106,11 +117,13 @@ class _NoAuditTopic(RuntimeError):
 class _AuditWatch:
     """Reads the audit topic from its current end, looking for one request's record."""
 
-    def __init__(self, kafka_config: dict[str, str]) -> None:
+    def __init__(self, kafka_config: dict[str, Any]) -> None:
+        import functools
         import uuid
 
         from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+        from streams.commands._kafka import patiently
         from streams.topics import AUDIT
 
         self.consumer = Consumer(
@@ -121,22 +134,33 @@ class _AuditWatch:
             }
         )
         try:
-            meta = self.consumer.list_topics(AUDIT.name, timeout=30).topics.get(AUDIT.name)
+            # In steps (patiently): Ctrl-C waited for the end of one call of 30 s.
+            meta = patiently(
+                self.consumer,
+                functools.partial(self.consumer.list_topics, AUDIT.name),
+                METADATA_TIMEOUT_S,
+            ).topics.get(AUDIT.name)
             if meta is None or meta.error is not None:
                 # No confirmation could ever be read: say so before sending anything.
                 reason = "missing" if meta is None else meta.error
                 raise _NoAuditTopic(f"cannot read {AUDIT.name}: {reason}")
+            # Positions taken before the request is sent, so its record cannot be missed.
+            tps = [TopicPartition(AUDIT.name, p, OFFSET_END) for p in meta.partitions]
+            ends = [
+                TopicPartition(
+                    AUDIT.name,
+                    tp.partition,
+                    patiently(
+                        self.consumer,
+                        functools.partial(self.consumer.get_watermark_offsets, tp),
+                        METADATA_TIMEOUT_S,
+                    )[1],
+                )
+                for tp in tps
+            ]
         except BaseException:
             self.consumer.close()
             raise
-        # Positions taken before the request is sent, so its record cannot be missed.
-        tps = [TopicPartition(AUDIT.name, p, OFFSET_END) for p in meta.partitions]
-        ends = [
-            TopicPartition(
-                AUDIT.name, tp.partition, self.consumer.get_watermark_offsets(tp, timeout=30)[1]
-            )
-            for tp in tps
-        ]
         self.consumer.assign(ends)
 
     def find(self, request_id: str, seconds: float) -> dict[str, object] | None:

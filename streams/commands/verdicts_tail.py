@@ -9,7 +9,7 @@ from streams.config import add_kafka_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_kafka_arguments(parser)
+    add_kafka_arguments(parser, operator=True)
     parser.add_argument(
         "--level",
         choices=("trusted", "uncertain", "suspicious", "impostor"),
@@ -28,9 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # Without --follow: how many empty polls (of 1 s) in a row end a read that has not
 # reached the end (a broker lost mid-read), with an error, instead of waiting for good.
 STALL_POLLS = 30
+# How long the topic's metadata, then each partition's watermarks, may take to come.
+METADATA_TIMEOUT_S = 15.0
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
     import uuid
 
     from confluent_kafka import (
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         TopicPartition,
     )
 
+    from streams.commands._kafka import patiently, unreachable
     from streams.privacy import PSEUDONYM
     from streams.topics import VERDICTS
     from streams.verdict import LEVELS, decode_verdict
@@ -73,19 +77,30 @@ def run(args: argparse.Namespace) -> int:
     last: dict[int, int] | None = None
     try:
         # An unreachable broker or a missing topic must not read as "no verdicts".
-        meta = consumer.list_topics(VERDICTS.name, timeout=15).topics.get(VERDICTS.name)
+        # In steps (patiently): Ctrl-C waited for the end of one call of 15 s.
+        metadata = patiently(
+            consumer, functools.partial(consumer.list_topics, VERDICTS.name), METADATA_TIMEOUT_S
+        )
+        meta = metadata.topics.get(VERDICTS.name)
         if meta is not None and meta.error is None and not args.follow:
             last = {}
             for partition in meta.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(VERDICTS.name, partition), timeout=15
+                low, high = patiently(
+                    consumer,
+                    functools.partial(
+                        consumer.get_watermark_offsets, TopicPartition(VERDICTS.name, partition)
+                    ),
+                    METADATA_TIMEOUT_S,
                 )
                 if high > low:
                     last[partition] = high - 1
     except KafkaException as exc:
         consumer.close()
-        print(f"cannot reach Kafka: {exc.args[0]}", file=sys.stderr)
+        print(unreachable(args.kafka_config, exc), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        consumer.close()
+        raise
     if meta is None or meta.error is not None:
         consumer.close()
         reason = "missing" if meta is None else meta.error

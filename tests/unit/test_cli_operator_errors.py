@@ -1,12 +1,16 @@
 """Operator commands end with one line, never a traceback: a reader that goes away
 (`| head`), an unreachable broker under `profiles forget`, a login given to
-`verdicts tail --user`, a --work-dir or broker `bench pipeline` cannot use."""
+`verdicts tail --user`, a --work-dir or broker `bench pipeline` cannot use. Against a
+broker that cannot be reached, librdkafka's own log stays off the terminal (unless -v)
+and Ctrl-C stops a command at once."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,9 @@ class _UnreachableConsumer:
             confluent_kafka.KafkaError(confluent_kafka.KafkaError._TRANSPORT)
         )
 
+    def poll(self, timeout: float | None = None) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -92,8 +99,10 @@ def test_forget_with_an_unreachable_broker_is_one_line(
 ) -> None:
     monkeypatch.setattr(confluent_kafka, "Consumer", _UnreachableConsumer)
     monkeypatch.setattr(confluent_kafka, "Producer", _NoProducer)
+    # The metadata request is retried for this long before the broker is called unreachable.
+    monkeypatch.setattr("streams.commands.profiles_forget.METADATA_TIMEOUT_S", 0.2)
     assert main(["profiles", "forget", USER, "--wait", "5"]) == 1
-    assert capsys.readouterr().err.startswith("cannot reach Kafka: ")
+    assert capsys.readouterr().err.startswith("cannot reach Kafka at ")
 
 
 class _NoAuditTopicConsumer(_UnreachableConsumer):
@@ -152,12 +161,86 @@ def test_bench_unreachable_broker_is_one_line(
     from streams import bench
     from streams.admin import TopicsNotCreated
 
-    def unreachable(bootstrap: str, topics: Any, partitions: int) -> None:
+    def unreachable(bootstrap: str, topics: Any, partitions: int, client: Any = None) -> None:
         raise TopicsNotCreated({"bench.events.v1": "failed: no answer within 30 s"})
 
     monkeypatch.setattr(bench, "create_run_topics", unreachable)
-    monkeypatch.setattr(bench, "delete_run_topics", lambda bootstrap, topics: None)
+    monkeypatch.setattr(bench, "delete_run_topics", lambda bootstrap, topics, client=None: None)
     argv = ["bench", "pipeline", "--bootstrap", "127.0.0.1:1", "--users", "2", "--seconds", "1"]
     assert main(argv) == 1
     err = " ".join(capsys.readouterr().err.split())
     assert "cannot create the run's topics" in err and "no answer within 30 s" in err
+
+
+# -- a broker that cannot be reached, for real: nothing listens on port 9 -------------
+
+UNREACHABLE = "127.0.0.1:9"
+# Commands that wait for the broker, and the module whose metadata timeout the in-process
+# test shortens (from 15 or 30 s).
+WAITING = {
+    "verdicts tail": (["verdicts", "tail"], "verdicts_tail"),
+    "verdicts tail --follow": (["verdicts", "tail", "--follow"], "verdicts_tail"),
+    "profiles export": (["profiles", "export", USER], "profiles_export"),
+    "profiles forget": (["profiles", "forget", USER, "--wait", "5"], "profiles_forget"),
+    "topics create": (["topics", "create", "--timeout", "1.5"], None),
+}
+
+
+@pytest.mark.parametrize(
+    "command", ["verdicts tail", "profiles export", "profiles forget", "topics create"]
+)
+def test_an_unreachable_broker_is_one_line_not_librdkafkas_log(
+    command: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # librdkafka wrote a line to stderr for each connection attempt, 300 to 600 of them
+    # before the command's own line (20 a second for as long as the metadata wait).
+    argv, module = WAITING[command]
+    for name in [n for n in os.environ if n.startswith("CADENCE_KAFKA_")]:
+        monkeypatch.delenv(name)
+    if module is not None:
+        monkeypatch.setattr(f"streams.commands.{module}.METADATA_TIMEOUT_S", 1.5, raising=False)
+    try:
+        status = main([*argv, "--bootstrap", UNREACHABLE])
+    except SystemExit as exc:  # how `profiles export` ends: the interpreter prints it
+        print(exc.code, file=sys.stderr)
+        status = 1
+    assert status == 1
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1, "\n".join(lines[:5])
+    # The broker named, and the cause librdkafka gave.
+    assert UNREACHABLE in lines[0] and f"Connect to ipv4#{UNREACHABLE} failed" in lines[0]
+
+
+def test_verbose_shows_librdkafkas_log(capfd: pytest.CaptureFixture[str]) -> None:
+    argv = ["topics", "create", "--timeout", "1.5", "--bootstrap", UNREACHABLE, "-v"]
+    assert main(argv) == 1
+    lines = capfd.readouterr().err.splitlines()
+    assert sum(f"Connect to ipv4#{UNREACHABLE} failed" in line for line in lines) >= 2
+    assert f"topics not created at {UNREACHABLE}" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    "command", ["verdicts tail --follow", "profiles export", "profiles forget"]
+)
+def test_ctrl_c_stops_a_command_waiting_for_an_unreachable_broker(command: str) -> None:
+    # A metadata request of 15 s (30 s) in librdkafka held Ctrl-C until it gave up.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADENCE_KAFKA_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", *WAITING[command][0], "--bootstrap", UNREACHABLE],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3.0)  # well into the wait for the broker
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        # A bound against hanging, not a measure: it exits within a second.
+        _, err = proc.communicate(timeout=8)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert len(err.splitlines()) <= 1, err[:2000]

@@ -88,12 +88,16 @@ def test_records_after_a_retention_gap_are_read(
 
 
 def test_an_unreachable_broker_is_one_line(
-    fake_kafka: type[FakeConsumer], capsys: pytest.CaptureFixture[str]
+    fake_kafka: type[FakeConsumer],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_kafka.unreachable = True
+    # The metadata request is retried for this long before the broker is called unreachable.
+    monkeypatch.setattr(profiles_export, "METADATA_TIMEOUT_S", 0.2)
     with pytest.raises(SystemExit) as done:
         main(["profiles", "export", USER])
-    assert str(done.value.code).startswith("cannot reach Kafka: ")
+    assert str(done.value.code).startswith("cannot reach Kafka at ")
 
 
 def test_an_unreadable_stored_state_is_reported_as_such(
