@@ -586,11 +586,20 @@ class SqliteSpool(_Bounded):
                 db = self._open()
             try:
                 db.execute("BEGIN IMMEDIATE")
+                # Raised, never inserted twice: the file may be the old one after all (its
+                # move failed, and it reads as sound now: the damage was a bad read).
                 db.execute(
-                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('batches', ?)", (self._top_id,)
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'batches'",
+                    (self._top_id,),
+                )
+                db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'batches', ? WHERE NOT "
+                    "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'batches')",
+                    (self._top_id,),
                 )
                 db.executemany(
-                    "INSERT INTO sequences (device, last_seq) VALUES (?, ?)",
+                    "INSERT INTO sequences (device, last_seq) VALUES (?, ?) ON CONFLICT(device)"
+                    " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
                     self._last_seq.items(),
                 )
                 db.execute("COMMIT")

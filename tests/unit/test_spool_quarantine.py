@@ -307,3 +307,37 @@ def test_a_damaged_file_that_cannot_be_moved_aside_is_an_error_then_retried(
     assert _value(metrics, "cadence_collector_spool_quarantined_total") == 1
     assert _value(metrics, "cadence_collector_dropped_batches_total") == 5
     spool.close()
+
+
+def test_a_file_that_reads_as_sound_again_after_a_failed_move_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The damage was a bad read (a flaky disk, a network home) and the move aside failed:
+    # the reopen found the old file sound and wrote its sequence numbers into it a second
+    # time, "UNIQUE constraint failed" once a minute, every batch dropped until a restart.
+    path = tmp_path / "spool.db"
+    spool = SqliteSpool(path, fsync=False)
+    for seq in range(5):
+        spool.put("dev", seq, b"k", b"v")
+    spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    sound = path.read_bytes()
+    _damage_while_open(spool)
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("collectors.spool.os.replace", refused)
+        with pytest.raises(SpoolError, match="Permission denied"):
+            spool.put("dev", 5, b"k", b"v")
+    path.write_bytes(sound)
+    later = time.monotonic() + 61
+    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    new = spool.put("dev", 5, b"k", b"v")
+    assert [r.seq for r in spool.pending(0, 10)] == [0, 1, 2, 3, 4, 5]
+    assert spool.batches == 6 and spool.dropped == 0
+    spool.close()
+    again = SqliteSpool(path, fsync=False)
+    assert again.next_seq("dev") == 6
+    assert again.put("dev", 6, b"k", b"v") > new
+    again.close()
