@@ -105,15 +105,22 @@ def patiently(client: _Polled, call: Callable[..., T], timeout: float) -> T:
     steps KeyboardInterrupt is raised, and the client's queue is served (its log records
     reach the logger). An error that waiting may cure (no broker up yet, no answer yet)
     is retried until ``timeout`` has passed, then raised, as the one call would have.
+
+    A step that ends without an answer abandons its request, and the next one asks
+    again: a broker that is up but answers more slowly than a step (a far or loaded
+    cluster) would never be heard. So after a step timed out (a broker is up: one that
+    cannot be reached fails with a transport error instead) the next step is twice as
+    long, and Ctrl-C waits for at most that step.
     """
     from confluent_kafka import KafkaError, KafkaException
 
     retried = {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN}
     deadline = time.monotonic() + timeout
+    step = STEP_S
     while True:
         started = time.monotonic()
         try:
-            return call(timeout=max(min(STEP_S, deadline - started), 0.001))
+            return call(timeout=max(min(step, deadline - started), 0.001))
         except KafkaException as exc:
             client.poll(0)
             error = exc.args[0] if exc.args else None
@@ -121,6 +128,8 @@ def patiently(client: _Polled, call: Callable[..., T], timeout: float) -> T:
                 raise
             if time.monotonic() >= deadline:
                 raise
+            if error.code() == KafkaError._TIMED_OUT:
+                step *= 2
         # A step that failed at once (e.g. every broker known to be down) is not repeated
         # in a busy loop.
         time.sleep(max(0.0, min(started + STEP_S, deadline) - time.monotonic()))

@@ -244,3 +244,40 @@ def test_ctrl_c_stops_a_command_waiting_for_an_unreachable_broker(command: str) 
         proc.wait()
     assert proc.returncode == 130, err
     assert len(err.splitlines()) <= 1, err[:2000]
+
+
+class _SlowBroker:
+    """Up, but each answer takes ``latency`` s: a call given less gives up (_TIMED_OUT)."""
+
+    def __init__(self, latency: float, code: int = confluent_kafka.KafkaError._TIMED_OUT) -> None:
+        self.latency, self.code = latency, code
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout: float) -> None:
+        return None
+
+    def call(self, timeout: float) -> str:
+        self.timeouts.append(timeout)
+        if timeout < self.latency:
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(self.code))
+        return "metadata"
+
+
+def test_a_broker_slower_than_a_step_is_still_heard() -> None:
+    # Each step abandoned its request and asked again for 0.5 s: a broker answering in
+    # 0.7 s (a far or loaded cluster), which the one call of 15 s heard, never was.
+    from streams.commands._kafka import STEP_S, patiently
+
+    broker = _SlowBroker(latency=3 * STEP_S)
+    assert patiently(broker, broker.call, timeout=8 * STEP_S) == "metadata"
+    assert broker.timeouts[0] == STEP_S
+
+
+def test_steps_stay_short_while_no_broker_is_up() -> None:
+    # Ctrl-C is served between steps: a broker that cannot be reached keeps them short.
+    from streams.commands._kafka import STEP_S, patiently
+
+    broker = _SlowBroker(latency=60.0, code=confluent_kafka.KafkaError._TRANSPORT)
+    with pytest.raises(confluent_kafka.KafkaException):
+        patiently(broker, broker.call, timeout=3 * STEP_S)
+    assert len(broker.timeouts) >= 2 and max(broker.timeouts) <= STEP_S
