@@ -45,7 +45,7 @@ def exported_names() -> set[str]:
     for registry in (WorkerMetrics().registry, CollectorMetrics().registry):
         for family in registry.collect():
             suffixes = {
-                "counter": ["_total"],
+                "counter": ["_total", "_created"],
                 "histogram": ["_bucket", "_sum", "_count"],
             }.get(family.type, [""])
             names.update(family.name + s for s in suffixes)
