@@ -133,7 +133,13 @@ def run(args: argparse.Namespace) -> int:
     background = enrolment_background(
         loaded.get("keystrokes", []), loaded.get("mouse", []), Background.default()
     )
-    typing_policy = _typing_enrolment(loaded.get("keystrokes", []))
+    # Only for the file protocol: in the default one a typist with one recording is a
+    # profile the shipped policy never activates (reported), not the policy of every typist.
+    typing_policy = (
+        _typing_enrolment(loaded.get("keystrokes", []))
+        if args.keystroke_holdout == "file"
+        else None
+    )
     for modality, accounts in loaded.items():
         result = evaluate_takeover(
             accounts,

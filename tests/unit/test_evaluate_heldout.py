@@ -732,3 +732,22 @@ def test_takeover_can_hold_out_each_typists_last_file(
     held = {g["owner"]: g["seconds"] for g in by_time["genuine"]}
     assert all(genuine[u]["seconds"] < held[u] for u in genuine)
     assert {t["attacker"] for t in result["takeovers"]} == {"ann", "bob", "cid"}
+
+
+def test_the_default_takeover_protocol_keeps_the_shipped_enrolment_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one-session policy is --keystroke-holdout file's: in the default protocol a
+    typist with one recording is a profile that never becomes active under the shipped
+    policy (so reported), not a reason to lower the bar for every typist."""
+    root = tmp_path / "typing"
+    for i, (user, flight) in enumerate({"ann": 120.0, "bob": 260.0, "cid": 400.0}.items()):
+        _typing(root / user / "facebook.csv", 600, flight, seed=10 * i)
+        _typing(root / user / "instagram.csv", 600, flight, seed=10 * i + 1)
+    _typing(root / "eve" / "facebook.csv", 1200, 200.0, seed=99)  # one recording only
+    out = tmp_path / "takeover.json"
+    assert main(["evaluate", "takeover", "--keystrokes", str(root), "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "enrolment asks" not in err
+    (result,) = json.loads(out.read_text())
+    assert "eve" in result["owners_never_active"]
