@@ -169,6 +169,7 @@ class BatchSender:
         """Serve delivery reports (removing acknowledged batches) and feed the backlog."""
         self._serve(timeout)
         self._settle()
+        self.spool.tidy()
 
     def flush(self, timeout: float) -> int:
         """Try to deliver everything spooled within ``timeout`` s; return how many remain."""

@@ -154,6 +154,7 @@ class Spool(Protocol):
     def pending(self, after_id: int = 0, limit: int = 1000) -> list[SpooledBatch]: ...
     def contains(self, spool_id: int) -> bool: ...
     def next_seq(self, device: str) -> int: ...
+    def tidy(self) -> None: ...
     @property
     def batches(self) -> int: ...
     @property
@@ -467,6 +468,11 @@ class SqliteSpool(_Bounded):
         )
         self._prune_quarantined()
         return target
+
+    def tidy(self) -> None:
+        """Housekeeping the agent runs at every step: an idle desk never puts a batch,
+        and expired copies of a damaged file must go all the same (at most hourly)."""
+        self._maybe_prune()
 
     def _maybe_prune(self) -> None:
         if time.monotonic() >= self._prune_at:
@@ -831,6 +837,9 @@ class MemorySpool(_Bounded):
 
     def contains(self, spool_id: int) -> bool:
         return spool_id in self._rows
+
+    def tidy(self) -> None:
+        pass  # nothing on disk
 
     def close(self) -> None:
         pass

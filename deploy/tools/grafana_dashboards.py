@@ -503,14 +503,19 @@ def collectors() -> dict[str, Any]:
                     ),
                     Panel(
                         "Spooled batches (all devices)",
-                        [(f"sum(cadence_collector_spool_batches{{{C}}})", "batches")],
+                        [(f"sum(cadence_collector_spool_batches{{{C}}}) or vector(0)", "batches")],
                         "stat",
                         width=6,
                         height=5,
                     ),
                     Panel(
                         "Devices in key-identity mode",
-                        [(f"sum(cadence_collector_key_identity_enabled{{{C}}})", "devices")],
+                        [
+                            (
+                                f"sum(cadence_collector_key_identity_enabled{{{C}}}) or vector(0)",
+                                "devices",
+                            )
+                        ],
                         "stat",
                         width=6,
                         height=5,

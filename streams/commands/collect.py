@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from collectors.spool_copies import DEFAULT_QUARANTINE_DAYS
 from streams.config import add_kafka_arguments
 
 
@@ -43,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spool-quarantine-days",
         type=float,
-        default=7.0,
+        default=DEFAULT_QUARANTINE_DAYS,
         metavar="DAYS",
         help="delete a damaged spool moved aside after DAYS (0: at once; default 7)",
     )

@@ -174,6 +174,24 @@ def test_a_running_agent_deletes_expired_copies_too(
     spool.close()
 
 
+def test_an_idle_agent_deletes_expired_copies_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A desk nobody types at never puts a batch: the agent's step (sender.poll) does the
+    # housekeeping, or the raw batches of a damaged file outlive their retention.
+    spool = SqliteSpool(tmp_path / "spool.db", fsync=False)
+    sender = BatchSender(spool, bootstrap="127.0.0.1:1", extra_config={"log_level": 0})
+    old = f"spool.db.corrupt-{_stamp(8 * DAY)}"
+    (tmp_path / old).write_bytes(b"x")
+    sender.poll(0)
+    assert _copies(tmp_path) == [old]  # looked for at open, then at most once an hour
+    later = time.monotonic() + 3601
+    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    sender.poll(0)
+    assert _copies(tmp_path) == []
+    sender.close(0)
+
+
 # -- damage found while running -----------------------------------------------------------
 
 
