@@ -56,13 +56,24 @@ def move_aside(path: Path) -> Path:
 
 
 def _copy_name(path: Path) -> Path:
-    # Two in one second (a damaged fresh file at the next start) must not overwrite.
-    base = f"{path.name}.corrupt-{time.strftime(_STAMP, time.gmtime())}"
-    target, n = path.with_name(base), 1
-    while any(target.with_name(target.name + s).exists() for s in _PARTS):
-        n += 1
-        target = path.with_name(f"{base}-{n}")
-    return target
+    # Two in one second (a damaged fresh file at the next start) must not overwrite, and
+    # the later one must sort as the newer, as prune() keeps the newest: the number after
+    # the highest of this second, never a lower one freed by prune() (the copy just made
+    # was then deleted at once as the oldest).
+    stamp = time.strftime(_STAMP, time.gmtime())
+    base = f"{path.name}.corrupt-{stamp}"
+    n = 1 + max((n for made, n, _ in _parts(path) if made == stamp), default=0)
+    return path.with_name(base if n == 1 else f"{base}-{n}")
+
+
+def _parts(path: Path) -> list[tuple[str, int, Path]]:
+    """Each file named as a part of a moved-aside copy of the spool: (stamp, n, file)."""
+    name, parts = path.name, []
+    for entry in path.parent.iterdir():
+        found = _COPY.fullmatch(entry.name, len(name)) if entry.name.startswith(name) else None
+        if found is not None:
+            parts.append((found[1], int(found[2] or 1), entry))
+    return parts
 
 
 def readable_batches(path: Path) -> tuple[int, bool]:
@@ -128,11 +139,8 @@ def prune(path: Path, days: float) -> None:
 def _copies(path: Path) -> list[tuple[float, list[Path]]]:
     """Each moved-aside copy (with its -wal and -shm) and when it was made, newest first."""
     groups: dict[tuple[str, int], list[Path]] = {}
-    name = path.name
-    for entry in path.parent.iterdir():
-        found = _COPY.fullmatch(entry.name, len(name)) if entry.name.startswith(name) else None
-        if found is not None:
-            groups.setdefault((found[1], int(found[2] or 1)), []).append(entry)
+    for stamp, n, entry in _parts(path):
+        groups.setdefault((stamp, n), []).append(entry)
     copies: list[tuple[float, list[Path]]] = []
     for (stamp, _), parts in sorted(groups.items(), reverse=True):
         try:

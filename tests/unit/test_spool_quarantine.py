@@ -159,6 +159,31 @@ def test_only_the_newest_quarantined_copies_are_kept(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_the_copy_just_made_is_kept_when_several_are_made_in_one_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Copies of one second are told apart by a -<n> suffix. Once the first of them had
+    # been deleted (more than MAX_QUARANTINED), the next copy took its freed name, which
+    # sorts as the oldest of that second: deleted at once, while the log line said it was
+    # kept for forensics (found by test_spool_chaos).
+    second = time.gmtime()
+    monkeypatch.setattr("collectors.spool_copies.time.gmtime", lambda *_: second)
+    now = time.monotonic()
+    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: now)
+    spool = SqliteSpool(tmp_path / "spool.db", fsync=False)
+    made = []
+    for n in range(5):
+        spool.put("dev", n, b"k", b"v")
+        _damage_while_open(spool)
+        now += 61  # past the one-quarantine-a-minute limit
+        spool.put("dev", 100 + n, b"k", b"v")
+        assert spool.quarantined is not None and spool.quarantined.exists(), n
+        made.append(spool.quarantined.name)
+    assert len(set(made)) == 5  # five names, never one reused
+    assert _copies(tmp_path) == sorted(made[-3:])  # the newest three
+    spool.close()
+
+
 def test_a_running_agent_deletes_expired_copies_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
