@@ -142,8 +142,10 @@ def send_and_close(
 
     status = 0
     stats: PublishStats | None = None
+    interrupted = _Interrupted(sender)
     try:
-        stats = publish(timed, sender, speed=speed, progress=report)
+        with interrupted:
+            stats = publish(timed, interrupted, speed=speed, progress=report)
     except KeyboardInterrupt:
         status = 130
     except Exception as exc:  # noqa: BLE001 - what was sent before it is still delivered
@@ -160,3 +162,49 @@ def send_and_close(
         print(f"{label}: {remaining} batches not delivered", file=sys.stderr)
         return 1
     return status
+
+
+class _Interrupted:
+    """The sender, with Ctrl-C raised between two of its calls, never inside one.
+
+    A KeyboardInterrupt that lands inside librdkafka's ``poll`` (where a paced run
+    spends its time) comes out as ``SystemError: ... returned NULL``: the command then
+    said "stopped: <method 'poll' ...>" and exited 1. SIGINT only sets a flag here; the
+    next ``poll`` (every 0.1 s at most while pacing) or ``send`` raises KeyboardInterrupt.
+    """
+
+    def __init__(self, sender: BatchSender) -> None:
+        self.sender = sender
+        self.stop = False
+        self._previous: object = None
+
+    def __enter__(self) -> _Interrupted:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+    @property
+    def pending(self) -> int:
+        return self.sender.pending
+
+    def send(self, batch: EventBatch) -> None:
+        self.sender.send(batch)
+        if self.stop:  # --fast never waits: checked at every batch too
+            raise KeyboardInterrupt
+
+    def poll(self, timeout: float = 0) -> None:
+        self.sender.poll(timeout)
+        if self.stop:
+            raise KeyboardInterrupt

@@ -73,14 +73,25 @@ def run(args: argparse.Namespace) -> int:
     from streams.commands._replay import send_and_close
     from streams.topics import EVENTS
 
+    speed = math.inf if args.fast else args.rate
     if refuse(
         "simulate",
         [
             (positive(args.rate), "--rate must be a positive number"),
-            (positive(args.seconds), "--seconds must be a positive number"),
+            # Not `positive`: the default, inf, is "until interrupted".
+            (args.seconds > 0, "--seconds must be a positive number"),
+            (
+                speed <= 1.0 or math.isfinite(args.seconds),
+                "--fast and --rate above 1 need --seconds: simulated time would run ahead of"
+                " the clock for ever, and the worker dead-letters batches sent more than"
+                " 5 minutes in the future",
+            ),
         ],
     ):
         return 2
+    # Faster than real time, the run is placed so that it *ends* now (as `cadence demo`
+    # does): started now, its batches would soon be stamped in the future and refused.
+    ahead_s = args.seconds * (1.0 - 1.0 / speed) if speed > 1.0 else 0.0
     try:
         takeovers = [
             dataclasses.replace(
@@ -95,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             takeovers=takeovers,
             run=args.run_id if args.run_id is not None else str(int(time.time())),
-            # Wall-clock event times start now, so a paced run looks live to the pipeline;
-            # the truth file states the same start as the batches.
-            start_wall_ms=time.time() * 1000.0,
+            # Wall-clock event times: a real-time run starts now and looks live to the
+            # pipeline; the truth file states the same start as the batches.
+            start_wall_ms=(time.time() - ahead_s) * 1000.0,
         )
     except ValueError as exc:
         print(f"cadence simulate: {exc}", file=sys.stderr)
@@ -139,6 +150,5 @@ def run(args: argparse.Namespace) -> int:
         topic=args.topic or EVENTS.name,
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
     )
-    speed = math.inf if args.fast else args.rate
     timed = workload.batches(args.seconds)
     return send_and_close(timed, sender, speed, report, args.flush_timeout, "simulate")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -349,3 +351,82 @@ def test_simulate_truth_into_a_missing_directory_is_a_clear_error(tmp_path: Path
 
     args = ["simulate", "--users", "2", "--seconds", "5", "--bootstrap", "127.0.0.1:1"]
     assert main([*args, "--truth", str(tmp_path / "no" / "truth.json")]) == 2
+
+
+@pytest.mark.parametrize("extra", [["--fast"], ["--rate", "4"]])
+def test_simulate_faster_than_real_time_needs_an_end(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run ahead of the clock for ever, its batches would soon be stamped more than
+    # 5 minutes in the future: every one dead-lettered by the worker. Refused at once.
+    from streams.cli import main
+
+    assert main(["simulate", "--users", "2", "--bootstrap", "127.0.0.1:1", *extra]) == 2
+    assert "need --seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--fast"], ["--rate", "4"]])
+def test_a_run_faster_than_real_time_ends_now_not_in_the_future(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    # `--seconds 600 --fast` (docs/workloads.md) used to stamp its last batches 10 minutes
+    # ahead: the worker refused half the run as absurd timestamps.
+    from streams.cli import main
+
+    truth = tmp_path / "truth.json"
+    args = ["simulate", "--users", "2", "--seconds", "8", "--bootstrap", "127.0.0.1:1"]
+    args += ["--truth", str(truth), "--flush-timeout", "0.1", "--quiet", *extra]
+    before_ms = time.time() * 1000.0
+    main(args)  # the broker is unreachable: what matters is where the run was placed
+    start_ms = json.loads(truth.read_text())["start_wall_ms"]
+    speed = 4.0 if "--rate" in extra else math.inf
+    # Event time 8 s is sent 8 / speed s after the start: no later than its own time.
+    assert start_ms <= before_ms - 8_000.0 * (1.0 - 1.0 / speed) + 500.0
+    assert start_ms >= before_ms - 8_000.0 - 1000.0
+
+
+class _CPoller:
+    """A sender whose ``poll`` behaves as librdkafka's does when Ctrl-C lands inside it:
+    the KeyboardInterrupt is lost and ``SystemError: ... returned NULL`` comes out."""
+
+    def __init__(self, interrupt_at: int) -> None:
+        self.polls = 0
+        self.interrupt_at = interrupt_at
+        self.sent = 0
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    def send(self, batch: object) -> None:
+        self.sent += 1
+        self.poll(0)
+
+    def poll(self, timeout: float = 0) -> None:
+        import signal
+
+        self.polls += 1
+        if self.polls == self.interrupt_at:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                raise SystemError("<method 'poll'> returned NULL without an exception") from None
+
+    def close(self, timeout: float) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("speed", [50.0, math.inf])
+def test_ctrl_c_inside_the_producers_poll_stops_with_status_130(
+    speed: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "stopped: <method 'poll' of 'cimpl.Producer' objects> returned NULL without
+    # setting an exception" and exited 1.
+    from streams.commands._replay import send_and_close
+
+    sender = _CPoller(interrupt_at=5)
+    timed = Workload(users=2, seed=1, start_wall_ms=WALL).batches(10**6)
+    status = send_and_close(timed, sender, speed, lambda stats: None, 1.0, "simulate")  # type: ignore[arg-type]
+    assert status == 130, capsys.readouterr().err
+    assert sender.sent < 10  # stopped there, not at the end of the workload
+    assert "returned NULL" not in capsys.readouterr().err
