@@ -98,15 +98,27 @@ def run_replay(
         return 2
     users = args.users.split(",") if args.users else None
     max_idle = None if math.isinf(args.max_idle_s) else args.max_idle_s
-    timed = replay_timed(
-        recordings(args.dir, args.limit_sessions, users),
-        user_map=user_map,
-        start_wall_ms=time.time() * 1000.0,
-        gap_s=args.gap_s,
-        max_idle_s=max_idle,
-        run=args.run_id if args.run_id is not None else str(int(time.time())),
-        kind=name,
-    )
+    run = args.run_id if args.run_id is not None else str(int(time.time()))
+    speed = math.inf if args.fast else args.speed
+
+    def timed_from(start_wall_ms: float) -> Iterable[tuple[float, EventBatch]]:
+        return replay_timed(
+            recordings(args.dir, args.limit_sessions, users),
+            user_map=user_map,
+            start_wall_ms=start_wall_ms,
+            gap_s=args.gap_s,
+            max_idle_s=max_idle,
+            run=run,
+            kind=name,
+        )
+
+    start_wall_ms = time.time() * 1000.0
+    if speed > 1.0:
+        # Faster than real time, a replay started now would stamp its batches in the
+        # future, and the worker dead-letters those sent more than 5 minutes ahead: it is
+        # placed to end now instead, which takes its length (a first, silent read).
+        start_wall_ms -= _length_s(lambda: timed_from(start_wall_ms)) * 1000.0 * (1 - 1 / speed)
+    timed = timed_from(start_wall_ms)
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],
         topic=args.topic or EVENTS.name,
@@ -121,8 +133,18 @@ def run_replay(
                 file=sys.stderr,
             )
 
-    speed = math.inf if args.fast else args.speed
     return send_and_close(timed, sender, speed, report, args.flush_timeout, f"replay {name}")
+
+
+def _length_s(timed: Callable[[], Iterable[tuple[float, EventBatch]]]) -> float:
+    """The replay clock's last batch time; the readers' warnings come with the real pass."""
+    import logging
+
+    logging.disable(logging.WARNING)
+    try:
+        return max((t for t, _ in timed()), default=0.0)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def send_and_close(

@@ -235,3 +235,38 @@ def test_replay_of_nothing_is_an_error(tmp_path: Path, capsys: pytest.CaptureFix
     args = ["replay", "mouse", str(tmp_path), "--bootstrap", "127.0.0.1:1", "--fast"]
     assert main([*args, "--users", "nobody"]) == 1
     assert "nothing to send" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pacing", [["--fast"], ["--speed", "50"]])
+def test_a_replay_faster_than_real_time_ends_now_not_in_the_future(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pacing: list[str]
+) -> None:
+    # Started now, `replay keystrokes DIR --fast` (docs/workloads.md) stamped its batches
+    # up to the recordings' length ahead: the worker dead-letters every batch sent more
+    # than 5 minutes in the future.
+    import time
+
+    from streams.cli import main
+    from streams.commands import _replay
+
+    user = tmp_path / "alice"
+    user.mkdir()
+    later_ns = 1_700_000_000_000_000_000 + 20 * 60 * 10**9  # a second burst 20 min later
+    rows = _typing_rows("Hello there") + _typing_rows("General Kenobi", later_ns)[1:]
+    (user / "facebook.csv").write_text("\n".join(rows) + "\n")
+    sent: list[EventBatch] = []
+
+    def capture(timed, sender, *args: object) -> int:  # type: ignore[no-untyped-def]
+        sent.extend(batch for _, batch in timed)
+        sender.close(0)
+        return 0
+
+    monkeypatch.setattr(_replay, "send_and_close", capture)
+    args = ["replay", "keystrokes", str(tmp_path), "--max-idle-s", "inf", *pacing]
+    assert main([*args, "--bootstrap", "127.0.0.1:1"]) == 0
+    now_ms = time.time() * 1000.0
+    span_ms = max(b.sent_at_ms for b in sent) - min(b.sent_at_ms for b in sent)
+    assert span_ms > 19 * 60 * 1000.0  # the idle gap is kept: a 20-minute replay
+    speed = 50.0 if "--speed" in pacing else float("inf")
+    # The last batch is due span / speed after the start: stamped no later than that.
+    assert max(b.sent_at_ms for b in sent) <= now_ms + span_ms / speed + 1000.0
