@@ -430,3 +430,23 @@ def test_ctrl_c_inside_the_producers_poll_stops_with_status_130(
     assert status == 130, capsys.readouterr().err
     assert sender.sent < 10  # stopped there, not at the end of the workload
     assert "returned NULL" not in capsys.readouterr().err
+
+
+def test_simulate_runs_until_interrupted_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No --seconds is the documented "until Ctrl-C"; it was refused as not positive (inf).
+    from streams.cli import main
+    from streams.commands import _replay
+
+    taken: list[float] = []
+
+    def capture(timed, sender, speed, *args: object) -> int:  # type: ignore[no-untyped-def]
+        for t, _ in timed:
+            taken.append(t)
+            if len(taken) == 50:
+                break
+        sender.close(0)
+        return 0 if speed == 1.0 else 1
+
+    monkeypatch.setattr(_replay, "send_and_close", capture)
+    assert main(["simulate", "--users", "2", "--bootstrap", "127.0.0.1:1", "--quiet"]) == 0
+    assert len(taken) == 50
