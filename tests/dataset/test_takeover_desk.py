@@ -38,9 +38,13 @@ def test_fused_desk_detects_what_each_modality_alone_misses() -> None:
         enrolment_background,
         evaluate_takeover,
     )
-    from streams.commands.evaluate_takeover import _keystroke_accounts, _mouse_accounts
+    from streams.commands.evaluate_takeover import _keystroke_accounts, _mouse_accounts, configure
 
-    args = argparse.Namespace(window_seconds=5.0, enroll_fraction=0.7, holdout=1)
+    # The command's own defaults (5 s windows, 70 % enrolment, one session held out): a
+    # hand-made Namespace missed the options added since.
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["--keystrokes", str(FREETEXT), "--mouse", str(BALABIT), "--desk"])
     typists = _keystroke_accounts(FREETEXT, args)
     pointers = _mouse_accounts(BALABIT, args)
     desks = [desk_account(k, m) for k, m in zip(typists, pointers, strict=False)]
