@@ -219,6 +219,10 @@ def test_verbose_shows_librdkafkas_log(capfd: pytest.CaptureFixture[str]) -> Non
     assert f"topics not created at {UNREACHABLE}" in lines[-1]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "command", ["verdicts tail --follow", "profiles export", "profiles forget"]
 )
@@ -232,6 +236,9 @@ def test_ctrl_c_stops_a_command_waiting_for_an_unreachable_broker(command: str) 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (CI, nohup) ignores SIGINT, and a child
+        # inherits that: Python then never turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     try:
         time.sleep(3.0)  # well into the wait for the broker
