@@ -90,4 +90,20 @@ def publish(
     return stats
 
 
-__all__ = ["PublishStats", "Sender", "publish"]
+def start_ending_now(length_s: float, speed: float, now_ms: float | None = None) -> float:
+    """Wall time (ms) of event time 0 for a run of ``length_s`` paced at ``speed``.
+
+    Faster than real time, a run started now would stamp its batches in the future (the
+    worker dead-letters those sent more than 5 minutes ahead): it is placed so that it
+    *ends* now. In real time or slower it starts now and stays behind the clock.
+
+    >>> start_ending_now(600.0, 4.0, now_ms=1_000_000.0)
+    550000.0
+    >>> start_ending_now(600.0, float("inf"), now_ms=1_000_000.0), start_ending_now(60.0, 1.0, 5.0)
+    (400000.0, 5.0)
+    """
+    now_ms = time.time() * 1000.0 if now_ms is None else now_ms
+    return now_ms - length_s * 1000.0 * max(0.0, 1.0 - 1.0 / speed)
+
+
+__all__ = ["PublishStats", "Sender", "publish", "start_ending_now"]

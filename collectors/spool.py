@@ -274,7 +274,7 @@ class SqliteSpool(_Bounded):
             except Exception as again:
                 self._release_lock()
                 raise SpoolError("open", self.path, again) from again
-        self._maybe_prune()
+        self.tidy()
 
     def _take_lock(self) -> int | None:
         """One agent per spool: a second one would hand out the same sequence numbers.
@@ -472,9 +472,6 @@ class SqliteSpool(_Bounded):
     def tidy(self) -> None:
         """Housekeeping the agent runs at every step: an idle desk never puts a batch,
         and expired copies of a damaged file must go all the same (at most hourly)."""
-        self._maybe_prune()
-
-    def _maybe_prune(self) -> None:
         if time.monotonic() >= self._prune_at:
             self._prune_quarantined()
 
@@ -494,7 +491,7 @@ class SqliteSpool(_Bounded):
             spool_id, dropped = self._recovering("put", lambda: self._put(device, seq, key, value))
         if dropped:
             self._report_drop(dropped)
-        self._maybe_prune()
+        self.tidy()
         return spool_id
 
     def _put(

@@ -97,8 +97,8 @@ class _Polled(Protocol):
     def poll(self, timeout: float) -> object: ...
 
 
-def patiently(client: _Polled, call: Callable[..., T], timeout: float) -> T:
-    """``call(timeout=timeout)``, a blocking librdkafka call, in steps of ``STEP_S``.
+def patiently(client: _Polled, call: Callable[..., T], *args: object, timeout: float) -> T:
+    """``call(*args, timeout=timeout)``, a blocking librdkafka call, in steps of ``STEP_S``.
 
     librdkafka blocks in C, where Python cannot act on Ctrl-C: one metadata request of
     15 s to a broker that cannot be reached held ``verdicts tail`` that long. Between
@@ -120,7 +120,7 @@ def patiently(client: _Polled, call: Callable[..., T], timeout: float) -> T:
     while True:
         started = time.monotonic()
         try:
-            return call(timeout=max(min(step, deadline - started), 0.001))
+            return call(*args, timeout=max(min(step, deadline - started), 0.001))
         except KafkaException as exc:
             client.poll(0)
             error = exc.args[0] if exc.args else None

@@ -70,6 +70,7 @@ def run_replay(
     import time
 
     from collectors.delivery import BatchSender
+    from collectors.publish import start_ending_now
     from collectors.replay import load_user_map, replay_timed
     from streams.commands._args import positive, refuse
     from streams.topics import EVENTS
@@ -114,10 +115,9 @@ def run_replay(
 
     start_wall_ms = time.time() * 1000.0
     if speed > 1.0:
-        # Faster than real time, a replay started now would stamp its batches in the
-        # future, and the worker dead-letters those sent more than 5 minutes ahead: it is
-        # placed to end now instead, which takes its length (a first, silent read).
-        start_wall_ms -= _length_s(lambda: timed_from(start_wall_ms)) * 1000.0 * (1 - 1 / speed)
+        # Placed to end now (start_ending_now), which takes its length: a first, silent read.
+        length_s = _length_s(lambda: timed_from(start_wall_ms))
+        start_wall_ms = start_ending_now(length_s, speed, start_wall_ms)
     timed = timed_from(start_wall_ms)
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    from collectors.publish import start_ending_now
     from collectors.simulate import Takeover, Workload
     from streams.admin import create_topics
     from streams.commands._args import positive, refuse
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Event time never runs ahead of the real clock, however fast the simulation (a
     # slower-than-real demo starts now and stays behind it).
-    start_wall_ms = time.time() * 1000.0 - args.seconds * 1000.0 * max(0.0, 1.0 - 1.0 / args.rate)
+    start_wall_ms = start_ending_now(args.seconds, args.rate)
     try:
         takeover = Takeover.parse(args.takeover)
         # Checks the users and the takeover against them (index, time).

@@ -93,7 +93,6 @@ def _read(
     kafka_config: dict[str, Any], topic: str, key: bytes, since_ms: int | None = None
 ) -> list[tuple[int, bytes | None]]:
     """Every record of ``key`` in ``topic`` (from ``since_ms``), as (timestamp, value)."""
-    import functools
 
     from confluent_kafka import (
         OFFSET_BEGINNING,
@@ -118,7 +117,7 @@ def _read(
         try:
             # In steps (patiently): Ctrl-C waited for the end of each call of 30 s.
             meta = patiently(
-                consumer, functools.partial(consumer.list_topics, topic), METADATA_TIMEOUT_S
+                consumer, consumer.list_topics, topic, timeout=METADATA_TIMEOUT_S
             ).topics.get(topic)
             if meta is None or meta.error is not None:
                 reason = "missing" if meta is None else meta.error
@@ -127,17 +126,13 @@ def _read(
             if since_ms is not None:
                 start = patiently(
                     consumer,
-                    functools.partial(
-                        consumer.offsets_for_times,
-                        [TopicPartition(topic, p, since_ms) for p in meta.partitions],
-                    ),
-                    METADATA_TIMEOUT_S,
+                    consumer.offsets_for_times,
+                    [TopicPartition(topic, p, since_ms) for p in meta.partitions],
+                    timeout=METADATA_TIMEOUT_S,
                 )
             marks = {
                 tp.partition: patiently(
-                    consumer,
-                    functools.partial(consumer.get_watermark_offsets, tp),
-                    METADATA_TIMEOUT_S,
+                    consumer, consumer.get_watermark_offsets, tp, timeout=METADATA_TIMEOUT_S
                 )
                 for tp in start
             }

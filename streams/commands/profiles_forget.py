@@ -118,7 +118,6 @@ class _AuditWatch:
     """Reads the audit topic from its current end, looking for one request's record."""
 
     def __init__(self, kafka_config: dict[str, Any]) -> None:
-        import functools
         import uuid
 
         from confluent_kafka import OFFSET_END, Consumer, TopicPartition
@@ -136,9 +135,7 @@ class _AuditWatch:
         try:
             # In steps (patiently): Ctrl-C waited for the end of one call of 30 s.
             meta = patiently(
-                self.consumer,
-                functools.partial(self.consumer.list_topics, AUDIT.name),
-                METADATA_TIMEOUT_S,
+                self.consumer, self.consumer.list_topics, AUDIT.name, timeout=METADATA_TIMEOUT_S
             ).topics.get(AUDIT.name)
             if meta is None or meta.error is not None:
                 # No confirmation could ever be read: say so before sending anything.
@@ -152,8 +149,9 @@ class _AuditWatch:
                     tp.partition,
                     patiently(
                         self.consumer,
-                        functools.partial(self.consumer.get_watermark_offsets, tp),
-                        METADATA_TIMEOUT_S,
+                        self.consumer.get_watermark_offsets,
+                        tp,
+                        timeout=METADATA_TIMEOUT_S,
                     )[1],
                 )
                 for tp in tps

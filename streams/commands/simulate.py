@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from collectors.delivery import BatchSender
-    from collectors.publish import PublishStats
+    from collectors.publish import PublishStats, start_ending_now
     from collectors.simulate import Takeover, Workload
     from streams.commands._args import positive, refuse
     from streams.commands._replay import send_and_close
@@ -89,9 +89,6 @@ def run(args: argparse.Namespace) -> int:
         ],
     ):
         return 2
-    # Faster than real time, the run is placed so that it *ends* now (as `cadence demo`
-    # does): started now, its batches would soon be stamped in the future and refused.
-    ahead_s = args.seconds * (1.0 - 1.0 / speed) if speed > 1.0 else 0.0
     try:
         takeovers = [
             dataclasses.replace(
@@ -107,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             takeovers=takeovers,
             run=args.run_id if args.run_id is not None else str(int(time.time())),
             # Wall-clock event times: a real-time run starts now and looks live to the
-            # pipeline; the truth file states the same start as the batches.
-            start_wall_ms=(time.time() - ahead_s) * 1000.0,
+            # pipeline, a faster one ends now; the truth file states the same start.
+            start_wall_ms=start_ending_now(args.seconds, speed),
         )
     except ValueError as exc:
         print(f"cadence simulate: {exc}", file=sys.stderr)

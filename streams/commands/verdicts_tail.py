@@ -33,7 +33,6 @@ METADATA_TIMEOUT_S = 15.0
 
 
 def run(args: argparse.Namespace) -> int:
-    import functools
     import uuid
 
     from confluent_kafka import (
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         # An unreachable broker or a missing topic must not read as "no verdicts".
         # In steps (patiently): Ctrl-C waited for the end of one call of 15 s.
         metadata = patiently(
-            consumer, functools.partial(consumer.list_topics, VERDICTS.name), METADATA_TIMEOUT_S
+            consumer, consumer.list_topics, VERDICTS.name, timeout=METADATA_TIMEOUT_S
         )
         meta = metadata.topics.get(VERDICTS.name)
         if meta is not None and meta.error is None and not args.follow:
@@ -87,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
             for partition in meta.partitions:
                 low, high = patiently(
                     consumer,
-                    functools.partial(
-                        consumer.get_watermark_offsets, TopicPartition(VERDICTS.name, partition)
-                    ),
-                    METADATA_TIMEOUT_S,
+                    consumer.get_watermark_offsets,
+                    TopicPartition(VERDICTS.name, partition),
+                    timeout=METADATA_TIMEOUT_S,
                 )
                 if high > low:
                     last[partition] = high - 1

@@ -59,6 +59,11 @@ def _stamp(age_s: float) -> str:
 DAY = 86400.0
 
 
+def _refused(src: object, dst: object) -> None:
+    """``os.replace`` on a file the agent may not move (a read-only directory)."""
+    raise PermissionError(13, "Permission denied")
+
+
 # -- the batches of a quarantined file are counted as dropped ---------------------------
 
 
@@ -333,11 +338,8 @@ def test_a_damaged_file_that_cannot_be_moved_aside_is_an_error_then_retried(
         spool.put("dev", seq, b"k", b"v")
     _damage_while_open(spool)
 
-    def refused(src: object, dst: object) -> None:
-        raise PermissionError(13, "Permission denied")
-
     with monkeypatch.context() as patch:
-        patch.setattr("collectors.spool.os.replace", refused)
+        patch.setattr("collectors.spool.os.replace", _refused)
         # A SpoolError, which the sender counts: an OSError would end the agent.
         with pytest.raises(SpoolError, match="Permission denied"):
             spool.put("dev", 5, b"k", b"v")
@@ -366,11 +368,8 @@ def test_a_file_that_reads_as_sound_again_after_a_failed_move_is_opened_again(
     sound = path.read_bytes()
     _damage_while_open(spool)
 
-    def refused(src: object, dst: object) -> None:
-        raise PermissionError(13, "Permission denied")
-
     with monkeypatch.context() as patch:
-        patch.setattr("collectors.spool.os.replace", refused)
+        patch.setattr("collectors.spool.os.replace", _refused)
         with pytest.raises(SpoolError, match="Permission denied"):
             spool.put("dev", 5, b"k", b"v")
     path.write_bytes(sound)
