@@ -26,7 +26,7 @@ from collectors.identity import (
 )
 from collectors.metrics import CollectorMetrics
 from collectors.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, open_spool
-from collectors.spool_copies import DEFAULT_QUARANTINE_DAYS
+from collectors.spool.copies import DEFAULT_QUARANTINE_DAYS
 from collectors.unlock import LockWatcher
 from collectors.wire import EVENTS_TOPIC, Event, EventBatch
 

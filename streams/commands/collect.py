@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from collectors.spool_copies import DEFAULT_QUARANTINE_DAYS
+from collectors.spool.copies import DEFAULT_QUARANTINE_DAYS
 from streams.config import add_kafka_arguments
 
 

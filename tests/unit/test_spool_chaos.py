@@ -42,7 +42,7 @@ from collectors import delivery
 from collectors.delivery import BatchSender
 from collectors.metrics import CollectorMetrics
 from collectors.spool import SqliteSpool
-from collectors.spool_copies import MAX_QUARANTINED
+from collectors.spool.copies import MAX_QUARANTINED
 from collectors.wire import EventBatch, KeyEvent, encode_batch
 
 SEEDS = range(20)
@@ -220,7 +220,7 @@ class _Ledger:
 def _run(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(seed)
     clock = _Clock()
-    monkeypatch.setattr("collectors.spool.time.monotonic", clock)  # the time module's
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", clock)  # the time module's
     broker = _Broker(rng)
     monkeypatch.setattr(delivery, "Producer", lambda config: _FakeProducer(broker))
     metrics = CollectorMetrics()
@@ -244,7 +244,7 @@ def _run(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             raise PermissionError(13, "Permission denied")
         replace(src, dst)
 
-    monkeypatch.setattr("collectors.spool_copies.os.replace", refusing)
+    monkeypatch.setattr("collectors.spool.copies.os.replace", refusing)
 
     def call(method: Callable[..., Any], *args: Any) -> Any:
         try:

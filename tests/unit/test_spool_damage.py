@@ -20,6 +20,8 @@ import pytest
 from collectors.delivery import BatchSender
 from collectors.metrics import CollectorMetrics
 from collectors.spool import SpoolError, SqliteSpool
+from collectors.spool import sqlite as spool_sqlite
+from collectors.spool.damage import Rows
 
 # Record header of the DEVX row in `batches`: size 21, then serial types of id (NULL:
 # the rowid), device (TEXT 4), seq (INT8), key (BLOB 1), value (BLOB 10), size (INT8).
@@ -108,16 +110,16 @@ def test_any_exception_of_the_open_time_check_is_damage(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = 0
-    real = SqliteSpool._check_rows
+    real = spool_sqlite.check_rows
 
-    def failing_once(self: SqliteSpool, db: sqlite3.Connection) -> tuple[int, int, dict[str, int]]:
+    def failing_once(db: sqlite3.Connection, where: Path) -> Rows:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise TypeError("string argument without an encoding")
-        return real(self, db)
+        return real(db, where)
 
-    monkeypatch.setattr(SqliteSpool, "_check_rows", failing_once)
+    monkeypatch.setattr(spool_sqlite, "check_rows", failing_once)
     spool = SqliteSpool(path, fsync=False)
     assert spool.quarantined is not None and spool.batches == 0
     spool.close()
@@ -128,7 +130,7 @@ def test_a_busy_file_is_still_an_error_not_damage(
 ) -> None:
     connect = sqlite3.connect
     monkeypatch.setattr(  # fail fast instead of after the default 5 s busy wait
-        "collectors.spool.sqlite3.connect",
+        "collectors.spool.sqlite.sqlite3.connect",
         lambda *a, **kw: connect(*a, **kw, timeout=0.05),
     )
     other = connect(path, isolation_level=None)

@@ -172,9 +172,9 @@ def test_the_copy_just_made_is_kept_when_several_are_made_in_one_second(
     # sorts as the oldest of that second: deleted at once, while the log line said it was
     # kept for forensics (found by test_spool_chaos).
     second = time.gmtime()
-    monkeypatch.setattr("collectors.spool_copies.time.gmtime", lambda *_: second)
+    monkeypatch.setattr("collectors.spool.copies.time.gmtime", lambda *_: second)
     now = time.monotonic()
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: now)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: now)
     spool = SqliteSpool(tmp_path / "spool.db", fsync=False)
     made = []
     for n in range(5):
@@ -198,7 +198,7 @@ def test_a_running_agent_deletes_expired_copies_too(
     spool.put("dev", 1, b"k", b"v")
     assert _copies(tmp_path) == [old]  # checked at most once an hour, not at every put
     later = time.monotonic() + 3601
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: later)
     spool.put("dev", 2, b"k", b"v")
     assert _copies(tmp_path) == []
     spool.close()
@@ -216,7 +216,7 @@ def test_an_idle_agent_deletes_expired_copies_too(
     sender.poll(0)
     assert _copies(tmp_path) == [old]  # looked for at open, then at most once an hour
     later = time.monotonic() + 3601
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: later)
     sender.poll(0)
     assert _copies(tmp_path) == []
     sender.close(0)
@@ -321,7 +321,7 @@ def test_damage_again_right_after_a_quarantine_is_an_error_not_a_loop(
         spool.pending(0, 10)
     assert _value(metrics, "cadence_collector_spool_quarantined_total") == 1
     later = time.monotonic() + 61
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: later)
     spool.put("dev", 4, b"k", b"v")
     assert _value(metrics, "cadence_collector_spool_quarantined_total") == 2
     assert [r.seq for r in spool.pending(0, 10)] == [4]
@@ -339,14 +339,14 @@ def test_a_damaged_file_that_cannot_be_moved_aside_is_an_error_then_retried(
     _damage_while_open(spool)
 
     with monkeypatch.context() as patch:
-        patch.setattr("collectors.spool.os.replace", _refused)
+        patch.setattr("collectors.spool.copies.os.replace", _refused)
         # A SpoolError, which the sender counts: an OSError would end the agent.
         with pytest.raises(SpoolError, match="Permission denied"):
             spool.put("dev", 5, b"k", b"v")
     with pytest.raises(SpoolError, match="Permission denied"):
         spool.pending(0, 10)  # not tried again at every operation: once a minute
     later = time.monotonic() + 61
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: later)
     spool.put("dev", 6, b"k", b"v")
     assert [r.seq for r in spool.pending(0, 10)] == [6]
     assert _value(metrics, "cadence_collector_spool_quarantined_total") == 1
@@ -369,12 +369,12 @@ def test_a_file_that_reads_as_sound_again_after_a_failed_move_is_opened_again(
     _damage_while_open(spool)
 
     with monkeypatch.context() as patch:
-        patch.setattr("collectors.spool.os.replace", _refused)
+        patch.setattr("collectors.spool.copies.os.replace", _refused)
         with pytest.raises(SpoolError, match="Permission denied"):
             spool.put("dev", 5, b"k", b"v")
     path.write_bytes(sound)
     later = time.monotonic() + 61
-    monkeypatch.setattr("collectors.spool.time.monotonic", lambda: later)
+    monkeypatch.setattr("collectors.spool.sqlite.time.monotonic", lambda: later)
     new = spool.put("dev", 5, b"k", b"v")
     assert [r.seq for r in spool.pending(0, 10)] == [0, 1, 2, 3, 4, 5]
     assert spool.batches == 6 and spool.dropped == 0

@@ -1,4 +1,4 @@
-"""The local spool: every batch the broker has not acknowledged yet, oldest first.
+"""The durable spool: every batch the broker has not acknowledged yet, in one SQLite file.
 
 Why SQLite (stdlib ``sqlite3``) in WAL mode rather than hand-rolled segment files:
 a committed insert survives ``kill -9`` of the agent (and, with ``fsync=True``, a
@@ -11,8 +11,8 @@ fsync (``fsync=True``, what ``cadence collect`` uses: it closes ~4 batches/s). O
 puts are fsynced: a removal lost to a power cut resends a batch, it loses none.
 
 The same file holds each device's last sequence number, so numbering continues
-across restarts. :class:`MemorySpool` has the same interface without a disk, for
-replayers and benchmarks that re-create their input anyway.
+across restarts. :class:`collectors.spool.memory.MemorySpool` has the same interface
+without a disk.
 
 The spool is bounded by batches and bytes. Past the bound the *oldest* batches are
 dropped, counted (``dropped``, ``cadence_collector_dropped_batches_total``) and
@@ -27,7 +27,7 @@ check cannot read) is moved aside at open and a fresh spool started; so is a fil
 operation finds damaged while the agent runs (SQLite's "database disk image is
 malformed"), at most once a minute. The batches such a file held are counted as dropped
 (as many as can still be read from it), and the moved-aside copies are deleted after
-``quarantine_days``, a few kept at most (:mod:`collectors.spool_copies`): they hold raw
+``quarantine_days``, a few kept at most (:mod:`collectors.spool.copies`): they hold raw
 batches that will never be delivered. Single rows whose content is damaged in a file that is
 otherwise sound (a value of the wrong type, a device name that is not UTF-8: bit rot
 SQLite's page checks cannot see) are deleted where they are found, at open or by
@@ -43,25 +43,29 @@ import logging
 import math
 import os
 import sqlite3
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import TypeVar
 
 from collectors.metrics import CollectorMetrics
-from collectors.spool_copies import (
+from collectors.spool.base import (
+    DEFAULT_MAX_BATCHES,
+    DEFAULT_MAX_BYTES,
+    Bounded,
+    SpooledBatch,
+    SpoolError,
+)
+from collectors.spool.copies import (
     DEFAULT_QUARANTINE_DAYS,
     move_aside,
     prune,
     readable_batches,
 )
+from collectors.spool.damage import Damaged, check_rows, device_name, is_corruption, is_damage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-DEFAULT_MAX_BATCHES = 1_000_000
 # Expired copies are looked for at open and then at most this often (a desk agent can
 # run for weeks without a restart).
 _PRUNE_INTERVAL_S = 3600.0
@@ -69,165 +73,11 @@ _PRUNE_INTERVAL_S = 3600.0
 # damages every fresh file too gets plain spool errors in between (counted and
 # reported by the sender), not one quarantine per operation.
 _REQUARANTINE_S = 60.0
-# Primary SQLite result codes that say the file is there but cannot be used *now*
-# (SQLITE_PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL, AUTH):
-# not damage, so the file is kept and the error reported. Any other failure of the
-# open-time check (SQLITE_CORRUPT 11, SQLITE_NOTADB 26, SQLITE_ERROR 1 from a schema that
-# is not ours, a decode or type error on the content) means the content is not what
-# this module wrote: damage, so the file is moved aside.
-_UNAVAILABLE = frozenset({3, 5, 6, 7, 8, 10, 13, 14, 15, 23})
-# While running only SQLite's own verdict on the file counts as damage (SQLITE_CORRUPT,
-# SQLITE_NOTADB): anything else (locked, full, a bug of ours) keeps the file and is
-# reported, since moving it aside loses every batch it holds.
-_CORRUPT = frozenset({11, 26})
 
 _T = TypeVar("_T")
 
-# A row as the spool writes it; anything else is bit rot in the row (a flipped serial
-# type, a size that no longer matches). typeof() and length() read record headers only.
-_ROW_DAMAGED = (
-    "typeof(device) != 'text' OR typeof(seq) != 'integer' OR typeof(key) != 'blob'"
-    " OR typeof(value) != 'blob' OR typeof(size) != 'integer'"
-    " OR size != length(key) + length(value)"
-)
 
-
-class SpoolError(Exception):
-    """The spool file could not be opened, read or written (disk full, locked, unreadable).
-
-    The sender catches it and keeps running: a batch it could not put is dropped and
-    counted; acknowledged ids it could not remove are removed at a later attempt.
-    """
-
-    def __init__(self, operation: str, path: Path, cause: Exception) -> None:
-        super().__init__(f"spool {operation} failed on {path}: {cause}")
-        self.operation = operation  # open | put | remove | read
-        self.cause = cause
-
-
-class _Damaged(Exception):
-    """The open-time check found content this module cannot have written."""
-
-
-def _is_damage(exc: Exception) -> bool:
-    """Whether a failure of the open-time check means a damaged file (see ``_UNAVAILABLE``)."""
-    if isinstance(exc, MemoryError):
-        return False  # the machine, not the file
-    if not isinstance(exc, sqlite3.Error):
-        return True  # TypeError, ValueError, UnicodeDecodeError, _Damaged: the content
-    code = getattr(exc, "sqlite_errorcode", None)
-    # No code: raised by the sqlite3 module converting a value (text that is not UTF-8).
-    return code is None or (code & 0xFF) not in _UNAVAILABLE
-
-
-def _is_corruption(exc: BaseException | None) -> bool:
-    """Whether a failure while running is damage to the file (see ``_CORRUPT``)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.DatabaseError) and code is not None and (code & 0xFF) in _CORRUPT
-
-
-def _device_name(raw: object) -> str | None:
-    """A device column read as ``CAST(device AS BLOB)``: its text, or None if not UTF-8."""
-    if type(raw) is not bytes:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-class SpooledBatch(NamedTuple):
-    id: int  # spool position: increasing in the order batches were put
-    device: str
-    seq: int
-    key: bytes
-    value: bytes
-
-
-class Spool(Protocol):
-    """What :class:`collectors.delivery.BatchSender` needs from a spool."""
-
-    dropped: int
-
-    def put(self, device: str, seq: int, key: bytes, value: bytes) -> int: ...
-    def remove(self, ids: Iterable[int]) -> None: ...
-    def pending(self, after_id: int = 0, limit: int = 1000) -> list[SpooledBatch]: ...
-    def contains(self, spool_id: int) -> bool: ...
-    def next_seq(self, device: str) -> int: ...
-    def tidy(self) -> None: ...
-    @property
-    def batches(self) -> int: ...
-    @property
-    def nbytes(self) -> int: ...
-    def close(self) -> None: ...
-
-
-class _Bounded:
-    """Shared bookkeeping: sizes, the bound and drop reporting."""
-
-    def __init__(self, max_bytes: int, max_batches: int, metrics: CollectorMetrics | None) -> None:
-        if max_bytes <= 0 or max_batches <= 0:
-            raise ValueError("spool bounds must be positive")
-        self.max_bytes = max_bytes
-        self.max_batches = max_batches
-        self.metrics = metrics
-        self.dropped = 0
-        self._count = 0
-        self._bytes = 0
-        self._last_seq: dict[str, int] = {}
-        self._lock = threading.Lock()
-        if metrics is not None:
-            metrics.track_spool(lambda: self._count, lambda: self._bytes)
-
-    @property
-    def batches(self) -> int:
-        return self._count
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def _over(self) -> bool:
-        return self._count > self.max_batches or self._bytes > self.max_bytes
-
-    def next_seq(self, device: str) -> int:
-        """The next sequence number for ``device``: one more than the last one put.
-
-        Numbers are persisted together with the batch that uses them, so a number
-        handed out but never put (a crash in between) is simply handed out again.
-        """
-        with self._lock:
-            last = self._last_seq.get(device)
-            if last is None:
-                # Fixed on first ask, so asking twice before a put gives the same number.
-                last = self._last_seq[device] = self._first_seq() - 1
-            return last + 1
-
-    def _first_seq(self) -> int:
-        return 0
-
-    def _report_drop(self, dropped: list[tuple[str, int, int]]) -> None:
-        n = len(dropped)
-        self.dropped += n
-        if self.metrics is not None:
-            self.metrics.dropped_batches.inc(n)
-        first, last = dropped[0], dropped[-1]
-        log.warning(
-            "spool full (bound %d batches / %d bytes): dropped %d oldest unsent batches "
-            "(%d bytes; from device %s seq %d to device %s seq %d); %d dropped in total",
-            self.max_batches,
-            self.max_bytes,
-            n,
-            sum(size for _, _, size in dropped),
-            first[0],
-            first[1],
-            last[0],
-            last[1],
-            self.dropped,
-        )
-
-
-class SqliteSpool(_Bounded):
+class SqliteSpool(Bounded):
     """A durable spool in one SQLite file (WAL mode)."""
 
     def __init__(
@@ -262,7 +112,7 @@ class SqliteSpool(_Bounded):
         except Exception as exc:
             # Whatever the check cannot read is damage, never an exception out of the agent
             # at every start; only "cannot use the file now" (locked, full...) keeps it.
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 self._release_lock()
                 raise SpoolError("open", self.path, exc) from exc
             held, exact = readable_batches(self.path)
@@ -340,82 +190,20 @@ class SqliteSpool(_Bounded):
             # mid-run, where every read of the backlog would fail on it.
             problems = db.execute("PRAGMA quick_check").fetchall()
             if problems != [("ok",)]:
-                raise _Damaged("; ".join(str(p[0]) for p in problems[:3]))
-            count, size, sequences = self._check_rows(db)
+                raise Damaged("; ".join(str(p[0]) for p in problems[:3]))
+            rows = check_rows(db, self.path)
+            if rows.damaged:
+                self._count_damaged(rows.damaged, "at open")
             (top,) = db.execute(
                 "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'batches'"
             ).fetchone()
         except BaseException:
             db.close()
             raise
-        self._count, self._bytes = count, size
-        self._last_seq.update(sequences)
+        self._count, self._bytes = rows.batches, rows.size
+        self._last_seq.update(rows.sequences)
         self._top_id = max(self._top_id, top if type(top) is int else 0)
         return db
-
-    def _check_rows(self, db: sqlite3.Connection) -> tuple[int, int, dict[str, int]]:
-        """Count the batches, deleting rows whose content is damaged (counted as dropped).
-
-        Sound pages can still hold a row SQLite cannot know is wrong: a flipped bit in a
-        serial type or in a device name. Each such row is dropped alone, as the bound
-        would drop it, rather than the whole file: the other batches are good.
-        """
-        # Two passes rather than one GROUP BY device: grouping would copy every key and
-        # value into SQLite's sorter (4x the time on a full spool, measured).
-        count, size, damaged = db.execute(
-            f"SELECT count(*), coalesce(sum(size), 0), coalesce(sum({_ROW_DAMAGED}), 0) "
-            "FROM batches"
-        ).fetchone()
-        bad_devices = [
-            raw
-            for (raw,) in db.execute("SELECT DISTINCT CAST(device AS BLOB) FROM batches")
-            if _device_name(raw) is None
-        ]
-        sequences: dict[str, int] = {}
-        bad_sequences: list[int] = []
-        for rowid, raw, kind, last in db.execute(
-            "SELECT rowid, CAST(device AS BLOB), typeof(device), last_seq FROM sequences"
-        ).fetchall():
-            name = _device_name(raw) if kind == "text" else None
-            if name is None or type(last) is not int:
-                bad_sequences.append(int(rowid))
-            else:
-                sequences[name] = last
-        if bad_devices or damaged or bad_sequences:
-            self._delete_damaged(db, bad_devices, bad_sequences)
-            count, size = db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM batches"
-            ).fetchone()
-        return int(count), int(size), sequences
-
-    def _delete_damaged(
-        self, db: sqlite3.Connection, bad_devices: list[bytes], bad_sequences: list[int]
-    ) -> None:
-        # A device whose sequences row is lost is numbered from wall-clock milliseconds
-        # again (_first_seq), above anything it handed out before: no number is reused.
-        where = _ROW_DAMAGED
-        if bad_devices:
-            where += f" OR CAST(device AS BLOB) IN ({','.join('?' * len(bad_devices))})"
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            n = db.execute(f"DELETE FROM batches WHERE {where}", bad_devices).rowcount
-            for rowid in bad_sequences:
-                db.execute("DELETE FROM sequences WHERE rowid = ?", (rowid,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-        if bad_sequences:
-            log.error(
-                "spool %s: %d damaged sequence-number rows deleted at open; those devices "
-                "number on from wall-clock milliseconds",
-                self.path,
-                len(bad_sequences),
-            )
-        if n:
-            self._count_damaged(n, "at open")
 
     def _count_damaged(self, n: int, where: str) -> None:
         self.damaged_rows += n
@@ -546,7 +334,7 @@ class SqliteSpool(_Bounded):
     def _recover(self, exc: SpoolError) -> bool:
         """Quarantine a file found damaged while running; False if this is not damage, or
         the last quarantine was under ``_REQUARANTINE_S`` ago (never one per operation)."""
-        if not _is_corruption(exc.cause):
+        if not is_corruption(exc.cause):
             return False
         if (
             self._last_quarantine is not None
@@ -582,7 +370,7 @@ class SqliteSpool(_Bounded):
             try:
                 db = self._open()
             except Exception as exc:
-                if not _is_damage(exc):
+                if not is_damage(exc):
                     raise
                 # Still the damaged file: moving it aside failed at the last attempt.
                 self._set_aside(exc, "on opening it again")
@@ -722,7 +510,7 @@ class SqliteSpool(_Bounded):
             out: list[SpooledBatch] = []
             bad: list[int] = []
             for i, raw, kind, seq, key, value in rows:
-                device = _device_name(raw) if kind == "text" else None
+                device = device_name(raw) if kind == "text" else None
                 if (
                     device is None
                     or type(seq) is not int
@@ -777,88 +565,3 @@ class SqliteSpool(_Bounded):
 
     def __del__(self) -> None:
         self._release_lock()
-
-
-class MemorySpool(_Bounded):
-    """The same interface without a disk: for replay and benchmarks, not for ``collect``."""
-
-    def __init__(
-        self,
-        *,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_batches: int = DEFAULT_MAX_BATCHES,
-        metrics: CollectorMetrics | None = None,
-    ) -> None:
-        super().__init__(max_bytes, max_batches, metrics)
-        self._rows: OrderedDict[int, SpooledBatch] = OrderedDict()
-        self._next_id = 1
-
-    def put(self, device: str, seq: int, key: bytes, value: bytes) -> int:
-        dropped: list[tuple[str, int, int]] = []
-        with self._lock:
-            spool_id = self._next_id
-            self._next_id += 1
-            self._rows[spool_id] = SpooledBatch(spool_id, device, seq, key, value)
-            self._count += 1
-            self._bytes += len(key) + len(value)
-            if seq > self._last_seq.get(device, -1):
-                self._last_seq[device] = seq
-            while self._over() and len(self._rows) > 1:  # never the batch being put
-                _, old = self._rows.popitem(last=False)
-                size = len(old.key) + len(old.value)
-                self._count -= 1
-                self._bytes -= size
-                dropped.append((old.device, old.seq, size))
-        if dropped:
-            self._report_drop(dropped)
-        return spool_id
-
-    def remove(self, ids: Iterable[int]) -> None:
-        with self._lock:
-            for i in ids:
-                old = self._rows.pop(i, None)
-                if old is not None:
-                    self._count -= 1
-                    self._bytes -= len(old.key) + len(old.value)
-
-    def pending(self, after_id: int = 0, limit: int = 1000) -> list[SpooledBatch]:
-        with self._lock:
-            out: list[SpooledBatch] = []
-            # Ids are increasing in insertion order, so skip the (usually short) acked prefix.
-            for spool_id, row in self._rows.items():
-                if spool_id > after_id:
-                    out.append(row)
-                    if len(out) >= limit:
-                        break
-            return out
-
-    def contains(self, spool_id: int) -> bool:
-        return spool_id in self._rows
-
-    def tidy(self) -> None:
-        pass  # nothing on disk
-
-    def close(self) -> None:
-        pass
-
-
-def open_spool(
-    path: str | Path | None,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_batches: int = DEFAULT_MAX_BATCHES,
-    fsync: bool = True,
-    metrics: CollectorMetrics | None = None,
-    quarantine_days: float = DEFAULT_QUARANTINE_DAYS,
-) -> SqliteSpool | MemorySpool:
-    """A durable spool at ``path``, or a non-durable in-memory one when ``path`` is None."""
-    if path is None:
-        return MemorySpool(max_bytes=max_bytes, max_batches=max_batches, metrics=metrics)
-    return SqliteSpool(
-        path,
-        max_bytes=max_bytes,
-        max_batches=max_batches,
-        fsync=fsync,
-        metrics=metrics,
-        quarantine_days=quarantine_days,
-    )
