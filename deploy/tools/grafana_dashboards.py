@@ -20,7 +20,9 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-W = 'job="cadence-worker"'
+# Worker panels follow the dashboard's namespace (dev and prod in one Prometheus, as the
+# alerts keep them apart); "All" is ".*", which also matches scrapes without the label.
+W = 'job="cadence-worker", namespace=~"$namespace"'
 C = 'job="cadence-collector"'
 
 
@@ -87,7 +89,28 @@ def _panel(panel: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     return out
 
 
-def dashboard(uid: str, title: str, description: str, rows: list[Row]) -> dict[str, Any]:
+NAMESPACE_VARIABLE: dict[str, Any] = {
+    "name": "namespace",
+    "label": "Namespace",
+    "type": "query",
+    "datasource": DS,
+    "query": {"query": 'label_values(up{job="cadence-worker"}, namespace)', "refId": "namespace"},
+    "definition": 'label_values(up{job="cadence-worker"}, namespace)',
+    "refresh": 2,
+    "includeAll": True,
+    "allValue": ".*",
+    "multi": False,
+    "current": {"text": "All", "value": "$__all"},
+    "hide": 0,
+    "sort": 1,
+    "options": [],
+}
+
+
+def dashboard(
+    uid: str, title: str, description: str, rows: list[Row], *, namespaced: bool = False
+) -> dict[str, Any]:
+    """A dashboard of ``rows``; ``namespaced`` ones (worker panels) pick a namespace."""
     panels: list[dict[str, Any]] = []
     pid, y = 1, 0
     for row in rows:
@@ -134,7 +157,8 @@ def dashboard(uid: str, title: str, description: str, rows: list[Row]) -> dict[s
                     "refresh": 1,
                     "regex": "",
                     "options": [],
-                }
+                },
+                *([NAMESPACE_VARIABLE] if namespaced else []),
             ]
         },
         "panels": panels,
@@ -338,6 +362,7 @@ def pipeline() -> dict[str, Any]:
                 ],
             ),
         ],
+        namespaced=True,
     )
 
 
@@ -469,6 +494,7 @@ def detection() -> dict[str, Any]:
                 ],
             ),
         ],
+        namespaced=True,
     )
 
 

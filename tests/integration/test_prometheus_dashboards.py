@@ -60,7 +60,9 @@ def dashboard_queries() -> list[Query]:
     for path in DASHBOARDS:
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel.get("targets", []):
-                out.append(Query(f"{path.name} / {panel['title']}", target["expr"]))
+                # "$namespace" as Grafana sends it with "All" picked.
+                expr = target["expr"].replace("$namespace", ".*")
+                out.append(Query(f"{path.name} / {panel['title']}", expr))
     return out
 
 

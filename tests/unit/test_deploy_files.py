@@ -225,7 +225,8 @@ def test_alerts_use_only_exported_metrics() -> None:
 def test_every_selector_matches_a_series_exported_from_the_first_scrape() -> None:
     # A label or a label value the code does not export (a renamed reason, a level that
     # is never pre-created) is a panel without data or an alert that can never fire;
-    # `up` and the scrape's own labels come from Prometheus.
+    # `up` and the scrape's own labels (job, instance; namespace from a ServiceMonitor)
+    # come from Prometheus.
     series = exported_series()
     wrong = []
     for where, expr in queries():
@@ -233,7 +234,7 @@ def test_every_selector_matches_a_series_exported_from_the_first_scrape() -> Non
             if name == "up":
                 continue
             for label, op, value in matchers:
-                if label in ("job", "instance"):
+                if label in ("job", "instance", "namespace"):
                     continue
                 values = {labels.get(label) for n, labels in series if n == name}
                 wanted = value.split("|") if op == "=~" else [value]
@@ -273,7 +274,18 @@ def test_dashboard_structure(path: Path) -> None:
     board = json.loads(path.read_text())
     assert board["uid"] and len(board["uid"]) <= 40
     assert board["title"].startswith("cadence")
-    assert [v["name"] for v in board["templating"]["list"]] == ["datasource"]
+    variables = [v["name"] for v in board["templating"]["list"]]
+    worker_exprs = [
+        t["expr"]
+        for p in board["panels"]
+        for t in p.get("targets", [])
+        if "cadence-worker" in t["expr"]
+    ]
+    # Worker panels follow the namespace picked, as the alerts keep namespaces apart.
+    assert variables == (["datasource", "namespace"] if worker_exprs else ["datasource"])
+    for expr in worker_exprs:
+        for selector in re.findall(r"\{[^}]*cadence-worker[^}]*\}", expr):
+            assert 'namespace=~"$namespace"' in selector, expr
     panels = board["panels"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
