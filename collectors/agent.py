@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.batch_auth import USER_KEY_FILE_ENV, user_signer
 from collectors.batcher import MAX_AGE_MS, MAX_EVENTS, Batcher
 from collectors.capture import Capture, KeyHasher
 from collectors.delivery import BatchSender
@@ -157,6 +158,7 @@ def build_agent(
     key = load_pseudonym_key()
     device = device_id(key, config.state_dir)
     user = pseudonym(config.login or current_login(), key)
+    signer = user_signer()  # before the spool is opened (and locked): a bad file stops here
     spool_path = (
         None if config.memory_spool else (config.spool_path or config.state_dir / "spool.db")
     )
@@ -174,7 +176,11 @@ def build_agent(
         topic=config.topic,
         extra_config=config.kafka_extra,
         metrics=metrics,
+        signer=signer,
     )
+    if signer is None:
+        # Accepted by workers in the default mode; refused by one set to require tags.
+        log.info("batches unsigned (%s not set)", USER_KEY_FILE_ENV)
     hasher = None
     if config.key_identity:
         hasher = KeyHasher(key_identity_key(key))

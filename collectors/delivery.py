@@ -31,6 +31,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from collectors.batch_auth import MAC_HEADER, Signer
 from collectors.kafka_config import kafka_client_config
 from collectors.metrics import CollectorMetrics
 from collectors.spool import MemorySpool, Spool, SpoolError, SqliteSpool
@@ -96,6 +97,7 @@ class BatchSender:
         extra_config: Mapping[str, Any] | None = None,
         metrics: CollectorMetrics | None = None,
         window: int = 2000,
+        signer: Signer | None = None,
     ) -> None:
         self.metrics = metrics if metrics is not None else CollectorMetrics()
         self.spool: Spool = spool if spool is not None else MemorySpool(metrics=self.metrics)
@@ -103,6 +105,7 @@ class BatchSender:
             self.metrics.track_spool(lambda: spool.batches, lambda: spool.nbytes)
         self.topic = topic
         self.window = window
+        self.signer = signer  # tags each batch with its user's key (collectors.batch_auth)
         self.counters = SenderCounters()
         self._config: dict[str, Any] = {
             **kafka_client_config(bootstrap),
@@ -247,10 +250,17 @@ class BatchSender:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             self._on_delivery(generation, spool_id, err)
 
+        headers = _HEADERS
+        if self.signer is not None:
+            # Signed when sent, not when spooled: the spool keeps no tag, so a key
+            # issued again (rotated) signs the backlog too. A key damaged on disk is
+            # signed as read, and the worker refuses it with the wrong tag.
+            user = key.decode("utf-8", "replace")
+            headers = [*_HEADERS, (MAC_HEADER, self.signer(user, value))]
         while True:
             try:
                 self._producer.produce(
-                    self.topic, value=value, key=key, headers=_HEADERS, on_delivery=on_delivery
+                    self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
                 break
             except BufferError:

@@ -34,6 +34,7 @@ import faust
 from faust.types import TP, EventT, StreamT, TransportT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from collectors import batch_auth
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
 from streams.deadletter import dead_letter
 from streams.faust_lean import Monitor as LeanMonitor
@@ -364,6 +365,8 @@ class Worker:
     async def handle(self, event: EventT) -> None:
         message = event.message
         self.metrics.pending_batches += 1
+        if self.settings.batch_auth != "off" and not await self._signed(event):
+            return
         try:
             batch = decode_batch(message.value or b"")
         except UnsupportedSchemaVersion as exc:
@@ -390,6 +393,29 @@ class Worker:
             )
             return
         await self.accept(batch, event)
+
+    async def _signed(self, event: EventT) -> bool:
+        """Whether a record goes on: it carries its user's tag, or tags are only reported.
+
+        Checked before the value is parsed, under the record's key: a batch whose user
+        is not its key is refused after (key_mismatch), so the tag binds both."""
+        message = event.message
+        user = (message.key or b"").decode("utf-8", "replace")
+        failure = batch_auth.check(
+            self.settings.batch_auth_secret, user, message.value or b"", message.headers
+        )
+        if failure is None:
+            return True
+        self.metrics.unsigned_batches.labels(failure).inc()
+        if self.settings.batch_auth != "require":
+            return True
+        detail = (
+            "no cadence-mac header"
+            if failure == "missing"
+            else "cadence-mac is not the record's tag under its user's key"
+        )
+        await self.dead_letter(event, "unauthenticated", "cadence-mac", detail)
+        return False
 
     async def accept(self, batch: EventBatch, event: EventT) -> None:
         user = batch.user

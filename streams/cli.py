@@ -35,6 +35,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("profiles", "forget"), "profiles_forget", "erase one person's profile (GDPR art. 17)"),
     (("profiles", "export"), "profiles_export", "what cadence holds about one person (art. 15)"),
     (("pseudonym",), "pseudonym", "the pseudonym of a login (needs the deployment key)"),
+    (("keys", "issue"), "keys_issue", "the key a user's agent signs batches with"),
     (("demo",), "demo", "the live demo: workload -> Kafka -> worker -> verdict table"),
 )
 

@@ -39,6 +39,7 @@ REASONS = (
     "malformed",
     "schema_version",
     "key_mismatch",
+    "unauthenticated",
     "absurd_timestamp",
     "sequence_conflict",
     "processing_error",

@@ -41,6 +41,13 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.unsigned_batches = Counter(
+            "cadence_batch_auth_failures_total",
+            "Batches without their user's tag (CADENCE_BATCH_AUTH report or require): "
+            "missing, or invalid (another key, another value, two tags)",
+            ["reason"],
+            registry=r,
+        )
         self.processing_errors = Counter(
             "cadence_processing_errors_total",
             "Windows whose judging failed; their batches went to the dead-letter topic",
@@ -166,6 +173,8 @@ class WorkerMetrics:
             self.dead_letters.labels(reason)
         for reason in ("malformed", "schema_version"):
             self.decode_errors.labels(reason)
+        for reason in ("missing", "invalid"):
+            self.unsigned_batches.labels(reason)
         for state in ("enrolling", "active"):
             self.users.labels(state)
 

@@ -7,10 +7,13 @@ changelog's name for ``cadence profiles export``) without building a Faust app.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from collectors.batch_auth import KeyFileError, read_key_file
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
-from streams.env import env_number
+from streams.env import SettingError, env_number
 from streams.topics import EVENTS
 
 
@@ -35,6 +38,10 @@ class WorkerSettings:
     # librdkafka-style client settings (TLS, SASL) shared with every cadence client; never
     # printed, since they hold the SASL password.
     kafka: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Batch tags (collectors.batch_auth): "off" reads none, "report" counts batches
+    # without their user's tag and judges them, "require" dead-letters them.
+    batch_auth: str = "off"
+    batch_auth_secret: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -64,4 +71,32 @@ class WorkerSettings:
                 "CADENCE_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor, minimum=1
             ),
             kafka=kafka_client_config(bootstrap),
+            **batch_auth_from_env(env),
         )
+
+
+BATCH_AUTH_MODES = ("off", "report", "require")
+
+
+def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``CADENCE_BATCH_AUTH`` and, unless it is off, the secret from
+    ``CADENCE_BATCH_AUTH_SECRET_FILE``; SettingError names what is wrong."""
+    mode = env.get("CADENCE_BATCH_AUTH", "off").strip().lower() or "off"
+    if mode not in BATCH_AUTH_MODES:
+        raise SettingError(
+            f"CADENCE_BATCH_AUTH={mode!r}: must be one of {', '.join(BATCH_AUTH_MODES)}"
+        )
+    if mode == "off":
+        return {"batch_auth": mode}
+    path = env.get("CADENCE_BATCH_AUTH_SECRET_FILE")
+    if not path:
+        raise SettingError(
+            f"CADENCE_BATCH_AUTH={mode} needs CADENCE_BATCH_AUTH_SECRET_FILE: a file holding "
+            "the signing secret in hex (e.g. `python3 -c 'import secrets; "
+            "print(secrets.token_hex(32))'`)"
+        )
+    try:
+        secret = read_key_file(path, "signing secret (CADENCE_BATCH_AUTH_SECRET_FILE)")
+    except KeyFileError as exc:
+        raise SettingError(str(exc)) from None
+    return {"batch_auth": mode, "batch_auth_secret": secret}

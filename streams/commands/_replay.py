@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.commands._signing import add_sign_argument, signer_or_exit
 from streams.config import add_kafka_arguments
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def configure_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--flush-timeout", type=float, default=60.0, help="seconds to flush")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_sign_argument(parser)
 
 
 def run_replay(
@@ -97,6 +99,9 @@ def run_replay(
     except (OSError, ValueError) as exc:
         print(f"cadence replay {name}: {exc}", file=sys.stderr)
         return 2
+    signer = signer_or_exit(args, f"replay {name}")
+    if isinstance(signer, int):
+        return signer
     users = args.users.split(",") if args.users else None
     max_idle = None if math.isinf(args.max_idle_s) else args.max_idle_s
     run = args.run_id if args.run_id is not None else str(int(time.time()))
@@ -123,6 +128,7 @@ def run_replay(
         bootstrap=args.kafka_config["bootstrap.servers"],
         topic=args.topic or EVENTS.name,
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
+        signer=signer,
     )
 
     def report(stats: PublishStats) -> None:

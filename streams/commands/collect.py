@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from collectors.agent import AgentConfig, build_agent, default_state_dir
+    from collectors.batch_auth import KeyFileError
     from collectors.identity import MissingPseudonymKey
     from collectors.spool import SpoolError
     from streams.commands._args import positive, refuse
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         agent, capture = build_agent(config)
-    except (MissingPseudonymKey, SpoolError, OSError, KafkaException) as exc:
+    except (MissingPseudonymKey, KeyFileError, SpoolError, OSError, KafkaException) as exc:
         # A spool that cannot be opened is locked by another agent on this state
         # directory, or unreadable (permissions); a damaged one was moved aside already.
         # OSError: a state directory that cannot be made, a metrics port in use;

@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 
+from streams.commands._signing import add_sign_argument, signer_or_exit
 from streams.config import add_kafka_arguments
 
 
@@ -59,6 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", default=None, metavar="FILE", help="write ground truth JSON")
     parser.add_argument("--flush-timeout", type=float, default=30.0, help="seconds to flush")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_sign_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.topics import EVENTS
 
     speed = math.inf if args.fast else args.rate
+    signer = signer_or_exit(args, "simulate")
+    if isinstance(signer, int):
+        return signer
     if refuse(
         "simulate",
         [
@@ -146,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=args.kafka_config["bootstrap.servers"],
         topic=args.topic or EVENTS.name,
         extra_config={k: v for k, v in args.kafka_config.items() if k != "bootstrap.servers"},
+        signer=signer,
     )
     timed = workload.batches(args.seconds)
     return send_and_close(timed, sender, speed, report, args.flush_timeout, "simulate")

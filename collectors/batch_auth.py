@@ -1,0 +1,124 @@
+"""Batches signed with their user's key, so that a desk can write its own user's batches only.
+
+Any collector credential can write any record to the events topic (Kafka's ACLs know
+topics, not record keys), so without this a credential taken from one desk writes
+batches under any user pseudonym: someone else's timing fed to a victim's profile for
+hours (docs/evaluation.md, "Poisoning by slow drift"), a victim's session muted by a
+sequence number far ahead, made-up users by the thousand. With it, each batch carries
+the ``cadence-mac`` header, HMAC-SHA256 of the record's value under the user's key, and
+a worker set to ``CADENCE_BATCH_AUTH=require`` refuses a batch whose tag is missing or
+wrong (a dead letter, reason ``unauthenticated``).
+
+A user's key is derived from a signing secret that only the operator and the workers
+hold, ``HMAC-SHA256(secret, "cadence-user-key-v1" NUL pseudonym)``, so a worker derives
+it again for each batch and keeps no key table. The operator issues each user's key
+(``cadence keys issue``) into that user's profile on the desks they use, readable by
+them only; the agent runs as the user and reads it (``CADENCE_USER_KEY_FILE``). The value
+signed holds the user, device, session and sequence number: a tag fits one batch only,
+and a batch replayed whole is a duplicate the worker drops.
+
+>>> secret = bytes(range(32))
+>>> alice, bob = "a" * 64, "b" * 64
+>>> tag = sign(user_key(secret, alice), b'{"v":1}')
+>>> check(secret, alice, b'{"v":1}', [(MAC_HEADER, tag)]) is None
+True
+>>> check(secret, bob, b'{"v":1}', [(MAC_HEADER, tag)])  # alice's key, bob's batch
+'invalid'
+>>> check(secret, alice, b'{"v":2}', [(MAC_HEADER, tag)])  # another value
+'invalid'
+>>> check(secret, alice, b'{"v":1}', [("cadence-schema", b"1")])
+'missing'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Literal
+
+MAC_HEADER = "cadence-mac"
+USER_KEY_FILE_ENV = "CADENCE_USER_KEY_FILE"
+#: A secret or a key shorter than this is refused: it would not be one.
+MIN_SECRET_BYTES = 16
+_KEY_LABEL = b"cadence-user-key-v1\x00"
+# Versioned, so that another MAC scheme can be told apart from this one later.
+_TAG_PREFIX = b"v1:"
+
+Failure = Literal["missing", "invalid"]
+#: Signs the value of one batch of the user (the record's key): the tag to send with it.
+Signer = Callable[[str, bytes], bytes]
+
+
+class KeyFileError(RuntimeError):
+    """A secret or key file that cannot be read, or does not hold a key."""
+
+
+def user_key(secret: bytes, user: str) -> bytes:
+    """The key of ``user`` (a pseudonym, as on the wire) under the signing ``secret``."""
+    return hmac.new(secret, _KEY_LABEL + user.encode(), hashlib.sha256).digest()
+
+
+def sign(key: bytes, value: bytes) -> bytes:
+    """The ``cadence-mac`` header's value for a record ``value`` sent under ``key``."""
+    return _TAG_PREFIX + hmac.new(key, value, hashlib.sha256).digest()
+
+
+def check(
+    secret: bytes,
+    user: str,
+    value: bytes,
+    headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
+) -> Failure | None:
+    """None if ``value`` carries its user's tag; else why not. One tag only: a record
+    with two ``cadence-mac`` headers is refused, whatever they hold."""
+    if isinstance(headers, Mapping):  # a client may hand headers over as a dict
+        headers = headers.items()
+    tags = [v for k, v in (headers or ()) if k == MAC_HEADER]
+    if not tags:
+        return "missing"
+    if len(tags) > 1 or not isinstance(tags[0], bytes):
+        return "invalid"
+    expected = sign(user_key(secret, user), value)
+    return None if hmac.compare_digest(tags[0], expected) else "invalid"
+
+
+def read_key_file(path: str | Path, what: str) -> bytes:
+    """A secret or key from a file holding it in hex (as ``cadence keys issue`` writes
+    it); ``what`` names it in the error."""
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read the {what} {path}: {exc}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise KeyFileError(f"the {what} {path} does not hold a hex key") from None
+    if len(key) < MIN_SECRET_BYTES:
+        raise KeyFileError(f"the {what} {path} is shorter than {MIN_SECRET_BYTES} bytes")
+    return key
+
+
+def user_signer(env: Mapping[str, str] | None = None) -> Signer | None:
+    """The agent's signer: its user's key from ``CADENCE_USER_KEY_FILE``; None if unset."""
+    path = (os.environ if env is None else env).get(USER_KEY_FILE_ENV)
+    if not path:
+        return None
+    key = read_key_file(path, "user key")
+    return lambda user, value: sign(key, value)
+
+
+def secret_signer(secret: bytes) -> Signer:
+    """A signer for any user, from the signing secret itself: for the workers' own tools
+    (simulations, replays, tests), never for a desk."""
+    keys: dict[str, bytes] = {}
+
+    def signer(user: str, value: bytes) -> bytes:
+        key = keys.get(user)
+        if key is None:
+            key = keys[user] = user_key(secret, user)
+        return sign(key, value)
+
+    return signer

@@ -1,0 +1,213 @@
+"""Signed batches: the desk's tag, the worker's check, the settings and the operator's command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from collectors import batch_auth
+from collectors.batch_auth import (
+    MAC_HEADER,
+    KeyFileError,
+    check,
+    read_key_file,
+    secret_signer,
+    sign,
+    user_key,
+    user_signer,
+)
+from collectors.delivery import SCHEMA_HEADER, BatchSender
+from collectors.identity import pseudonym
+from collectors.spool import MemorySpool
+from streams.app import Worker
+from streams.cli import main as cadence
+from streams.env import SettingError
+from streams.metrics import WorkerMetrics
+from streams.settings import batch_auth_from_env
+from tests.integration.collector_send_script import make_batch
+
+SECRET = bytes(range(32))
+ALICE, BOB = "a" * 64, "b" * 64
+
+
+def test_a_key_belongs_to_one_user_under_one_secret() -> None:
+    assert user_key(SECRET, ALICE) == user_key(SECRET, ALICE)
+    assert user_key(SECRET, ALICE) != user_key(SECRET, BOB)
+    assert user_key(SECRET, ALICE) != user_key(bytes(32), ALICE)
+
+
+def test_only_the_users_own_tag_on_the_same_value_passes() -> None:
+    value = b'{"v":1,"user":"aaaa"}'
+    tag = sign(user_key(SECRET, ALICE), value)
+    assert check(SECRET, ALICE, value, [(SCHEMA_HEADER, b"1"), (MAC_HEADER, tag)]) is None
+    assert check(SECRET, ALICE, value, {MAC_HEADER: tag}) is None  # headers as a dict
+    assert check(SECRET, BOB, value, [(MAC_HEADER, tag)]) == "invalid"
+    assert check(SECRET, ALICE, value + b" ", [(MAC_HEADER, tag)]) == "invalid"
+    assert check(bytes(32), ALICE, value, [(MAC_HEADER, tag)]) == "invalid"
+    assert check(SECRET, ALICE, value, [(MAC_HEADER, tag[:-1])]) == "invalid"
+    assert check(SECRET, ALICE, value, [(MAC_HEADER, None)]) == "invalid"
+    # Two tags, one of them right: refused, not searched for a match.
+    assert check(SECRET, ALICE, value, [(MAC_HEADER, b"v1:x"), (MAC_HEADER, tag)]) == "invalid"
+    assert check(SECRET, ALICE, value, None) == "missing"
+    assert check(SECRET, ALICE, value, [(SCHEMA_HEADER, b"1")]) == "missing"
+
+
+def test_key_files_hold_hex_keys_of_16_bytes_or_more(tmp_path: Path) -> None:
+    good = tmp_path / "good.key"
+    good.write_text(SECRET.hex() + "\n")
+    assert read_key_file(good, "user key") == SECRET
+    for name, text, why in [
+        ("short.key", "00" * 15, "shorter than 16 bytes"),
+        ("text.key", "not a key", "does not hold a hex key"),
+        ("raw.key", "\xff" * 32, "cannot read"),
+    ]:
+        (tmp_path / name).write_text(text, encoding="latin-1")
+        with pytest.raises(KeyFileError, match=why):
+            read_key_file(tmp_path / name, "user key")
+    with pytest.raises(KeyFileError, match="cannot read the user key"):
+        read_key_file(tmp_path / "absent.key", "user key")
+
+
+def test_the_agent_signs_with_its_users_key_from_the_environment(tmp_path: Path) -> None:
+    assert user_signer({}) is None
+    path = tmp_path / "user.key"
+    path.write_text(user_key(SECRET, ALICE).hex())
+    signer = user_signer({batch_auth.USER_KEY_FILE_ENV: str(path)})
+    assert signer is not None
+    assert check(SECRET, ALICE, b"x", [(MAC_HEADER, signer(ALICE, b"x"))]) is None
+    # A desk holds one key: a batch under another user is tagged with it all the same,
+    # and the worker refuses it.
+    assert check(SECRET, BOB, b"x", [(MAC_HEADER, signer(BOB, b"x"))]) == "invalid"
+    assert check(SECRET, BOB, b"x", [(MAC_HEADER, secret_signer(SECRET)(BOB, b"x"))]) is None
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes, Any]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: Any, on_delivery: Any) -> None:
+        self.sent.append((key, value, headers))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_the_sender_tags_each_batch_when_it_has_a_signer(signed: bool) -> None:
+    sender = BatchSender(
+        MemorySpool(),
+        bootstrap="127.0.0.1:1",
+        extra_config={"log_level": 0},
+        signer=secret_signer(SECRET) if signed else None,
+    )
+    fake = _Producer()
+    sender._producer = fake  # type: ignore[assignment]
+    batch = make_batch("dev-1", 0)
+    sender.send(batch)
+    ((key, value, headers),) = fake.sent
+    assert key == batch.user.encode()
+    assert check(SECRET, batch.user, value, headers) == (None if signed else "missing")
+    assert (SCHEMA_HEADER, b"1") in headers
+
+
+class _Event:
+    def __init__(self, key: bytes, value: bytes, headers: Any) -> None:
+        self.message = SimpleNamespace(key=key, value=value, headers=headers)
+
+
+async def _judged(mode: str, headers: Any, user: str = ALICE) -> tuple[bool, Any, list[Any]]:
+    letters: list[Any] = []
+
+    async def dead_letter(event: Any, reason: str, field: str, detail: str) -> None:
+        letters.append((reason, field, detail))
+
+    worker = SimpleNamespace(
+        settings=SimpleNamespace(batch_auth=mode, batch_auth_secret=SECRET),
+        metrics=WorkerMetrics(),
+        dead_letter=dead_letter,
+    )
+    goes_on = await Worker._signed(worker, _Event(user.encode(), b"value", headers))  # type: ignore[arg-type]
+    return goes_on, worker.metrics, letters
+
+
+def _failures(metrics: WorkerMetrics, reason: str) -> float:
+    return metrics.unsigned_batches.labels(reason)._value.get()
+
+
+def test_require_dead_letters_a_batch_without_its_users_tag() -> None:
+    tag = sign(user_key(SECRET, ALICE), b"value")
+    goes_on, metrics, letters = asyncio.run(_judged("require", [(MAC_HEADER, tag)]))
+    assert goes_on and letters == [] and _failures(metrics, "invalid") == 0
+    goes_on, metrics, letters = asyncio.run(_judged("require", [(MAC_HEADER, tag)], user=BOB))
+    assert not goes_on and _failures(metrics, "invalid") == 1
+    assert letters == [
+        (
+            "unauthenticated",
+            "cadence-mac",
+            "cadence-mac is not the record's tag under its user's key",
+        )
+    ]
+    goes_on, metrics, letters = asyncio.run(_judged("require", []))
+    assert not goes_on and _failures(metrics, "missing") == 1
+    assert letters == [("unauthenticated", "cadence-mac", "no cadence-mac header")]
+
+
+def test_report_counts_a_batch_without_its_users_tag_and_judges_it() -> None:
+    goes_on, metrics, letters = asyncio.run(_judged("report", []))
+    assert goes_on and letters == [] and _failures(metrics, "missing") == 1
+
+
+def test_worker_settings_need_the_secret_unless_tags_are_off(tmp_path: Path) -> None:
+    assert batch_auth_from_env({}) == {"batch_auth": "off"}
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET.hex())
+    env = {"CADENCE_BATCH_AUTH": "Require", "CADENCE_BATCH_AUTH_SECRET_FILE": str(secret)}
+    assert batch_auth_from_env(env) == {"batch_auth": "require", "batch_auth_secret": SECRET}
+    with pytest.raises(SettingError, match="must be one of off, report, require"):
+        batch_auth_from_env({"CADENCE_BATCH_AUTH": "on"})
+    with pytest.raises(SettingError, match="needs CADENCE_BATCH_AUTH_SECRET_FILE"):
+        batch_auth_from_env({"CADENCE_BATCH_AUTH": "report"})
+    with pytest.raises(SettingError, match="cannot read the signing secret"):
+        batch_auth_from_env({**env, "CADENCE_BATCH_AUTH_SECRET_FILE": str(tmp_path / "no")})
+
+
+def test_keys_issue_gives_the_key_the_worker_derives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret, pseudonym_key = tmp_path / "secret", tmp_path / "pseudonym.key"
+    secret.write_text(SECRET.hex())
+    pseudonym_key.write_text("k" * 32)
+    monkeypatch.delenv("CADENCE_BATCH_AUTH_SECRET_FILE", raising=False)
+    assert cadence(["keys", "issue", "alice"]) == 2
+    assert "set CADENCE_BATCH_AUTH_SECRET_FILE" in capsys.readouterr().err
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_SECRET_FILE", str(secret))
+    monkeypatch.setenv("CADENCE_PSEUDONYM_KEY_FILE", str(pseudonym_key))
+    assert cadence(["keys", "issue", "alice"]) == 0
+    alice = pseudonym("alice", b"k" * 32)
+    assert capsys.readouterr().out.strip() == user_key(SECRET, alice).hex()
+    assert cadence(["keys", "issue", "--pseudonym", alice]) == 0
+    assert capsys.readouterr().out.strip() == user_key(SECRET, alice).hex()
+    assert cadence(["keys", "issue", "--pseudonym", "alice"]) == 2
+    out = tmp_path / "alice.key"
+    assert cadence(["keys", "issue", "alice", "--out", str(out)]) == 0
+    assert read_key_file(out, "user key") == user_key(SECRET, alice)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert cadence(["keys", "issue", "bob", "--out", str(out)]) == 2  # never overwritten
+    assert "cannot create" in capsys.readouterr().err
+    assert read_key_file(out, "user key") == user_key(SECRET, alice)
+
+
+def test_sign_without_the_secret_stops_simulate_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CADENCE_BATCH_AUTH_SECRET_FILE", raising=False)
+    assert cadence(["simulate", "--sign", "--seconds", "1", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cadence simulate: --sign needs CADENCE_BATCH_AUTH_SECRET_FILE"
+    )
