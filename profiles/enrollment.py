@@ -21,6 +21,12 @@ class EnrollmentPolicy:
     # Learn only while the verdict reads trusted: evidence against the owner that has
     # built up (an impostor at the upper edge of the owner's range) stops teaching.
     learn_min_trust: float = 70.0
+    # The enrolment anchor: an active modality does not learn a window whose readable
+    # summary (:mod:`profiles.reasons`) is more than this many standard deviations from
+    # the owner's enrolment windows in any quantity, so that input drifting slowly away
+    # from the enrolled owner cannot walk the profile along with it (docs/evaluation.md,
+    # "Poisoning by slow drift"). ``inf`` learns as before the anchor.
+    anchor_z: float = 4.0
     # Genuine scores the calibration ring keeps, per modality.
     calibration_size: int = 512
     # Fresh evidence (in contexts) between two scores the ring keeps. Consecutive

@@ -42,6 +42,11 @@ class KeyboardState:
     cells: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float16))  # recent scores
     unsampled: float = 0.0  # fresh evidence (contexts) learned since the ring's last entry
     session: str = ""  # the session of the last window with presses
+    # The owner as enrolled: each window's summary quantities averaged with equal weight
+    # over every window learned while enrolling, frozen once the modality is active.
+    anchor: RunningSummary = field(
+        default_factory=lambda: RunningSummary.zeros(len(KEYBOARD_SUMMARY), alpha=0.0)
+    )
 
 
 @dataclass(slots=True)
@@ -57,6 +62,9 @@ class MouseState:
     sessions: int = 0
     unsampled: float = 0.0
     session: str = ""  # the session of the last window with pointer events
+    anchor: RunningSummary = field(
+        default_factory=lambda: RunningSummary.zeros(len(MOUSE_SUMMARY), alpha=0.0)
+    )
 
 
 def new_mouse_state(background: Background, calibration_size: int) -> MouseState:

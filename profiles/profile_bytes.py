@@ -94,7 +94,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     """Largest :func:`encode_profile` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
     ``MAX_MOUSE_COUNT`` (12 bits), a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 16 353 bytes with the default policy (issue #3:
+    ``MAX_SESSION_BYTES``, the checksum). 16 349 bytes with the default policy (issue #3:
     <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
@@ -112,6 +112,9 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         max_mouse_bytes(),
         2 * p.keyboard_cells,  # float16 cell scores
         MAX_SESSION_BYTES,
+        # the enrolment anchors, one part
+        RunningSummary.max_bytes(len(KEYBOARD_SUMMARY))
+        + RunningSummary.max_bytes(len(MOUSE_SUMMARY)),
     ]
     return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
 
@@ -135,6 +138,8 @@ def encode_profile(profile: UserProfile) -> bytes:
         pack_mouse(m.tail),
         k.cells.astype(np.float16).tobytes(),
         m.session.encode(),
+        # the enrolment anchors; none yet (a new user) is an empty part
+        k.anchor.to_bytes() + m.anchor.to_bytes() if k.anchor.n or m.anchor.n else b"",
     ]
     head = _STATE.pack(
         _MAGIC,
@@ -263,6 +268,18 @@ def _decode(
         # modalities compared with the last session of either.
         mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
         profile.mouse.session = session_key(mouse_session.decode())
+    if magic == _MAGIC and n > _CHECKSUMMED_FROM + 1:
+        # The enrolment anchors (since cadence-profile-5's anchor; code before it reads
+        # the first 12 parts and ignores this one). A record without them (or with an
+        # unusable one) has none: its profile learns as it did before anchors.
+        kd = RunningSummary.max_bytes(len(KEYBOARD_SUMMARY))
+        for modality, data_, d in (
+            (profile.keyboard, parts[12][:kd], len(KEYBOARD_SUMMARY)),
+            (profile.mouse, parts[12][kd:], len(MOUSE_SUMMARY)),
+        ):
+            anchor = RunningSummary.from_bytes(data_, d)
+            modality.anchor = anchor if anchor.finite() else RunningSummary.zeros(d)
+            modality.anchor.alpha = 0.0
     # The summaries only word the reasons; one spoilt by an earlier version's
     # learning (a NaN) restarts alone instead of costing the user their profile.
     for modality in (profile.keyboard, profile.mouse):

@@ -62,8 +62,8 @@ class RunningSummary:
     alpha: float = 0.05
 
     @classmethod
-    def zeros(cls, d: int) -> RunningSummary:
-        return cls(np.zeros(d, np.float32), np.ones(d, np.float32))
+    def zeros(cls, d: int, alpha: float = 0.05) -> RunningSummary:
+        return cls(np.zeros(d, np.float32), np.ones(d, np.float32), alpha=alpha)
 
     def learn(self, x: np.ndarray) -> None:
         # Four numbers: Python floats cost less than ten numpy calls, and compute the

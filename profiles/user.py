@@ -81,6 +81,7 @@ from profiles.profile_bytes import decode_profile, encode_profile
 from profiles.reasons import (
     KEYBOARD_SUMMARY,
     MOUSE_SUMMARY,
+    RunningSummary,
     deviations,
     explain,
     keyboard_summary,
@@ -89,6 +90,9 @@ from profiles.reasons import (
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
 MODEL_VERSION: Final = "cadence-profile-5"
+#: Enrolment windows an anchor needs before it bounds learning (the ``min_calibration``
+#: of the shipped policy): a spread from fewer would be mostly noise.
+ANCHOR_MIN_WINDOWS: Final = 16
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -330,8 +334,14 @@ class UserProfile:
         learned = False
         if kb is not None:
             raw, cells, summary, _ = kb
+            if not kb_active and enrolling_learns:
+                self.keyboard.anchor.learn(summary)
             if (not kb_active and enrolling_learns) or (
-                kb_active and kb_cal is not None and kb_cal <= p.learn_gate and trusted_enough
+                kb_active
+                and kb_cal is not None
+                and kb_cal <= p.learn_gate
+                and trusted_enough
+                and within_anchor(self.keyboard.anchor, summary, p.anchor_z)
             ):
                 k = self.keyboard
                 k.unsampled += cells.size / p.keyboard_cells
@@ -349,8 +359,14 @@ class UserProfile:
                 learned = True
         if ms is not None:
             raw, actions, summary = ms  # actions: one row of model bins each
+            if not ms_active and enrolling_learns:
+                self.mouse.anchor.learn(summary)
             if (not ms_active and enrolling_learns) or (
-                ms_active and ms_cal is not None and ms_cal <= p.learn_gate and trusted_enough
+                ms_active
+                and ms_cal is not None
+                and ms_cal <= p.learn_gate
+                and trusted_enough
+                and within_anchor(self.mouse.anchor, summary, p.anchor_z)
             ):
                 m = self.mouse
                 m.unsampled += actions.shape[0] / p.mouse_actions
@@ -433,6 +449,15 @@ def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
         w[0]._assess(t, tw, pointer, a, w[4] if len(w) > 4 else True)
         for w, t, tw, pointer, a in zip(windows, typing, typed, pointers, actions, strict=True)
     ]
+
+
+def within_anchor(anchor: RunningSummary, summary: np.ndarray, z: float) -> bool:
+    """Whether a window's summary is within ``z`` of the owner's enrolment windows in
+    every quantity (a missing one counts as within); always, while the anchor rests on
+    fewer than :data:`ANCHOR_MIN_WINDOWS` windows (a profile stored before anchors)."""
+    if anchor.n < ANCHOR_MIN_WINDOWS:
+        return True
+    return bool((np.abs(anchor.z(summary)) <= z).all())
 
 
 def _where_present(

@@ -7,6 +7,7 @@ a crash it restores them from those bytes. Both must judge every later window al
 from __future__ import annotations
 
 import struct
+import zlib
 from collections import defaultdict
 from functools import cache
 from pathlib import Path
@@ -167,10 +168,19 @@ def judged_state() -> bytes:
 
 
 def as_cup3(state: bytes) -> bytes:
-    """The same state as written before its checksum part existed (12 parts)."""
-    record = bytearray(state[: -(4 + 4)])  # the checksum part: its size, its CRC
+    """The same state as written before its checksum part existed (12 parts; nor the
+    enrolment anchors, the part before the checksum)."""
+    offset, _ = parts_of(state)[12]
+    record = bytearray(state[: offset - 4])  # the anchors and the checksum part
     record[_STATE_SIZE - 1] = 12
     return bytes(record)
+
+
+def without_anchors(state: bytes) -> bytes:
+    """The same state as written before the enrolment anchors (12 parts and the checksum)."""
+    record = bytearray(as_cup3(state)) + _CRC_SIZE
+    record[_STATE_SIZE - 1] = 13
+    return bytes(record + struct.pack("<I", zlib.crc32(record)))
 
 
 def parts_of(record: bytes) -> list[tuple[int, int]]:
@@ -184,12 +194,26 @@ def parts_of(record: bytes) -> list[tuple[int, int]]:
 
 
 _STATE_SIZE = struct.calcsize("<4sdddIIIIddB")
+_CRC_SIZE = struct.pack("<I", 4)  # the size of the checksum part
 
 
 def test_a_record_of_the_previous_format_without_checksum_is_read() -> None:
     state = judged_state()
     bg = Background.default()
-    assert UserProfile.from_bytes(as_cup3(state), bg, POLICY).to_bytes() == state
+    # Everything but the enrolment anchors, which it never had (they bound nothing).
+    again = UserProfile.from_bytes(as_cup3(state), bg, POLICY)
+    assert again.keyboard.anchor.n == again.mouse.anchor.n == 0
+    assert again.to_bytes() == UserProfile.from_bytes(without_anchors(state), bg, POLICY).to_bytes()
+    assert as_cup3(again.to_bytes()) == as_cup3(state)
+
+
+def test_a_record_from_before_the_anchors_is_read_without_them() -> None:
+    state, bg = judged_state(), Background.default()
+    p = UserProfile.from_bytes(state, bg, POLICY)
+    assert p.keyboard.anchor.n > 0 and p.mouse.anchor.n > 0
+    old = UserProfile.from_bytes(without_anchors(state), bg, POLICY)
+    assert old.keyboard.anchor.n == old.mouse.anchor.n == 0
+    assert as_cup3(old.to_bytes()) == as_cup3(state)
 
 
 def test_code_that_predates_the_checksum_reads_the_same_parts() -> None:

@@ -1,0 +1,68 @@
+"""The enrolment anchor: input drifting slowly away from the enrolled owner stops being learned."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from profiles.background import Background
+from profiles.enrollment import EnrollmentPolicy
+from profiles.keystrokes import KeystrokeEvents
+from profiles.user import UserProfile
+
+POLICY = EnrollmentPolicy(min_presses=600, min_sessions=1, min_calibration=16)
+
+
+def _typing(rng: np.random.Generator, t0: float, dwell_ms: float, n: int = 30) -> KeystrokeEvents:
+    """``n`` presses of one 5-s window: dwell around ``dwell_ms``, flights around 120 ms."""
+    down = t0 + np.cumsum(rng.lognormal(np.log(120.0), 0.3, n) + dwell_ms)
+    up = down + rng.lognormal(np.log(dwell_ms), 0.2, n)
+    t = np.r_[down, up]
+    order = np.argsort(t, kind="stable")
+    is_down = np.r_[np.ones(n, bool), np.zeros(n, bool)][order]
+    key_class = np.tile(rng.integers(0, 6, n).astype(np.int8), 2)[order]
+    return KeystrokeEvents(t[order], is_down, key_class)
+
+
+def _drifted(policy: EnrollmentPolicy) -> tuple[UserProfile, list[bool]]:
+    """Enrol on dwell ~100 ms, then move the dwell 1 % a window to ~300 ms and stay there."""
+    rng = np.random.default_rng(7)
+    p = UserProfile(Background.default(), policy)
+    t = 0.0
+    while p.enrollment != "active":
+        p.assess(_typing(rng, t, 100.0), None, session="s")
+        t += 10_000.0
+    learned = []
+    for i in range(160):
+        dwell = 100.0 * 1.01 ** min(i, 110)  # 300 ms after 110 windows
+        learned.append(p.assess(_typing(rng, t, dwell), None, session="s").learned)
+        t += 10_000.0
+    return p, learned
+
+
+def test_a_slow_drift_away_from_the_enrolled_owner_stops_being_learned() -> None:
+    p, learned = _drifted(POLICY)
+    # The first steps are within what enrolment varied and are learned as before ...
+    assert sum(learned[:10]) >= 8
+    # ... but the profile is not walked to three times the owner's dwell.
+    assert sum(learned[-50:]) == 0
+    assert float(p.keyboard.summary.mean[0]) < 150.0
+    # The anchor itself never moved after enrolment.
+    assert 90.0 < float(p.keyboard.anchor.mean[0]) < 110.0
+
+
+def test_without_the_anchor_the_same_drift_is_followed() -> None:
+    # What the anchor bounds: gated learning alone follows the drift to its end.
+    p, learned = _drifted(replace(POLICY, anchor_z=float("inf")))
+    assert sum(learned[-50:]) >= 40
+    assert float(p.keyboard.summary.mean[0]) > 250.0
+
+
+def test_the_anchor_survives_the_bytes() -> None:
+    p, _ = _drifted(POLICY)
+    q = UserProfile.from_bytes(p.to_bytes(), Background.default(), POLICY)
+    assert q.keyboard.anchor.n == p.keyboard.anchor.n > 16
+    assert np.array_equal(q.keyboard.anchor.mean, p.keyboard.anchor.mean)
+    assert np.array_equal(q.keyboard.anchor.var, p.keyboard.anchor.var)
+    assert q.to_bytes() == p.to_bytes()
