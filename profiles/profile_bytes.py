@@ -269,7 +269,7 @@ def _decode(
         mouse_session = parts[11] if n > 11 and magic != _MAGIC_V2 else parts[8]
         profile.mouse.session = session_key(mouse_session.decode())
     if magic == _MAGIC and n > _CHECKSUMMED_FROM + 1:
-        # The enrolment anchors (since cadence-profile-5's anchor; code before it reads
+        # The enrolment anchors (since cadence-profile-6; code before it reads
         # the first 12 parts and ignores this one). A record without them (or with an
         # unusable one) has none: its profile learns as it did before anchors.
         kd = RunningSummary.max_bytes(len(KEYBOARD_SUMMARY))

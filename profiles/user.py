@@ -89,10 +89,13 @@ from profiles.reasons import (
 )
 from profiles.trust import DEFAULT_POLICY, TrustPolicy, TrustScore
 
-MODEL_VERSION: Final = "cadence-profile-5"
+MODEL_VERSION: Final = "cadence-profile-6"
 #: Enrolment windows an anchor needs before it bounds learning (the ``min_calibration``
 #: of the shipped policy): a spread from fewer would be mostly noise.
 ANCHOR_MIN_WINDOWS: Final = 16
+#: Below this variance a quantity did not vary while enrolling (float32 rounding of a
+#: constant): :func:`within_anchor` leaves it out.
+ANCHOR_MIN_VAR: Final = 1e-9
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -454,10 +457,15 @@ def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
 def within_anchor(anchor: RunningSummary, summary: np.ndarray, z: float) -> bool:
     """Whether a window's summary is within ``z`` of the owner's enrolment windows in
     every quantity (a missing one counts as within); always, while the anchor rests on
-    fewer than :data:`ANCHOR_MIN_WINDOWS` windows (a profile stored before anchors)."""
+    fewer than :data:`ANCHOR_MIN_WINDOWS` windows (a profile stored before anchors).
+
+    A quantity that never varied while enrolling (an owner who did not erase once) has
+    no spread to measure a change by: it is not checked, or the first window with an
+    erase would never be learned, nor any after it."""
     if anchor.n < ANCHOR_MIN_WINDOWS:
         return True
-    return bool((np.abs(anchor.z(summary)) <= z).all())
+    varied = anchor.var > ANCHOR_MIN_VAR
+    return bool((np.abs(anchor.z(summary))[varied] <= z).all())
 
 
 def _where_present(

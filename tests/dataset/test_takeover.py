@@ -41,16 +41,17 @@ def _accounts() -> tuple:
 
 def test_takeover_figures_match_the_measurement() -> None:
     """All 22 accounts, 462 takeovers (~20 s), the background fitted on the enrolment
-    segments as `cadence evaluate takeover` does. Measured (cadence-profile-4, 2026-12-07):
-    median 60 s, p90 140 s, 57 % within 60 s, 94 % within 300 s; 0 false alarms (and 0
-    entries into suspicious) in 2.3 h of genuine typing."""
+    segments as `cadence evaluate takeover` does. Measured (cadence-profile-6, the enrolment
+    anchor, 2026-12-07): median 55 s, p90 135 s, 58 % within 60 s, 94 % within 300 s; 0
+    false alarms (and 0 entries into suspicious) in 2.3 h of genuine typing (60 s with
+    cadence-profile-5)."""
     from profiles.background import Background
     from profiles.evaluation.takeover import enrolment_background, evaluate_takeover
 
     background = enrolment_background(_accounts(), [], Background.default())
     f = evaluate_takeover(_accounts(), background, "keystrokes").figures()
     assert f["pairs"] == 462
-    assert f["ttd_median_s"] <= 60.0
+    assert f["ttd_median_s"] < 60.0  # issue #3's target
     assert f["ttd_p90_s"] <= 150.0
     assert f["detected_300s"] >= 0.93
     assert f["false_alarms_impostor"] <= 1
@@ -61,7 +62,7 @@ def test_takeover_figures_match_the_measurement() -> None:
 def test_takeover_on_another_platforms_typing_matches_the_measurement(tmp_path: Path) -> None:
     """`--keystroke-holdout file`: each typist enrols on facebook and instagram is the
     held-out genuine typing (another platform, another day), ~20 s. Measured
-    (cadence-profile-5, 2026-12-07): median 50 s, p90 110 s, 95 % within 300 s; 0 false
+    (cadence-profile-5 and -6, 2026-12-07): median 50 s, p90 110 s, 95 % within 300 s; 0 false
     alarms in 3.4 h (1 entry into suspicious). The reverse direction (bench/
     keystroke_cross_platform.py) gave 2 false alarms in 4.2 h: docs/evaluation.md."""
     import json

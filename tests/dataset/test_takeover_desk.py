@@ -28,8 +28,8 @@ pytestmark = [
 
 def test_fused_desk_detects_what_each_modality_alone_misses() -> None:
     """10 desks, 90 takeovers (~1 min), the background fitted on the enrolment segments as
-    `cadence evaluate takeover` does. Measured (cadence-profile-5, 2026-12-07): median
-    75 s, p90 190 s, 41 % within 60 s, 98 % within 300 s, 99 % ever; 4 false alarms in
+    `cadence evaluate takeover` does. Measured (cadence-profile-6, 2026-12-07): median
+    75 s, p90 180 s (190 s with -5), 41 % within 60 s, 98 % within 300 s, 99 % ever; 4 false alarms in
     11.5 h of genuine use, 3 at the desk whose pointer is Balabit's user23, 1 at user29's. Alone, the
     same people's typing is caught 94 % of the time within 600 s, their pointing 72 %."""
     from profiles.background import Background

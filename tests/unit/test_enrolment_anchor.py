@@ -9,7 +9,8 @@ import numpy as np
 from profiles.background import Background
 from profiles.enrollment import EnrollmentPolicy
 from profiles.keystrokes import KeystrokeEvents
-from profiles.user import UserProfile
+from profiles.reasons import KEYBOARD_SUMMARY
+from profiles.user import UserProfile, within_anchor
 
 POLICY = EnrollmentPolicy(min_presses=600, min_sessions=1, min_calibration=16)
 
@@ -66,3 +67,16 @@ def test_the_anchor_survives_the_bytes() -> None:
     assert np.array_equal(q.keyboard.anchor.mean, p.keyboard.anchor.mean)
     assert np.array_equal(q.keyboard.anchor.var, p.keyboard.anchor.var)
     assert q.to_bytes() == p.to_bytes()
+
+
+def test_a_quantity_that_never_varied_while_enrolling_does_not_stop_learning() -> None:
+    # An owner who never erased while enrolling: erase rate 0 in every enrolment window.
+    # Their first window with an erase must still be learned (no spread to judge it by).
+    p, _ = _drifted(replace(POLICY, anchor_z=4.0))
+    erase = KEYBOARD_SUMMARY.index("erase_rate")
+    p.keyboard.anchor.mean[erase], p.keyboard.anchor.var[erase] = 0.0, 0.0
+    usual = p.keyboard.anchor.mean.astype(np.float64).copy()
+    usual[erase] = 0.1
+    assert within_anchor(p.keyboard.anchor, usual, 4.0)
+    usual[0] *= 3.0  # but a dwell three times the enrolled one is still beyond
+    assert not within_anchor(p.keyboard.anchor, usual, 4.0)
