@@ -48,6 +48,9 @@ MOUSE_SUMMARY: Final = tuple(_MOUSE_SUMMARY_SOURCES)
 _MOUSE_SUMMARY_COLUMNS: Final = [MOUSE_FEATURES.index(f) for f in _MOUSE_SUMMARY_SOURCES.values()]
 
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+#: Largest count of windows a summary stores (a uint32): a count read back at it stays
+#: there, as one more would not fit the state and every later write would fail.
+MAX_SUMMARY_COUNT: Final = 0xFFFF_FFFF
 #: A deviation this large (in the owner's standard deviations) becomes a reason.
 REASON_Z: Final = 2.0
 
@@ -85,7 +88,7 @@ class RunningSummary:
                 var.append(vi)
         self.mean = np.array(mean, dtype=np.float32)
         self.var = np.array(var, dtype=np.float32)
-        self.n += 1
+        self.n = min(self.n + 1, MAX_SUMMARY_COUNT)
 
     def z(self, x: np.ndarray) -> np.ndarray:
         sd = np.sqrt(np.maximum(self.var, 1e-6))

@@ -80,3 +80,19 @@ def test_a_quantity_that_never_varied_while_enrolling_does_not_stop_learning() -
     assert within_anchor(p.keyboard.anchor, usual, 4.0)
     usual[0] *= 3.0  # but a dwell three times the enrolled one is still beyond
     assert not within_anchor(p.keyboard.anchor, usual, 4.0)
+
+
+def test_a_stored_count_at_its_largest_does_not_break_the_next_write() -> None:
+    # A count is a uint32 in the state: a record holding its largest (damage that a CRC
+    # cannot tell from a state, or a state written on purpose) decodes to a profile, so
+    # that profile must judge and be written again; one more window made the count 2**32
+    # and the write failed with struct.error, every window after, for good.
+    rng = np.random.default_rng(3)
+    p = UserProfile(Background.default(), POLICY)
+    p.assess(_typing(rng, 0.0, 100.0), None, session="s")
+    assert p.enrollment == "enrolling" and p.keyboard.anchor.n == 1
+    p.keyboard.anchor.n = p.keyboard.summary.n = 0xFFFFFFFF
+    q = UserProfile.from_bytes(p.to_bytes(), Background.default(), POLICY)
+    assert q.assess(_typing(rng, 10_000.0, 100.0), None, session="s").learned
+    again = UserProfile.from_bytes(q.to_bytes(), Background.default(), POLICY)
+    assert again.keyboard.anchor.n == again.keyboard.summary.n == 0xFFFFFFFF
