@@ -43,7 +43,7 @@ SUMMARY_PRESSES: Final = 32
 #: stands. This is what bounds the state: a carried event is 18 bytes (float64 time,
 #: int32 coordinates when they do not fit int16, button, state); 512 of them were up
 #: to 9.2 KB and broke the 16 KB bound of issue #3. 252, not 256 as up to the
-#: enrolment anchor: its 68 bytes did not fit (``max_state_bytes``).
+#: enrolment anchor: its 82 bytes did not fit (``max_state_bytes``).
 MAX_MOUSE_TAIL: Final = 252
 
 _RELEASED: Final = int(State.RELEASED)

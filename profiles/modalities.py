@@ -20,7 +20,7 @@ from profiles.carryover import no_mouse
 from profiles.detectors.typed_histogram_ratio import TypedHistogramRatio
 from profiles.keystrokes import KeystrokePresses, KeystrokeProfile
 from profiles.mouse import MouseEvents
-from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, RunningSummary
+from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, EnrolmentSummary, RunningSummary
 
 #: Longest session id stored as it is (UTF-8 bytes); a longer one is kept as a digest
 #: (33 characters). The collectors' ids are 32 hex characters. 48, not 64 as up to
@@ -44,8 +44,8 @@ class KeyboardState:
     session: str = ""  # the session of the last window with presses
     # The owner as enrolled: each window's summary quantities averaged with equal weight
     # over every window learned while enrolling, frozen once the modality is active.
-    anchor: RunningSummary = field(
-        default_factory=lambda: RunningSummary.zeros(len(KEYBOARD_SUMMARY), alpha=0.0)
+    anchor: EnrolmentSummary = field(
+        default_factory=lambda: EnrolmentSummary.zeros(len(KEYBOARD_SUMMARY))
     )
 
 
@@ -62,8 +62,8 @@ class MouseState:
     sessions: int = 0
     unsampled: float = 0.0
     session: str = ""  # the session of the last window with pointer events
-    anchor: RunningSummary = field(
-        default_factory=lambda: RunningSummary.zeros(len(MOUSE_SUMMARY), alpha=0.0)
+    anchor: EnrolmentSummary = field(
+        default_factory=lambda: EnrolmentSummary.zeros(len(MOUSE_SUMMARY))
     )
 
 

@@ -39,7 +39,7 @@ from profiles.modalities import (
     new_mouse_state,
     session_key,
 )
-from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, RunningSummary
+from profiles.reasons import KEYBOARD_SUMMARY, MOUSE_SUMMARY, EnrolmentSummary, RunningSummary
 from profiles.trust import DEFAULT_POLICY, TrustPolicy
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
     """Largest :func:`encode_profile` under ``policy``: every part at its most
     (dense keystroke counts, full rings and rolling contexts, mouse counts at
     ``MAX_MOUSE_COUNT`` (12 bits), a full pointer tail with int32 coordinates, session ids at
-    ``MAX_SESSION_BYTES``, the checksum). 16 349 bytes with the default policy (issue #3:
+    ``MAX_SESSION_BYTES``, the checksum). 16 363 bytes with the default policy (issue #3:
     <= 16 KB);
     ``tests/unit/test_profile_state.py`` builds that profile and checks it."""
     p = policy or EnrollmentPolicy()
@@ -113,8 +113,8 @@ def max_state_bytes(background: Background, policy: EnrollmentPolicy | None = No
         2 * p.keyboard_cells,  # float16 cell scores
         MAX_SESSION_BYTES,
         # the enrolment anchors, one part
-        RunningSummary.max_bytes(len(KEYBOARD_SUMMARY))
-        + RunningSummary.max_bytes(len(MOUSE_SUMMARY)),
+        EnrolmentSummary.max_bytes(len(KEYBOARD_SUMMARY))
+        + EnrolmentSummary.max_bytes(len(MOUSE_SUMMARY)),
     ]
     return _STATE.size + 4 * (len(parts) + 1) + sum(parts) + _CRC.size
 
@@ -272,14 +272,17 @@ def _decode(
         # The enrolment anchors (since cadence-profile-6; code before it reads
         # the first 12 parts and ignores this one). A record without them (or with an
         # unusable one) has none: its profile learns as it did before anchors.
-        kd = RunningSummary.max_bytes(len(KEYBOARD_SUMMARY))
+        kd, md = len(KEYBOARD_SUMMARY), len(MOUSE_SUMMARY)
+        split = EnrolmentSummary.max_bytes(kd)
+        if len(parts[12]) != split + EnrolmentSummary.max_bytes(md):
+            # The first cadence-profile-6 records: no count per quantity.
+            split = EnrolmentSummary.first_layout_bytes(kd)
         for modality, data_, d in (
-            (profile.keyboard, parts[12][:kd], len(KEYBOARD_SUMMARY)),
-            (profile.mouse, parts[12][kd:], len(MOUSE_SUMMARY)),
+            (profile.keyboard, parts[12][:split], kd),
+            (profile.mouse, parts[12][split:], md),
         ):
-            anchor = RunningSummary.from_bytes(data_, d)
-            modality.anchor = anchor if anchor.finite() else RunningSummary.zeros(d)
-            modality.anchor.alpha = 0.0
+            anchor = EnrolmentSummary.from_bytes(data_, d)
+            modality.anchor = anchor if anchor.finite() else EnrolmentSummary.zeros(d)
     # The summaries only word the reasons; one spoilt by an earlier version's
     # learning (a NaN) restarts alone instead of costing the user their profile.
     for modality in (profile.keyboard, profile.mouse):

@@ -121,6 +121,102 @@ class RunningSummary:
         return 4 + 8 * d
 
 
+#: Largest count of windows an :class:`EnrolmentSummary` keeps per quantity (a uint16):
+#: a quantity seen in that many enrolment windows has its mean and spread, and learns
+#: no more.
+MAX_ANCHOR_COUNT: Final = 0xFFFF
+
+
+@dataclass(slots=True)
+class EnrolmentSummary:
+    """Equal-weight mean and (population) variance of each quantity over the windows
+    that had it: the owner as enrolled (``profiles.user.within_anchor``).
+
+    A quantity a window lacks (NaN: no flight in a window of one press, no click hold in
+    a window of moves) is no value of it; each quantity counts its own windows, so the
+    first window that has it is its mean, with no spread yet, whatever came before.
+
+    >>> s = EnrolmentSummary.zeros(2)
+    >>> for x in ([np.nan, 1.0], [150.0, 2.0], [150.0, 3.0]):
+    ...     s.learn(np.array(x))
+    >>> s.mean.tolist(), s.var.tolist(), s.counts.tolist(), s.n
+    ([150.0, 2.0], [0.0, 0.6666666865348816], [2, 3], 3)
+    >>> EnrolmentSummary.from_bytes(s.to_bytes(), 2).counts.tolist()
+    [2, 3]
+    """
+
+    mean: np.ndarray  # float32
+    var: np.ndarray  # float32
+    counts: np.ndarray  # uint16: windows that had each quantity
+    n: int = 0  # windows learned
+
+    @classmethod
+    def zeros(cls, d: int) -> EnrolmentSummary:
+        return cls(np.zeros(d, np.float32), np.zeros(d, np.float32), np.zeros(d, np.uint16))
+
+    def learn(self, x: np.ndarray) -> None:
+        mean, var, counts = self.mean.tolist(), self.var.tolist(), self.counts.tolist()
+        for i, xi in enumerate(x.tolist()):
+            c = counts[i]
+            if c >= MAX_ANCHOR_COUNT:
+                continue
+            # Welford's update with weight 1 / (windows that had it): the first is the
+            # mean exactly, with a variance of 0.
+            a = 1.0 / (c + 1)
+            diff = xi - mean[i]
+            m, v = mean[i] + a * diff, (1 - a) * (var[i] + a * diff * diff)
+            # NaN (missing) or too large for the float32 state: not a value of it.
+            if math.isfinite(m) and abs(m) <= _FLOAT32_MAX and 0 <= v <= _FLOAT32_MAX:
+                mean[i], var[i], counts[i] = m, v, c + 1
+        self.mean = np.array(mean, dtype=np.float32)
+        self.var = np.array(var, dtype=np.float32)
+        self.counts = np.array(counts, dtype=np.uint16)
+        self.n = min(self.n + 1, MAX_SUMMARY_COUNT)
+
+    def z(self, x: np.ndarray) -> np.ndarray:
+        sd = np.sqrt(np.maximum(self.var, 1e-6))
+        return np.where(np.isfinite(x), (x - self.mean) / sd, 0.0)
+
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.mean).all() and np.isfinite(self.var).all())
+
+    def to_bytes(self) -> bytes:
+        return (
+            struct.pack("<I", self.n)
+            + self.mean.astype(np.float32).tobytes()
+            + self.var.astype(np.float32).tobytes()
+            + self.counts.astype("<u2").tobytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, d: int) -> EnrolmentSummary:
+        """A summary of ``d`` quantities; the first ``cadence-profile-6`` layout (no count
+        per quantity, :meth:`first_layout_bytes`) counts every quantity ``n`` times; any
+        other size starts over."""
+        if len(data) not in (cls.max_bytes(d), cls.first_layout_bytes(d)):
+            return cls.zeros(d)
+        (n,) = struct.unpack_from("<I", data)
+        mean = np.frombuffer(data, np.float32, d, 4).copy()
+        var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
+        if len(data) == cls.max_bytes(d):
+            counts = np.frombuffer(data, "<u2", d, 4 + 8 * d).astype(np.uint16)
+        else:
+            counts = np.full(d, min(n, MAX_ANCHOR_COUNT), np.uint16)
+        return cls(mean, var, counts, n)
+
+    @staticmethod
+    def max_bytes(d: int) -> int:
+        """Size of :meth:`to_bytes`: window count, float32 means and variances, uint16
+        counts per quantity."""
+        return 4 + 10 * d
+
+    @staticmethod
+    def first_layout_bytes(d: int) -> int:
+        """Size of an anchor written by the first ``cadence-profile-6`` code (2026-12-07),
+        without the counts per quantity."""
+        return 4 + 8 * d
+
+
 def keyboard_summary(window: KeystrokeWindow) -> np.ndarray:
     """The :data:`KEYBOARD_SUMMARY` quantities of one window of presses."""
     dwell = window.dwell_ms

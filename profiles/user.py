@@ -81,7 +81,7 @@ from profiles.profile_bytes import decode_profile, encode_profile
 from profiles.reasons import (
     KEYBOARD_SUMMARY,
     MOUSE_SUMMARY,
-    RunningSummary,
+    EnrolmentSummary,
     deviations,
     explain,
     keyboard_summary,
@@ -454,18 +454,17 @@ def assess_many(windows: Sequence[WindowToJudge]) -> list[Assessment]:
     ]
 
 
-def within_anchor(anchor: RunningSummary, summary: np.ndarray, z: float) -> bool:
+def within_anchor(anchor: EnrolmentSummary, summary: np.ndarray, z: float) -> bool:
     """Whether a window's summary is within ``z`` of the owner's enrolment windows in
-    every quantity (a missing one counts as within); always, while the anchor rests on
-    fewer than :data:`ANCHOR_MIN_WINDOWS` windows (a profile stored before anchors).
+    every quantity (a missing one counts as within); a quantity seen in fewer than
+    :data:`ANCHOR_MIN_WINDOWS` enrolment windows is not checked (nor is any, in a
+    profile stored before anchors).
 
     A quantity that never varied while enrolling (an owner who did not erase once) has
     no spread to measure a change by: it is not checked, or the first window with an
     erase would never be learned, nor any after it."""
-    if anchor.n < ANCHOR_MIN_WINDOWS:
-        return True
-    varied = anchor.var > ANCHOR_MIN_VAR
-    return bool((np.abs(anchor.z(summary))[varied] <= z).all())
+    checked = (anchor.counts >= ANCHOR_MIN_WINDOWS) & (anchor.var > ANCHOR_MIN_VAR)
+    return bool((np.abs(anchor.z(summary))[checked] <= z).all())
 
 
 def _where_present(

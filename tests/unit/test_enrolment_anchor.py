@@ -96,3 +96,83 @@ def test_a_stored_count_at_its_largest_does_not_break_the_next_write() -> None:
     assert q.assess(_typing(rng, 10_000.0, 100.0), None, session="s").learned
     again = UserProfile.from_bytes(q.to_bytes(), Background.default(), POLICY)
     assert again.keyboard.anchor.n == again.keyboard.summary.n == 0xFFFFFFFF
+
+
+def _single_press(t0: float) -> KeystrokeEvents:
+    """One key pressed alone in a window: a dwell, but no flight and no typing rate."""
+    return KeystrokeEvents(np.array([t0, t0 + 90.0]), np.array([True, False]), np.ones(2, np.int8))
+
+
+def test_the_anchor_is_the_equal_weight_mean_and_variance_of_the_windows_that_had_each() -> None:
+    # A quantity a window lacks (NaN: no flight in a one-press window, no click hold in
+    # a window of moves) is no value of it: not a zero, nor a variance of 1 (the empty
+    # summary's), nor does it shift the weights of the windows that had it.
+    rng = np.random.default_rng(5)
+    xs = rng.normal([100.0, 220.0, 3.0, 0.05], [3.0, 4.0, 0.4, 0.01], (60, 4))
+    xs[0, 1:3] = np.nan  # the first window lacks two quantities
+    xs[rng.random((60, 4)) < 0.3] = np.nan  # and so do others, here and there
+    anchor = UserProfile(Background.default(), POLICY).keyboard.anchor
+    for x in xs:
+        anchor.learn(x)
+    assert anchor.n == 60
+    np.testing.assert_allclose(anchor.mean, np.nanmean(xs, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(anchor.var, np.nanvar(xs, axis=0), rtol=1e-3)
+
+
+def test_a_first_window_without_a_flight_does_not_widen_the_enrolled_flights() -> None:
+    def enrolled(lead: bool) -> tuple[float, float]:
+        rng = np.random.default_rng(7)
+        p = UserProfile(Background.default(), POLICY)
+        t = 0.0
+        if lead:  # the session opens with one key pressed alone
+            p.assess(_single_press(t), None, session="s")
+            t += 10_000.0
+        while p.enrollment != "active":
+            p.assess(_typing(rng, t, 100.0), None, session="s")
+            t += 10_000.0
+        flight = KEYBOARD_SUMMARY.index("flight_ms")
+        return float(p.keyboard.anchor.mean[flight]), float(np.sqrt(p.keyboard.anchor.var[flight]))
+
+    (mean, sd), (lead_mean, lead_sd) = enrolled(False), enrolled(True)
+    # The same typing, one press more: the same owner. It read as a flight of 0 ms,
+    # which made the spread 46 ms instead of 4 (and z = 4 let 180 ms of drift through).
+    assert abs(lead_mean - mean) < 2.0
+    assert lead_sd < 1.5 * sd
+
+
+def test_a_quantity_seen_in_few_enrolment_windows_is_not_checked() -> None:
+    p, _ = _drifted(POLICY)
+    a = p.keyboard.anchor
+    rate = KEYBOARD_SUMMARY.index("typing_rate_per_s")
+    a.mean[rate], a.var[rate] = 3.0, 0.01
+    a.counts[rate] = 3  # a spread from three windows is mostly noise
+    usual = a.mean.astype(np.float64).copy()
+    usual[rate] = 6.0
+    assert within_anchor(a, usual, 4.0)
+    a.counts[rate] = 16
+    assert not within_anchor(a, usual, 4.0)
+
+
+def test_an_anchor_of_the_first_profile_6_layout_is_read_with_its_count_for_each() -> None:
+    # The first cadence-profile-6 records held a count, the means and the variances per
+    # modality (64 bytes), no count per quantity: read back, their anchors still bound.
+    import struct
+    import zlib
+
+    p, _ = _drifted(POLICY)
+    k, m = p.keyboard.anchor, p.mouse.anchor
+    old = b"".join(
+        struct.pack("<I", a.n)
+        + a.mean.astype(np.float32).tobytes()
+        + a.var.astype(np.float32).tobytes()
+        for a in (k, m)
+    )
+    state = p.to_bytes()
+    new = k.to_bytes() + m.to_bytes()
+    at = state.index(struct.pack("<I", len(new)) + new)
+    record = state[:at] + struct.pack("<I", len(old)) + old + struct.pack("<I", 4)
+    record += struct.pack("<I", zlib.crc32(record))
+    q = UserProfile.from_bytes(record, Background.default(), POLICY)
+    assert q.keyboard.anchor.n == k.n and list(q.keyboard.anchor.counts) == [k.n] * 4
+    assert np.array_equal(q.keyboard.anchor.mean, k.mean)
+    assert np.array_equal(q.keyboard.anchor.var, k.var)
