@@ -90,7 +90,10 @@ def read_key_file(path: str | Path, what: str) -> bytes:
     it); ``what`` names it in the error."""
     try:
         text = Path(path).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        # Not the decoder's message: it quotes a byte of the file, i.e. of the secret.
+        raise KeyFileError(f"the {what} {path} does not hold a hex key") from None
+    except OSError as exc:
         raise KeyFileError(f"cannot read the {what} {path}: {exc}") from None
     try:
         key = bytes.fromhex(text)

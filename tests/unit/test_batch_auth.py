@@ -65,11 +65,13 @@ def test_key_files_hold_hex_keys_of_16_bytes_or_more(tmp_path: Path) -> None:
     for name, text, why in [
         ("short.key", "00" * 15, "shorter than 16 bytes"),
         ("text.key", "not a key", "does not hold a hex key"),
-        ("raw.key", "\xff" * 32, "cannot read"),
+        ("raw.key", "\xff" * 32, "does not hold a hex key"),
     ]:
         (tmp_path / name).write_text(text, encoding="latin-1")
-        with pytest.raises(KeyFileError, match=why):
+        with pytest.raises(KeyFileError, match=why) as raised:
             read_key_file(tmp_path / name, "user key")
+        # A secret stored raw must not leak through the message (the decoder quotes bytes).
+        assert "0xff" not in str(raised.value) and "position" not in str(raised.value)
     with pytest.raises(KeyFileError, match="cannot read the user key"):
         read_key_file(tmp_path / "absent.key", "user key")
 
