@@ -101,9 +101,14 @@ def start_ending_now(length_s: float, speed: float, now_ms: float | None = None)
     550000.0
     >>> start_ending_now(600.0, float("inf"), now_ms=1_000_000.0), start_ending_now(60.0, 1.0, 5.0)
     (400000.0, 5.0)
+    >>> start_ending_now(float("inf"), 1.0, now_ms=5.0)  # until Ctrl-C, in real time
+    5.0
     """
     now_ms = time.time() * 1000.0 if now_ms is None else now_ms
-    return now_ms - length_s * 1000.0 * max(0.0, 1.0 - 1.0 / speed)
+    if speed <= 1.0:
+        # Not now - length x 0: an endless run (inf x 0) would stamp every batch NaN.
+        return now_ms
+    return now_ms - length_s * 1000.0 * (1.0 - 1.0 / speed)
 
 
 __all__ = ["PublishStats", "Sender", "publish", "start_ending_now"]

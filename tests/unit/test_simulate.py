@@ -438,15 +438,23 @@ def test_simulate_runs_until_interrupted_by_default(monkeypatch: pytest.MonkeyPa
     from streams.commands import _replay
 
     taken: list[float] = []
+    batches: list[EventBatch] = []
 
     def capture(timed, sender, speed, *args: object) -> int:  # type: ignore[no-untyped-def]
-        for t, _ in timed:
+        for t, batch in timed:
             taken.append(t)
+            batches.append(batch)
             if len(taken) == 50:
                 break
         sender.close(0)
         return 0 if speed == 1.0 else 1
 
     monkeypatch.setattr(_replay, "send_and_close", capture)
+    started_ms = time.time() * 1000.0
     assert main(["simulate", "--users", "2", "--bootstrap", "127.0.0.1:1", "--quiet"]) == 0
     assert len(taken) == 50
+    # Stamped from now on: an endless run placed "to end now" was NaN (inf x 0), and the
+    # worker dead-lettered every batch as malformed.
+    for batch in batches:
+        assert decode_batch(encode_batch(batch)) == batch
+        assert started_ms <= batch.sent_at_ms <= time.time() * 1000.0 + 60_000.0
