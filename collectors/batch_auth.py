@@ -41,6 +41,7 @@ from typing import Literal
 
 MAC_HEADER = "cadence-mac"
 USER_KEY_FILE_ENV = "CADENCE_USER_KEY_FILE"
+SECRET_FILE_ENV = "CADENCE_BATCH_AUTH_SECRET_FILE"
 #: A secret or a key shorter than this is refused: it would not be one.
 MIN_SECRET_BYTES = 16
 _KEY_LABEL = b"cadence-user-key-v1\x00"
@@ -102,6 +103,15 @@ def read_key_file(path: str | Path, what: str) -> bytes:
     if len(key) < MIN_SECRET_BYTES:
         raise KeyFileError(f"the {what} {path} is shorter than {MIN_SECRET_BYTES} bytes")
     return key
+
+
+def signing_secret(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The workers' signing secret from ``CADENCE_BATCH_AUTH_SECRET_FILE``; None if unset
+    (each caller says why it needs it), KeyFileError if the file holds none."""
+    path = (os.environ if env is None else env).get(SECRET_FILE_ENV)
+    if not path:
+        return None
+    return read_key_file(path, f"signing secret ({SECRET_FILE_ENV})")
 
 
 def user_signer(env: Mapping[str, str] | None = None) -> Signer | None:

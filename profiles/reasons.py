@@ -65,8 +65,8 @@ class RunningSummary:
     alpha: float = 0.05
 
     @classmethod
-    def zeros(cls, d: int, alpha: float = 0.05) -> RunningSummary:
-        return cls(np.zeros(d, np.float32), np.ones(d, np.float32), alpha=alpha)
+    def zeros(cls, d: int) -> RunningSummary:
+        return cls(np.zeros(d, np.float32), np.ones(d, np.float32))
 
     def learn(self, x: np.ndarray) -> None:
         # Four numbers: Python floats cost less than ten numpy calls, and compute the
@@ -91,18 +91,13 @@ class RunningSummary:
         self.n = min(self.n + 1, MAX_SUMMARY_COUNT)
 
     def z(self, x: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.maximum(self.var, 1e-6))
-        return np.where(np.isfinite(x), (x - self.mean) / sd, 0.0)
+        return _z(self.mean, self.var, x)
 
     def finite(self) -> bool:
-        return bool(np.isfinite(self.mean).all() and np.isfinite(self.var).all())
+        return _finite(self.mean, self.var)
 
     def to_bytes(self) -> bytes:
-        return (
-            struct.pack("<I", self.n)
-            + self.mean.astype(np.float32).tobytes()
-            + self.var.astype(np.float32).tobytes()
-        )
+        return _pack(self.n, self.mean, self.var)
 
     @classmethod
     def from_bytes(cls, data: bytes, d: int) -> RunningSummary:
@@ -110,10 +105,7 @@ class RunningSummary:
         version with other quantities) starts over: it only words the reasons."""
         if len(data) != 4 + 8 * d:
             return cls.zeros(d)
-        (n,) = struct.unpack_from("<I", data)
-        mean = np.frombuffer(data, np.float32, d, 4).copy()
-        var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
-        return cls(mean, var, n)
+        return cls(*_unpack(data, d))
 
     @staticmethod
     def max_bytes(d: int) -> int:
@@ -174,19 +166,13 @@ class EnrolmentSummary:
         self.n = min(self.n + 1, MAX_SUMMARY_COUNT)
 
     def z(self, x: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.maximum(self.var, 1e-6))
-        return np.where(np.isfinite(x), (x - self.mean) / sd, 0.0)
+        return _z(self.mean, self.var, x)
 
     def finite(self) -> bool:
-        return bool(np.isfinite(self.mean).all() and np.isfinite(self.var).all())
+        return _finite(self.mean, self.var)
 
     def to_bytes(self) -> bytes:
-        return (
-            struct.pack("<I", self.n)
-            + self.mean.astype(np.float32).tobytes()
-            + self.var.astype(np.float32).tobytes()
-            + self.counts.astype("<u2").tobytes()
-        )
+        return _pack(self.n, self.mean, self.var) + self.counts.astype("<u2").tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, d: int) -> EnrolmentSummary:
@@ -195,9 +181,7 @@ class EnrolmentSummary:
         other size starts over."""
         if len(data) not in (cls.max_bytes(d), cls.first_layout_bytes(d)):
             return cls.zeros(d)
-        (n,) = struct.unpack_from("<I", data)
-        mean = np.frombuffer(data, np.float32, d, 4).copy()
-        var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
+        mean, var, n = _unpack(data, d)
         if len(data) == cls.max_bytes(d):
             counts = np.frombuffer(data, "<u2", d, 4 + 8 * d).astype(np.uint16)
         else:
@@ -215,6 +199,32 @@ class EnrolmentSummary:
         """Size of an anchor written by the first ``cadence-profile-6`` code (2026-12-07),
         without the counts per quantity."""
         return 4 + 8 * d
+
+
+# The two summaries' shared layout: a window count, then float32 means and variances.
+
+
+def _z(mean: np.ndarray, var: np.ndarray, x: np.ndarray) -> np.ndarray:
+    sd = np.sqrt(np.maximum(var, 1e-6))
+    return np.where(np.isfinite(x), (x - mean) / sd, 0.0)
+
+
+def _finite(mean: np.ndarray, var: np.ndarray) -> bool:
+    return bool(np.isfinite(mean).all() and np.isfinite(var).all())
+
+
+def _pack(n: int, mean: np.ndarray, var: np.ndarray) -> bytes:
+    return (
+        struct.pack("<I", n) + mean.astype(np.float32).tobytes() + var.astype(np.float32).tobytes()
+    )
+
+
+def _unpack(data: bytes, d: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(means, variances, count) of :func:`_pack`'s bytes (a longer record may follow)."""
+    (n,) = struct.unpack_from("<I", data)
+    mean = np.frombuffer(data, np.float32, d, 4).copy()
+    var = np.frombuffer(data, np.float32, d, 4 + 4 * d).copy()
+    return mean, var, n
 
 
 def keyboard_summary(window: KeystrokeWindow) -> np.ndarray:

@@ -47,7 +47,7 @@ from streams.metrics import WorkerMetrics
 from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
-from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected, user_partition
+from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected, misplaced
 from streams.sender import ProducerFailed, RecordSender
 from streams.settings import WorkerSettings
 from streams.state import UserState
@@ -380,18 +380,14 @@ class Worker:
                 event, "key_mismatch", "user", "record key is not the batch user"
             )
             return
-        expected = user_partition(batch.user, self.settings.table_partitions)
-        if message.partition != expected:
+        wrong = misplaced(
+            batch.user, message.partition, self.settings.table_partitions, "this batch"
+        )
+        if wrong is not None:
             # The user's profile lives in the table partition of their events: a batch on
             # another one would start a second profile there, which judges apart from the
             # first and which an erasure (sent to the user's partition) never reaches.
-            await self.dead_letter(
-                event,
-                "wrong_partition",
-                "partition",
-                f"the user's events and profile are on partition {expected}, this batch on "
-                f"{message.partition}: not written with the collectors' partitioner",
-            )
+            await self.dead_letter(event, "wrong_partition", "partition", wrong)
             return
         broker_ms = float(message.timestamp) * 1000.0
         # The shipped events topic stamps records on arrival (LogAppendTime); a topic

@@ -91,14 +91,26 @@ def misdirected(
     """
     if key != request.user.encode():
         return "key_mismatch", "record key is not the request's user pseudonym"
-    expected = user_partition(request.user, partitions)
-    if partition != expected:
-        return "wrong_partition", (
-            f"the user's events and profile are on partition {expected}, the request on "
-            f"{partition}: not written with the collectors' partitioner (use `cadence "
-            "profiles forget`)"
-        )
+    wrong = misplaced(request.user, partition, partitions, "the request")
+    if wrong is not None:
+        return "wrong_partition", f"{wrong} (use `cadence profiles forget`)"
     return None
+
+
+def misplaced(user: str, partition: int, partitions: int, what: str) -> str | None:
+    """Why ``what`` (a batch, a request) of ``user`` on ``partition`` is not on the user's
+    partition, which holds their events and profile; None if it is.
+
+    >>> misplaced("ab" * 32, user_partition("ab" * 32, 6), 6, "this batch") is None
+    True
+    """
+    expected = user_partition(user, partitions)
+    if partition == expected:
+        return None
+    return (
+        f"the user's events and profile are on partition {expected}, {what} on "
+        f"{partition}: not written with the collectors' partitioner"
+    )
 
 
 def audit_record(

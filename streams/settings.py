@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.batch_auth import KeyFileError, read_key_file
+from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from streams.env import SettingError, env_number
 from streams.topics import EVENTS
@@ -88,15 +88,14 @@ def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         )
     if mode == "off":
         return {"batch_auth": mode}
-    path = env.get("CADENCE_BATCH_AUTH_SECRET_FILE")
-    if not path:
+    try:
+        secret = signing_secret(env)
+    except KeyFileError as exc:
+        raise SettingError(str(exc)) from None
+    if secret is None:
         raise SettingError(
-            f"CADENCE_BATCH_AUTH={mode} needs CADENCE_BATCH_AUTH_SECRET_FILE: a file holding "
+            f"CADENCE_BATCH_AUTH={mode} needs {SECRET_FILE_ENV}: a file holding "
             "the signing secret in hex (e.g. `python3 -c 'import secrets; "
             "print(secrets.token_hex(32))'`)"
         )
-    try:
-        secret = read_key_file(path, "signing secret (CADENCE_BATCH_AUTH_SECRET_FILE)")
-    except KeyFileError as exc:
-        raise SettingError(str(exc)) from None
     return {"batch_auth": mode, "batch_auth_secret": secret}

@@ -6,19 +6,22 @@ set to ``CADENCE_BATCH_AUTH=require`` judges them. A desk signs with its user's 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from collectors.batch_auth import KeyFileError, Signer, read_key_file, secret_signer
-
-SECRET_ENV = "CADENCE_BATCH_AUTH_SECRET_FILE"
+from collectors.batch_auth import (
+    SECRET_FILE_ENV,
+    KeyFileError,
+    Signer,
+    secret_signer,
+    signing_secret,
+)
 
 
 def add_sign_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sign",
         action="store_true",
-        help=f"tag each batch with its user's key from the signing secret in {SECRET_ENV} "
+        help=f"tag each batch with its user's key from the signing secret in {SECRET_FILE_ENV} "
         "(for workers with CADENCE_BATCH_AUTH=require)",
     )
 
@@ -27,12 +30,12 @@ def signer_or_exit(args: argparse.Namespace, command: str) -> Signer | None | in
     """The signer ``--sign`` asks for (None without it), or 2 after a one-line error."""
     if not args.sign:
         return None
-    path = os.environ.get(SECRET_ENV)
-    if not path:
-        print(f"cadence {command}: --sign needs {SECRET_ENV}", file=sys.stderr)
-        return 2
     try:
-        return secret_signer(read_key_file(path, f"signing secret ({SECRET_ENV})"))
+        secret = signing_secret()
     except KeyFileError as exc:
         print(f"cadence {command}: {exc}", file=sys.stderr)
         return 2
+    if secret is None:
+        print(f"cadence {command}: --sign needs {SECRET_FILE_ENV}", file=sys.stderr)
+        return 2
+    return secret_signer(secret)

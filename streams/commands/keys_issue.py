@@ -37,20 +37,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collectors.batch_auth import KeyFileError, read_key_file, user_key
+    from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret, user_key
     from collectors.identity import MissingPseudonymKey, load_pseudonym_key, pseudonym
 
     def fail(message: str) -> int:
         print(f"cadence keys issue: {message}", file=sys.stderr)
         return 2
 
-    path = os.environ.get("CADENCE_BATCH_AUTH_SECRET_FILE")
-    if not path:
-        return fail("set CADENCE_BATCH_AUTH_SECRET_FILE to the workers' signing secret")
     try:
-        secret = read_key_file(path, "signing secret (CADENCE_BATCH_AUTH_SECRET_FILE)")
+        secret = signing_secret()
     except KeyFileError as exc:
         return fail(str(exc))
+    if secret is None:
+        return fail(f"set {SECRET_FILE_ENV} to the workers' signing secret")
     if args.pseudonym:
         if not _PSEUDONYM.fullmatch(args.login):
             return fail("--pseudonym wants the 64 lowercase hex digits `cadence pseudonym` prints")
