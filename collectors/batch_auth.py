@@ -17,16 +17,22 @@ them only; the agent runs as the user and reads it (``CADENCE_USER_KEY_FILE``). 
 signed holds the user, device, session and sequence number: a tag fits one batch only,
 and a batch replayed whole is a duplicate the worker drops.
 
->>> secret = bytes(range(32))
+The secret file may hold several secrets, one per line: the first is the current one
+(keys are issued from it), the others are retiring, still accepted so that a secret is
+rotated without refusing the desks whose keys are not reissued yet.
+
+>>> secret, retiring = bytes(range(32)), bytes(range(1, 33))
 >>> alice, bob = "a" * 64, "b" * 64
 >>> tag = sign(user_key(secret, alice), b'{"v":1}')
->>> check(secret, alice, b'{"v":1}', [(MAC_HEADER, tag)]) is None
-True
->>> check(secret, bob, b'{"v":1}', [(MAC_HEADER, tag)])  # alice's key, bob's batch
+>>> check((secret,), alice, b'{"v":1}', [(MAC_HEADER, tag)])
+'current'
+>>> check((retiring, secret), alice, b'{"v":1}', [(MAC_HEADER, tag)])  # rotation begun
+'retiring'
+>>> check((secret,), bob, b'{"v":1}', [(MAC_HEADER, tag)])  # alice's key, bob's batch
 'invalid'
->>> check(secret, alice, b'{"v":2}', [(MAC_HEADER, tag)])  # another value
+>>> check((secret,), alice, b'{"v":2}', [(MAC_HEADER, tag)])  # another value
 'invalid'
->>> check(secret, alice, b'{"v":1}', [("cadence-schema", b"1")])
+>>> check((secret,), alice, b'{"v":1}', [("cadence-schema", b"1")])
 'missing'
 """
 
@@ -35,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +55,8 @@ _KEY_LABEL = b"cadence-user-key-v1\x00"
 _TAG_PREFIX = b"v1:"
 
 Failure = Literal["missing", "invalid"]
+#: What :func:`check` found: the tag under the current secret, under a retiring one, or a failure.
+Outcome = Literal["current", "retiring", "missing", "invalid"]
 #: Signs the value of one batch of the user (the record's key): the tag to send with it.
 Signer = Callable[[str, bytes], bytes]
 
@@ -68,13 +76,14 @@ def sign(key: bytes, value: bytes) -> bytes:
 
 
 def check(
-    secret: bytes,
+    secrets: Sequence[bytes],
     user: str,
     value: bytes,
     headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
-) -> Failure | None:
-    """None if ``value`` carries its user's tag; else why not. One tag only: a record
-    with two ``cadence-mac`` headers is refused, whatever they hold."""
+) -> Outcome:
+    """Whether ``value`` carries its user's tag under the current secret (``secrets[0]``),
+    under a retiring one (a later secret), or why not. One tag only: a record with two
+    ``cadence-mac`` headers is refused, whatever they hold."""
     if isinstance(headers, Mapping):  # a client may hand headers over as a dict
         headers = headers.items()
     tags = [v for k, v in (headers or ()) if k == MAC_HEADER]
@@ -82,20 +91,14 @@ def check(
         return "missing"
     if len(tags) > 1 or not isinstance(tags[0], bytes):
         return "invalid"
-    expected = sign(user_key(secret, user), value)
-    return None if hmac.compare_digest(tags[0], expected) else "invalid"
+    for i, secret in enumerate(secrets):
+        if hmac.compare_digest(tags[0], sign(user_key(secret, user), value)):
+            return "current" if i == 0 else "retiring"
+    return "invalid"
 
 
-def read_key_file(path: str | Path, what: str) -> bytes:
-    """A secret or key from a file holding it in hex (as ``cadence keys issue`` writes
-    it); ``what`` names it in the error."""
-    try:
-        text = Path(path).read_text(encoding="ascii").strip()
-    except UnicodeDecodeError:
-        # Not the decoder's message: it quotes a byte of the file, i.e. of the secret.
-        raise KeyFileError(f"the {what} {path} does not hold a hex key") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot read the {what} {path}: {exc}") from None
+def _hex_key(text: str, path: str | Path, what: str) -> bytes:
+    # Errors name the file, never its text: that would quote a secret.
     try:
         key = bytes.fromhex(text)
     except ValueError:
@@ -105,13 +108,53 @@ def read_key_file(path: str | Path, what: str) -> bytes:
     return key
 
 
-def signing_secret(env: Mapping[str, str] | None = None) -> bytes | None:
-    """The workers' signing secret from ``CADENCE_BATCH_AUTH_SECRET_FILE``; None if unset
-    (each caller says why it needs it), KeyFileError if the file holds none."""
+def _read_text(path: str | Path, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        # Not the decoder's message: it quotes a byte of the file, i.e. of the secret.
+        raise KeyFileError(f"the {what} {path} does not hold a hex key") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the {what} {path}: {exc}") from None
+
+
+def read_key_file(path: str | Path, what: str) -> bytes:
+    """A secret or key from a file holding it in hex (as ``cadence keys issue`` writes
+    it); ``what`` names it in the error."""
+    return _hex_key(_read_text(path, what).strip(), path, what)
+
+
+def read_secrets_file(path: str | Path, what: str) -> tuple[bytes, ...]:
+    """The secrets of a file holding one hex secret per line, current first; blank
+    lines and lines starting with ``#`` (a note on when a secret retires) are skipped."""
+    lines = [line.strip() for line in _read_text(path, what).splitlines()]
+    secrets = tuple(
+        _hex_key(line, f"{path} (line {n})", what)
+        for n, line in enumerate(lines, 1)
+        if line and not line.startswith("#")
+    )
+    if not secrets:
+        raise KeyFileError(f"the {what} {path} does not hold a hex key")
+    if len(set(secrets)) < len(secrets):
+        raise KeyFileError(f"the {what} {path} holds the same secret twice")
+    return secrets
+
+
+def signing_secrets(env: Mapping[str, str] | None = None) -> tuple[bytes, ...] | None:
+    """The workers' signing secrets from ``CADENCE_BATCH_AUTH_SECRET_FILE``, current
+    first; None if unset (each caller says why it needs it), KeyFileError if the file
+    holds none."""
     path = (os.environ if env is None else env).get(SECRET_FILE_ENV)
     if not path:
         return None
-    return read_key_file(path, f"signing secret ({SECRET_FILE_ENV})")
+    return read_secrets_file(path, f"signing secret ({SECRET_FILE_ENV})")
+
+
+def signing_secret(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The current signing secret (the file's first): what keys are issued and the
+    operator's tools sign from. None if unset, KeyFileError if the file holds none."""
+    secrets = signing_secrets(env)
+    return None if secrets is None else secrets[0]
 
 
 def user_signer(env: Mapping[str, str] | None = None) -> Signer | None:

@@ -404,23 +404,27 @@ class Worker:
         await self.accept(batch, event)
 
     async def _signed(self, event: EventT) -> bool:
-        """Whether a record goes on: it carries its user's tag, or tags are only reported.
+        """Whether a record goes on: it carries its user's tag (under the current signing
+        secret or a retiring one), or tags are only reported.
 
         Checked before the value is parsed, under the record's key: a batch whose user
         is not its key is refused after (key_mismatch), so the tag binds both."""
         message = event.message
         user = (message.key or b"").decode("utf-8", "replace")
-        failure = batch_auth.check(
-            self.settings.batch_auth_secret, user, message.value or b"", message.headers
+        outcome = batch_auth.check(
+            self.settings.batch_auth_secrets, user, message.value or b"", message.headers
         )
-        if failure is None:
+        if outcome == "current":
             return True
-        self.metrics.unsigned_batches.labels(failure).inc()
+        if outcome == "retiring":
+            self.metrics.retiring_tags.inc()
+            return True
+        self.metrics.unsigned_batches.labels(outcome).inc()
         if self.settings.batch_auth != "require":
             return True
         detail = (
             "no cadence-mac header"
-            if failure == "missing"
+            if outcome == "missing"
             else "cadence-mac is not the record's tag under its user's key"
         )
         await self.dead_letter(event, "unauthenticated", "cadence-mac", detail)

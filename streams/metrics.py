@@ -48,6 +48,12 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.retiring_tags = Counter(
+            "cadence_batch_auth_retiring_total",
+            "Batches tagged under a retiring signing secret (a later line of "
+            "CADENCE_BATCH_AUTH_SECRET_FILE), accepted: their desks' keys are not reissued yet",
+            registry=r,
+        )
         self.processing_errors = Counter(
             "cadence_processing_errors_total",
             "Windows whose judging failed; their batches went to the dead-letter topic",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret
+from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secrets
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
 from streams.env import SettingError, env_number
 from streams.topics import EVENTS
@@ -41,7 +41,8 @@ class WorkerSettings:
     # Batch tags (collectors.batch_auth): "off" reads none, "report" counts batches
     # without their user's tag and judges them, "require" dead-letters them.
     batch_auth: str = "off"
-    batch_auth_secret: bytes = field(default=b"", repr=False, compare=False)
+    # Current first, then the retiring ones (collectors.batch_auth).
+    batch_auth_secrets: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -79,8 +80,9 @@ BATCH_AUTH_MODES = ("off", "report", "require")
 
 
 def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``CADENCE_BATCH_AUTH`` and, unless it is off, the secret from
-    ``CADENCE_BATCH_AUTH_SECRET_FILE``; SettingError names what is wrong."""
+    """``CADENCE_BATCH_AUTH`` and, unless it is off, the secrets from
+    ``CADENCE_BATCH_AUTH_SECRET_FILE`` (current first, then retiring ones, one per line);
+    SettingError names what is wrong."""
     mode = env.get("CADENCE_BATCH_AUTH", "off").strip().lower() or "off"
     if mode not in BATCH_AUTH_MODES:
         raise SettingError(
@@ -89,13 +91,13 @@ def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if mode == "off":
         return {"batch_auth": mode}
     try:
-        secret = signing_secret(env)
+        secrets = signing_secrets(env)
     except KeyFileError as exc:
         raise SettingError(str(exc)) from None
-    if secret is None:
+    if secrets is None:
         raise SettingError(
             f"CADENCE_BATCH_AUTH={mode} needs {SECRET_FILE_ENV}: a file holding "
             "the signing secret in hex (e.g. `python3 -c 'import secrets; "
             "print(secrets.token_hex(32))'`)"
         )
-    return {"batch_auth": mode, "batch_auth_secret": secret}
+    return {"batch_auth": mode, "batch_auth_secrets": secrets}

@@ -45,17 +45,17 @@ def test_a_key_belongs_to_one_user_under_one_secret() -> None:
 def test_only_the_users_own_tag_on_the_same_value_passes() -> None:
     value = b'{"v":1,"user":"aaaa"}'
     tag = sign(user_key(SECRET, ALICE), value)
-    assert check(SECRET, ALICE, value, [(SCHEMA_HEADER, b"1"), (MAC_HEADER, tag)]) is None
-    assert check(SECRET, ALICE, value, {MAC_HEADER: tag}) is None  # headers as a dict
-    assert check(SECRET, BOB, value, [(MAC_HEADER, tag)]) == "invalid"
-    assert check(SECRET, ALICE, value + b" ", [(MAC_HEADER, tag)]) == "invalid"
-    assert check(bytes(32), ALICE, value, [(MAC_HEADER, tag)]) == "invalid"
-    assert check(SECRET, ALICE, value, [(MAC_HEADER, tag[:-1])]) == "invalid"
-    assert check(SECRET, ALICE, value, [(MAC_HEADER, None)]) == "invalid"
+    assert check((SECRET,), ALICE, value, [(SCHEMA_HEADER, b"1"), (MAC_HEADER, tag)]) == "current"
+    assert check((SECRET,), ALICE, value, {MAC_HEADER: tag}) == "current"  # headers as a dict
+    assert check((SECRET,), BOB, value, [(MAC_HEADER, tag)]) == "invalid"
+    assert check((SECRET,), ALICE, value + b" ", [(MAC_HEADER, tag)]) == "invalid"
+    assert check((bytes(32),), ALICE, value, [(MAC_HEADER, tag)]) == "invalid"
+    assert check((SECRET,), ALICE, value, [(MAC_HEADER, tag[:-1])]) == "invalid"
+    assert check((SECRET,), ALICE, value, [(MAC_HEADER, None)]) == "invalid"
     # Two tags, one of them right: refused, not searched for a match.
-    assert check(SECRET, ALICE, value, [(MAC_HEADER, b"v1:x"), (MAC_HEADER, tag)]) == "invalid"
-    assert check(SECRET, ALICE, value, None) == "missing"
-    assert check(SECRET, ALICE, value, [(SCHEMA_HEADER, b"1")]) == "missing"
+    assert check((SECRET,), ALICE, value, [(MAC_HEADER, b"v1:x"), (MAC_HEADER, tag)]) == "invalid"
+    assert check((SECRET,), ALICE, value, None) == "missing"
+    assert check((SECRET,), ALICE, value, [(SCHEMA_HEADER, b"1")]) == "missing"
 
 
 def test_key_files_hold_hex_keys_of_16_bytes_or_more(tmp_path: Path) -> None:
@@ -82,11 +82,13 @@ def test_the_agent_signs_with_its_users_key_from_the_environment(tmp_path: Path)
     path.write_text(user_key(SECRET, ALICE).hex())
     signer = user_signer({batch_auth.USER_KEY_FILE_ENV: str(path)})
     assert signer is not None
-    assert check(SECRET, ALICE, b"x", [(MAC_HEADER, signer(ALICE, b"x"))]) is None
+    assert check((SECRET,), ALICE, b"x", [(MAC_HEADER, signer(ALICE, b"x"))]) == "current"
     # A desk holds one key: a batch under another user is tagged with it all the same,
     # and the worker refuses it.
-    assert check(SECRET, BOB, b"x", [(MAC_HEADER, signer(BOB, b"x"))]) == "invalid"
-    assert check(SECRET, BOB, b"x", [(MAC_HEADER, secret_signer(SECRET)(BOB, b"x"))]) is None
+    assert check((SECRET,), BOB, b"x", [(MAC_HEADER, signer(BOB, b"x"))]) == "invalid"
+    assert (
+        check((SECRET,), BOB, b"x", [(MAC_HEADER, secret_signer(SECRET)(BOB, b"x"))]) == "current"
+    )
 
 
 class _Producer:
@@ -114,7 +116,7 @@ def test_the_sender_tags_each_batch_when_it_has_a_signer(signed: bool) -> None:
     sender.send(batch)
     ((key, value, headers),) = fake.sent
     assert key == batch.user.encode()
-    assert check(SECRET, batch.user, value, headers) == (None if signed else "missing")
+    assert check((SECRET,), batch.user, value, headers) == ("current" if signed else "missing")
     assert (SCHEMA_HEADER, b"1") in headers
 
 
@@ -123,14 +125,16 @@ class _Event:
         self.message = SimpleNamespace(key=key, value=value, headers=headers)
 
 
-async def _judged(mode: str, headers: Any, user: str = ALICE) -> tuple[bool, Any, list[Any]]:
+async def _judged(
+    mode: str, headers: Any, user: str = ALICE, secrets: tuple[bytes, ...] = (SECRET,)
+) -> tuple[bool, Any, list[Any]]:
     letters: list[Any] = []
 
     async def dead_letter(event: Any, reason: str, field: str, detail: str) -> None:
         letters.append((reason, field, detail))
 
     worker = SimpleNamespace(
-        settings=SimpleNamespace(batch_auth=mode, batch_auth_secret=SECRET),
+        settings=SimpleNamespace(batch_auth=mode, batch_auth_secrets=secrets),
         metrics=WorkerMetrics(),
         dead_letter=dead_letter,
     )
@@ -160,6 +164,54 @@ def test_require_dead_letters_a_batch_without_its_users_tag() -> None:
     assert letters == [("unauthenticated", "cadence-mac", "no cadence-mac header")]
 
 
+def test_a_retiring_secrets_tag_is_accepted_and_counted_until_the_secret_is_gone() -> None:
+    new_secret = bytes(range(1, 33))
+    old_tag = sign(user_key(SECRET, ALICE), b"value")
+    rotating = (new_secret, SECRET)
+    for mode in ("report", "require"):
+        goes_on, metrics, letters = asyncio.run(
+            _judged(mode, [(MAC_HEADER, old_tag)], secrets=rotating)
+        )
+        assert goes_on and letters == []
+        assert metrics.retiring_tags._value.get() == 1 and _failures(metrics, "invalid") == 0
+    new_tag = sign(user_key(new_secret, ALICE), b"value")
+    goes_on, metrics, _ = asyncio.run(_judged("require", [(MAC_HEADER, new_tag)], secrets=rotating))
+    assert goes_on and metrics.retiring_tags._value.get() == 0
+    # The old secret taken off the list: its keys' batches are refused.
+    goes_on, metrics, letters = asyncio.run(
+        _judged("require", [(MAC_HEADER, old_tag)], secrets=(new_secret,))
+    )
+    assert not goes_on and _failures(metrics, "invalid") == 1
+    assert metrics.retiring_tags._value.get() == 0 and letters[0][0] == "unauthenticated"
+
+
+def test_a_secret_file_holds_the_current_secret_first_then_retiring_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new_secret, path = bytes(range(1, 33)), tmp_path / "secret"
+    path.write_text(f"{new_secret.hex()}\n\n# retiring since 2026-12-07\n{SECRET.hex()}\n")
+    env = {"CADENCE_BATCH_AUTH_SECRET_FILE": str(path)}
+    assert batch_auth.signing_secrets(env) == (new_secret, SECRET)
+    assert batch_auth.signing_secret(env) == new_secret
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_SECRET_FILE", str(path))
+    assert cadence(["keys", "issue", "--pseudonym", ALICE]) == 0  # keys come from the first
+    assert capsys.readouterr().out.strip() == user_key(new_secret, ALICE).hex()
+    assert batch_auth_from_env({**env, "CADENCE_BATCH_AUTH": "report"})["batch_auth_secrets"] == (
+        new_secret,
+        SECRET,
+    )
+    for text, why in [
+        (f"{SECRET.hex()}\n{SECRET.hex()}\n", "the same secret twice"),
+        ("# only a note\n\n", "does not hold a hex key"),
+        (f"{SECRET.hex()}\n{'ab' * 8}zz\n", r"line 2\) does not hold a hex key"),
+        (f"{SECRET.hex()}\n{'00' * 15}\n", r"line 2\) is shorter than 16 bytes"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(KeyFileError, match=why) as raised:
+            batch_auth.signing_secrets(env)
+        assert SECRET.hex() not in str(raised.value) and "ab" * 8 not in str(raised.value)
+
+
 def test_report_counts_a_batch_without_its_users_tag_and_judges_it() -> None:
     goes_on, metrics, letters = asyncio.run(_judged("report", []))
     assert goes_on and letters == [] and _failures(metrics, "missing") == 1
@@ -170,7 +222,7 @@ def test_worker_settings_need_the_secret_unless_tags_are_off(tmp_path: Path) -> 
     secret = tmp_path / "secret"
     secret.write_text(SECRET.hex())
     env = {"CADENCE_BATCH_AUTH": "Require", "CADENCE_BATCH_AUTH_SECRET_FILE": str(secret)}
-    assert batch_auth_from_env(env) == {"batch_auth": "require", "batch_auth_secret": SECRET}
+    assert batch_auth_from_env(env) == {"batch_auth": "require", "batch_auth_secrets": (SECRET,)}
     with pytest.raises(SettingError, match="must be one of off, report, require"):
         batch_auth_from_env({"CADENCE_BATCH_AUTH": "on"})
     with pytest.raises(SettingError, match="needs CADENCE_BATCH_AUTH_SECRET_FILE"):
