@@ -359,6 +359,24 @@ def pipeline() -> dict[str, Any]:
                         "Scrape health",
                         [(f"up{{{W}}}", "{{instance}}")],
                     ),
+                    Panel(
+                        "Batch tags",
+                        [
+                            (
+                                "sum by (reason) "
+                                f"(increase(cadence_batch_auth_failures_total{{{W}}}[5m]))",
+                                "without their user's tag: {{reason}}",
+                            ),
+                            (
+                                f"sum(increase(cadence_batch_auth_retiring_total{{{W}}}[5m]))",
+                                "under a retiring secret",
+                            ),
+                        ],
+                        description="Signed batches (CADENCE_BATCH_AUTH report or require): "
+                        "missing and invalid tags; batches still signed under a retiring "
+                        "secret, which must stay at 0 for as long as a desk may be offline "
+                        "before the old secret is removed (docs/collectors.md).",
+                    ),
                 ],
             ),
         ],
