@@ -56,6 +56,7 @@ class AgentConfig:
     fsync: bool = True
     metrics_port: int | None = None
     key_identity: bool = False
+    pointer: bool = True  # False: keys only, for desks where the pointer types (docs/privacy.md)
     idle_ms: float = DEFAULT_IDLE_MS
     max_events: int = MAX_EVENTS
     max_age_ms: float = MAX_AGE_MS
@@ -191,6 +192,9 @@ def build_agent(
             device,
             user,
         )
+    metrics.pointer_enabled.set(1 if config.pointer else 0)
+    if not config.pointer:
+        log.info("pointer capture off by operator setting: key events only")
     watcher = LockWatcher()
     agent = Agent(
         sender,
@@ -210,6 +214,7 @@ def build_agent(
         sink_many=functools.partial(agent.batcher.extend, close=True),
         burst_s=config.max_age_ms / 1000.0,
         metrics=metrics,
+        pointer=config.pointer,
     )
     if config.metrics_port is not None:
         metrics.serve(config.metrics_port)

@@ -102,7 +102,8 @@ class Capture:
     """Keyboard and mouse input feeding ``sink`` (or ``sink_many``) with reduced events.
 
     pynput's listeners hand over one event at a time (``sink``); the X11 reader a
-    burst of ``burst_s`` seconds of input (``sink_many``).
+    burst of ``burst_s`` seconds of input (``sink_many``). Without ``pointer`` the mouse
+    is never listened to (a desk where the pointer types: on-screen keyboards, PIN pads).
     """
 
     def __init__(
@@ -114,8 +115,10 @@ class Capture:
         burst_s: float = BURST_S,
         lean_x11: bool = True,
         metrics: CollectorMetrics | None = None,
+        pointer: bool = True,
     ) -> None:
         self._sink = sink
+        self._pointer = pointer
         self._sink_many: SinkMany = sink_many if sink_many is not None else self._each
         self._hasher = key_hasher
         self._burst_s = burst_s
@@ -232,17 +235,25 @@ class Capture:
         if self._lean_x11 and mouse.Listener.__module__.endswith("._xorg"):
             try:
                 self._listeners = [
-                    XRecordInput(self._sink_many, self.key_event, burst_s=self._burst_s)
+                    XRecordInput(
+                        self._sink_many,
+                        self.key_event,
+                        burst_s=self._burst_s,
+                        pointer=self._pointer,
+                    )
                 ]
             except Exception as exc:  # noqa: BLE001 - any X trouble: pynput's path still works
                 log.warning("lean X11 input capture unavailable (%s); using pynput's", exc)
         if not self._listeners:
             self._listeners = [
-                keyboard.Listener(on_press=self.on_press, on_release=self.on_release),
-                mouse.Listener(
-                    on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll
-                ),
+                keyboard.Listener(on_press=self.on_press, on_release=self.on_release)
             ]
+            if self._pointer:
+                self._listeners.append(
+                    mouse.Listener(
+                        on_move=self.on_move, on_click=self.on_click, on_scroll=self.on_scroll
+                    )
+                )
         for listener in self._listeners:
             listener.start()
         for listener in self._listeners:
@@ -403,10 +414,19 @@ class XRecordInput:
     Key codes become pynput keys through pynput's own translation (an unstarted
     keyboard listener's), and each key is handed straight to ``key_event``, which
     returns the reduced wire event: the key never outlives the parse of its event.
-    Same interface as a pynput listener as far as :class:`Capture` needs.
+    Same interface as a pynput listener as far as :class:`Capture` needs. Without
+    ``pointer`` the context records key events only: the server never sends the
+    pointer's.
     """
 
-    def __init__(self, sink: SinkMany, key_event: KeyReducer, *, burst_s: float = BURST_S) -> None:
+    def __init__(
+        self,
+        sink: SinkMany,
+        key_event: KeyReducer,
+        *,
+        burst_s: float = BURST_S,
+        pointer: bool = True,
+    ) -> None:
         from pynput import keyboard
         from Xlib import X
         from Xlib.display import Display
@@ -431,7 +451,8 @@ class XRecordInput:
                         "ext_requests": (0, 0, 0, 0),
                         "ext_replies": (0, 0, 0, 0),
                         "delivered_events": (0, 0),
-                        "device_events": (X.KeyPress, X.MotionNotify),
+                        # KeyPress, KeyRelease, ButtonPress, ButtonRelease, MotionNotify
+                        "device_events": (X.KeyPress, X.MotionNotify if pointer else X.KeyRelease),
                         "errors": (0, 0),
                         "client_started": False,
                         "client_died": False,

@@ -79,6 +79,11 @@ class CollectorMetrics:
             "1 while the audited key-identity mode is on",
             registry=r,
         )
+        self.pointer_enabled = Gauge(
+            "cadence_collector_pointer_enabled",
+            "1 while pointer events are captured; 0 on a desk set to keys only (--no-pointer)",
+            registry=r,
+        )
 
     def track_spool(self, batches: Callable[[], float], nbytes: Callable[[], float]) -> None:
         """Read the spool's size lazily at scrape time: no per-batch gauge updates."""

@@ -60,6 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="AUDITED: also send a keyed hash of each key's identity (off by default)",
     )
     parser.add_argument(
+        "--no-pointer",
+        action="store_true",
+        help="capture keys only, never the mouse (desks where the pointer types: "
+        "on-screen keyboards, PIN pads; docs/privacy.md)",
+    )
+    parser.add_argument(
         "--idle-minutes", type=float, default=15.0, help="new session after this idle time"
     )
     parser.add_argument(
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         fsync=not args.no_fsync,
         metrics_port=args.metrics_port,
         key_identity=args.key_identity,
+        pointer=not args.no_pointer,
         idle_ms=args.idle_minutes * 60_000.0,
         login=args.login,
         flush_timeout=args.flush_timeout,

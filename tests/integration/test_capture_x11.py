@@ -7,6 +7,7 @@ one typed character (nor key identity) is anywhere in the published bytes.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -296,3 +297,62 @@ def test_a_hangup_stops_the_agent_cleanly_with_its_open_batch_sent(
     batches, _ = agent_batches(kafka_bootstrap, first_session(log_path.read_text()))
     downs = [e for b in batches for e in b.events if isinstance(e, KeyEvent) and e.kind == "kd"]
     assert len(downs) == len("hangup")
+
+
+def test_an_agent_without_the_pointer_sends_key_events_only(
+    display: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # A desk where the pointer types (an on-screen keyboard): where it clicked must not
+    # leave the desk, so the mouse is not captured at all.
+    ensure_topics(kafka_bootstrap)
+    session, log = run_agent(display, kafka_bootstrap, tmp_path, "--no-pointer")
+    assert "pointer capture off" in log
+    batches, raw = agent_batches(kafka_bootstrap, session)
+    events = [e for b in batches for e in b.events]
+    assert events and all(isinstance(e, KeyEvent) for e in events), {e.kind for e in events}
+    assert_keys_match_text(batches)
+    assert_no_typed_text(raw)
+
+
+_PYNPUT_CAPTURE = """
+import json, sys, time
+from collectors.capture import Capture
+events = []
+capture = Capture(events.append, lean_x11=False, pointer=sys.argv[1] == "pointer")
+capture.start()
+print("ready", flush=True)
+sys.stdin.readline()
+time.sleep(0.3)
+capture.stop()
+print(json.dumps(sorted({e.kind for e in events})), flush=True)
+"""
+
+
+@pytest.mark.parametrize("pointer", ["pointer", "no-pointer"])
+def test_pynputs_listeners_capture_the_pointer_only_when_asked(display: str, pointer: str) -> None:
+    # The path taken where the lean X11 reader is unavailable.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PYNPUT_CAPTURE, pointer],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DISPLAY": display, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        _xdotool(display, "mousemove", "10", "20")
+        _xdotool(display, "type", "--delay", "40", "ab")
+        _xdotool(display, "mousemove", "300", "200")
+        _xdotool(display, "click", "1")
+        child.stdin.write("\n")
+        child.stdin.flush()
+        kinds = child.stdout.readline().strip()
+    finally:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
+    expected = ["kd", "ku", "md", "mm", "mu"] if pointer == "pointer" else ["kd", "ku"]
+    assert json.loads(kinds) == expected
