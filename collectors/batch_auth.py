@@ -127,14 +127,18 @@ def read_key_file(path: str | Path, what: str) -> bytes:
 def read_secrets_file(path: str | Path, what: str) -> tuple[bytes, ...]:
     """The secrets of a file holding one hex secret per line, current first; blank
     lines and lines starting with ``#`` (a note on when a secret retires) are skipped."""
-    lines = [line.strip() for line in _read_text(path, what).splitlines()]
-    secrets = tuple(
-        _hex_key(line, f"{path} (line {n})", what)
-        for n, line in enumerate(lines, 1)
-        if line and not line.startswith("#")
-    )
-    if not secrets:
+    numbered = [(n, line.strip()) for n, line in enumerate(_read_text(path, what).splitlines(), 1)]
+    numbered = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    if not numbered:
         raise KeyFileError(f"the {what} {path} does not hold a hex key")
+    if len(numbered) > 1 and any(len(line.split()) > 1 for _, line in numbered):
+        # Before rotation a file was one secret, its whitespace ignored: a dump wrapped
+        # over lines (od, hexdump) must not be read as several secrets, a new current one.
+        raise KeyFileError(
+            f"the {what} {path} holds hex with spaces on several lines: "
+            "write each secret on one line, in plain hex"
+        )
+    secrets = tuple(_hex_key(line, f"{path} (line {n})", what) for n, line in numbered)
     if len(set(secrets)) < len(secrets):
         raise KeyFileError(f"the {what} {path} holds the same secret twice")
     return secrets

@@ -212,6 +212,23 @@ def test_a_secret_file_holds_the_current_secret_first_then_retiring_ones(
         assert SECRET.hex() not in str(raised.value) and "ab" * 8 not in str(raised.value)
 
 
+def test_a_secret_file_read_as_one_secret_before_rotation_still_is_or_is_refused(
+    tmp_path: Path,
+) -> None:
+    # Before rotation the file was one secret, whitespace anywhere ignored.
+    path, env = tmp_path / "secret", {"CADENCE_BATCH_AUTH_SECRET_FILE": str(tmp_path / "secret")}
+    spaced = " ".join(f"{b:02x}" for b in SECRET)
+    for text in (f"{SECRET.hex()}\r\n", f" {spaced}\n"):  # Windows line end, spaced hex
+        path.write_text(text, encoding="ascii", newline="")
+        assert batch_auth.signing_secrets(env) == (SECRET,)
+    # A dump wrapped over lines (od -An -tx1: 16 bytes a line) is no rotation: refused,
+    # not read as two 16-byte secrets with a new current one.
+    path.write_text(f"{spaced[:47]}\n{spaced[48:]}\n")
+    with pytest.raises(KeyFileError, match="each secret on one line") as raised:
+        batch_auth.signing_secrets(env)
+    assert SECRET.hex()[:8] not in str(raised.value) and spaced[:11] not in str(raised.value)
+
+
 def test_report_counts_a_batch_without_its_users_tag_and_judges_it() -> None:
     goes_on, metrics, letters = asyncio.run(_judged("report", []))
     assert goes_on and letters == [] and _failures(metrics, "missing") == 1
