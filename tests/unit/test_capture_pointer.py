@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import struct
+import sys
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -278,3 +280,46 @@ def test_on_the_servers_own_clock_times_stay_its_milliseconds_after_sparse_input
     p._read()
     server_ms = [9_995] + [10_000 + 2000 * i for i in range(1, 12)] + [39_875, 39_995]
     assert [e.t_ms for e in out] == [float(s) for s in server_ms]
+
+
+class _FakeListener:  # pynput's keyboard listener, for its key-code translation
+    _event_to_key = None
+
+
+class _FakeDisplay:
+    """The calls XRecordInput makes while it builds its RECORD context; records the ranges."""
+
+    ranges: list[dict[str, Any]] = []
+
+    def __init__(self) -> None:
+        self.display = SimpleNamespace(get_extension_major=lambda name: 146, socket=None)
+
+    def has_extension(self, name: str) -> bool:
+        return True
+
+    def record_create_context(self, flags: int, clients: Any, ranges: Any) -> int:
+        _FakeDisplay.ranges = ranges
+        return 1
+
+    def sync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("pointer", "last"), [(True, 6), (False, 3)])
+def test_without_the_pointer_the_server_is_asked_for_key_events_only(
+    monkeypatch: pytest.MonkeyPatch, pointer: bool, last: int
+) -> None:
+    # Device events 2-3 are KeyPress/KeyRelease; 4-6 ButtonPress, ButtonRelease,
+    # MotionNotify: with a range ending at 3 the server never sends the pointer's.
+    import Xlib.display
+
+    pynput = SimpleNamespace(keyboard=SimpleNamespace(Listener=_FakeListener))
+    monkeypatch.setitem(sys.modules, "pynput", pynput)
+    monkeypatch.setattr(Xlib.display, "Display", _FakeDisplay)
+    XRecordInput(lambda events: None, Capture(lambda e: None).key_event, pointer=pointer)
+    ((spec,),) = [_FakeDisplay.ranges]
+    assert spec["device_events"] == (2, last)
+    assert spec["delivered_events"] == (0, 0)  # nothing but device events either way
