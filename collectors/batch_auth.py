@@ -54,8 +54,8 @@ _KEY_LABEL = b"cadence-user-key-v1\x00"
 # Versioned, so that another MAC scheme can be told apart from this one later.
 _TAG_PREFIX = b"v1:"
 
-Failure = Literal["missing", "invalid"]
-#: What :func:`check` found: the tag under the current secret, under a retiring one, or a failure.
+#: What :func:`check` found: the tag under the current secret, under a retiring one, or
+#: no tag (missing) or not this user's tag for this value (invalid).
 Outcome = Literal["current", "retiring", "missing", "invalid"]
 #: Signs the value of one batch of the user (the record's key): the tag to send with it.
 Signer = Callable[[str, bytes], bytes]

@@ -106,6 +106,8 @@ class Worker:
         background()
         enrollment_policy()
         self.metrics = WorkerMetrics()
+        # A file read as more secrets than meant (a wrapped dump) shows here and in the log.
+        self.metrics.retiring_secrets.set(max(0, len(settings.batch_auth_secrets) - 1))
         self.app = _App(
             settings.app_id,
             broker=settings.broker,
@@ -269,6 +271,16 @@ class Worker:
                     await self.dead_letter(event, reason, "request", detail, _nothing)
                     continue
                 await self.forget(request, message.partition)
+
+        @app.task
+        async def announce_batch_tags() -> None:
+            # Once logging is set up (at start), not when the app is built.
+            if self.settings.batch_auth != "off":
+                log.info(
+                    "batch tags %s: 1 current signing secret, %d retiring",
+                    self.settings.batch_auth,
+                    len(self.settings.batch_auth_secrets) - 1,
+                )
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:

@@ -54,6 +54,12 @@ class WorkerMetrics:
             "CADENCE_BATCH_AUTH_SECRET_FILE), accepted: their desks' keys are not reissued yet",
             registry=r,
         )
+        self.retiring_secrets = Gauge(
+            "cadence_batch_auth_retiring_secrets",
+            "Retiring signing secrets this worker accepts besides the current one (later "
+            "lines of CADENCE_BATCH_AUTH_SECRET_FILE); 0 outside a rotation",
+            registry=r,
+        )
         self.processing_errors = Counter(
             "cadence_processing_errors_total",
             "Windows whose judging failed; their batches went to the dead-letter topic",

@@ -95,3 +95,4 @@ def test_a_worker_requiring_tags_judges_only_the_batches_of_their_own_users_key(
     assert metrics['cadence_batch_auth_failures_total{reason="missing"}'] == refused[unsigned]
     assert metrics['cadence_dead_letters_total{reason="unauthenticated"}'] == sum(refused.values())
     assert metrics["cadence_batch_auth_retiring_total"] == sum(b.user == laggard for b in batches)
+    assert metrics["cadence_batch_auth_retiring_secrets"] == 1

@@ -323,3 +323,24 @@ def test_without_the_pointer_the_server_is_asked_for_key_events_only(
     ((spec,),) = [_FakeDisplay.ranges]
     assert spec["device_events"] == (2, last)
     assert spec["delivered_events"] == (0, 0)  # nothing but device events either way
+
+
+@pytest.mark.parametrize("pointer", [True, False])
+def test_the_agent_built_without_the_pointer_says_so_in_its_gauge(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, pointer: bool
+) -> None:
+    from collectors.agent import AgentConfig, build_agent
+    from collectors.metrics import CollectorMetrics
+
+    monkeypatch.setenv("CADENCE_PSEUDONYM_KEY", "0123456789abcdef0123456789abcdef")
+    monkeypatch.delenv("CADENCE_USER_KEY_FILE", raising=False)
+    metrics = CollectorMetrics()
+    config = AgentConfig(
+        bootstrap="127.0.0.1:1", state_dir=tmp_path, memory_spool=True, login="t", pointer=pointer
+    )
+    agent, capture = build_agent(config, metrics)
+    try:
+        assert metrics.pointer_enabled._value.get() == (1 if pointer else 0)
+        assert capture._pointer is pointer
+    finally:
+        agent.sender.close(0)

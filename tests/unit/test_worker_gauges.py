@@ -60,3 +60,18 @@ def test_recovery_gauge_follows_the_app() -> None:
     worker.app.in_recovery = False
     worker.update_consumer_gauges()
     assert worker.metrics.recovery_in_progress._value.get() == 0
+
+
+def test_retiring_signing_secrets_are_counted_at_start() -> None:
+    secrets = (bytes(range(32)), bytes(range(1, 33)), bytes(range(2, 34)))
+    worker = create_app(
+        WorkerSettings(
+            app_id="cadence-test-gauges",
+            store="memory://",
+            batch_auth="require",
+            batch_auth_secrets=secrets,
+        )
+    )
+    assert worker.metrics.retiring_secrets._value.get() == 2
+    plain = create_app(WorkerSettings(app_id="cadence-test-gauges", store="memory://"))
+    assert plain.metrics.retiring_secrets._value.get() == 0
