@@ -107,7 +107,7 @@ class Worker:
         enrollment_policy()
         self.metrics = WorkerMetrics()
         # A file read as more secrets than meant (a wrapped dump) shows here and in the log.
-        self.metrics.retiring_secrets.set(max(0, len(settings.batch_auth_secrets) - 1))
+        self.metrics.retiring_secrets.set(settings.retiring_secrets)
         self.app = _App(
             settings.app_id,
             broker=settings.broker,
@@ -279,7 +279,7 @@ class Worker:
                 log.info(
                     "batch tags %s: 1 current signing secret, %d retiring",
                     self.settings.batch_auth,
-                    len(self.settings.batch_auth_secrets) - 1,
+                    self.settings.retiring_secrets,
                 )
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))

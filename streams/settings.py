@@ -44,6 +44,11 @@ class WorkerSettings:
     # Current first, then the retiring ones (collectors.batch_auth).
     batch_auth_secrets: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
+    @property
+    def retiring_secrets(self) -> int:
+        """Signing secrets accepted besides the current one (0 outside a rotation)."""
+        return max(0, len(self.batch_auth_secrets) - 1)
+
     @classmethod
     def from_env(cls) -> WorkerSettings:
         env = os.environ
