@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,8 @@ SECRET_FILE_ENV = "CADENCE_BATCH_AUTH_SECRET_FILE"
 #: A secret or a key shorter than this is refused: it would not be one.
 MIN_SECRET_BYTES = 16
 _KEY_LABEL = b"cadence-user-key-v1\x00"
+# Line widths at which tools wrap plain hex (xxd -p: 60 digits; basenc --base16: 76).
+_WRAP_WIDTHS = (60, 76)
 # Versioned, so that another MAC scheme can be told apart from this one later.
 _TAG_PREFIX = b"v1:"
 
@@ -136,6 +139,17 @@ def read_secrets_file(path: str | Path, what: str) -> tuple[bytes, ...]:
         # over lines (od, hexdump) must not be read as several secrets, a new current one.
         raise KeyFileError(
             f"the {what} {path} holds hex with spaces on several lines: "
+            "write each secret on one line, in plain hex"
+        )
+    if any(
+        len(line) in _WRAP_WIDTHS and len(after) < len(line)
+        for (_, line), (_, after) in itertools.pairwise(numbered)
+    ):
+        # xxd -p and basenc wrap a long secret at a fixed width in plain hex: read per
+        # line, its head would become the current secret and its tail a retiring one.
+        raise KeyFileError(
+            f"the {what} {path} looks like one secret wrapped over lines (a line of "
+            f"{' or '.join(map(str, _WRAP_WIDTHS))} hex digits, then a shorter one): "
             "write each secret on one line, in plain hex"
         )
     secrets = tuple(_hex_key(line, f"{path} (line {n})", what) for n, line in numbered)

@@ -229,6 +229,24 @@ def test_a_secret_file_read_as_one_secret_before_rotation_still_is_or_is_refused
     assert SECRET.hex()[:8] not in str(raised.value) and spaced[:11] not in str(raised.value)
 
 
+def test_a_long_secret_wrapped_by_xxd_or_basenc_is_refused(tmp_path: Path) -> None:
+    # xxd -p wraps at 60 hex digits, basenc --base16 at 76: a 48-byte secret would split
+    # into a 30-byte current secret and an 18-byte retiring one, each long enough.
+    path, env = tmp_path / "secret", {"CADENCE_BATCH_AUTH_SECRET_FILE": str(tmp_path / "secret")}
+    long = bytes(range(48)).hex()
+    for width in (60, 76):
+        path.write_text("\n".join(long[i : i + width] for i in range(0, len(long), width)))
+        with pytest.raises(KeyFileError, match="wrapped over lines") as raised:
+            batch_auth.signing_secrets(env)
+        assert long[:8] not in str(raised.value)
+    # Two whole secrets of another length, or a shorter one after a wrap-width one that
+    # came first by rotation, are still read as a rotation (only the wrap shape refuses).
+    path.write_text(f"{bytes(range(32)).hex()}\n{bytes(range(1, 17)).hex()}\n")
+    assert len(batch_auth.signing_secrets(env) or ()) == 2
+    path.write_text(f"{bytes(range(30)).hex()}\n{bytes(range(1, 31)).hex()}\n")
+    assert len(batch_auth.signing_secrets(env) or ()) == 2
+
+
 def test_report_counts_a_batch_without_its_users_tag_and_judges_it() -> None:
     goes_on, metrics, letters = asyncio.run(_judged("report", []))
     assert goes_on and letters == [] and _failures(metrics, "missing") == 1
