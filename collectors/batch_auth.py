@@ -21,6 +21,15 @@ The secret file may hold several secrets, one per line: the first is the current
 (keys are issued from it), the others are retiring, still accepted so that a secret is
 rotated without refusing the desks whose keys are not reissued yet.
 
+One user's key is revoked without touching anyone else's by its *generation*. Generation
+0 is the key above, and its tag ``v1:`` + MAC; generation g >= 1 is
+``HMAC-SHA256(secret, "cadence-user-key-v1-gen" NUL g NUL pseudonym)`` (g in decimal),
+tagged ``v1g<g>:`` + MAC. The worker refuses a tag whose generation is below the user's
+minimum (its revocation list, streams.revocations): ``revoked``. The generation a tag
+names cannot be forged into use: its MAC is checked under that generation's key, which
+only the secret gives. A desk learns its generation from its key file (``g<g>:`` before
+the hex; a file of plain hex is generation 0, as every key issued before).
+
 >>> secret, retiring = bytes(range(32)), bytes(range(1, 33))
 >>> alice, bob = "a" * 64, "b" * 64
 >>> tag = sign(user_key(secret, alice), b'{"v":1}')
@@ -34,6 +43,11 @@ rotated without refusing the desks whose keys are not reissued yet.
 'invalid'
 >>> check((secret,), alice, b'{"v":1}', [("cadence-schema", b"1")])
 'missing'
+>>> check((secret,), alice, b'{"v":1}', [(MAC_HEADER, tag)], min_generation=1)  # revoked
+'revoked'
+>>> new = sign(user_key(secret, alice, 1), b'{"v":1}', 1)
+>>> new[:5], check((secret,), alice, b'{"v":1}', [(MAC_HEADER, new)], min_generation=1)
+(b'v1g1:', 'current')
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -54,12 +69,22 @@ MIN_SECRET_BYTES = 16
 _KEY_LABEL = b"cadence-user-key-v1\x00"
 # Line widths at which tools wrap plain hex (xxd -p: 60 digits; basenc --base16: 76).
 _WRAP_WIDTHS = (60, 76)
+# Generations >= 1 under a label of their own: no pseudonym of generation 0 can spell
+# another generation's input (the labels differ at byte 19, NUL against "-").
+_GENERATION_KEY_LABEL = b"cadence-user-key-v1-gen\x00"
 # Versioned, so that another MAC scheme can be told apart from this one later.
 _TAG_PREFIX = b"v1:"
+#: Key generations are 0..MAX_GENERATION: six digits at most in a tag or a key file, so
+#: that reading one never parses an unbounded number.
+MAX_GENERATION = 999_999
+# One spelling per generation (no leading zero, no sign): a tag has one reading only.
+_GENERATION_TAG = re.compile(rb"v1g([1-9][0-9]{0,5}):")
+_GENERATION_KEY = re.compile(r"g([1-9][0-9]{0,5}):(.*)", re.DOTALL)
 
 #: What :func:`check` found: the tag under the current secret, under a retiring one, or
-#: no tag (missing) or not this user's tag for this value (invalid).
-Outcome = Literal["current", "retiring", "missing", "invalid"]
+#: no tag (missing), not this user's tag for this value (invalid), or this user's tag
+#: under a key generation the operator has revoked (revoked).
+Outcome = Literal["current", "retiring", "missing", "invalid", "revoked"]
 #: Signs the value of one batch of the user (the record's key): the tag to send with it.
 Signer = Callable[[str, bytes], bytes]
 
@@ -68,14 +93,41 @@ class KeyFileError(RuntimeError):
     """A secret or key file that cannot be read, or does not hold a key."""
 
 
-def user_key(secret: bytes, user: str) -> bytes:
-    """The key of ``user`` (a pseudonym, as on the wire) under the signing ``secret``."""
-    return hmac.new(secret, _KEY_LABEL + user.encode(), hashlib.sha256).digest()
+def user_key(secret: bytes, user: str, generation: int = 0) -> bytes:
+    """The key of ``user`` (a pseudonym, as on the wire) under the signing ``secret``, of
+    key ``generation`` (0: the key every user was first issued)."""
+    _check_generation(generation)
+    if generation == 0:
+        return hmac.new(secret, _KEY_LABEL + user.encode(), hashlib.sha256).digest()
+    label = _GENERATION_KEY_LABEL + str(generation).encode() + b"\x00"
+    return hmac.new(secret, label + user.encode(), hashlib.sha256).digest()
 
 
-def sign(key: bytes, value: bytes) -> bytes:
-    """The ``cadence-mac`` header's value for a record ``value`` sent under ``key``."""
-    return _TAG_PREFIX + hmac.new(key, value, hashlib.sha256).digest()
+def sign(key: bytes, value: bytes, generation: int = 0) -> bytes:
+    """The ``cadence-mac`` header's value for a record ``value`` sent under ``key``, a
+    key of ``generation``: the worker derives the key again from the generation named."""
+    return _tag_prefix(generation) + hmac.new(key, value, hashlib.sha256).digest()
+
+
+def _check_generation(generation: int) -> None:
+    if not 0 <= generation <= MAX_GENERATION:
+        raise ValueError(f"a key generation is 0 to {MAX_GENERATION}, not {generation}")
+
+
+def _tag_prefix(generation: int) -> bytes:
+    _check_generation(generation)
+    # Generation 0 keeps the prefix of the tags desks sent before generations existed.
+    return _TAG_PREFIX if generation == 0 else b"v1g%d:" % generation
+
+
+def _read_tag(tag: bytes) -> tuple[int, bytes] | None:
+    """(generation, MAC) of a tag, or None if it is in no known form."""
+    if tag.startswith(_TAG_PREFIX):
+        return 0, tag[len(_TAG_PREFIX) :]
+    match = _GENERATION_TAG.match(tag)
+    if match is None:
+        return None
+    return int(match[1]), tag[match.end() :]
 
 
 def check(
@@ -83,10 +135,13 @@ def check(
     user: str,
     value: bytes,
     headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
+    min_generation: int = 0,
 ) -> Outcome:
     """Whether ``value`` carries its user's tag under the current secret (``secrets[0]``),
     under a retiring one (a later secret), or why not. One tag only: a record with two
-    ``cadence-mac`` headers is refused, whatever they hold."""
+    ``cadence-mac`` headers is refused, whatever they hold. A tag of a key generation
+    below ``min_generation`` is ``revoked``, but only once its MAC is right: a made-up
+    tag is ``invalid``, so ``revoked`` means the revoked key itself is in use."""
     if isinstance(headers, Mapping):  # a client may hand headers over as a dict
         headers = headers.items()
     tags = [v for k, v in (headers or ()) if k == MAC_HEADER]
@@ -94,8 +149,15 @@ def check(
         return "missing"
     if len(tags) > 1 or not isinstance(tags[0], bytes):
         return "invalid"
+    read = _read_tag(tags[0])
+    if read is None:
+        return "invalid"
+    generation, mac = read
     for i, secret in enumerate(secrets):
-        if hmac.compare_digest(tags[0], sign(user_key(secret, user), value)):
+        expected = hmac.new(user_key(secret, user, generation), value, hashlib.sha256).digest()
+        if hmac.compare_digest(mac, expected):
+            if generation < min_generation:
+                return "revoked"
             return "current" if i == 0 else "retiring"
     return "invalid"
 
@@ -123,8 +185,29 @@ def _read_text(path: str | Path, what: str) -> str:
 
 def read_key_file(path: str | Path, what: str) -> bytes:
     """A secret or key from a file holding it in hex (as ``cadence keys issue`` writes
-    it); ``what`` names it in the error."""
+    a generation 0 key); ``what`` names it in the error."""
     return _hex_key(_read_text(path, what).strip(), path, what)
+
+
+def format_user_key(key: bytes, generation: int) -> str:
+    """A user's key as its key file holds it: plain hex for generation 0 (as every key
+    was written before generations), ``g<generation>:`` + hex for later ones."""
+    _check_generation(generation)
+    return key.hex() if generation == 0 else f"g{generation}:{key.hex()}"
+
+
+def read_user_key_file(path: str | Path) -> tuple[bytes, int]:
+    """(key, generation) from a user's key file (:func:`format_user_key`)."""
+    text = _read_text(path, "user key").strip()
+    if not text.startswith("g"):  # no hex digit is a "g": a key file of before
+        return _hex_key(text, path, "user key"), 0
+    match = _GENERATION_KEY.fullmatch(text)
+    if match is None:
+        raise KeyFileError(
+            f"the user key {path} does not hold a key generation (1 to {MAX_GENERATION}) "
+            "and a hex key, as `g1:` + hex"
+        )
+    return _hex_key(match[2].strip(), path, "user key"), int(match[1])
 
 
 def read_secrets_file(path: str | Path, what: str) -> tuple[bytes, ...]:
@@ -176,12 +259,13 @@ def signing_secret(env: Mapping[str, str] | None = None) -> bytes | None:
 
 
 def user_signer(env: Mapping[str, str] | None = None) -> Signer | None:
-    """The agent's signer: its user's key from ``CADENCE_USER_KEY_FILE``; None if unset."""
+    """The agent's signer: its user's key from ``CADENCE_USER_KEY_FILE``, tagging with
+    the key's generation; None if unset."""
     path = (os.environ if env is None else env).get(USER_KEY_FILE_ENV)
     if not path:
         return None
-    key = read_key_file(path, "user key")
-    return lambda user, value: sign(key, value)
+    key, generation = read_user_key_file(path)
+    return lambda user, value: sign(key, value, generation)
 
 
 def secret_signer(secret: bytes) -> Signer:

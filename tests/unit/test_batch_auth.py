@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import stat
 from pathlib import Path
@@ -14,9 +15,12 @@ import pytest
 from collectors import batch_auth
 from collectors.batch_auth import (
     MAC_HEADER,
+    MAX_GENERATION,
     KeyFileError,
     check,
+    format_user_key,
     read_key_file,
+    read_user_key_file,
     secret_signer,
     sign,
     user_key,
@@ -300,3 +304,82 @@ def test_sign_without_the_secret_stops_simulate_with_one_line(
     assert capsys.readouterr().err.strip() == (
         "cadence simulate: --sign needs CADENCE_BATCH_AUTH_SECRET_FILE"
     )
+
+
+# ------------------------------------------------ one user's key revoked: generations
+
+
+def _tag(user: str, generation: int, value: bytes = b"value", secret: bytes = SECRET) -> bytes:
+    return sign(user_key(secret, user, generation), value, generation)
+
+
+def test_generation_0_is_the_key_and_tag_issued_before_generations() -> None:
+    # Written out, not derived from the module: keys and tags already on desks must stay
+    # what they were.
+    old_key = hmac.new(SECRET, b"cadence-user-key-v1\x00" + ALICE.encode(), "sha256").digest()
+    assert user_key(SECRET, ALICE) == user_key(SECRET, ALICE, 0) == old_key
+    assert sign(old_key, b"value") == b"v1:" + hmac.new(old_key, b"value", "sha256").digest()
+    assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, _tag(ALICE, 0))], 0) == "current"
+
+
+def test_each_generation_is_another_key_and_names_itself_in_the_tag() -> None:
+    keys = {user_key(SECRET, ALICE, g) for g in (0, 1, 2, MAX_GENERATION)}
+    assert len(keys) == 4 and user_key(SECRET, BOB, 1) not in keys
+    assert _tag(ALICE, 1).startswith(b"v1g1:") and _tag(ALICE, 12).startswith(b"v1g12:")
+    for generation in (1, 2, MAX_GENERATION):
+        tag = _tag(ALICE, generation)
+        assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, tag)]) == "current"
+        assert check((bytes(32), SECRET), ALICE, b"value", [(MAC_HEADER, tag)]) == "retiring"
+        assert check((SECRET,), BOB, b"value", [(MAC_HEADER, tag)]) == "invalid"
+    with pytest.raises(ValueError, match="key generation"):
+        user_key(SECRET, ALICE, MAX_GENERATION + 1)
+
+
+def test_a_tag_claiming_another_generation_than_its_key_is_invalid_not_revoked() -> None:
+    mac = _tag(ALICE, 0)[3:]  # generation 0's MAC, relabelled
+    for forged in (b"v1g1:" + mac, b"v1g2:" + mac):
+        assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, forged)]) == "invalid"
+    generation_1 = _tag(ALICE, 1)[5:]
+    assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, b"v1:" + generation_1)]) == "invalid"
+    # Made up under a revoked generation: no key, so not "revoked" (which means the key is used).
+    assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, b"v1:" + bytes(32))], 1) == "invalid"
+    # One spelling per generation: none of these is read as generation 1 (or at all).
+    for prefix in (b"v1g01:", b"v1g0:", b"v1g-1:", b"v1g+1:", b"v1g 1:", b"v1g1000000:", b"v2:"):
+        tag = prefix + generation_1
+        assert check((SECRET,), ALICE, b"value", [(MAC_HEADER, tag)]) == "invalid", prefix
+
+
+def test_keys_below_the_users_minimum_generation_are_revoked_the_others_pass() -> None:
+    headers = {g: [(MAC_HEADER, _tag(ALICE, g))] for g in (0, 1, 2, 3)}
+    assert [check((SECRET,), ALICE, b"value", headers[g], 2) for g in (0, 1, 2, 3)] == [
+        "revoked",
+        "revoked",
+        "current",
+        "current",
+    ]
+    # Revoked whatever the secret: a key of a retiring secret is no way around it.
+    old = [(MAC_HEADER, _tag(ALICE, 0, secret=bytes(32)))]
+    assert check((SECRET, bytes(32)), ALICE, b"value", old, 1) == "revoked"
+    assert check((SECRET,), ALICE, b"other", headers[0], 1) == "invalid"
+
+
+def test_a_key_file_names_its_generation_and_the_agent_tags_with_it(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(user_key(SECRET, ALICE).hex() + "\n")  # as issued before generations
+    new.write_text(format_user_key(user_key(SECRET, ALICE, 3), 3) + "\n")
+    assert new.read_text().startswith("g3:")
+    assert read_user_key_file(old) == (user_key(SECRET, ALICE), 0)
+    assert read_user_key_file(new) == (user_key(SECRET, ALICE, 3), 3)
+    assert format_user_key(user_key(SECRET, ALICE), 0) == user_key(SECRET, ALICE).hex()
+    for path, generation in ((old, 0), (new, 3)):
+        signer = user_signer({batch_auth.USER_KEY_FILE_ENV: str(path)})
+        assert signer is not None
+        assert signer(ALICE, b"x").startswith(b"v1:" if generation == 0 else b"v1g3:")
+        outcome = check((SECRET,), ALICE, b"x", [(MAC_HEADER, signer(ALICE, b"x"))], 3)
+        assert outcome == ("revoked" if generation == 0 else "current")
+    hexkey = SECRET.hex()
+    for text in (f"g0:{hexkey}", f"g01:{hexkey}", f"g:{hexkey}", f"gx:{hexkey}", "g1:", "g1"):
+        new.write_text(text)
+        with pytest.raises(KeyFileError, match="user key") as raised:
+            read_user_key_file(new)
+        assert hexkey not in str(raised.value)
