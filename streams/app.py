@@ -48,6 +48,8 @@ from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected, misplaced
+from streams.revocations import RECHECK_SECONDS, RevocationFileError, RevokedKeys
+from streams.revocations import reload as reload_revocations
 from streams.sender import ProducerFailed, RecordSender
 from streams.settings import WorkerSettings
 from streams.state import UserState
@@ -108,6 +110,12 @@ class Worker:
         self.metrics = WorkerMetrics()
         # A file read as more secrets than meant (a wrapped dump) shows here and in the log.
         self.metrics.retiring_secrets.set(settings.retiring_secrets)
+        # Revoked key generations in force; replaced when their file changes, kept when
+        # it cannot be read (streams.revocations).
+        self.revoked: RevokedKeys | None = settings.batch_auth_revoked
+        self.revocation_error: str | None = None
+        if self.revoked is not None:
+            self.metrics.revoked_users.set(len(self.revoked.minimum))
         self.app = _App(
             settings.app_id,
             broker=settings.broker,
@@ -281,6 +289,19 @@ class Worker:
                     self.settings.batch_auth,
                     self.settings.retiring_secrets,
                 )
+                if self.revoked is not None:
+                    log.info(
+                        "revoked keys: %d users in %s, read again when it changes",
+                        len(self.revoked.minimum),
+                        self.revoked.path,
+                    )
+
+        if self.settings.batch_auth != "off" and self.revoked is not None:
+            # A revocation takes effect without a restart: the file's stamp is looked at
+            # here, the file read only when it changed.
+            @app.timer(interval=RECHECK_SECONDS)
+            async def reread_revocations() -> None:
+                self.reread_revocations()
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:
@@ -423,8 +444,9 @@ class Worker:
         is not its key is refused after (key_mismatch), so the tag binds both."""
         message = event.message
         user = (message.key or b"").decode("utf-8", "replace")
+        minimum = 0 if self.revoked is None else self.revoked.min_generation(user)
         outcome = batch_auth.check(
-            self.settings.batch_auth_secrets, user, message.value or b"", message.headers
+            self.settings.batch_auth_secrets, user, message.value or b"", message.headers, minimum
         )
         if outcome == "current":
             return True
@@ -434,13 +456,43 @@ class Worker:
         self.metrics.unsigned_batches.labels(outcome).inc()
         if self.settings.batch_auth != "require":
             return True
-        detail = (
-            "no cadence-mac header"
-            if outcome == "missing"
-            else "cadence-mac is not the record's tag under its user's key"
-        )
+        if outcome == "missing":
+            detail = "no cadence-mac header"
+        elif outcome == "revoked":
+            detail = (
+                f"cadence-mac is its user's tag under a revoked key (this user's keys "
+                f"below generation {minimum} are revoked)"
+            )
+        else:
+            detail = "cadence-mac is not the record's tag under its user's key"
         await self.dead_letter(event, "unauthenticated", "cadence-mac", detail)
         return False
+
+    def reread_revocations(self) -> None:
+        """Read the revocation file again if it changed. One that cannot be read leaves
+        the list read last in force: counted at every look while it stays so, logged as
+        an error when the failure starts or changes."""
+        if self.revoked is None:
+            return
+        try:
+            revoked = reload_revocations(self.revoked)
+        except RevocationFileError as exc:
+            self.metrics.revocation_read_errors.inc()
+            if str(exc) != self.revocation_error:
+                log.error(
+                    "%s; still refusing the %d users' keys read before",
+                    exc,
+                    len(self.revoked.minimum),
+                )
+            self.revocation_error = str(exc)
+            return
+        if self.revocation_error is not None:
+            log.info("the revocation file %s can be read again", revoked.path)
+            self.revocation_error = None
+        if revoked is not self.revoked:
+            log.info("revoked keys: %d users in %s", len(revoked.minimum), revoked.path)
+            self.revoked = revoked
+            self.metrics.revoked_users.set(len(revoked.minimum))
 
     async def accept(self, batch: EventBatch, event: EventT) -> None:
         user = batch.user

@@ -44,7 +44,8 @@ class WorkerMetrics:
         self.unsigned_batches = Counter(
             "cadence_batch_auth_failures_total",
             "Batches without their user's tag (CADENCE_BATCH_AUTH report or require): "
-            "missing, or invalid (another key, another value, two tags)",
+            "missing, invalid (another key, another value, two tags), or revoked (the "
+            "user's tag, under a key generation CADENCE_BATCH_AUTH_REVOKED_FILE revokes)",
             ["reason"],
             registry=r,
         )
@@ -58,6 +59,18 @@ class WorkerMetrics:
             "cadence_batch_auth_retiring_secrets",
             "Retiring signing secrets this worker accepts besides the current one (later "
             "lines of CADENCE_BATCH_AUTH_SECRET_FILE); 0 outside a rotation",
+            registry=r,
+        )
+        self.revoked_users = Gauge(
+            "cadence_batch_auth_revoked_users",
+            "Users with revoked keys in the revocation list in force "
+            "(CADENCE_BATCH_AUTH_REVOKED_FILE, as last read)",
+            registry=r,
+        )
+        self.revocation_read_errors = Counter(
+            "cadence_batch_auth_revocation_read_errors_total",
+            "Looks at a changed CADENCE_BATCH_AUTH_REVOKED_FILE that could not read it "
+            "(unreadable, or a line that is no revocation): the list read last stays in force",
             registry=r,
         )
         self.processing_errors = Counter(
@@ -185,7 +198,7 @@ class WorkerMetrics:
             self.dead_letters.labels(reason)
         for reason in ("malformed", "schema_version"):
             self.decode_errors.labels(reason)
-        for reason in ("missing", "invalid"):
+        for reason in ("missing", "invalid", "revoked"):
             self.unsigned_batches.labels(reason)
         for state in ("enrolling", "active"):
             self.users.labels(state)

@@ -13,7 +13,9 @@ from typing import Any
 
 from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secrets
 from collectors.kafka_config import bootstrap_servers, kafka_client_config
+from streams import revocations
 from streams.env import SettingError, env_number
+from streams.revocations import RevocationFileError, RevokedKeys
 from streams.topics import EVENTS
 
 
@@ -43,6 +45,9 @@ class WorkerSettings:
     batch_auth: str = "off"
     # Current first, then the retiring ones (collectors.batch_auth).
     batch_auth_secrets: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    # Revoked key generations as read at start (streams.revocations); None without
+    # CADENCE_BATCH_AUTH_REVOKED_FILE. The worker reads the file again when it changes.
+    batch_auth_revoked: RevokedKeys | None = field(default=None, repr=False, compare=False)
 
     @property
     def retiring_secrets(self) -> int:
@@ -86,8 +91,10 @@ BATCH_AUTH_MODES = ("off", "report", "require")
 
 def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """``CADENCE_BATCH_AUTH`` and, unless it is off, the secrets from
-    ``CADENCE_BATCH_AUTH_SECRET_FILE`` (current first, then retiring ones, one per line);
-    SettingError names what is wrong."""
+    ``CADENCE_BATCH_AUTH_SECRET_FILE`` (current first, then retiring ones, one per line)
+    and the revocations of ``CADENCE_BATCH_AUTH_REVOKED_FILE`` if set; SettingError names
+    what is wrong: a worker whose revocation file cannot be read does not start, as one
+    whose secret cannot (it would accept the keys the file revokes)."""
     mode = env.get("CADENCE_BATCH_AUTH", "off").strip().lower() or "off"
     if mode not in BATCH_AUTH_MODES:
         raise SettingError(
@@ -105,4 +112,8 @@ def batch_auth_from_env(env: Mapping[str, str]) -> dict[str, Any]:
             "the signing secret in hex (e.g. `python3 -c 'import secrets; "
             "print(secrets.token_hex(32))'`)"
         )
-    return {"batch_auth": mode, "batch_auth_secrets": secrets}
+    try:
+        revoked = revocations.from_env(env)
+    except RevocationFileError as exc:
+        raise SettingError(str(exc)) from None
+    return {"batch_auth": mode, "batch_auth_secrets": secrets, "batch_auth_revoked": revoked}

@@ -1,4 +1,5 @@
-"""Signed batches: the desk's tag, the worker's check, the settings and the operator's command."""
+"""Signed batches: the desk's tag, the worker's check, the settings and the operator's commands;
+one user's key revoked by its generation."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from collectors.batch_auth import (
 from collectors.delivery import SCHEMA_HEADER, BatchSender
 from collectors.identity import pseudonym
 from collectors.spool import MemorySpool
+from streams import revocations
 from streams.app import Worker
 from streams.cli import main as cadence
 from streams.env import SettingError
 from streams.metrics import WorkerMetrics
+from streams.revocations import RevocationFileError, RevokedKeys
 from streams.settings import batch_auth_from_env
 from tests.integration.collector_send_script import make_batch
 
@@ -130,7 +133,11 @@ class _Event:
 
 
 async def _judged(
-    mode: str, headers: Any, user: str = ALICE, secrets: tuple[bytes, ...] = (SECRET,)
+    mode: str,
+    headers: Any,
+    user: str = ALICE,
+    secrets: tuple[bytes, ...] = (SECRET,),
+    revoked: RevokedKeys | None = None,
 ) -> tuple[bool, Any, list[Any]]:
     letters: list[Any] = []
 
@@ -141,6 +148,7 @@ async def _judged(
         settings=SimpleNamespace(batch_auth=mode, batch_auth_secrets=secrets),
         metrics=WorkerMetrics(),
         dead_letter=dead_letter,
+        revoked=revoked,
     )
     goes_on = await Worker._signed(worker, _Event(user.encode(), b"value", headers))  # type: ignore[arg-type]
     return goes_on, worker.metrics, letters
@@ -261,7 +269,11 @@ def test_worker_settings_need_the_secret_unless_tags_are_off(tmp_path: Path) -> 
     secret = tmp_path / "secret"
     secret.write_text(SECRET.hex())
     env = {"CADENCE_BATCH_AUTH": "Require", "CADENCE_BATCH_AUTH_SECRET_FILE": str(secret)}
-    assert batch_auth_from_env(env) == {"batch_auth": "require", "batch_auth_secrets": (SECRET,)}
+    assert batch_auth_from_env(env) == {
+        "batch_auth": "require",
+        "batch_auth_secrets": (SECRET,),
+        "batch_auth_revoked": None,
+    }
     with pytest.raises(SettingError, match="must be one of off, report, require"):
         batch_auth_from_env({"CADENCE_BATCH_AUTH": "on"})
     with pytest.raises(SettingError, match="needs CADENCE_BATCH_AUTH_SECRET_FILE"):
@@ -383,3 +395,160 @@ def test_a_key_file_names_its_generation_and_the_agent_tags_with_it(tmp_path: Pa
         with pytest.raises(KeyFileError, match="user key") as raised:
             read_user_key_file(new)
         assert hexkey not in str(raised.value)
+
+
+# ------------------------------------------------ the worker: revoked keys, their file
+
+
+def _revoked(minimum: dict[str, int]) -> RevokedKeys:
+    return RevokedKeys("revoked", minimum, (0, 0, 0))
+
+
+def test_require_dead_letters_a_revoked_key_and_judges_the_users_next_and_the_others() -> None:
+    revoked = _revoked({ALICE: 1})
+    goes_on, metrics, letters = asyncio.run(
+        _judged("require", [(MAC_HEADER, _tag(ALICE, 0))], revoked=revoked)
+    )
+    assert not goes_on and _failures(metrics, "revoked") == 1
+    assert _failures(metrics, "invalid") == 0
+    assert letters == [
+        (
+            "unauthenticated",
+            "cadence-mac",
+            "cadence-mac is its user's tag under a revoked key (this user's keys below "
+            "generation 1 are revoked)",
+        )
+    ]
+    for user, generation in ((ALICE, 1), (BOB, 0)):
+        goes_on, metrics, letters = asyncio.run(
+            _judged("require", [(MAC_HEADER, _tag(user, generation))], user=user, revoked=revoked)
+        )
+        assert goes_on and letters == [] and _failures(metrics, "revoked") == 0
+
+
+def test_report_counts_a_revoked_key_and_judges_its_batch() -> None:
+    goes_on, metrics, letters = asyncio.run(
+        _judged("report", [(MAC_HEADER, _tag(ALICE, 0))], revoked=_revoked({ALICE: 1}))
+    )
+    assert goes_on and letters == [] and _failures(metrics, "revoked") == 1
+
+
+def test_a_revocation_file_holds_one_users_minimum_generation_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "revoked"
+    path.write_text(
+        f"# 2026-12-08 laptop stolen\n\n{ALICE} 1\n  {BOB}\t2  \n{ALICE} 3\n{ALICE} 2\n"
+    )
+    revoked = revocations.load(str(path))
+    # Named twice, a user keeps the highest: revoking again only ever appends.
+    assert dict(revoked.minimum) == {ALICE: 3, BOB: 2}
+    assert revoked.min_generation(ALICE) == 3 and revoked.min_generation("c" * 64) == 0
+    path.write_text("# nobody yet\n")
+    assert revocations.load(str(path)).minimum == {}
+    for text, why in [
+        (f"{ALICE}\n", "line 1: expected PSEUDONYM MIN_GENERATION"),
+        (f"\n{ALICE} 1 # stolen\n", "line 2: expected PSEUDONYM MIN_GENERATION"),
+        ("alice 1\n", "line 1: the user must be a pseudonym"),
+        (f"{ALICE.upper()} 1\n", "the user must be a pseudonym"),
+        (f"{ALICE} 0\n", "MIN_GENERATION must be 1 to 999999"),
+        (f"{ALICE} 01\n", "MIN_GENERATION must be 1"),
+        (f"{ALICE} -1\n", "MIN_GENERATION must be 1"),
+        (f"{ALICE} 1000000\n", "MIN_GENERATION must be 1"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(RevocationFileError, match=why):
+            revocations.load(str(path))
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(RevocationFileError, match="is not text"):
+        revocations.load(str(path))
+    with pytest.raises(RevocationFileError, match="cannot read the revocation file"):
+        revocations.load(str(tmp_path / "absent"))
+
+
+def test_the_file_is_read_again_only_when_it_changed(tmp_path: Path) -> None:
+    path = tmp_path / "revoked"
+    path.write_text(f"{ALICE} 1\n")
+    first = revocations.load(str(path))
+    assert revocations.reload(first) is first  # unchanged: not read
+    with path.open("a") as out:  # appended in place, as `cadence keys revoke` does
+        out.write(f"{BOB} 1\n")
+    second = revocations.reload(first)
+    assert dict(second.minimum) == {ALICE: 1, BOB: 1}
+    assert revocations.reload(second) is second
+    # Replaced whole by a file of the same size (a Kubernetes Secret update swaps a
+    # symlink; an editor renames its copy over): another inode, read again.
+    replacement = tmp_path / "revoked.new"
+    replacement.write_text(f"{ALICE} 2\n{BOB} 1\n")
+    os.replace(replacement, path)
+    assert dict(revocations.reload(second).minimum) == {ALICE: 2, BOB: 1}
+
+
+def _revocation_worker(revoked: RevokedKeys) -> Any:
+    worker = SimpleNamespace(
+        metrics=WorkerMetrics(), revoked=revoked, revocation_error=None, settings=None
+    )
+    worker.metrics.revoked_users.set(len(revoked.minimum))
+    return worker
+
+
+def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "revoked"
+    path.write_text(f"{ALICE} 1\n")
+    worker = _revocation_worker(revocations.load(str(path)))
+    reread = Worker.reread_revocations
+    path.write_text(f"{ALICE} 1\n{BOB} 1\n")
+    reread(worker)
+    assert dict(worker.revoked.minimum) == {ALICE: 1, BOB: 1}
+    assert worker.metrics.revoked_users._value.get() == 2
+    in_force = worker.revoked
+    caplog.set_level("INFO", logger="streams.app")
+    for damaged in (f"{ALICE} 1\nalice 2\n", None):  # a login written, then the file gone
+        caplog.clear()
+        if damaged is None:
+            path.unlink()
+        else:
+            path.write_text(damaged)
+        reread(worker)
+        reread(worker)
+        assert worker.revoked is in_force and worker.metrics.revoked_users._value.get() == 2
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "still refusing the 2 users' keys" in errors[0].getMessage()
+    # Counted at every look while it stays unreadable: an alert on it keeps firing.
+    assert worker.metrics.revocation_read_errors._value.get() == 4
+    ok, metrics = asyncio.run(
+        _judged("require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=worker.revoked)
+    )[:2]
+    assert not ok and _failures(metrics, "revoked") == 1
+    path.write_text(f"{BOB} 2\n")
+    reread(worker)
+    assert dict(worker.revoked.minimum) == {BOB: 2}
+    assert worker.metrics.revoked_users._value.get() == 1
+    assert worker.revocation_error is None and "can be read again" in caplog.text
+
+
+def test_a_worker_with_a_bad_revocation_file_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret, revoked = tmp_path / "secret", tmp_path / "revoked"
+    secret.write_text(SECRET.hex())
+    env = {
+        "CADENCE_BATCH_AUTH": "require",
+        "CADENCE_BATCH_AUTH_SECRET_FILE": str(secret),
+        "CADENCE_BATCH_AUTH_REVOKED_FILE": str(revoked),
+    }
+    revoked.write_text(f"{ALICE} 2\n")
+    settings = batch_auth_from_env(env)["batch_auth_revoked"]
+    assert settings is not None and dict(settings.minimum) == {ALICE: 2}
+    # Off, the file is not read (as the secret is not).
+    assert batch_auth_from_env({**env, "CADENCE_BATCH_AUTH": "off"}) == {"batch_auth": "off"}
+    revoked.write_text("alice 2\n")
+    with pytest.raises(SettingError, match="line 1: the user must be a pseudonym"):
+        batch_auth_from_env(env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cadence(["worker"]) == 2  # before any Kafka client is made
+    assert "cadence worker: the revocation file" in capsys.readouterr().err
+    revoked.unlink()
+    assert cadence(["worker"]) == 2
+    assert "cannot read the revocation file" in capsys.readouterr().err

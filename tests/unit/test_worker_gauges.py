@@ -8,6 +8,7 @@ from faust.types import TP
 from prometheus_client import generate_latest
 
 from streams.app import create_app
+from streams.revocations import RevokedKeys
 from streams.settings import WorkerSettings
 from streams.topics import EVENTS
 
@@ -75,3 +76,20 @@ def test_retiring_signing_secrets_are_counted_at_start() -> None:
     assert worker.metrics.retiring_secrets._value.get() == 2
     plain = create_app(WorkerSettings(app_id="cadence-test-gauges", store="memory://"))
     assert plain.metrics.retiring_secrets._value.get() == 0
+
+
+def test_users_with_revoked_keys_are_counted_at_start() -> None:
+    revoked = RevokedKeys("revoked", {"a" * 64: 1, "b" * 64: 3}, (0, 0, 0))
+    worker = create_app(
+        WorkerSettings(
+            app_id="cadence-test-gauges",
+            store="memory://",
+            batch_auth="require",
+            batch_auth_secrets=(bytes(range(32)),),
+            batch_auth_revoked=revoked,
+        )
+    )
+    assert worker.revoked is revoked
+    assert worker.metrics.revoked_users._value.get() == 2
+    plain = create_app(WorkerSettings(app_id="cadence-test-gauges", store="memory://"))
+    assert plain.revoked is None and plain.metrics.revoked_users._value.get() == 0
