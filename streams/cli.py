@@ -36,6 +36,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("profiles", "export"), "profiles_export", "what cadence holds about one person (art. 15)"),
     (("pseudonym",), "pseudonym", "the pseudonym of a login (needs the deployment key)"),
     (("keys", "issue"), "keys_issue", "the key a user's agent signs batches with"),
+    (("keys", "revoke"), "keys_revoke", "revoke one user's keys and issue their next"),
     (("demo",), "demo", "the live demo: workload -> Kafka -> worker -> verdict table"),
 )
 

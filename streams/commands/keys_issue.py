@@ -5,72 +5,71 @@ secret (``CADENCE_BATCH_AUTH_SECRET_FILE``) and the user's pseudonym (from the l
 under ``CADENCE_PSEUDONYM_KEY_FILE``, or given with ``--pseudonym``). Put it in the
 user's profile on the desks they use, readable by them only, and point the agent at it
 with ``CADENCE_USER_KEY_FILE`` (docs/collectors.md, "Signed batches"). Issuing again
-gives the same key: rotating keys means a new signing secret.
+gives the same key. The key is of the user's current generation: the one their line of
+the revocation file (``CADENCE_BATCH_AUTH_REVOKED_FILE``, if set) names, 0 without one
+(``cadence keys revoke`` moves a user to the next); ``--generation`` chooses another,
+never a revoked one.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
-from pathlib import Path
 
-_PSEUDONYM = re.compile(r"[0-9a-f]{64}")
+from streams.commands._keys import add_user_arguments
+
+
+def generation_number(text: str) -> int:
+    from collectors.batch_auth import MAX_GENERATION
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_GENERATION:
+        raise argparse.ArgumentTypeError(f"a key generation is 0 to {MAX_GENERATION}")
+    return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("login", help="login name as the workstation sees it (or a pseudonym)")
+    add_user_arguments(parser)
     parser.add_argument(
-        "--pseudonym",
-        action="store_true",
-        help="LOGIN is already the user's pseudonym (64 hex digits), as `cadence pseudonym` prints",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
+        "--generation",
+        type=generation_number,
         default=None,
-        metavar="FILE",
-        help="write the key to FILE (created readable by its owner only; never overwritten) "
-        "instead of printing it",
+        metavar="N",
+        help="issue the key of generation N (default: the user's current one, from "
+        "CADENCE_BATCH_AUTH_REVOKED_FILE if set, else 0)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret, user_key
-    from collectors.identity import MissingPseudonymKey, load_pseudonym_key, pseudonym
+    from collectors.batch_auth import format_user_key, user_key
+    from streams.commands._keys import (
+        Refused,
+        create_key_file,
+        current_secret,
+        deliver_key,
+        revoked_keys,
+        user_of,
+    )
 
-    def fail(message: str) -> int:
-        print(f"cadence keys issue: {message}", file=sys.stderr)
+    try:
+        secret = current_secret()
+        user = user_of(args)
+        revoked = revoked_keys()
+        minimum = 0 if revoked is None else revoked.min_generation(user)
+        generation = minimum if args.generation is None else args.generation
+        if revoked is not None and generation < minimum:
+            # Issued, it would be refused by every worker: a desk stopped, not signed.
+            raise Refused(
+                f"this user's keys below generation {minimum} are revoked ({revoked.path}): "
+                f"issue generation {minimum} or later"
+            )
+        fd = None if args.out is None else create_key_file(args.out)
+    except Refused as exc:
+        print(f"cadence keys issue: {exc}", file=sys.stderr)
         return 2
-
-    try:
-        secret = signing_secret()
-    except KeyFileError as exc:
-        return fail(str(exc))
-    if secret is None:
-        return fail(f"set {SECRET_FILE_ENV} to the workers' signing secret")
-    if args.pseudonym:
-        if not _PSEUDONYM.fullmatch(args.login):
-            return fail("--pseudonym wants the 64 lowercase hex digits `cadence pseudonym` prints")
-        user = args.login
-    else:
-        if not args.login.strip():
-            return fail("an empty login names nobody")
-        try:
-            user = pseudonym(args.login, load_pseudonym_key())
-        except MissingPseudonymKey as exc:
-            return fail(str(exc))
-    key = user_key(secret, user).hex()
-    if args.out is None:
-        print(key)
-        return 0
-    try:
-        # O_EXCL: an existing key file (perhaps another user's) is never replaced.
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        return fail(f"cannot create {args.out}: {exc.strerror}")
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(key + "\n")
-    print(f"wrote the key of {user[:12]}... to {args.out}", file=sys.stderr)
+    key = format_user_key(user_key(secret, user, generation), generation)
+    deliver_key(key, user, generation, args.out, fd)
     return 0

@@ -552,3 +552,73 @@ def test_a_worker_with_a_bad_revocation_file_does_not_start(
     revoked.unlink()
     assert cadence(["worker"]) == 2
     assert "cannot read the revocation file" in capsys.readouterr().err
+
+
+# ------------------------------------------------ the operator's commands
+
+
+@pytest.fixture
+def operator_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The signing secret and the pseudonym key set; returns the revocation file's path."""
+    secret, pseudonym_key = tmp_path / "secret", tmp_path / "pseudonym.key"
+    secret.write_text(SECRET.hex())
+    pseudonym_key.write_text("k" * 32)
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_SECRET_FILE", str(secret))
+    monkeypatch.setenv("CADENCE_PSEUDONYM_KEY_FILE", str(pseudonym_key))
+    monkeypatch.delenv("CADENCE_BATCH_AUTH_REVOKED_FILE", raising=False)
+    return tmp_path / "revoked"
+
+
+def test_keys_issue_gives_a_generations_key_never_a_revoked_one(
+    operator_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice = pseudonym("alice", b"k" * 32)
+    assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 0
+    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 2), 2)
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        cadence(["keys", "issue", "alice", "--generation", "1000000"])
+    assert usage.value.code == 2
+    assert "a key generation is 0 to 999999" in capsys.readouterr().err
+    operator_env.write_text(f"{alice} 3\n")
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_REVOKED_FILE", str(operator_env))
+    # The file knows each user's current generation: issuing again gives that key.
+    assert cadence(["keys", "issue", "alice"]) == 0
+    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 3), 3)
+    assert cadence(["keys", "issue", "bob"]) == 0  # not revoked: generation 0, as ever
+    bob = pseudonym("bob", b"k" * 32)
+    assert capsys.readouterr().out.strip() == user_key(SECRET, bob).hex()
+    assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 2
+    assert "keys below generation 3 are revoked" in capsys.readouterr().err
+    operator_env.write_text("alice 3\n")
+    assert cadence(["keys", "issue", "bob"]) == 2
+    assert "the user must be a pseudonym" in capsys.readouterr().err
+
+
+def test_keys_revoke_appends_the_users_next_generation_and_issues_its_key(
+    operator_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = pseudonym("alice", b"k" * 32), pseudonym("bob", b"k" * 32)
+    assert cadence(["keys", "revoke", "alice"]) == 2
+    assert "set CADENCE_BATCH_AUTH_REVOKED_FILE" in capsys.readouterr().err
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_REVOKED_FILE", str(operator_env))
+    out = operator_env.parent / "alice.key"
+    assert cadence(["keys", "revoke", "alice", "--out", str(out)]) == 0  # file created
+    assert read_user_key_file(out) == (user_key(SECRET, alice, 1), 1)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert dict(revocations.load(str(operator_env)).minimum) == {alice: 1}
+    # A last line without its line break (edited by hand) is not glued to the next.
+    with operator_env.open("a") as file:
+        file.write(f"{bob} 1")
+    assert cadence(["keys", "revoke", "--pseudonym", alice]) == 0
+    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 2), 2)
+    assert dict(revocations.load(str(operator_env)).minimum) == {alice: 2, bob: 1}
+    assert cadence(["keys", "issue", "alice"]) == 0
+    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 2), 2)
+    # Nothing is appended when the key cannot be written, or to a file that does not parse.
+    before = operator_env.read_text()
+    assert cadence(["keys", "revoke", "alice", "--out", str(out)]) == 2
+    assert "cannot create" in capsys.readouterr().err
+    operator_env.write_text(before + "alice 9\n")
+    assert cadence(["keys", "revoke", "bob"]) == 2
+    assert "the user must be a pseudonym" in capsys.readouterr().err
+    assert operator_env.read_text() == before + "alice 9\n"
