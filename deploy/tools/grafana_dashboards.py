@@ -373,7 +373,8 @@ def pipeline() -> dict[str, Any]:
                             ),
                         ],
                         description="Signed batches (CADENCE_BATCH_AUTH report or require): "
-                        "missing and invalid tags; batches still signed under a retiring "
+                        "missing and invalid tags, and tags under a revoked key (revoked: "
+                        "CADENCE_BATCH_AUTH_REVOKED_FILE); batches still signed under a retiring "
                         "secret, which must stay at 0 for as long as a desk may be offline "
                         "before the old secret is removed (docs/collectors.md).",
                     ),
