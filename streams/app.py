@@ -34,8 +34,8 @@ import faust
 from faust.types import TP, EventT, StreamT, TransportT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors import batch_auth
 from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
+from streams.batch_tags import BatchTags
 from streams.deadletter import dead_letter
 from streams.faust_lean import Monitor as LeanMonitor
 from streams.faust_lean import Transport as LeanTransport
@@ -48,8 +48,7 @@ from streams.ocsf import encode_finding, is_finding
 from streams.outbox import DELIVERY_POLL_S, Outbox
 from streams.pipeline import Judged, Pipeline
 from streams.privacy import ForgetRequest, audit_record, decode_request, misdirected, misplaced
-from streams.revocations import RECHECK_SECONDS, RevocationFileError, RevokedKeys
-from streams.revocations import reload as reload_revocations
+from streams.revocations import RECHECK_SECONDS
 from streams.sender import ProducerFailed, RecordSender
 from streams.settings import WorkerSettings
 from streams.state import UserState
@@ -108,14 +107,7 @@ class Worker:
         background()
         enrollment_policy()
         self.metrics = WorkerMetrics()
-        # A file read as more secrets than meant (a wrapped dump) shows here and in the log.
-        self.metrics.retiring_secrets.set(settings.retiring_secrets)
-        # Revoked key generations in force; replaced when their file changes, kept when
-        # it cannot be read (streams.revocations).
-        self.revoked: RevokedKeys | None = settings.batch_auth_revoked
-        self.revocation_error: str | None = None
-        if self.revoked is not None:
-            self.metrics.revoked_users.set(len(self.revoked.minimum))
+        self.tags = BatchTags(settings, self.metrics)
         self.app = _App(
             settings.app_id,
             broker=settings.broker,
@@ -283,25 +275,14 @@ class Worker:
         @app.task
         async def announce_batch_tags() -> None:
             # Once logging is set up (at start), not when the app is built.
-            if self.settings.batch_auth != "off":
-                log.info(
-                    "batch tags %s: 1 current signing secret, %d retiring",
-                    self.settings.batch_auth,
-                    self.settings.retiring_secrets,
-                )
-                if self.revoked is not None:
-                    log.info(
-                        "revoked keys: %d users in %s, read again when it changes",
-                        len(self.revoked.minimum),
-                        self.revoked.path,
-                    )
+            self.tags.announce()
 
-        if self.settings.batch_auth != "off" and self.revoked is not None:
+        if self.tags.rereads:
             # A revocation takes effect without a restart: the file's stamp is looked at
             # here, the file read only when it changed.
             @app.timer(interval=RECHECK_SECONDS)
             async def reread_revocations() -> None:
-                self.reread_revocations()
+                self.tags.reread()
 
         @app.timer(interval=max(1.0, self.settings.idle_flush_seconds / 3))
         async def flush_idle_windows() -> None:
@@ -398,8 +379,11 @@ class Worker:
     async def handle(self, event: EventT) -> None:
         message = event.message
         self.metrics.pending_batches += 1
-        if self.settings.batch_auth != "off" and not await self._signed(event):
-            return
+        if self.tags.checked:
+            refused = self.tags.refusal(message)
+            if refused is not None:
+                await self.dead_letter(event, "unauthenticated", "cadence-mac", refused)
+                return
         try:
             batch = decode_batch(message.value or b"")
         except UnsupportedSchemaVersion as exc:
@@ -435,64 +419,6 @@ class Worker:
             )
             return
         await self.accept(batch, event)
-
-    async def _signed(self, event: EventT) -> bool:
-        """Whether a record goes on: it carries its user's tag (under the current signing
-        secret or a retiring one), or tags are only reported.
-
-        Checked before the value is parsed, under the record's key: a batch whose user
-        is not its key is refused after (key_mismatch), so the tag binds both."""
-        message = event.message
-        user = (message.key or b"").decode("utf-8", "replace")
-        minimum = 0 if self.revoked is None else self.revoked.min_generation(user)
-        outcome = batch_auth.check(
-            self.settings.batch_auth_secrets, user, message.value or b"", message.headers, minimum
-        )
-        if outcome == "current":
-            return True
-        if outcome == "retiring":
-            self.metrics.retiring_tags.inc()
-            return True
-        self.metrics.unsigned_batches.labels(outcome).inc()
-        if self.settings.batch_auth != "require":
-            return True
-        if outcome == "missing":
-            detail = "no cadence-mac header"
-        elif outcome == "revoked":
-            detail = (
-                f"cadence-mac is its user's tag under a revoked key (this user's keys "
-                f"below generation {minimum} are revoked)"
-            )
-        else:
-            detail = "cadence-mac is not the record's tag under its user's key"
-        await self.dead_letter(event, "unauthenticated", "cadence-mac", detail)
-        return False
-
-    def reread_revocations(self) -> None:
-        """Read the revocation file again if it changed. One that cannot be read leaves
-        the list read last in force: counted at every look while it stays so, logged as
-        an error when the failure starts or changes."""
-        if self.revoked is None:
-            return
-        try:
-            revoked = reload_revocations(self.revoked)
-        except RevocationFileError as exc:
-            self.metrics.revocation_read_errors.inc()
-            if str(exc) != self.revocation_error:
-                log.error(
-                    "%s; still refusing the %d users' keys read before",
-                    exc,
-                    len(self.revoked.minimum),
-                )
-            self.revocation_error = str(exc)
-            return
-        if self.revocation_error is not None:
-            log.info("the revocation file %s can be read again", revoked.path)
-            self.revocation_error = None
-        if revoked is not self.revoked:
-            log.info("revoked keys: %d users in %s", len(revoked.minimum), revoked.path)
-            self.revoked = revoked
-            self.metrics.revoked_users.set(len(revoked.minimum))
 
     async def accept(self, batch: EventBatch, event: EventT) -> None:
         user = batch.user

@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,11 +33,12 @@ from collectors.identity import pseudonym
 from collectors.spool import MemorySpool
 from streams import revocations
 from streams.app import Worker
+from streams.batch_tags import BatchTags
 from streams.cli import main as cadence
 from streams.env import SettingError
 from streams.metrics import WorkerMetrics
 from streams.revocations import RevocationFileError, RevokedKeys
-from streams.settings import batch_auth_from_env
+from streams.settings import WorkerSettings, batch_auth_from_env
 from tests.integration.collector_send_script import make_batch
 
 SECRET = bytes(range(32))
@@ -139,19 +141,38 @@ async def _judged(
     secrets: tuple[bytes, ...] = (SECRET,),
     revoked: RevokedKeys | None = None,
 ) -> tuple[bool, Any, list[Any]]:
+    """(goes on to be judged, metrics, dead letters) for one record through the gate."""
+    settings = WorkerSettings(batch_auth=mode, batch_auth_secrets=secrets)
+    tags = BatchTags(replace(settings, batch_auth_revoked=revoked), WorkerMetrics())
+    refused = tags.refusal(_Event(user.encode(), b"value", headers).message)
+    # What Worker.handle sends for a refused record (the integration test sends some).
+    letters = [] if refused is None else [("unauthenticated", "cadence-mac", refused)]
+    return refused is None, tags.metrics, letters
+
+
+def test_the_worker_dead_letters_what_the_gate_refuses_before_decoding_it() -> None:
     letters: list[Any] = []
+    accepted: list[Any] = []
 
     async def dead_letter(event: Any, reason: str, field: str, detail: str) -> None:
         letters.append((reason, field, detail))
 
+    async def accept(batch: Any, event: Any) -> None:
+        accepted.append(batch)
+
+    settings = WorkerSettings(batch_auth="require", batch_auth_secrets=(SECRET,))
     worker = SimpleNamespace(
-        settings=SimpleNamespace(batch_auth=mode, batch_auth_secrets=secrets),
-        metrics=WorkerMetrics(),
+        tags=BatchTags(settings, WorkerMetrics()),
+        metrics=SimpleNamespace(pending_batches=0),
         dead_letter=dead_letter,
-        revoked=revoked,
+        accept=accept,
     )
-    goes_on = await Worker._signed(worker, _Event(user.encode(), b"value", headers))  # type: ignore[arg-type]
-    return goes_on, worker.metrics, letters
+    # Not even a batch: refused for its missing tag before anything parses the value.
+    event = _Event(ALICE.encode(), b"not json", [])
+    asyncio.run(Worker.handle(worker, event))  # type: ignore[arg-type]
+    assert accepted == [] and letters == [
+        ("unauthenticated", "cadence-mac", "no cadence-mac header")
+    ]
 
 
 def _failures(metrics: WorkerMetrics, reason: str) -> float:
@@ -482,12 +503,9 @@ def test_the_file_is_read_again_only_when_it_changed(tmp_path: Path) -> None:
     assert dict(revocations.reload(second).minimum) == {ALICE: 2, BOB: 1}
 
 
-def _revocation_worker(revoked: RevokedKeys) -> Any:
-    worker = SimpleNamespace(
-        metrics=WorkerMetrics(), revoked=revoked, revocation_error=None, settings=None
-    )
-    worker.metrics.revoked_users.set(len(revoked.minimum))
-    return worker
+def _revocation_gate(revoked: RevokedKeys) -> BatchTags:
+    settings = WorkerSettings(batch_auth="require", batch_auth_secrets=(SECRET,))
+    return BatchTags(replace(settings, batch_auth_revoked=revoked), WorkerMetrics())
 
 
 def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
@@ -495,36 +513,35 @@ def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
 ) -> None:
     path = tmp_path / "revoked"
     path.write_text(f"{ALICE} 1\n")
-    worker = _revocation_worker(revocations.load(str(path)))
-    reread = Worker.reread_revocations
+    gate = _revocation_gate(revocations.load(str(path)))
     path.write_text(f"{ALICE} 1\n{BOB} 1\n")
-    reread(worker)
-    assert dict(worker.revoked.minimum) == {ALICE: 1, BOB: 1}
-    assert worker.metrics.revoked_users._value.get() == 2
-    in_force = worker.revoked
-    caplog.set_level("INFO", logger="streams.app")
+    gate.reread()
+    assert gate.revoked is not None and dict(gate.revoked.minimum) == {ALICE: 1, BOB: 1}
+    assert gate.metrics.revoked_users._value.get() == 2
+    in_force = gate.revoked
+    caplog.set_level("INFO", logger="streams.batch_tags")
     for damaged in (f"{ALICE} 1\nalice 2\n", None):  # a login written, then the file gone
         caplog.clear()
         if damaged is None:
             path.unlink()
         else:
             path.write_text(damaged)
-        reread(worker)
-        reread(worker)
-        assert worker.revoked is in_force and worker.metrics.revoked_users._value.get() == 2
+        gate.reread()
+        gate.reread()
+        assert gate.revoked is in_force and gate.metrics.revoked_users._value.get() == 2
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert len(errors) == 1 and "still refusing the 2 users' keys" in errors[0].getMessage()
     # Counted at every look while it stays unreadable: an alert on it keeps firing.
-    assert worker.metrics.revocation_read_errors._value.get() == 4
+    assert gate.metrics.revocation_read_errors._value.get() == 4
     ok, metrics = asyncio.run(
-        _judged("require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=worker.revoked)
+        _judged("require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=gate.revoked)
     )[:2]
     assert not ok and _failures(metrics, "revoked") == 1
     path.write_text(f"{BOB} 2\n")
-    reread(worker)
-    assert dict(worker.revoked.minimum) == {BOB: 2}
-    assert worker.metrics.revoked_users._value.get() == 1
-    assert worker.revocation_error is None and "can be read again" in caplog.text
+    gate.reread()
+    assert gate.revoked is not None and dict(gate.revoked.minimum) == {BOB: 2}
+    assert gate.metrics.revoked_users._value.get() == 1
+    assert gate.read_error is None and "can be read again" in caplog.text
 
 
 def test_a_worker_with_a_bad_revocation_file_does_not_start(

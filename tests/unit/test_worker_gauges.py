@@ -89,7 +89,7 @@ def test_users_with_revoked_keys_are_counted_at_start() -> None:
             batch_auth_revoked=revoked,
         )
     )
-    assert worker.revoked is revoked
+    assert worker.tags.revoked is revoked
     assert worker.metrics.revoked_users._value.get() == 2
     plain = create_app(WorkerSettings(app_id="cadence-test-gauges", store="memory://"))
-    assert plain.revoked is None and plain.metrics.revoked_users._value.get() == 0
+    assert plain.tags.revoked is None and plain.metrics.revoked_users._value.get() == 0

@@ -40,7 +40,8 @@ def _handled(partition_offset: int) -> tuple[list[Any], list[Any]]:
         accepted.append(b)
 
     worker = SimpleNamespace(
-        settings=SimpleNamespace(batch_auth="off", table_partitions=PARTITIONS),
+        settings=SimpleNamespace(table_partitions=PARTITIONS),
+        tags=SimpleNamespace(checked=False),
         metrics=SimpleNamespace(pending_batches=0),
         dead_letter=dead_letter,
         accept=accept,
