@@ -7,8 +7,10 @@ user's profile on the desks they use, readable by them only, and point the agent
 with ``CADENCE_USER_KEY_FILE`` (docs/collectors.md, "Signed batches"). Issuing again
 gives the same key. The key is of the user's current generation: the one their line of
 the revocation file (``CADENCE_BATCH_AUTH_REVOKED_FILE``, if set) names, 0 without one
-(``cadence keys revoke`` moves a user to the next); ``--generation`` chooses another,
-never a revoked one.
+(``cadence keys revoke`` moves a user to the next); ``--generation`` chooses that one or
+the next (to install a key before the old one is revoked), never a revoked one, nor one
+further ahead: ``cadence keys revoke`` revokes below the next generation only, so a key
+issued beyond it would outlive the revocation meant for it.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=generation_number,
         default=None,
         metavar="N",
-        help="issue the key of generation N (default: the user's current one, from "
-        "CADENCE_BATCH_AUTH_REVOKED_FILE if set, else 0)",
+        help="issue the key of generation N: the user's current one (the default, from "
+        "CADENCE_BATCH_AUTH_REVOKED_FILE if set, else 0) or the next",
     )
 
 
@@ -64,7 +66,15 @@ def run(args: argparse.Namespace) -> int:
             # Issued, it would be refused by every worker: a desk stopped, not signed.
             raise Refused(
                 f"this user's keys below generation {minimum} are revoked ({revoked.path}): "
-                f"issue generation {minimum} or later"
+                f"issue generation {minimum} or {minimum + 1}"
+            )
+        if generation > minimum + 1:
+            # `keys revoke` revokes below minimum + 1: a key further ahead, once copied,
+            # would still be accepted after the user's next revocation.
+            raise Refused(
+                f"generation {generation} would outlive this user's next revocation "
+                f"(`cadence keys revoke` moves them to {minimum + 1}): issue generation "
+                f"{minimum} or {minimum + 1}"
             )
         fd = None if args.out is None else create_key_file(args.out)
     except Refused as exc:

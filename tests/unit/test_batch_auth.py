@@ -590,8 +590,8 @@ def test_keys_issue_gives_a_generations_key_never_a_revoked_one(
     operator_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     alice = pseudonym("alice", b"k" * 32)
-    assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 0
-    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 2), 2)
+    assert cadence(["keys", "issue", "alice", "--generation", "1"]) == 0
+    assert capsys.readouterr().out.strip() == format_user_key(user_key(SECRET, alice, 1), 1)
     with pytest.raises(SystemExit) as usage:  # argparse's usage error
         cadence(["keys", "issue", "alice", "--generation", "1000000"])
     assert usage.value.code == 2
@@ -639,3 +639,29 @@ def test_keys_revoke_appends_the_users_next_generation_and_issues_its_key(
     assert cadence(["keys", "revoke", "bob"]) == 2
     assert "the user must be a pseudonym" in capsys.readouterr().err
     assert operator_env.read_text() == before + "alice 9\n"
+
+
+def test_keys_issue_gives_no_generation_that_keys_revoke_would_skip(
+    operator_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `keys revoke` revokes below one past the generation the file names: a key issued
+    # further ahead would outlive the revocation meant for it (a copied laptop's key).
+    alice = pseudonym("alice", b"k" * 32)
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_REVOKED_FILE", str(operator_env))
+    operator_env.write_text(f"{alice} 1\n")
+    assert cadence(["keys", "issue", "alice", "--generation", "3"]) == 2
+    assert "issue generation 1 or 2" in capsys.readouterr().err
+    # The next one is issued, so that a key is installed before the old one is revoked.
+    assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 0
+    capsys.readouterr()
+    assert cadence(["keys", "revoke", "alice"]) == 0
+    capsys.readouterr()
+    revoked = revocations.load(str(operator_env))
+    old = sign(user_key(SECRET, alice, 1), b"v", 1)
+    assert check((SECRET,), alice, b"v", [(MAC_HEADER, old)], revoked.min_generation(alice)) == (
+        "revoked"
+    )
+    # Without a revocation file, every user's current generation is 0.
+    monkeypatch.delenv("CADENCE_BATCH_AUTH_REVOKED_FILE")
+    assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 2
+    assert "issue generation 0 or 1" in capsys.readouterr().err
