@@ -77,9 +77,11 @@ _TAG_PREFIX = b"v1:"
 #: Key generations are 0..MAX_GENERATION: six digits at most in a tag or a key file, so
 #: that reading one never parses an unbounded number.
 MAX_GENERATION = 999_999
-# One spelling per generation (no leading zero, no sign): a tag has one reading only.
-_GENERATION_TAG = re.compile(rb"v1g([1-9][0-9]{0,5}):")
-_GENERATION_KEY = re.compile(r"g([1-9][0-9]{0,5}):(.*)", re.DOTALL)
+#: A generation >= 1 as a tag, a key file or the revocation file spells it: one spelling
+#: per generation (no leading zero, no sign), so that each has one reading only.
+GENERATION_DIGITS = "[1-9][0-9]{0,5}"
+_GENERATION_TAG = re.compile(b"v1g(%s):" % GENERATION_DIGITS.encode())
+_GENERATION_KEY = re.compile(f"g({GENERATION_DIGITS}):(.*)", re.DOTALL)
 
 #: What :func:`check` found: the tag under the current secret, under a retiring one, or
 #: no tag (missing), not this user's tag for this value (invalid), or this user's tag

@@ -31,15 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from collectors.batch_auth import MAX_GENERATION
+from collectors.batch_auth import GENERATION_DIGITS, MAX_GENERATION
+from streams.privacy import PSEUDONYM
 
 REVOKED_FILE_ENV = "CADENCE_BATCH_AUTH_REVOKED_FILE"
 #: How often a worker looks whether the file changed (a stat; it is read only then).
 RECHECK_SECONDS = 15.0
-# A pseudonym as `cadence pseudonym` prints it: a login or a typo here would revoke
-# nobody while seeming to work, so the file is refused instead.
-_PSEUDONYM = re.compile(r"[0-9a-f]{64}")
-_GENERATION = re.compile(r"[1-9][0-9]{0,5}")
+_GENERATION = re.compile(GENERATION_DIGITS)
 
 
 class RevocationFileError(ValueError):
@@ -74,7 +72,8 @@ def parse(text: str, path: str | Path) -> dict[str, int]:
         if len(fields) != 2:
             raise RevocationFileError(f"{where}: expected PSEUDONYM MIN_GENERATION")
         user, generation = fields
-        if not _PSEUDONYM.fullmatch(user):
+        # A login or a typo here would revoke nobody while seeming to work: refused.
+        if not PSEUDONYM.fullmatch(user):
             raise RevocationFileError(
                 f"{where}: the user must be a pseudonym, 64 lowercase hex digits as "
                 "`cadence pseudonym LOGIN` prints (not a login)"

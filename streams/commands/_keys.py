@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret
 from collectors.identity import MissingPseudonymKey, load_pseudonym_key, pseudonym
 from streams import revocations
+from streams.privacy import PSEUDONYM
 from streams.revocations import RevocationFileError, RevokedKeys
-
-_PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 
 
 class Refused(Exception):
@@ -44,7 +42,7 @@ def add_user_arguments(parser: argparse.ArgumentParser) -> None:
 def user_of(args: argparse.Namespace) -> str:
     """The pseudonym of the user the command names."""
     if args.pseudonym:
-        if not _PSEUDONYM.fullmatch(args.login):
+        if not PSEUDONYM.fullmatch(args.login):
             raise Refused(
                 "--pseudonym wants the 64 lowercase hex digits `cadence pseudonym` prints"
             )
