@@ -15,6 +15,7 @@ last, so a damaged file never lifts a revocation.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from collectors import batch_auth
@@ -37,10 +38,10 @@ class BatchTags:
         metrics.retiring_secrets.set(settings.retiring_secrets)
         self.retiring_secrets = settings.retiring_secrets
         #: Revoked key generations in force; replaced when their file changes.
-        self.revoked: RevokedKeys | None = settings.batch_auth_revoked
+        self.revoked: RevokedKeys | None = None
         self.read_error: str | None = None
-        if self.revoked is not None:
-            metrics.revoked_users.set(len(self.revoked.minimum))
+        if settings.batch_auth_revoked is not None:
+            self._put_in_force(settings.batch_auth_revoked)
 
     @property
     def checked(self) -> bool:
@@ -116,5 +117,11 @@ class BatchTags:
             self.read_error = None
         if revoked is not self.revoked:
             log.info("revoked keys: %d users in %s", len(revoked.minimum), revoked.path)
-            self.revoked = revoked
-            self.metrics.revoked_users.set(len(revoked.minimum))
+            self._put_in_force(revoked)
+
+    def _put_in_force(self, revoked: RevokedKeys) -> None:
+        self.revoked = revoked
+        self.metrics.revoked_users.set(len(revoked.minimum))
+        # The users' count stays put when a user already listed is revoked again: when
+        # the list was read tells an operator whether their update is in force.
+        self.metrics.revocations_read_time.set(time.time())

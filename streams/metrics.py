@@ -67,6 +67,13 @@ class WorkerMetrics:
             "(CADENCE_BATCH_AUTH_REVOKED_FILE, as last read)",
             registry=r,
         )
+        self.revocations_read_time = Gauge(
+            "cadence_batch_auth_revocations_read_timestamp_seconds",
+            "When the revocation list in force was read (Unix time; 0 without "
+            "CADENCE_BATCH_AUTH_REVOKED_FILE): a revocation is in force once this is later "
+            "than the file's update, even when it names a user the list already held",
+            registry=r,
+        )
         self.revocation_read_errors = Counter(
             "cadence_batch_auth_revocation_read_errors_total",
             "Looks at a changed CADENCE_BATCH_AUTH_REVOKED_FILE that could not read it "

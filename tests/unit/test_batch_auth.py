@@ -665,3 +665,25 @@ def test_keys_issue_gives_no_generation_that_keys_revoke_would_skip(
     monkeypatch.delenv("CADENCE_BATCH_AUTH_REVOKED_FILE")
     assert cadence(["keys", "issue", "alice", "--generation", "2"]) == 2
     assert "issue generation 0 or 1" in capsys.readouterr().err
+
+
+def test_a_user_revoked_again_shows_on_the_worker_once_it_read_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The docs' check that a revocation is in force must move when the user revoked is
+    # one the list already holds (a second stolen laptop): the count of users does not.
+    path = tmp_path / "revoked"
+    path.write_text(f"{ALICE} 1\n")
+    monkeypatch.setattr("time.time", lambda: 1000.0)
+    gate = _revocation_gate(revocations.load(str(path)))
+    read_at = gate.metrics.revocations_read_time
+    assert read_at._value.get() == 1000.0
+    monkeypatch.setattr("time.time", lambda: 2000.0)
+    gate.reread()  # unchanged: not read again
+    assert read_at._value.get() == 1000.0
+    with path.open("a") as out:
+        out.write(f"{ALICE} 2\n")
+    gate.reread()
+    assert gate.revoked is not None and gate.revoked.min_generation(ALICE) == 2
+    assert gate.metrics.revoked_users._value.get() == 1  # the same one user
+    assert read_at._value.get() == 2000.0
