@@ -40,6 +40,8 @@ class BatchTags:
         #: Revoked key generations in force; replaced when their file changes.
         self.revoked: RevokedKeys | None = None
         self.read_error: str | None = None
+        # A list read once that lifts revocations, waiting to be read the same again.
+        self.lifting: RevokedKeys | None = None
         if settings.batch_auth_revoked is not None:
             self._put_in_force(settings.batch_auth_revoked)
 
@@ -97,11 +99,17 @@ class BatchTags:
     def reread(self) -> None:
         """Read the revocation file again if it changed. One that cannot be read leaves
         the list read last in force: counted at every look while it stays so, logged as
-        an error when the failure starts or changes."""
+        an error when the failure starts or changes.
+
+        A list that adds revocations is in force at once; one that lifts any (a user's
+        minimum lower, or gone) only once the file has read the same at the next look
+        too: a file edited in place can be read empty, or half written, and a moment's
+        read must not let revoked keys through. An operator's lifting waits one look."""
         if self.revoked is None:
             return
+        base = self.lifting or self.revoked
         try:
-            revoked = reload_revocations(self.revoked)
+            revoked = reload_revocations(base)
         except RevocationFileError as exc:
             self.metrics.revocation_read_errors.inc()
             if str(exc) != self.read_error:
@@ -115,9 +123,19 @@ class BatchTags:
         if self.read_error is not None:
             log.info("the revocation file %s can be read again", revoked.path)
             self.read_error = None
-        if revoked is not self.revoked:
-            log.info("revoked keys: %d users in %s", len(revoked.minimum), revoked.path)
-            self._put_in_force(revoked)
+        if revoked is base and self.lifting is None:
+            return  # unchanged
+        if revoked is not base and _lifts(self.revoked, revoked):
+            self.lifting = revoked
+            log.info(
+                "the revocation file %s lifts revocations: in force if it reads the same "
+                "at the next look",
+                revoked.path,
+            )
+            return
+        self.lifting = None
+        log.info("revoked keys: %d users in %s", len(revoked.minimum), revoked.path)
+        self._put_in_force(revoked)
 
     def _put_in_force(self, revoked: RevokedKeys) -> None:
         self.revoked = revoked
@@ -125,3 +143,8 @@ class BatchTags:
         # The users' count stays put when a user already listed is revoked again: when
         # the list was read tells an operator whether their update is in force.
         self.metrics.revocations_read_time.set(time.time())
+
+
+def _lifts(in_force: RevokedKeys, read: RevokedKeys) -> bool:
+    """Whether ``read`` accepts a key generation that ``in_force`` refuses."""
+    return any(read.min_generation(user) < floor for user, floor in in_force.minimum.items())

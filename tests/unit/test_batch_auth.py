@@ -537,11 +537,42 @@ def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
         _judged("require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=gate.revoked)
     )[:2]
     assert not ok and _failures(metrics, "revoked") == 1
-    path.write_text(f"{BOB} 2\n")
+    path.write_text(f"{BOB} 2\n")  # lifts ALICE's: in force at the second look
+    gate.reread()
+    assert gate.revoked is in_force and gate.read_error is None
+    assert "can be read again" in caplog.text
     gate.reread()
     assert gate.revoked is not None and dict(gate.revoked.minimum) == {BOB: 2}
     assert gate.metrics.revoked_users._value.get() == 1
-    assert gate.read_error is None and "can be read again" in caplog.text
+
+
+def test_a_revocation_is_lifted_only_when_the_file_reads_the_same_twice(
+    tmp_path: Path,
+) -> None:
+    # An editor writing the file in place (truncate, then write) can be read empty or
+    # half written: a moment's read must not let a revoked key through.
+    path = tmp_path / "revoked"
+    path.write_text(f"{ALICE} 2\n{BOB} 1\n")
+    gate = _revocation_gate(revocations.load(str(path)))
+    in_force = gate.revoked
+    path.write_text("")  # truncated, the rewrite not there yet
+    gate.reread()
+    assert gate.revoked is in_force
+    path.write_text(f"{ALICE} 2\n{BOB} 1\n# stolen laptop\n")  # the rewrite lands
+    gate.reread()
+    assert gate.revoked is not in_force and gate.revoked is not None
+    assert dict(gate.revoked.minimum) == {ALICE: 2, BOB: 1}
+    # A revocation added is in force at once; one lifted (ALICE lowered) at the next look.
+    path.write_text(f"{ALICE} 1\n{BOB} 2\n")
+    gate.reread()
+    assert dict(gate.revoked.minimum) == {ALICE: 2, BOB: 1}
+    ok = asyncio.run(_judged("require", [(MAC_HEADER, _tag(ALICE, 1))], revoked=gate.revoked))[0]
+    assert not ok
+    gate.reread()
+    assert dict(gate.revoked.minimum) == {ALICE: 1, BOB: 2}
+    path.write_text(f"{ALICE} 1\n{BOB} 3\n# again\n")
+    gate.reread()
+    assert dict(gate.revoked.minimum) == {ALICE: 1, BOB: 3}
 
 
 def test_a_worker_with_a_bad_revocation_file_does_not_start(
