@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         revoked_keys,
         user_of,
     )
+    from streams.revocations import REVOKED_FILE_ENV
 
     try:
         secret = current_secret()
@@ -80,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"cadence keys issue: {exc}", file=sys.stderr)
         return 2
+    if revoked is None and args.generation is None:
+        # Without the list this command cannot know a revoked user's generation: their
+        # key of generation 0 would be refused by the workers (a rotation re-issuing
+        # every key would stop the desks of everyone ever revoked).
+        print(
+            f"cadence keys issue: {REVOKED_FILE_ENV} is unset: issuing generation 0, "
+            "refused for a user the workers' revocation file names",
+            file=sys.stderr,
+        )
     key = format_user_key(user_key(secret, user, generation), generation)
     deliver_key(key, user, generation, args.out, fd)
     return 0
