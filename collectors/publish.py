@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from collectors.simulate import pace
-from collectors.wire import EventBatch
+from collectors.wire import MAX_SEND_AGE_MS, EventBatch
+
+DAY_MS = 86_400_000.0
 
 
 class Sender(Protocol):
@@ -97,18 +99,33 @@ def start_ending_now(length_s: float, speed: float, now_ms: float | None = None)
     worker dead-letters those sent more than 5 minutes ahead): it is placed so that it
     *ends* now. In real time or slower it starts now and stays behind the clock.
 
+    A run placed to start more than 30 days ago (``MAX_SEND_AGE_MS``: a replay of the
+    free-text recordings with their idle gaps kept spans weeks) raises ``ValueError``:
+    the worker dead-letters batches sent that long before they arrive.
+
     >>> start_ending_now(600.0, 4.0, now_ms=1_000_000.0)
     550000.0
     >>> start_ending_now(600.0, float("inf"), now_ms=1_000_000.0), start_ending_now(60.0, 1.0, 5.0)
     (400000.0, 5.0)
     >>> start_ending_now(float("inf"), 1.0, now_ms=5.0)  # until Ctrl-C, in real time
     5.0
+    >>> start_ending_now(44 * 86400.0, float("inf"), now_ms=1.8e12)
+    Traceback (most recent call last):
+    ...
+    ValueError: placed to end now, the run would start 44.0 days ago: the worker dead-letters batches sent more than 30 days before they arrive (absurd_timestamp)
     """
     now_ms = time.time() * 1000.0 if now_ms is None else now_ms
     if speed <= 1.0:
         # Not now - length x 0: an endless run (inf x 0) would stamp every batch NaN.
         return now_ms
-    return now_ms - length_s * 1000.0 * (1.0 - 1.0 / speed)
+    behind_ms = length_s * 1000.0 * (1.0 - 1.0 / speed)
+    if not behind_ms <= MAX_SEND_AGE_MS:
+        raise ValueError(
+            f"placed to end now, the run would start {behind_ms / DAY_MS:.1f} days ago: the "
+            f"worker dead-letters batches sent more than {MAX_SEND_AGE_MS / DAY_MS:.0f} days "
+            "before they arrive (absurd_timestamp)"
+        )
+    return now_ms - behind_ms
 
 
 __all__ = ["PublishStats", "Sender", "publish", "start_ending_now"]

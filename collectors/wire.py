@@ -84,6 +84,12 @@ MAX_WALL_MS: Final = 4_102_444_800_000.0
 MIN_CLOCK_OFFSET_MS: Final = MIN_WALL_MS
 MAX_CLOCK_OFFSET_MS: Final = MAX_WALL_MS
 MAX_COORDINATE: Final = 1 << 20
+# How far a batch's sent_at_ms may be from the broker's receive time: the worker
+# dead-letters a batch sent more than a clock's skew ahead, or older than a spool keeps
+# batches through an outage (``absurd_timestamp``). A generator that places a run in the
+# past (collectors.publish.start_ending_now) must stay within them too.
+MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000.0
+MAX_SEND_AGE_MS: Final = 30 * 24 * 3600 * 1000.0
 KEY_HASH_LENGTH: Final = 64
 
 FLAG_INJECTED: Final = 1

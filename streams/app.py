@@ -34,7 +34,14 @@ import faust
 from faust.types import TP, EventT, StreamT, TransportT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from collectors.wire import EventBatch, UnsupportedSchemaVersion, WireError, decode_batch
+from collectors.wire import (
+    MAX_FUTURE_SKEW_MS,
+    MAX_SEND_AGE_MS,
+    EventBatch,
+    UnsupportedSchemaVersion,
+    WireError,
+    decode_batch,
+)
 from streams.batch_tags import BatchTags
 from streams.deadletter import dead_letter
 from streams.faust_lean import Monitor as LeanMonitor
@@ -78,10 +85,6 @@ if _DRIFT:
         ", ".join(_DRIFT),
     )
 
-# A batch may sit in a collector's spool through a long outage, but it cannot have
-# been sent after the broker received it.
-MAX_FUTURE_SKEW_MS = 5 * 60 * 1000.0
-MAX_SPOOL_AGE_MS = 30 * 24 * 3600 * 1000.0
 PRODUCER_LINGER_S = 0.01
 # Per partition; the default (16 KB) holds one changelog record.
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -412,7 +415,7 @@ class Worker:
         # future is also judged by this worker's clock.
         now_ms = min(broker_ms, time.time() * 1000.0)
         if batch.sent_at_ms > now_ms + MAX_FUTURE_SKEW_MS or (
-            batch.sent_at_ms < broker_ms - MAX_SPOOL_AGE_MS
+            batch.sent_at_ms < broker_ms - MAX_SEND_AGE_MS
         ):
             await self.dead_letter(
                 event, "absurd_timestamp", "sent_at_ms", "far from the broker's receive time"

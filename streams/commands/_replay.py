@@ -122,7 +122,17 @@ def run_replay(
     if speed > 1.0:
         # Placed to end now (start_ending_now), which takes its length: a first, silent read.
         length_s = _length_s(lambda: timed_from(start_wall_ms))
-        start_wall_ms = start_ending_now(length_s, speed, start_wall_ms)
+        try:
+            start_wall_ms = start_ending_now(length_s, speed, start_wall_ms)
+        except ValueError as exc:
+            # The free-text recordings with --max-idle-s inf span weeks: nearly every
+            # batch would be dead-lettered.
+            print(
+                f"cadence replay {name}: {exc}; shorten it (--max-idle-s, --limit-sessions, "
+                "--users) or replay it in real time (--speed 1)",
+                file=sys.stderr,
+            )
+            return 2
     timed = timed_from(start_wall_ms)
     sender = BatchSender(
         bootstrap=args.kafka_config["bootstrap.servers"],

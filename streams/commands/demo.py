@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
         ],
     ):
         return 2
-    # Event time never runs ahead of the real clock, however fast the simulation (a
-    # slower-than-real demo starts now and stays behind it).
-    start_wall_ms = start_ending_now(args.seconds, args.rate)
     try:
+        # Event time never runs ahead of the real clock, however fast the simulation (a
+        # slower-than-real demo starts now and stays behind it).
+        start_wall_ms = start_ending_now(args.seconds, args.rate)
         takeover = Takeover.parse(args.takeover)
         # Checks the users and the takeover against them (index, time).
         workload = Workload(

@@ -270,3 +270,35 @@ def test_a_replay_faster_than_real_time_ends_now_not_in_the_future(
     speed = 50.0 if "--speed" in pacing else float("inf")
     # The last batch is due span / speed after the start: stamped no later than that.
     assert max(b.sent_at_ms for b in sent) <= now_ms + span_ms / speed + 1000.0
+
+
+def test_a_replay_placed_more_than_30_days_back_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `replay keystrokes DIR --fast --max-idle-s inf` (docs/workloads.md: the free-text
+    # sessions span weeks) was placed to end now, so it started 44 days ago: the worker
+    # dead-lettered 19 332 of its 20 224 batches as absurd_timestamp (older than 30 days).
+    from streams.cli import main
+    from streams.commands import _replay
+
+    user = tmp_path / "alice"
+    user.mkdir()
+    later_ns = 1_700_000_000_000_000_000 + 40 * 86_400 * 10**9  # typing again 40 days on
+    rows = _typing_rows("Hello there") + _typing_rows("General Kenobi", later_ns)[1:]
+    (user / "facebook.csv").write_text("\n".join(rows) + "\n")
+    sent: list[EventBatch] = []
+
+    def capture(timed, sender, *args: object) -> int:  # type: ignore[no-untyped-def]
+        sent.extend(batch for _, batch in timed)
+        sender.close(0)
+        return 0
+
+    monkeypatch.setattr(_replay, "send_and_close", capture)
+    args = ["replay", "keystrokes", str(tmp_path), "--bootstrap", "127.0.0.1:1"]
+    assert main([*args, "--max-idle-s", "inf", "--fast"]) == 2
+    assert "30 days" in capsys.readouterr().err
+    assert sent == []
+    # Its idle gaps shortened (the default), or in real time, it is sent.
+    assert main([*args, "--fast"]) == 0
+    assert main([*args, "--max-idle-s", "inf", "--speed", "1"]) == 0
+    assert sent

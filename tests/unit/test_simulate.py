@@ -458,3 +458,22 @@ def test_simulate_runs_until_interrupted_by_default(monkeypatch: pytest.MonkeyPa
     for batch in batches:
         assert decode_batch(encode_batch(batch)) == batch
         assert started_ms <= batch.sent_at_ms <= time.time() * 1000.0 + 60_000.0
+
+
+@pytest.mark.parametrize("extra", [["--fast"], ["--rate", "4"]])
+def test_simulate_placed_more_than_30_days_back_is_refused(
+    extra: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Placed to end now, a run of more than 30 days (45 x (1 - 1/4) > 30 too) would start
+    # so long ago that the worker dead-letters its first batches as absurd_timestamp.
+    from streams.cli import main
+    from streams.commands import _replay
+
+    def send(timed, sender, *args: object) -> int:  # type: ignore[no-untyped-def]
+        sender.close(0)
+        return 0
+
+    monkeypatch.setattr(_replay, "send_and_close", send)
+    args = ["simulate", "--users", "2", "--bootstrap", "127.0.0.1:1", "--quiet"]
+    assert main([*args, "--seconds", str(45 * 86_400), *extra]) == 2
+    assert "30 days" in capsys.readouterr().err
