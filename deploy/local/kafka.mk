@@ -28,6 +28,6 @@ kafka-wait:
 kafka-reset:
 	@$(KAFKA_LOCAL) down --purge
 
-## Follow the broker's log.
+## Follow the broker's log (where the launcher puts it: CADENCE_KAFKA_CACHE, CADENCE_KAFKA_NAME).
 kafka-logs:
-	@tail -n 50 -F .cache/kafka/$${CADENCE_KAFKA_NAME:-local}/logs/server.log
+	@tail -n 50 -F "$${CADENCE_KAFKA_CACHE:-.cache/kafka}/$${CADENCE_KAFKA_NAME:-local}/logs/server.log"
