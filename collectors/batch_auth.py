@@ -270,15 +270,22 @@ def user_signer(env: Mapping[str, str] | None = None) -> Signer | None:
     return lambda user, value: sign(key, value, generation)
 
 
-def secret_signer(secret: bytes) -> Signer:
+def secret_signer(secret: bytes, generation_of: Callable[[str], int] = lambda user: 0) -> Signer:
     """A signer for any user, from the signing secret itself: for the workers' own tools
-    (simulations, replays, tests), never for a desk."""
-    keys: dict[str, bytes] = {}
+    (simulations, replays, tests), never for a desk. Each user's key is of the generation
+    ``generation_of`` names (the workers' revocation list: a revoked user's current one).
+
+    >>> signer = secret_signer(bytes(range(32)), {"b" * 64: 2}.get)
+    >>> signer("a" * 64, b"x")[:3], signer("b" * 64, b"x")[:5]
+    (b'v1:', b'v1g2:')
+    """
+    keys: dict[str, tuple[bytes, int]] = {}
 
     def signer(user: str, value: bytes) -> bytes:
-        key = keys.get(user)
-        if key is None:
-            key = keys[user] = user_key(secret, user)
-        return sign(key, value)
+        known = keys.get(user)
+        if known is None:
+            generation = generation_of(user) or 0
+            known = keys[user] = (user_key(secret, user, generation), generation)
+        return sign(known[0], value, known[1])
 
     return signer

@@ -15,6 +15,8 @@ from collectors.batch_auth import (
     secret_signer,
     signing_secret,
 )
+from streams import revocations
+from streams.revocations import RevocationFileError
 
 
 def add_sign_argument(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +24,8 @@ def add_sign_argument(parser: argparse.ArgumentParser) -> None:
         "--sign",
         action="store_true",
         help=f"tag each batch with its user's key from the signing secret in {SECRET_FILE_ENV} "
-        "(for workers with CADENCE_BATCH_AUTH=require)",
+        "(for workers with CADENCE_BATCH_AUTH=require; a user named in "
+        "CADENCE_BATCH_AUTH_REVOKED_FILE signs with their current key generation)",
     )
 
 
@@ -38,4 +41,13 @@ def signer_or_exit(args: argparse.Namespace, command: str) -> Signer | None | in
     if secret is None:
         print(f"cadence {command}: --sign needs {SECRET_FILE_ENV}", file=sys.stderr)
         return 2
-    return secret_signer(secret)
+    try:
+        # A user the workers' revocation list names signs with their current generation,
+        # as `cadence keys issue` would issue it (generation 0 would be refused).
+        revoked = revocations.from_env()
+    except RevocationFileError as exc:
+        print(f"cadence {command}: {exc}", file=sys.stderr)
+        return 2
+    return (
+        secret_signer(secret) if revoked is None else secret_signer(secret, revoked.min_generation)
+    )

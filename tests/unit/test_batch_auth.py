@@ -722,3 +722,24 @@ def test_a_user_revoked_again_shows_on_the_worker_once_it_read_the_file(
     assert gate.revoked is not None and gate.revoked.min_generation(ALICE) == 2
     assert gate.metrics.revoked_users._value.get() == 1  # the same one user
     assert read_at._value.get() == 2000.0
+
+
+def test_sign_tags_a_revoked_user_with_their_current_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.commands._signing import signer_or_exit
+
+    secret, revoked = tmp_path / "secret", tmp_path / "revoked"
+    secret.write_text(SECRET.hex())
+    revoked.write_text(f"{BOB} 2\n")
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_SECRET_FILE", str(secret))
+    monkeypatch.setenv("CADENCE_BATCH_AUTH_REVOKED_FILE", str(revoked))
+    signer = signer_or_exit(SimpleNamespace(sign=True), "simulate")
+    assert callable(signer)
+    for user in (ALICE, BOB):
+        tag = signer(user, b"value")
+        minimum = 2 if user == BOB else 0
+        assert check((SECRET,), user, b"value", [(MAC_HEADER, tag)], minimum) == "current"
+    revoked.write_text("alice 1\n")  # a login, not a pseudonym: refused, as by the worker
+    assert signer_or_exit(SimpleNamespace(sign=True), "simulate") == 2
+    assert "cadence simulate: the revocation file" in capsys.readouterr().err
