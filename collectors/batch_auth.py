@@ -100,15 +100,20 @@ def user_key(secret: bytes, user: str, generation: int = 0) -> bytes:
     key ``generation`` (0: the key every user was first issued)."""
     _check_generation(generation)
     if generation == 0:
-        return hmac.new(secret, _KEY_LABEL + user.encode(), hashlib.sha256).digest()
-    label = _GENERATION_KEY_LABEL + str(generation).encode() + b"\x00"
-    return hmac.new(secret, label + user.encode(), hashlib.sha256).digest()
+        label = _KEY_LABEL
+    else:
+        label = _GENERATION_KEY_LABEL + str(generation).encode() + b"\x00"
+    return _mac(secret, label + user.encode())
 
 
 def sign(key: bytes, value: bytes, generation: int = 0) -> bytes:
     """The ``cadence-mac`` header's value for a record ``value`` sent under ``key``, a
     key of ``generation``: the worker derives the key again from the generation named."""
-    return _tag_prefix(generation) + hmac.new(key, value, hashlib.sha256).digest()
+    return _tag_prefix(generation) + _mac(key, value)
+
+
+def _mac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
 def _check_generation(generation: int) -> None:
@@ -156,8 +161,7 @@ def check(
         return "invalid"
     generation, mac = read
     for i, secret in enumerate(secrets):
-        expected = hmac.new(user_key(secret, user, generation), value, hashlib.sha256).digest()
-        if hmac.compare_digest(mac, expected):
+        if hmac.compare_digest(mac, _mac(user_key(secret, user, generation), value)):
             if generation < min_generation:
                 return "revoked"
             return "current" if i == 0 else "retiring"
