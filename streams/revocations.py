@@ -11,7 +11,8 @@ one line in the file ``CADENCE_BATCH_AUTH_REVOKED_FILE`` names::
 (outcome ``revoked``); every other user's keys are untouched. Blank lines and lines
 starting with ``#`` are skipped; a user named twice keeps the highest generation, so
 ``cadence keys revoke`` only ever appends. The file is also the record of each user's
-current generation: ``cadence keys issue`` issues a revoked user's keys from it.
+current generation: ``cadence keys issue`` issues a revoked user's keys from it. The
+format is read (:func:`parse`) and written (:func:`append`) here only.
 
 The workers read the file at start (a file that cannot be read stops them, as the
 signing secret's does) and again when it changes (:func:`reload`), so that a revocation
@@ -87,9 +88,30 @@ def parse(text: str, path: str | Path) -> dict[str, int]:
     return minimum
 
 
+def append(path: str, user: str, generation: int, note: str) -> None:
+    """Add ``# note`` and the line revoking ``user``'s keys below ``generation`` to the
+    file at ``path`` (created if absent, readable by its owner only), in one write, after
+    a line break if its last line has none (else the new line would be glued to it).
+    OSError if it cannot."""
+    text = f"# {note}\n{user} {generation}\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
+        os.write(fd, text.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _stamp(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _unreadable(path: str, exc: OSError) -> RevocationFileError:
+    return RevocationFileError(f"cannot read the revocation file {path}: {exc.strerror or exc}")
 
 
 def load(path: str) -> RevokedKeys:
@@ -102,9 +124,7 @@ def load(path: str) -> RevokedKeys:
     except UnicodeDecodeError:
         raise RevocationFileError(f"the revocation file {path} is not text") from None
     except OSError as exc:
-        raise RevocationFileError(
-            f"cannot read the revocation file {path}: {exc.strerror or exc}"
-        ) from None
+        raise _unreadable(path, exc) from None
     return RevokedKeys(path, parse(text, path), stamp)
 
 
@@ -118,9 +138,7 @@ def reload(current: RevokedKeys) -> RevokedKeys:
         if _stamp(current.path) == current.stamp:
             return current
     except OSError as exc:
-        raise RevocationFileError(
-            f"cannot read the revocation file {current.path}: {exc.strerror or exc}"
-        ) from None
+        raise _unreadable(current.path, exc) from None
     return load(current.path)
 
 

@@ -23,20 +23,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_user_arguments(parser)
 
 
-def _append(path: str, text: str) -> None:
-    """Add ``text`` to the file at ``path`` in one write, after a line break if its last
-    line has none (else the new line would be glued to it)."""
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            text = "\n" + text
-        os.write(fd, text.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def run(args: argparse.Namespace) -> int:
     from collectors.batch_auth import MAX_GENERATION, format_user_key, user_key
     from streams.commands._keys import (
@@ -46,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         deliver_key,
         user_of,
     )
-    from streams.revocations import REVOKED_FILE_ENV, RevocationFileError, load
+    from streams.revocations import REVOKED_FILE_ENV, RevocationFileError, append, load
 
     fd = None
     try:
@@ -68,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         fd = None if args.out is None else create_key_file(args.out)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
-            _append(path, f"# {stamp} cadence keys revoke\n{user} {generation}\n")
+            append(path, user, generation, f"{stamp} cadence keys revoke")
         except OSError as exc:
             if fd is not None:  # the key file just created, empty: not left behind
                 os.close(fd)
