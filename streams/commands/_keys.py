@@ -11,7 +11,13 @@ import os
 import sys
 from pathlib import Path
 
-from collectors.batch_auth import SECRET_FILE_ENV, KeyFileError, signing_secret
+from collectors.batch_auth import (
+    SECRET_FILE_ENV,
+    KeyFileError,
+    format_user_key,
+    signing_secret,
+    user_key,
+)
 from collectors.identity import MissingPseudonymKey, load_pseudonym_key, pseudonym
 from streams import revocations
 from streams.privacy import PSEUDONYM
@@ -83,8 +89,12 @@ def create_key_file(path: Path) -> int:
         raise Refused(f"cannot create {path}: {exc.strerror}") from None
 
 
-def deliver_key(text: str, user: str, generation: int, out: Path | None, fd: int | None) -> None:
-    """Print the key file's ``text``, or write it to ``out`` (opened as ``fd``)."""
+def deliver_key(
+    secret: bytes, user: str, generation: int, out: Path | None, fd: int | None
+) -> None:
+    """Print ``user``'s key of ``generation`` under ``secret`` as its key file holds it, or
+    write it to ``out`` (opened as ``fd``)."""
+    text = format_user_key(user_key(secret, user, generation), generation)
     if out is None or fd is None:
         print(text)
         return

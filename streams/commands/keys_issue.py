@@ -46,7 +46,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collectors.batch_auth import format_user_key, user_key
     from streams.commands._keys import (
         Refused,
         create_key_file,
@@ -90,6 +89,5 @@ def run(args: argparse.Namespace) -> int:
             "refused for a user the workers' revocation file names",
             file=sys.stderr,
         )
-    key = format_user_key(user_key(secret, user, generation), generation)
-    deliver_key(key, user, generation, args.out, fd)
+    deliver_key(secret, user, generation, args.out, fd)
     return 0

@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collectors.batch_auth import MAX_GENERATION, format_user_key, user_key
+    from collectors.batch_auth import MAX_GENERATION
     from streams.commands._keys import (
         Refused,
         create_key_file,
@@ -69,6 +69,5 @@ def run(args: argparse.Namespace) -> int:
         '"Revoking one user\'s key")',
         file=sys.stderr,
     )
-    key = format_user_key(user_key(secret, user, generation), generation)
-    deliver_key(key, user, generation, args.out, fd)
+    deliver_key(secret, user, generation, args.out, fd)
     return 0
