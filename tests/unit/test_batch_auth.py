@@ -7,7 +7,6 @@ import asyncio
 import hmac
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -134,7 +133,18 @@ class _Event:
         self.message = SimpleNamespace(key=key, value=value, headers=headers)
 
 
-async def _judged(
+def _gate(
+    mode: str = "require",
+    secrets: tuple[bytes, ...] = (SECRET,),
+    revoked: RevokedKeys | None = None,
+) -> BatchTags:
+    settings = WorkerSettings(
+        batch_auth=mode, batch_auth_secrets=secrets, batch_auth_revoked=revoked
+    )
+    return BatchTags(settings, WorkerMetrics())
+
+
+def _judged(
     mode: str,
     headers: Any,
     user: str = ALICE,
@@ -142,8 +152,7 @@ async def _judged(
     revoked: RevokedKeys | None = None,
 ) -> tuple[bool, Any, list[Any]]:
     """(goes on to be judged, metrics, dead letters) for one record through the gate."""
-    settings = WorkerSettings(batch_auth=mode, batch_auth_secrets=secrets)
-    tags = BatchTags(replace(settings, batch_auth_revoked=revoked), WorkerMetrics())
+    tags = _gate(mode, secrets, revoked)
     refused = tags.refusal(_Event(user.encode(), b"value", headers).message)
     # What Worker.handle sends for a refused record (the integration test sends some).
     letters = [] if refused is None else [("unauthenticated", "cadence-mac", refused)]
@@ -160,9 +169,8 @@ def test_the_worker_dead_letters_what_the_gate_refuses_before_decoding_it() -> N
     async def accept(batch: Any, event: Any) -> None:
         accepted.append(batch)
 
-    settings = WorkerSettings(batch_auth="require", batch_auth_secrets=(SECRET,))
     worker = SimpleNamespace(
-        tags=BatchTags(settings, WorkerMetrics()),
+        tags=_gate(),
         metrics=SimpleNamespace(pending_batches=0),
         dead_letter=dead_letter,
         accept=accept,
@@ -181,9 +189,9 @@ def _failures(metrics: WorkerMetrics, reason: str) -> float:
 
 def test_require_dead_letters_a_batch_without_its_users_tag() -> None:
     tag = sign(user_key(SECRET, ALICE), b"value")
-    goes_on, metrics, letters = asyncio.run(_judged("require", [(MAC_HEADER, tag)]))
+    goes_on, metrics, letters = _judged("require", [(MAC_HEADER, tag)])
     assert goes_on and letters == [] and _failures(metrics, "invalid") == 0
-    goes_on, metrics, letters = asyncio.run(_judged("require", [(MAC_HEADER, tag)], user=BOB))
+    goes_on, metrics, letters = _judged("require", [(MAC_HEADER, tag)], user=BOB)
     assert not goes_on and _failures(metrics, "invalid") == 1
     assert letters == [
         (
@@ -192,7 +200,7 @@ def test_require_dead_letters_a_batch_without_its_users_tag() -> None:
             "cadence-mac is not the record's tag under its user's key",
         )
     ]
-    goes_on, metrics, letters = asyncio.run(_judged("require", []))
+    goes_on, metrics, letters = _judged("require", [])
     assert not goes_on and _failures(metrics, "missing") == 1
     assert letters == [("unauthenticated", "cadence-mac", "no cadence-mac header")]
 
@@ -202,18 +210,14 @@ def test_a_retiring_secrets_tag_is_accepted_and_counted_until_the_secret_is_gone
     old_tag = sign(user_key(SECRET, ALICE), b"value")
     rotating = (new_secret, SECRET)
     for mode in ("report", "require"):
-        goes_on, metrics, letters = asyncio.run(
-            _judged(mode, [(MAC_HEADER, old_tag)], secrets=rotating)
-        )
+        goes_on, metrics, letters = _judged(mode, [(MAC_HEADER, old_tag)], secrets=rotating)
         assert goes_on and letters == []
         assert metrics.retiring_tags._value.get() == 1 and _failures(metrics, "invalid") == 0
     new_tag = sign(user_key(new_secret, ALICE), b"value")
-    goes_on, metrics, _ = asyncio.run(_judged("require", [(MAC_HEADER, new_tag)], secrets=rotating))
+    goes_on, metrics, _ = _judged("require", [(MAC_HEADER, new_tag)], secrets=rotating)
     assert goes_on and metrics.retiring_tags._value.get() == 0
     # The old secret taken off the list: its keys' batches are refused.
-    goes_on, metrics, letters = asyncio.run(
-        _judged("require", [(MAC_HEADER, old_tag)], secrets=(new_secret,))
-    )
+    goes_on, metrics, letters = _judged("require", [(MAC_HEADER, old_tag)], secrets=(new_secret,))
     assert not goes_on and _failures(metrics, "invalid") == 1
     assert metrics.retiring_tags._value.get() == 0 and letters[0][0] == "unauthenticated"
 
@@ -281,7 +285,7 @@ def test_a_long_secret_wrapped_by_xxd_or_basenc_is_refused(tmp_path: Path) -> No
 
 
 def test_report_counts_a_batch_without_its_users_tag_and_judges_it() -> None:
-    goes_on, metrics, letters = asyncio.run(_judged("report", []))
+    goes_on, metrics, letters = _judged("report", [])
     assert goes_on and letters == [] and _failures(metrics, "missing") == 1
 
 
@@ -431,9 +435,7 @@ def _revoked(minimum: dict[str, int]) -> RevokedKeys:
 
 def test_require_dead_letters_a_revoked_key_and_judges_the_users_next_and_the_others() -> None:
     revoked = _revoked({ALICE: 1})
-    goes_on, metrics, letters = asyncio.run(
-        _judged("require", [(MAC_HEADER, _tag(ALICE, 0))], revoked=revoked)
-    )
+    goes_on, metrics, letters = _judged("require", [(MAC_HEADER, _tag(ALICE, 0))], revoked=revoked)
     assert not goes_on and _failures(metrics, "revoked") == 1
     assert _failures(metrics, "invalid") == 0
     assert letters == [
@@ -445,15 +447,15 @@ def test_require_dead_letters_a_revoked_key_and_judges_the_users_next_and_the_ot
         )
     ]
     for user, generation in ((ALICE, 1), (BOB, 0)):
-        goes_on, metrics, letters = asyncio.run(
-            _judged("require", [(MAC_HEADER, _tag(user, generation))], user=user, revoked=revoked)
+        goes_on, metrics, letters = _judged(
+            "require", [(MAC_HEADER, _tag(user, generation))], user=user, revoked=revoked
         )
         assert goes_on and letters == [] and _failures(metrics, "revoked") == 0
 
 
 def test_report_counts_a_revoked_key_and_judges_its_batch() -> None:
-    goes_on, metrics, letters = asyncio.run(
-        _judged("report", [(MAC_HEADER, _tag(ALICE, 0))], revoked=_revoked({ALICE: 1}))
+    goes_on, metrics, letters = _judged(
+        "report", [(MAC_HEADER, _tag(ALICE, 0))], revoked=_revoked({ALICE: 1})
     )
     assert goes_on and letters == [] and _failures(metrics, "revoked") == 1
 
@@ -507,17 +509,12 @@ def test_the_file_is_read_again_only_when_it_changed(tmp_path: Path) -> None:
     assert dict(revocations.reload(second).minimum) == {ALICE: 2, BOB: 1}
 
 
-def _revocation_gate(revoked: RevokedKeys) -> BatchTags:
-    settings = WorkerSettings(batch_auth="require", batch_auth_secrets=(SECRET,))
-    return BatchTags(replace(settings, batch_auth_revoked=revoked), WorkerMetrics())
-
-
 def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "revoked"
     path.write_text(f"{ALICE} 1\n")
-    gate = _revocation_gate(revocations.load(str(path)))
+    gate = _gate(revoked=revocations.load(str(path)))
     path.write_text(f"{ALICE} 1\n{BOB} 1\n")
     gate.reread()
     assert gate.revoked is not None and dict(gate.revoked.minimum) == {ALICE: 1, BOB: 1}
@@ -537,9 +534,9 @@ def test_a_worker_keeps_the_last_list_while_its_file_cannot_be_read(
         assert len(errors) == 1 and "still refusing the 2 users' keys" in errors[0].getMessage()
     # Counted at every look while it stays unreadable: an alert on it keeps firing.
     assert gate.metrics.revocation_read_errors._value.get() == 4
-    ok, metrics = asyncio.run(
-        _judged("require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=gate.revoked)
-    )[:2]
+    ok, metrics, _ = _judged(
+        "require", [(MAC_HEADER, _tag(BOB, 0))], user=BOB, revoked=gate.revoked
+    )
     assert not ok and _failures(metrics, "revoked") == 1
     path.write_text(f"{BOB} 2\n")  # lifts ALICE's: in force at the second look
     gate.reread()
@@ -557,7 +554,7 @@ def test_a_revocation_is_lifted_only_when_the_file_reads_the_same_twice(
     # half written: a moment's read must not let a revoked key through.
     path = tmp_path / "revoked"
     path.write_text(f"{ALICE} 2\n{BOB} 1\n")
-    gate = _revocation_gate(revocations.load(str(path)))
+    gate = _gate(revoked=revocations.load(str(path)))
     in_force = gate.revoked
     path.write_text("")  # truncated, the rewrite not there yet
     gate.reread()
@@ -570,7 +567,7 @@ def test_a_revocation_is_lifted_only_when_the_file_reads_the_same_twice(
     path.write_text(f"{ALICE} 1\n{BOB} 2\n")
     gate.reread()
     assert dict(gate.revoked.minimum) == {ALICE: 2, BOB: 1}
-    ok = asyncio.run(_judged("require", [(MAC_HEADER, _tag(ALICE, 1))], revoked=gate.revoked))[0]
+    ok = _judged("require", [(MAC_HEADER, _tag(ALICE, 1))], revoked=gate.revoked)[0]
     assert not ok
     gate.reread()
     assert dict(gate.revoked.minimum) == {ALICE: 1, BOB: 2}
@@ -710,7 +707,7 @@ def test_a_user_revoked_again_shows_on_the_worker_once_it_read_the_file(
     path = tmp_path / "revoked"
     path.write_text(f"{ALICE} 1\n")
     monkeypatch.setattr("time.time", lambda: 1000.0)
-    gate = _revocation_gate(revocations.load(str(path)))
+    gate = _gate(revoked=revocations.load(str(path)))
     read_at = gate.metrics.revocations_read_time
     assert read_at._value.get() == 1000.0
     monkeypatch.setattr("time.time", lambda: 2000.0)
