@@ -25,22 +25,15 @@ def test_kafka_logs_follows_the_log_where_the_launcher_writes_it(tmp_path: Path)
     ).stdout.strip()
     assert recipe.startswith("tail ")
     # The recipe's own shell expansion, with `echo` in place of `tail -n 50 -F`.
+    echo = recipe.replace("tail -n 50 -F", "echo", 1)
+
+    def shown(env: dict[str, str]) -> str:
+        return subprocess.run(
+            ["bash", "-c", echo], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     env = {**os.environ, "CADENCE_KAFKA_CACHE": str(tmp_path), "CADENCE_KAFKA_NAME": "other"}
-    shown = subprocess.run(
-        ["bash", "-c", recipe.replace("tail -n 50 -F", "echo", 1)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert shown == str(tmp_path / "other" / "logs" / "server.log")
+    assert shown(env) == str(tmp_path / "other" / "logs" / "server.log")
     env.pop("CADENCE_KAFKA_CACHE")
     env.pop("CADENCE_KAFKA_NAME")
-    shown = subprocess.run(
-        ["bash", "-c", recipe.replace("tail -n 50 -F", "echo", 1)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert shown == ".cache/kafka/local/logs/server.log"
+    assert shown(env) == ".cache/kafka/local/logs/server.log"
