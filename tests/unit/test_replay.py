@@ -237,21 +237,16 @@ def test_replay_of_nothing_is_an_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert "nothing to send" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("pacing", [["--fast"], ["--speed", "50"]])
-def test_a_replay_faster_than_real_time_ends_now_not_in_the_future(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pacing: list[str]
-) -> None:
-    # Started now, `replay keystrokes DIR --fast` (docs/workloads.md) stamped its batches
-    # up to the recordings' length ahead: the worker dead-letters every batch sent more
-    # than 5 minutes in the future.
-    import time
-
-    from streams.cli import main
+def _two_bursts_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, apart_ns: int
+) -> list[EventBatch]:
+    """One user's recording in ``tmp_path``, typing twice ``apart_ns`` apart; returns the
+    list that the batches of a replay go to in place of Kafka."""
     from streams.commands import _replay
 
     user = tmp_path / "alice"
     user.mkdir()
-    later_ns = 1_700_000_000_000_000_000 + 20 * 60 * 10**9  # a second burst 20 min later
+    later_ns = 1_700_000_000_000_000_000 + apart_ns
     rows = _typing_rows("Hello there") + _typing_rows("General Kenobi", later_ns)[1:]
     (user / "facebook.csv").write_text("\n".join(rows) + "\n")
     sent: list[EventBatch] = []
@@ -262,6 +257,21 @@ def test_a_replay_faster_than_real_time_ends_now_not_in_the_future(
         return 0
 
     monkeypatch.setattr(_replay, "send_and_close", capture)
+    return sent
+
+
+@pytest.mark.parametrize("pacing", [["--fast"], ["--speed", "50"]])
+def test_a_replay_faster_than_real_time_ends_now_not_in_the_future(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pacing: list[str]
+) -> None:
+    # Started now, `replay keystrokes DIR --fast` (docs/workloads.md) stamped its batches
+    # up to the recordings' length ahead: the worker dead-letters every batch sent more
+    # than 5 minutes in the future.
+    import time
+
+    from streams.cli import main
+
+    sent = _two_bursts_sent(tmp_path, monkeypatch, 20 * 60 * 10**9)  # 20 min apart
     args = ["replay", "keystrokes", str(tmp_path), "--max-idle-s", "inf", *pacing]
     assert main([*args, "--bootstrap", "127.0.0.1:1"]) == 0
     now_ms = time.time() * 1000.0
@@ -279,21 +289,8 @@ def test_a_replay_placed_more_than_30_days_back_is_refused(
     # sessions span weeks) was placed to end now, so it started 44 days ago: the worker
     # dead-lettered 19 332 of its 20 224 batches as absurd_timestamp (older than 30 days).
     from streams.cli import main
-    from streams.commands import _replay
 
-    user = tmp_path / "alice"
-    user.mkdir()
-    later_ns = 1_700_000_000_000_000_000 + 40 * 86_400 * 10**9  # typing again 40 days on
-    rows = _typing_rows("Hello there") + _typing_rows("General Kenobi", later_ns)[1:]
-    (user / "facebook.csv").write_text("\n".join(rows) + "\n")
-    sent: list[EventBatch] = []
-
-    def capture(timed, sender, *args: object) -> int:  # type: ignore[no-untyped-def]
-        sent.extend(batch for _, batch in timed)
-        sender.close(0)
-        return 0
-
-    monkeypatch.setattr(_replay, "send_and_close", capture)
+    sent = _two_bursts_sent(tmp_path, monkeypatch, 40 * 86_400 * 10**9)  # 40 days apart
     args = ["replay", "keystrokes", str(tmp_path), "--bootstrap", "127.0.0.1:1"]
     assert main([*args, "--max-idle-s", "inf", "--fast"]) == 2
     assert "30 days" in capsys.readouterr().err
