@@ -17,7 +17,6 @@ import pytest
 
 from collectors.batch_auth import (
     USER_KEY_FILE_ENV,
-    Signer,
     secret_signer,
     sign,
     user_key,
@@ -111,14 +110,6 @@ def test_a_worker_requiring_tags_judges_only_the_batches_of_their_own_users_key(
     assert metrics["cadence_batch_auth_retiring_secrets"] == 1
 
 
-def _send(deployment: Deployment, signer: Signer, batches: list[EventBatch]) -> None:
-    sender = BatchSender(bootstrap=deployment.bootstrap, topic=deployment.events, signer=signer)
-    for batch in batches:
-        sender.send(batch)
-    assert sender.flush(60) == 0
-    sender.close()
-
-
 def test_a_key_revoked_while_the_worker_runs_is_refused_and_nobody_elses(
     deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,7 +146,7 @@ def test_a_key_revoked_while_the_worker_runs_is_refused_and_nobody_elses(
         return sum(v.events for v in read_verdicts(verdicts))
 
     with running_worker(deployment, CADENCE_BATCH_AUTH="require") as worker:
-        _send(deployment, first_keys, before + theirs[: len(theirs) // 2])
+        deployment.send(before + theirs[: len(theirs) // 2], first_keys)
         target = events(before) + events(theirs[: len(theirs) // 2])
         wait_until(lambda: judged() >= target, timeout=120, what="the first batches judged")
 
@@ -169,8 +160,8 @@ def test_a_key_revoked_while_the_worker_runs_is_refused_and_nobody_elses(
         )
         desk = user_signer({USER_KEY_FILE_ENV: str(new_key)})
         assert desk is not None
-        _send(deployment, first_keys, stolen + theirs[len(theirs) // 2 :])
-        _send(deployment, desk, renewed)
+        deployment.send(stolen + theirs[len(theirs) // 2 :], first_keys)
+        deployment.send(renewed, desk)
         wait_until(
             lambda: judged() >= events(before) + events(renewed) + events(theirs),
             timeout=120,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from collectors.batch_auth import Signer
 from collectors.delivery import BatchSender
 from collectors.wire import EventBatch
 from streams import bench_worker
@@ -91,11 +92,12 @@ class Deployment:
             {"bootstrap.servers": self.bootstrap}, self.topics.specs(self.partitions), timeout=30
         )
 
-    def sender(self) -> BatchSender:
-        return BatchSender(bootstrap=self.bootstrap, topic=self.events)
+    def sender(self, signer: Signer | None = None) -> BatchSender:
+        return BatchSender(bootstrap=self.bootstrap, topic=self.events, signer=signer)
 
-    def send(self, batches: Iterable[EventBatch]) -> int:
-        sender = self.sender()
+    def send(self, batches: Iterable[EventBatch], signer: Signer | None = None) -> int:
+        """Send ``batches`` (tagged by ``signer`` if given) and wait until acknowledged."""
+        sender = self.sender(signer)
         n = 0
         for batch in batches:
             sender.send(batch)
