@@ -279,7 +279,7 @@ def secret_signer(secret: bytes, generation_of: Callable[[str], int] = lambda us
     (simulations, replays, tests), never for a desk. Each user's key is of the generation
     ``generation_of`` names (the workers' revocation list: a revoked user's current one).
 
-    >>> signer = secret_signer(bytes(range(32)), {"b" * 64: 2}.get)
+    >>> signer = secret_signer(bytes(range(32)), lambda user: {"b" * 64: 2}.get(user, 0))
     >>> signer("a" * 64, b"x")[:3], signer("b" * 64, b"x")[:5]
     (b'v1:', b'v1g2:')
     """
@@ -288,7 +288,7 @@ def secret_signer(secret: bytes, generation_of: Callable[[str], int] = lambda us
     def signer(user: str, value: bytes) -> bytes:
         known = keys.get(user)
         if known is None:
-            generation = generation_of(user) or 0
+            generation = generation_of(user)
             known = keys[user] = (user_key(secret, user, generation), generation)
         return sign(known[0], value, known[1])
 
