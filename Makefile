@@ -30,7 +30,7 @@ demo: venv
 ## Everything CI runs: lint, the deployment checks, unit + integration + dataset tests.
 ## No broker (java missing) fails the run rather than skip every integration test.
 test: venv lint typecheck x11-tools deploy-check
-	CADENCE_REQUIRE_KAFKA=$${CADENCE_REQUIRE_KAFKA:-1} $(PY) -m pytest -q $(PYTEST_ARGS) tests collectors profiles streams --doctest-modules
+	CADENCE_REQUIRE_KAFKA=$${CADENCE_REQUIRE_KAFKA:-1} $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS) tests collectors profiles streams --doctest-modules
 
 ## Quick loop while developing: no broker, no X, no deploy tools.
 test-fast: venv lint
