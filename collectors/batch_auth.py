@@ -98,7 +98,7 @@ class KeyFileError(RuntimeError):
 def user_key(secret: bytes, user: str, generation: int = 0) -> bytes:
     """The key of ``user`` (a pseudonym, as on the wire) under the signing ``secret``, of
     key ``generation`` (0: the key every user was first issued)."""
-    _check_generation(generation)
+    check_generation(generation)
     if generation == 0:
         label = _KEY_LABEL
     else:
@@ -116,13 +116,14 @@ def _mac(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def _check_generation(generation: int) -> None:
+def check_generation(generation: int) -> None:
+    """ValueError unless ``generation`` is one a key can have (0 to MAX_GENERATION)."""
     if not 0 <= generation <= MAX_GENERATION:
         raise ValueError(f"a key generation is 0 to {MAX_GENERATION}, not {generation}")
 
 
 def _tag_prefix(generation: int) -> bytes:
-    _check_generation(generation)
+    check_generation(generation)
     # Generation 0 keeps the prefix of the tags desks sent before generations existed.
     return _TAG_PREFIX if generation == 0 else b"v1g%d:" % generation
 
@@ -198,7 +199,7 @@ def read_key_file(path: str | Path, what: str) -> bytes:
 def format_user_key(key: bytes, generation: int) -> str:
     """A user's key as its key file holds it: plain hex for generation 0 (as every key
     was written before generations), ``g<generation>:`` + hex for later ones."""
-    _check_generation(generation)
+    check_generation(generation)
     return key.hex() if generation == 0 else f"g{generation}:{key.hex()}"
 
 

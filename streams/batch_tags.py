@@ -31,12 +31,13 @@ class BatchTags:
     """Checks each record's tag as ``settings.batch_auth`` says, counting in ``metrics``."""
 
     def __init__(self, settings: WorkerSettings, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        # Read for every record: held here rather than looked up through the settings.
         self.mode = settings.batch_auth
         self.secrets = settings.batch_auth_secrets
         self.metrics = metrics
         # A file read as more secrets than meant (a wrapped dump) shows here and in the log.
         metrics.retiring_secrets.set(settings.retiring_secrets)
-        self.retiring_secrets = settings.retiring_secrets
         #: Revoked key generations in force; replaced when their file changes.
         self.revoked: RevokedKeys | None = None
         self.read_error: str | None = None
@@ -62,7 +63,7 @@ class BatchTags:
         log.info(
             "batch tags %s: 1 current signing secret, %d retiring",
             self.mode,
-            self.retiring_secrets,
+            self.settings.retiring_secrets,
         )
         if self.revoked is not None:
             log.info(

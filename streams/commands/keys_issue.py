@@ -22,14 +22,13 @@ from streams.commands._keys import add_user_arguments
 
 
 def generation_number(text: str) -> int:
-    from collectors.batch_auth import MAX_GENERATION
+    from collectors.batch_auth import MAX_GENERATION, check_generation
 
     try:
         value = int(text)
+        check_generation(value)
     except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_GENERATION:
-        raise argparse.ArgumentTypeError(f"a key generation is 0 to {MAX_GENERATION}")
+        raise argparse.ArgumentTypeError(f"a key generation is 0 to {MAX_GENERATION}") from None
     return value
 
 
