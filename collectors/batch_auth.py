@@ -190,12 +190,6 @@ def _read_text(path: str | Path, what: str) -> str:
         raise KeyFileError(f"cannot read the {what} {path}: {exc}") from None
 
 
-def read_key_file(path: str | Path, what: str) -> bytes:
-    """A secret or key from a file holding it in hex (as ``cadence keys issue`` writes
-    a generation 0 key); ``what`` names it in the error."""
-    return _hex_key(_read_text(path, what).strip(), path, what)
-
-
 def format_user_key(key: bytes, generation: int) -> str:
     """A user's key as its key file holds it: plain hex for generation 0 (as every key
     was written before generations), ``g<generation>:`` + hex for later ones."""

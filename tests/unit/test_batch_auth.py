@@ -20,7 +20,6 @@ from collectors.batch_auth import (
     KeyFileError,
     check,
     format_user_key,
-    read_key_file,
     read_user_key_file,
     secret_signer,
     sign,
@@ -69,7 +68,7 @@ def test_only_the_users_own_tag_on_the_same_value_passes() -> None:
 def test_key_files_hold_hex_keys_of_16_bytes_or_more(tmp_path: Path) -> None:
     good = tmp_path / "good.key"
     good.write_text(SECRET.hex() + "\n")
-    assert read_key_file(good, "user key") == SECRET
+    assert read_user_key_file(good) == (SECRET, 0)
     for name, text, why in [
         ("short.key", "00" * 15, "shorter than 16 bytes"),
         ("text.key", "not a key", "does not hold a hex key"),
@@ -77,11 +76,11 @@ def test_key_files_hold_hex_keys_of_16_bytes_or_more(tmp_path: Path) -> None:
     ]:
         (tmp_path / name).write_text(text, encoding="latin-1")
         with pytest.raises(KeyFileError, match=why) as raised:
-            read_key_file(tmp_path / name, "user key")
+            read_user_key_file(tmp_path / name)
         # A secret stored raw must not leak through the message (the decoder quotes bytes).
         assert "0xff" not in str(raised.value) and "position" not in str(raised.value)
     with pytest.raises(KeyFileError, match="cannot read the user key"):
-        read_key_file(tmp_path / "absent.key", "user key")
+        read_user_key_file(tmp_path / "absent.key")
 
 
 def test_the_agent_signs_with_its_users_key_from_the_environment(tmp_path: Path) -> None:
@@ -330,11 +329,11 @@ def test_keys_issue_gives_the_key_the_worker_derives(
     assert cadence(["keys", "issue", "--pseudonym", "alice"]) == 2
     out = tmp_path / "alice.key"
     assert cadence(["keys", "issue", "alice", "--out", str(out)]) == 0
-    assert read_key_file(out, "user key") == user_key(SECRET, alice)
+    assert read_user_key_file(out) == (user_key(SECRET, alice), 0)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert cadence(["keys", "issue", "bob", "--out", str(out)]) == 2  # never overwritten
     assert "cannot create" in capsys.readouterr().err
-    assert read_key_file(out, "user key") == user_key(SECRET, alice)
+    assert read_user_key_file(out) == (user_key(SECRET, alice), 0)
 
 
 def test_sign_without_the_secret_stops_simulate_with_one_line(
