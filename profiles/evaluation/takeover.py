@@ -232,6 +232,7 @@ class GenuineRun:
     entries: dict[str, int]  # level -> times the verdict entered that level or worse
     scores: list[float] = field(default_factory=list)  # calibrated scores of judged windows
     active: bool = False  # whether the profile was judging when the held-out part began
+    level_at_start: str = "uncertain"  # the trust level the held-out part began at
 
 
 @dataclass(slots=True)
@@ -384,7 +385,11 @@ def run_genuine(
     entries = dict.fromkeys(ALARM_LEVELS, 0)
     scores: list[float] = []
     run = GenuineRun(account.name, 0, 0.0, entries, scores, profile.enrollment == "active")
-    prev = _rank(profile.trust.level if run.active else "uncertain")
+    run.level_at_start = profile.trust.level if run.active else "uncertain"
+    # Trust carries over from the enrolment's last session into the owner's next one: a
+    # profile that ended its enrolment flagged shows the owner `impostor` from their first
+    # window on. That alarm is theirs too, so the held-out part starts from no alarm.
+    prev = min(_rank(run.level_at_start), _rank("uncertain"))
     for seg in account.genuine:
         for w in seg.windows:
             level, score = _assess(profile, w, seg.session, clock)

@@ -1,0 +1,72 @@
+"""How the takeover protocol counts the owner's false alarms in the held-out part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from profiles.evaluation.takeover import Account, Segment, run_genuine
+from profiles.keystrokes import KeystrokeEvents
+
+
+@dataclass
+class _Trust:
+    level: str
+
+
+@dataclass
+class _Verdict:
+    level: str
+    keyboard_score: float | None = 0.5
+    mouse_score: float | None = None
+
+
+@dataclass
+class _Profile:
+    """Reads out a given sequence of levels, one per window, as a profile would."""
+
+    trust: _Trust
+    levels: list[str]
+    enrollment: str = "active"
+    seen: list[str] = field(default_factory=list)
+
+    def assess(self, keys: object, mouse: object, session: str) -> _Verdict:
+        self.seen.append(session)
+        self.trust.level = self.levels[len(self.seen) - 1]
+        return _Verdict(self.trust.level)
+
+
+def _account(windows: int) -> Account:
+    w = KeystrokeEvents(np.zeros(2), np.array([True, False]), np.zeros(2, np.int8))
+    return Account("ann", enroll=(), genuine=(Segment("s9", (w,) * windows),), attack=())
+
+
+@pytest.mark.parametrize(
+    ("start", "levels", "impostor", "suspicious"),
+    [
+        ("trusted", ["trusted", "impostor", "impostor", "trusted"], 1, 1),
+        ("trusted", ["suspicious", "impostor", "uncertain", "impostor"], 2, 2),
+        # Flagged at the end of enrolment: the owner reads `impostor` from their first
+        # window on, an alarm of theirs (it went uncounted before 2026-12-08).
+        ("impostor", ["impostor", "impostor", "trusted", "trusted"], 1, 1),
+        ("suspicious", ["suspicious", "trusted", "trusted", "trusted"], 0, 1),
+        ("impostor", ["trusted", "trusted", "trusted", "trusted"], 0, 0),
+    ],
+)
+def test_every_alarm_the_owner_sees_in_the_held_out_part_counts(
+    start: str, levels: list[str], impostor: int, suspicious: int
+) -> None:
+    profile = _Profile(_Trust(start), levels)
+    run = run_genuine(profile, _account(len(levels)), 5.0)  # type: ignore[arg-type]
+    assert run.level_at_start == start
+    assert run.entries == {"impostor": impostor, "suspicious": suspicious}
+    assert run.windows == 4 and run.seconds == 20.0
+
+
+def test_a_profile_still_enrolling_starts_uncertain() -> None:
+    profile = _Profile(_Trust("impostor"), ["uncertain", "impostor"], enrollment="enrolling")
+    run = run_genuine(profile, _account(2), 5.0)  # type: ignore[arg-type]
+    assert run.level_at_start == "uncertain" and not run.active
+    assert run.entries == {"impostor": 1, "suspicious": 1}
