@@ -13,7 +13,8 @@ Protocol, per account (see ``docs/evaluation.md``, "Takeover"):
 1. *Enrol*: feed the owner's enrolment segments window by window.
 2. *Genuine*: feed the owner's held-out segments (each a fresh session); every
    entry of the level into ``impostor`` (and into ``suspicious`` or worse) is a
-   false alarm; active time = number of windows x ``window_s``.
+   false alarm; active time = number of windows the profile judged (it was active)
+   x ``window_s``: a profile still enrolling calls no one an impostor.
 3. *Takeover*, for every other person: restore the profile as it was after 2,
    then feed that person's activity in the owner's last session (an attacker at
    an unlocked desk: the rolling context still holds the owner's last presses and
@@ -228,11 +229,12 @@ class Takeover:
 class GenuineRun:
     owner: str
     windows: int
-    seconds: float
+    seconds: float  # judged windows x window_s: the time an alarm could have been raised in
     entries: dict[str, int]  # level -> times the verdict entered that level or worse
     scores: list[float] = field(default_factory=list)  # calibrated scores of judged windows
     active: bool = False  # whether the profile was judging when the held-out part began
     level_at_start: str = "uncertain"  # the trust level the held-out part began at
+    judged: int = 0  # windows the profile was active for (judging), those ``seconds`` counts
 
 
 @dataclass(slots=True)
@@ -392,8 +394,14 @@ def run_genuine(
     prev = min(_rank(run.level_at_start), _rank("uncertain"))
     for seg in account.genuine:
         for w in seg.windows:
+            active = profile.enrollment == "active"
             level, score = _assess(profile, w, seg.session, clock)
             run.windows += 1
+            # Time counts where an alarm could be raised: a profile still enrolling reads
+            # `uncertain` whoever types, and its windows would dilute the rate per 8 h.
+            # (A calibrated score exists only where its modality is active: that window was
+            # judged, also when the profile became active with this window's new session.)
+            run.judged += active or score is not None
             if score is not None:
                 scores.append(score)
             r = _rank(level)
@@ -401,7 +409,7 @@ def run_genuine(
                 if r >= _rank(alarm) > prev:
                     entries[alarm] += 1
             prev = r
-    run.seconds = run.windows * window_s
+    run.seconds = run.judged * window_s
     return run
 
 

@@ -170,9 +170,14 @@ def run(args: argparse.Namespace) -> int:
     print(" | ".join(r.summary() for r in results))
     # Without held-out genuine time "0 false alarms in 0.0 h" measures nothing: like the
     # other commands with nothing to measure, the figures are printed and the exit is 1.
+    # Genuine time is what an active profile judged (a profile still enrolling alarms no one).
     unmeasured = [r.modality for r in results if not r.genuine_hours()]
     for modality in unmeasured:
-        print(f"{modality}: 0 h of held-out genuine activity, no false alarm rate", file=sys.stderr)
+        print(
+            f"{modality}: 0 h of held-out genuine activity judged by an active profile,"
+            " no false alarm rate",
+            file=sys.stderr,
+        )
     if unmeasured:
         return 1
     return 0 if plotted else 2

@@ -70,3 +70,35 @@ def test_a_profile_still_enrolling_starts_uncertain() -> None:
     run = run_genuine(profile, _account(2), 5.0)  # type: ignore[arg-type]
     assert run.level_at_start == "uncertain" and not run.active
     assert run.entries == {"impostor": 1, "suspicious": 1}
+
+
+@dataclass
+class _Enrolling:
+    """Enrols for the first ``enrolling`` windows (reads `uncertain`, scores nothing), then
+    judges: the shape of an owner whose profile becomes active in the held-out part."""
+
+    trust: _Trust
+    enrolling: int
+    seen: int = 0
+
+    @property
+    def enrollment(self) -> str:
+        return "active" if self.seen >= self.enrolling else "enrolling"
+
+    def assess(self, keys: object, mouse: object, session: str) -> _Verdict:
+        active = self.enrollment == "active"
+        self.seen += 1
+        return _Verdict("trusted" if active else "uncertain", 0.5 if active else None)
+
+
+@pytest.mark.parametrize(("enrolling", "judged"), [(0, 6), (2, 4), (6, 0)])
+def test_genuine_time_counts_only_the_windows_an_active_profile_judged(
+    enrolling: int, judged: int
+) -> None:
+    """A profile still enrolling calls no one an impostor: its windows are not time at risk
+    of a false alarm, and counted they diluted the rate per 8 h (keystrokes: 0.08 h of
+    2.29 h; with --keystroke-holdout file 0.25 h of 3.45 h, until 2026-12-08)."""
+    profile = _Enrolling(_Trust("trusted"), enrolling)
+    run = run_genuine(profile, _account(6), 5.0)  # type: ignore[arg-type]
+    assert run.windows == 6
+    assert run.judged == judged and run.seconds == judged * 5.0
