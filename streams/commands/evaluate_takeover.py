@@ -329,7 +329,9 @@ def _payload(r: object) -> dict:
         "owners_never_active": r.owners_never_active,
         "takeovers": [asdict(t) for t in r.takeovers],
         "genuine": [
-            {k: v for k, v in asdict(g).items() if k != "scores"} | {"judged": len(g.scores)}
+            # `judged` is GenuineRun's (windows an active profile judged, ``seconds`` /
+            # window_s); `scored`, the windows among them with a calibrated score.
+            {k: v for k, v in asdict(g).items() if k != "scores"} | {"scored": len(g.scores)}
             for g in r.genuine
         ],
     }

@@ -522,6 +522,10 @@ def test_takeover_names_owners_whose_profile_never_became_active(
     (result,) = json.loads(out.read_text())
     assert result["owners_never_active"] == ["eve"]
     assert result["figures"]["owners_never_active"] == 1
+    # Genuine time is the windows an active profile judged: eve's profile judged none.
+    runs = {g["owner"]: g for g in result["genuine"]}
+    assert all(g["seconds"] == g["judged"] * 5.0 >= g["scored"] * 5.0 for g in runs.values())
+    assert runs["eve"]["judged"] == 0 and runs["ann"]["judged"] > runs["ann"]["scored"] > 0
     # Still counted: every takeover of eve's account is a miss.
     eve = [t for t in result["takeovers"] if t["owner"] == "eve"]
     assert len(eve) == 3 and not any(t["detected"] for t in eve)
