@@ -145,11 +145,16 @@ def run_genuine(
     entries = dict.fromkeys(ALARM_LEVELS, 0)
     scores: list[float] = []
     run = GenuineRun(account.name, 0, 0.0, entries, scores, profile.enrollment == "active")
-    prev = _rank(profile.trust.level if run.active else "uncertain")
+    # As takeover.run_genuine since 2026-12-08: an owner flagged since the end of enrolment
+    # counts, and genuine time is the windows an active profile judged.
+    run.level_at_start = profile.trust.level if run.active else "uncertain"
+    prev = min(_rank(run.level_at_start), _rank("uncertain"))
     for seg in account.genuine:
         for w in seg.windows:
+            active = profile.enrollment == "active"
             level, score = _assess(profile, w, seg.session, clock)
             run.windows += 1
+            run.judged += active or score is not None
             if score is not None:
                 scores.append(score)
             r = _rank(level)
@@ -167,7 +172,7 @@ def run_genuine(
                 if Confirm.grace is not None:
                     confirm(profile, Confirm.grace)
                     prev = _rank(profile.trust.level)
-    run.seconds = run.windows * window_s
+    run.seconds = run.judged * window_s
     return run
 
 
