@@ -388,11 +388,13 @@ def run_genuine(
     scores: list[float] = []
     run = GenuineRun(account.name, 0, 0.0, entries, scores, profile.enrollment == "active")
     run.level_at_start = profile.trust.level if run.active else "uncertain"
-    # Trust carries over from the enrolment's last session into the owner's next one: a
-    # profile that ended its enrolment flagged shows the owner `impostor` from their first
-    # window on. That alarm is theirs too, so the held-out part starts from no alarm.
-    prev = min(_rank(run.level_at_start), _rank("uncertain"))
+    prev = _rank(run.level_at_start)
     for seg in account.genuine:
+        # Trust carries over from one session into the owner's next: a profile that ended
+        # its enrolment (or the previous held-out session) flagged shows the owner
+        # `impostor` from their first window on. That alarm is theirs too, so each held-out
+        # session starts from no alarm.
+        prev = min(prev, _rank("uncertain"))
         for w in seg.windows:
             active = profile.enrollment == "active"
             level, score = _assess(profile, w, seg.session, clock)

@@ -102,3 +102,20 @@ def test_genuine_time_counts_only_the_windows_an_active_profile_judged(
     run = run_genuine(profile, _account(6), 5.0)  # type: ignore[arg-type]
     assert run.windows == 6
     assert run.judged == judged and run.seconds == judged * 5.0
+
+
+def test_each_held_out_session_the_owner_begins_flagged_counts_again() -> None:
+    """Two held-out sessions (the default keystroke protocol holds out the end of each
+    recording): the owner flagged at the end of the first reads `impostor` from the first
+    window of the second, a second alarm."""
+    w = KeystrokeEvents(np.zeros(2), np.array([True, False]), np.zeros(2, np.int8))
+    account = Account(
+        "ann",
+        enroll=(),
+        genuine=(Segment("fb#heldout", (w,) * 2), Segment("ig#heldout", (w,) * 2)),
+        attack=(),
+    )
+    profile = _Profile(_Trust("trusted"), ["trusted", "impostor", "impostor", "trusted"])
+    run = run_genuine(profile, account, 5.0)  # type: ignore[arg-type]
+    assert profile.seen == ["fb#heldout"] * 2 + ["ig#heldout"] * 2
+    assert run.entries == {"impostor": 2, "suspicious": 2}
