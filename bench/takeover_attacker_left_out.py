@@ -9,7 +9,9 @@ part, as the CLI does) on a background fitted without that attacker's recordings
 without both of the attacker's: typing and pointing). Everything else is the CLI's: the same
 accounts and splits (its own parser and readers), enrolment policy, windows, trust. Printed
 per modality: the CLI's detection figures and the attacker-left-out ones, and how many pairs
-each way differ. False alarms are not re-counted (no attacker in a genuine run).
+each way differ. False alarms are not re-counted (no attacker in a genuine run). The CLI's
+``--users``, ``--json`` and ``--plot`` are accepted (its parser) but not used: every account
+is run and the figures are printed only.
 
     D=$(realpath ../shared/datasets)
     .venv/bin/python bench/takeover_attacker_left_out.py --keystrokes $D/keystrokes-freetext \\
