@@ -57,9 +57,10 @@ from profiles.evaluation.takeover import (  # noqa: E402
     Account,
     GenuineRun,
     TakeoverResult,
-    _assess,
     _Clock,
+    _judge,
     _rank,
+    _score,
     desk_account,
     enrolment_background,
     evaluate_takeover,
@@ -148,13 +149,14 @@ def run_genuine(
     # As takeover.run_genuine since 2026-12-08: an owner flagged since the end of enrolment
     # counts, and genuine time is the windows an active profile judged.
     run.level_at_start = profile.trust.level if run.active else "uncertain"
-    prev = min(_rank(run.level_at_start), _rank("uncertain"))
+    prev = _rank(run.level_at_start)
     for seg in account.genuine:
+        prev = min(prev, _rank("uncertain"))  # each held-out session starts from no alarm
         for w in seg.windows:
-            active = profile.enrollment == "active"
-            level, score = _assess(profile, w, seg.session, clock)
+            a = _judge(profile, w, seg.session, clock)
+            level, score = a.level, _score(a)
             run.windows += 1
-            run.judged += active or score is not None
+            run.judged += a.judged
             if score is not None:
                 scores.append(score)
             r = _rank(level)

@@ -114,6 +114,10 @@ class Assessment:
     learned: bool
     keyboard_raw: float | None = None
     mouse_raw: float | None = None
+    #: An active modality judged the window: its level is the trust level, not the
+    #: ``uncertain`` of a profile still enrolling (also true of the window whose new
+    #: session made a modality active, which has no score yet).
+    judged: bool = False
 
 
 class UserProfile:
@@ -230,6 +234,7 @@ class UserProfile:
             learned=learned,
             keyboard_raw=None if kb is None else kb[0],
             mouse_raw=None if ms is None else ms[0],
+            judged=kb_active or ms_active,
         )
 
     # -- evidence per modality ------------------------------------------------

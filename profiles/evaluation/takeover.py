@@ -45,7 +45,7 @@ from profiles.background import Background, fit_keystrokes, fit_mouse
 from profiles.keystrokes import KeystrokeEvents
 from profiles.mouse import MouseEvents
 from profiles.trust import DEFAULT_POLICY, LEVELS, TrustPolicy
-from profiles.user import EnrollmentPolicy, UserProfile
+from profiles.user import Assessment, EnrollmentPolicy, UserProfile
 
 Modality = Literal["keystrokes", "mouse", "desk"]
 Events = KeystrokeEvents | MouseEvents
@@ -194,17 +194,25 @@ class _Clock:
     calls: int = 0
 
 
-def _assess(
-    profile: UserProfile, window: Events, session: str, clock: _Clock
-) -> tuple[str, float | None]:
+def _judge(profile: UserProfile, window: Events, session: str, clock: _Clock) -> Assessment:
     keys = window if isinstance(window, KeystrokeEvents) else None
     mouse = window if isinstance(window, MouseEvents) else None
     t0 = time.perf_counter()
     a = profile.assess(keys, mouse, session=session)
     clock.seconds += time.perf_counter() - t0
     clock.calls += 1
-    score = a.keyboard_score if a.keyboard_score is not None else a.mouse_score
-    return a.level, score
+    return a
+
+
+def _score(a: Assessment) -> float | None:
+    return a.keyboard_score if a.keyboard_score is not None else a.mouse_score
+
+
+def _assess(
+    profile: UserProfile, window: Events, session: str, clock: _Clock
+) -> tuple[str, float | None]:
+    a = _judge(profile, window, session, clock)
+    return a.level, _score(a)
 
 
 def _rank(level: str) -> int:
@@ -396,14 +404,12 @@ def run_genuine(
         # session starts from no alarm.
         prev = min(prev, _rank("uncertain"))
         for w in seg.windows:
-            active = profile.enrollment == "active"
-            level, score = _assess(profile, w, seg.session, clock)
+            a = _judge(profile, w, seg.session, clock)
+            level, score = a.level, _score(a)
             run.windows += 1
             # Time counts where an alarm could be raised: a profile still enrolling reads
             # `uncertain` whoever types, and its windows would dilute the rate per 8 h.
-            # (A calibrated score exists only where its modality is active: that window was
-            # judged, also when the profile became active with this window's new session.)
-            run.judged += active or score is not None
+            run.judged += a.judged
             if score is not None:
                 scores.append(score)
             r = _rank(level)

@@ -21,6 +21,7 @@ class _Verdict:
     level: str
     keyboard_score: float | None = 0.5
     mouse_score: float | None = None
+    judged: bool = True
 
 
 @dataclass
@@ -88,7 +89,7 @@ class _Enrolling:
     def assess(self, keys: object, mouse: object, session: str) -> _Verdict:
         active = self.enrollment == "active"
         self.seen += 1
-        return _Verdict("trusted" if active else "uncertain", 0.5 if active else None)
+        return _Verdict("trusted" if active else "uncertain", 0.5 if active else None, None, active)
 
 
 @pytest.mark.parametrize(("enrolling", "judged"), [(0, 6), (2, 4), (6, 0)])
@@ -119,3 +120,18 @@ def test_each_held_out_session_the_owner_begins_flagged_counts_again() -> None:
     run = run_genuine(profile, account, 5.0)  # type: ignore[arg-type]
     assert profile.seen == ["fb#heldout"] * 2 + ["ig#heldout"] * 2
     assert run.entries == {"impostor": 2, "suspicious": 2}
+
+
+def test_a_window_judged_without_a_score_is_genuine_time() -> None:
+    """The window whose new session makes a modality active is judged (its level is the
+    trust level) before its context holds a score: time at risk all the same."""
+
+    class _NoScoreYet(_Profile):
+        def assess(self, keys: object, mouse: object, session: str) -> _Verdict:
+            super().assess(keys, mouse, session)
+            return _Verdict(self.trust.level, None, None, judged=len(self.seen) > 1)
+
+    profile = _NoScoreYet(_Trust("trusted"), ["uncertain", "trusted", "trusted"])
+    run = run_genuine(profile, _account(3), 5.0)  # type: ignore[arg-type]
+    assert run.windows == 3 and run.judged == 2 and run.seconds == 10.0
+    assert run.scores == []
