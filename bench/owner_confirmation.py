@@ -37,6 +37,7 @@ reverse direction). ``--h`` sets the CUSUM threshold (diagnostic rows; 5 is ship
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -53,14 +54,9 @@ from profiles.background import Background  # noqa: E402
 from profiles.enrollment import EnrollmentPolicy  # noqa: E402
 from profiles.evaluation import takeover  # noqa: E402
 from profiles.evaluation.takeover import (  # noqa: E402
-    ALARM_LEVELS,
     Account,
     GenuineRun,
     TakeoverResult,
-    _Clock,
-    _judge,
-    _rank,
-    _score,
     desk_account,
     enrolment_background,
     evaluate_takeover,
@@ -94,91 +90,38 @@ def _learn(self, kb, kb_cal, kb_active, ms, ms_cal, ms_active):  # type: ignore[
     if getattr(self, "grace_left", 0) <= 0:
         return _shipped_learn(self, kb, kb_cal, kb_active, ms, ms_cal, ms_active)
     self.grace_left -= 1
-    p = self.policy
-    learned = False
     if kb is not None:
         raw, cells, summary, _ = kb
-        k = self.keyboard
         if not kb_active:
-            k.anchor.learn(summary)  # an enrolling modality's anchor learns, as ever
-        k.unsampled += cells.size / p.keyboard_cells
-        stride = (
-            p.calibration_stride
-            if kb_active
-            else p.enrolling_stride(p.min_presses, p.keyboard_cells // 3)
-        )
-        if raw is not None and k.unsampled >= stride:
-            k.calibration.learn_one(raw)
-            k.unsampled = 0.0
-        k.model.learn_cells(cells)
-        k.presses += user_module._count_presses(cells)
-        k.summary.learn(summary)
-        learned = True
+            self.keyboard.anchor.learn(summary)  # an enrolling modality's anchor learns, as ever
+        self._learn_typing(raw, cells, summary, kb_active)
     if ms is not None:
         raw, actions, summary = ms
-        m = self.mouse
         if not ms_active:
-            m.anchor.learn(summary)
-        m.unsampled += actions.shape[0] / p.mouse_actions
-        stride = (
-            p.calibration_stride
-            if ms_active
-            else p.enrolling_stride(p.min_actions, p.mouse_actions)
-        )
-        if raw is not None and m.unsampled >= stride:
-            m.calibration.learn_one(raw)
-            m.unsampled = 0.0
-        m.model.learn_bins(actions)
-        m.actions += actions.shape[0]
-        m.summary.learn(summary)
-        learned = True
-    return learned
+            self.mouse.anchor.learn(summary)
+        self._learn_pointing(raw, actions, summary, ms_active)
+    return kb is not None or ms is not None
 
 
 user_module.UserProfile._learn = _learn  # type: ignore[method-assign]
 
 
-def run_genuine(
-    profile: UserProfile, account: Account, window_s: float, clock: _Clock | None = None
-) -> GenuineRun:
-    """``takeover.run_genuine``, plus ``confirm`` after every entry into ``impostor``."""
-    clock = clock or _Clock()
-    entries = dict.fromkeys(ALARM_LEVELS, 0)
-    scores: list[float] = []
-    run = GenuineRun(account.name, 0, 0.0, entries, scores, profile.enrollment == "active")
-    # As takeover.run_genuine since 2026-12-08: an owner flagged since the end of enrolment
-    # counts, and genuine time is the windows an active profile judged.
-    run.level_at_start = profile.trust.level if run.active else "uncertain"
-    prev = _rank(run.level_at_start)
-    for seg in account.genuine:
-        prev = min(prev, _rank("uncertain"))  # each held-out session starts from no alarm
-        for w in seg.windows:
-            a = _judge(profile, w, seg.session, clock)
-            level, score = a.level, _score(a)
-            run.windows += 1
-            run.judged += a.judged
-            if score is not None:
-                scores.append(score)
-            r = _rank(level)
-            for alarm in ALARM_LEVELS:
-                if r >= _rank(alarm) > prev:
-                    entries[alarm] += 1
-            entered = r >= _rank("impostor") > prev
-            prev = r
-            if level == "impostor":
-                n = Confirm.impostor_windows.get(account.name, 0)
-                Confirm.impostor_windows[account.name] = n + 1
-            if entered:
-                at = int(run.windows * window_s)
-                Confirm.entries[account.name] = [*Confirm.entries.get(account.name, []), at]
-                if Confirm.grace is not None:
-                    confirm(profile, Confirm.grace)
-                    prev = _rank(profile.trust.level)
-    run.seconds = run.judged * window_s
-    return run
+def after_window(profile: UserProfile, run: GenuineRun, level: str, entered: bool) -> str:
+    """After each genuine window: ``confirm`` after every entry into ``impostor``."""
+    if level == "impostor":
+        n = Confirm.impostor_windows.get(run.owner, 0)
+        Confirm.impostor_windows[run.owner] = n + 1
+    if entered:
+        at = int(run.windows * WINDOW_S)
+        Confirm.entries[run.owner] = [*Confirm.entries.get(run.owner, []), at]
+        if Confirm.grace is not None:
+            confirm(profile, Confirm.grace)
+            return profile.trust.level
+    return level
 
 
-takeover.run_genuine = run_genuine  # evaluate_takeover reads it from its module
+# evaluate_takeover reads run_genuine from its module
+takeover.run_genuine = functools.partial(takeover.run_genuine, after_window=after_window)
 
 
 def load(

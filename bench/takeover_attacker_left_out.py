@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import sys
 from pathlib import Path
@@ -35,16 +36,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from profiles.background import Background  # noqa: E402
-from profiles.enrollment import EnrollmentPolicy  # noqa: E402
 from profiles.evaluation.takeover import (  # noqa: E402
     Account,
     _q,
     desk_account,
-    enrolled_profile,
     enrolment_background,
     evaluate_takeover,
-    run_genuine,
-    run_takeover,
 )
 from streams.commands import evaluate_takeover as command  # noqa: E402
 
@@ -55,28 +52,6 @@ def figures(seconds: np.ndarray) -> str:
         f"median {_q(s, 0.5):.0f} s, p90 {_q(s, 0.9):.0f} s, within 60 s {np.mean(s <= 60):.0%},"
         f" within 300 s {np.mean(s <= 300):.0%}, ever {np.mean(np.isfinite(s)):.0%}"
     )
-
-
-def left_out(
-    accounts: list[Account],
-    background_without: list[Background],
-    policy: EnrollmentPolicy | None,
-    window_s: float,
-    max_s: float,
-) -> dict[tuple[str, str], float]:
-    """Seconds to detection per (owner, attacker), attacker ``i`` judged on background ``i``."""
-    out: dict[tuple[str, str], float] = {}
-    for i, attacker in enumerate(accounts):
-        for owner in accounts:
-            if owner is attacker:
-                continue
-            profile = enrolled_profile(owner, background_without[i], policy)
-            run_genuine(profile, owner, window_s)
-            out[owner.name, attacker.name] = run_takeover(
-                profile, owner, attacker, window_s, max_s
-            ).seconds
-        print(f"  attacker {i + 1}/{len(accounts)}", file=sys.stderr)
-    return out
 
 
 def main() -> int:
@@ -118,19 +93,23 @@ def main() -> int:
         )
     everyone = enrolment_background(typists, pointers, shipped)
     for modality, (accounts, backgrounds) in runs.items():
-        enrol = None if modality == "mouse" else policy
-        cli = evaluate_takeover(
+        run = functools.partial(
+            evaluate_takeover,
             accounts,
             everyone,
-            modality,  # type: ignore[arg-type]
-            enrollment=enrol,
+            modality,
+            enrollment=None if modality == "mouse" else policy,
             window_s=args.window_seconds,
             max_impostor_s=args.max_impostor_seconds,
         )
-        with_attacker = {(t.owner, t.attacker): t.seconds for t in cli.takeovers}
-        without = left_out(
-            accounts, backgrounds, enrol, args.window_seconds, args.max_impostor_seconds
+        with_attacker = {(t.owner, t.attacker): t.seconds for t in run().takeovers}
+        by_attacker = {a.name: bg for a, bg in zip(accounts, backgrounds, strict=True)}
+        left_out = run(
+            background_for=lambda owner, attacker, bgs=by_attacker: (
+                everyone if attacker is None else bgs[attacker.name]
+            )
         )
+        without = {(t.owner, t.attacker): t.seconds for t in left_out.takeovers}
         keys = sorted(with_attacker)
         a = np.array([with_attacker[k] for k in keys])
         b = np.array([without[k] for k in keys])

@@ -221,9 +221,6 @@ def run_variant(
     )
 
 
-_NOSELF: dict[str, Background] = {}
-
-
 def _without_owner(
     accounts: list[Account],
     background: Background,
@@ -233,24 +230,20 @@ def _without_owner(
     max_impostor_s: float,
 ) -> TakeoverResult:
     """The shipped protocol, each owner judged against a population without them."""
-    clock = _Clock()
-    genuine: list[GenuineRun] = []
-    takeovers: list[Takeover] = []
-    sizes: list[int] = []
-    for owner in accounts:
-        others = [a for a in accounts if a.name != owner.name]
-        if owner.name not in _NOSELF:
-            _NOSELF[owner.name] = enrolment_background([], others, background)
-        bg = _NOSELF[owner.name]
-        p = enrolled_profile(owner, bg, None, policy, clock)
-        genuine.append(run_genuine(p, owner, window_s, clock))
-        state = p.to_bytes()
-        sizes.append(len(state))
-        for attacker in others:
-            q = UserProfile.from_bytes(state, bg, None, policy)
-            takeovers.append(run_takeover(q, owner, attacker, window_s, max_impostor_s, clock))
-    us = clock.seconds / max(clock.calls, 1) * 1e6
-    return TakeoverResult(modality, window_s, takeovers, genuine, sizes, us, max_impostor_s)
+    noself = {
+        o.name: enrolment_background([], [a for a in accounts if a is not o], background)
+        for o in accounts
+    }
+    return evaluate_takeover(
+        accounts,
+        background,
+        modality,
+        window_s,
+        max_impostor_s,
+        None,
+        policy,
+        background_for=lambda owner, attacker: noself[owner.name],
+    )
 
 
 def main(argv: list[str]) -> int:

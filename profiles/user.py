@@ -351,19 +351,7 @@ class UserProfile:
                 and trusted_enough
                 and within_anchor(self.keyboard.anchor, summary, p.anchor_z)
             ):
-                k = self.keyboard
-                k.unsampled += cells.size / p.keyboard_cells
-                stride = (
-                    p.calibration_stride
-                    if kb_active
-                    else p.enrolling_stride(p.min_presses, p.keyboard_cells // 3)
-                )
-                if raw is not None and k.unsampled >= stride:
-                    k.calibration.learn_one(raw)
-                    k.unsampled = 0.0
-                self.keyboard.model.learn_cells(cells)
-                self.keyboard.presses += _count_presses(cells)
-                self.keyboard.summary.learn(summary)
+                self._learn_typing(raw, cells, summary, kb_active)
                 learned = True
         if ms is not None:
             raw, actions, summary = ms  # actions: one row of model bins each
@@ -376,21 +364,44 @@ class UserProfile:
                 and trusted_enough
                 and within_anchor(self.mouse.anchor, summary, p.anchor_z)
             ):
-                m = self.mouse
-                m.unsampled += actions.shape[0] / p.mouse_actions
-                stride = (
-                    p.calibration_stride
-                    if ms_active
-                    else p.enrolling_stride(p.min_actions, p.mouse_actions)
-                )
-                if raw is not None and m.unsampled >= stride:
-                    m.calibration.learn_one(raw)
-                    m.unsampled = 0.0
-                self.mouse.model.learn_bins(actions)
-                self.mouse.actions += actions.shape[0]
-                self.mouse.summary.learn(summary)
+                self._learn_pointing(raw, actions, summary, ms_active)
                 learned = True
         return learned
+
+    def _learn_typing(
+        self, raw: float | None, cells: np.ndarray, summary: np.ndarray, active: bool
+    ) -> None:
+        """Learn a window's typing once the gate let it through: model, summary, and every
+        ``stride`` contexts the context score into the calibration ring."""
+        p, k = self.policy, self.keyboard
+        k.unsampled += cells.size / p.keyboard_cells
+        stride = (
+            p.calibration_stride
+            if active
+            else p.enrolling_stride(p.min_presses, p.keyboard_cells // 3)
+        )
+        if raw is not None and k.unsampled >= stride:
+            k.calibration.learn_one(raw)
+            k.unsampled = 0.0
+        k.model.learn_cells(cells)
+        k.presses += _count_presses(cells)
+        k.summary.learn(summary)
+
+    def _learn_pointing(
+        self, raw: float | None, actions: np.ndarray, summary: np.ndarray, active: bool
+    ) -> None:
+        """As :meth:`_learn_typing`, for a window's finished pointer actions (model bins)."""
+        p, m = self.policy, self.mouse
+        m.unsampled += actions.shape[0] / p.mouse_actions
+        stride = (
+            p.calibration_stride if active else p.enrolling_stride(p.min_actions, p.mouse_actions)
+        )
+        if raw is not None and m.unsampled >= stride:
+            m.calibration.learn_one(raw)
+            m.unsampled = 0.0
+        m.model.learn_bins(actions)
+        m.actions += actions.shape[0]
+        m.summary.learn(summary)
 
     # -- bytes ------------------------------------------------------------------
 

@@ -387,8 +387,19 @@ def enrolled_profile(
     return profile
 
 
+#: Called after each genuine window with (profile, run so far, the window's level, whether
+#: it entered ``impostor``); returns the level the next window's entries count from (the
+#: window's own, unless the callback changed the profile's trust): for measurements that
+#: act on an alarm, e.g. bench/owner_confirmation.py.
+AfterWindow = Callable[[UserProfile, "GenuineRun", str, bool], str]
+
+
 def run_genuine(
-    profile: UserProfile, account: Account, window_s: float, clock: _Clock | None = None
+    profile: UserProfile,
+    account: Account,
+    window_s: float,
+    clock: _Clock | None = None,
+    after_window: AfterWindow | None = None,
 ) -> GenuineRun:
     """Feed the held-out genuine segments; count entries into each alarm level."""
     clock = clock or _Clock()
@@ -416,6 +427,8 @@ def run_genuine(
             for alarm in ALARM_LEVELS:
                 if r >= _rank(alarm) > prev:
                     entries[alarm] += 1
+            if after_window is not None:
+                r = _rank(after_window(profile, run, level, r >= _rank("impostor") > prev))
             prev = r
     run.seconds = run.judged * window_s
     return run
@@ -468,28 +481,43 @@ def evaluate_takeover(
     enrollment: EnrollmentPolicy | None = None,
     trust_policy: TrustPolicy = DEFAULT_POLICY,
     progress: Callable[[Iterable[Account]], Iterable[Account]] = lambda x: x,
+    background_for: Callable[[Account, Account | None], Background] | None = None,
 ) -> TakeoverResult:
-    """Genuine runs and all (owner, attacker) takeovers over ``accounts``."""
+    """Genuine runs and all (owner, attacker) takeovers over ``accounts``.
+
+    ``background_for(owner, attacker)`` (``attacker`` None for the genuine run) judges a
+    pair on another population than ``background``, e.g. one without that attacker
+    (bench/takeover_attacker_left_out.py); where it differs from the genuine run's, the
+    owner is enrolled and run through the genuine part again on it (not counted)."""
+
+    def population(owner: Account, attacker: Account | None) -> Background:
+        return background if background_for is None else background_for(owner, attacker)
+
     clock = _Clock()
-    after_genuine: dict[str, bytes] = {}
+    after_genuine: dict[str, tuple[Background, bytes]] = {}
     genuine: list[GenuineRun] = []
     sizes: list[int] = []
     never_active: list[str] = []
     for account in progress(accounts):
-        profile = enrolled_profile(account, background, enrollment, trust_policy, clock)
+        bg = population(account, None)
+        profile = enrolled_profile(account, bg, enrollment, trust_policy, clock)
         genuine.append(run_genuine(profile, account, window_s, clock))
         if profile.enrollment != "active":
             never_active.append(account.name)
-        after_genuine[account.name] = profile.to_bytes()
-        sizes.append(len(after_genuine[account.name]))
+        after_genuine[account.name] = (bg, profile.to_bytes())
+        sizes.append(len(after_genuine[account.name][1]))
     takeovers: list[Takeover] = []
     for owner in progress(accounts):
+        genuine_bg, state = after_genuine[owner.name]
         for attacker in accounts:
             if attacker.name == owner.name:
                 continue
-            profile = UserProfile.from_bytes(
-                after_genuine[owner.name], background, enrollment, trust_policy
-            )
+            bg = population(owner, attacker)
+            if bg is genuine_bg:
+                profile = UserProfile.from_bytes(state, bg, enrollment, trust_policy)
+            else:
+                profile = enrolled_profile(owner, bg, enrollment, trust_policy, clock)
+                run_genuine(profile, owner, window_s, clock)
             takeovers.append(
                 run_takeover(profile, owner, attacker, window_s, max_impostor_s, clock)
             )
